@@ -1,0 +1,143 @@
+//! The command line: `serve` (default), `migrate`, `user create`, `credits grant`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::domain::{Credits, Email, Password};
+use crate::startup::Application;
+use crate::store::{Store, StoreError};
+
+#[derive(Parser)]
+#[command(
+    name = "lowrouter",
+    version,
+    about = "LowRouter Keys: API-key dashboard and OpenAI-compatible gateway"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./lowrouter.toml if present). LOWROUTER_* variables override it.
+    #[arg(long, global = true, env = "LOWROUTER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the dashboard and gateway (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage credit balances.
+    Credits {
+        #[command(subcommand)]
+        command: CreditsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from stdin, or prompted for on a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CreditsCommand {
+    /// Add credits to an account, e.g. `--amount 25.00`.
+    Grant {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        amount: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            println!(
+                "LowRouter Keys is running on http://127.0.0.1:{}/ (Ctrl-C to stop)",
+                app.port()
+            );
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            Store::connect(&settings.database_url).await?;
+            println!("database is up to date");
+        }
+        Command::User {
+            command: UserCommand::Create { email },
+        } => {
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            let password =
+                Password::parse(read_password()?).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            let store = Store::connect(&settings.database_url).await?;
+            let hash = crate::web::password::hash_blocking(password)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            match store
+                .create_account(&email, &hash, settings.signup_grant)
+                .await
+            {
+                Ok(_) => println!(
+                    "created {} with {} credits",
+                    email.as_str(),
+                    settings.signup_grant
+                ),
+                Err(StoreError::Conflict) => {
+                    bail!("an account with email {} already exists", email.as_str())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Credits {
+            command: CreditsCommand::Grant { email, amount },
+        } => {
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            let amount = Credits::parse(&amount).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+            if amount == Credits::ZERO {
+                bail!("--amount: must be above zero");
+            }
+            let store = Store::connect(&settings.database_url).await?;
+            match store.grant_credits(&email, amount).await {
+                Ok(balance) => println!(
+                    "granted {amount} credits to {}; balance is now {balance}",
+                    email.as_str()
+                ),
+                Err(StoreError::NotFound) => bail!("no account with email {}", email.as_str()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("Password (at least 10 characters): ")?;
+        let again = rpassword::prompt_password("Repeat password: ")?;
+        if p != again {
+            bail!("the passwords differ");
+        }
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}

@@ -1,0 +1,274 @@
+//! Typed settings: defaults, then an optional `lowrouter.toml`, then `LOWROUTER_*`
+//! environment variables. Relative paths in the file resolve against the file's directory,
+//! never against the working directory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::Credits;
+
+/// A secret configuration value: `Debug` prints nothing of it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub bind: String,
+    /// `sqlite://path` (created if missing) or `postgres://…`.
+    pub database_url: String,
+    /// Signs session cookies. When absent, one is generated once and stored in the database.
+    pub session_secret: Option<Secret>,
+    /// Mark cookies `Secure` (serve over HTTPS).
+    pub cookie_secure: bool,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    /// Credits granted to every new account.
+    pub signup_grant: Credits,
+    /// Replaces the built-in model catalogue.
+    pub catalogue_path: Option<PathBuf>,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    /// Largest accepted request body (dashboard forms and gateway JSON).
+    pub max_body_bytes: usize,
+    /// Failed logins allowed per email and per IP within `login_window` before throttling.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1:8080".into(),
+            database_url: "sqlite://lowrouter.db".into(),
+            session_secret: None,
+            cookie_secure: false,
+            session_idle: Duration::from_secs(12 * 3600),
+            signup_grant: Credits::from_micros(5_000_000),
+            catalogue_path: None,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(300),
+            max_body_bytes: 1024 * 1024,
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    bind: Option<String>,
+    database_url: Option<String>,
+    session_secret: Option<Secret>,
+    cookie_secure: Option<bool>,
+    session_idle_minutes: Option<u64>,
+    signup_grant: Option<Credits>,
+    catalogue_path: Option<PathBuf>,
+    upstream_connect_timeout_ms: Option<u64>,
+    upstream_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    login_max_failures: Option<u32>,
+    login_window_minutes: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Settings {
+    /// Loads `path` if given, else `./lowrouter.toml` if it exists, then applies the
+    /// environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut s = Settings::default();
+        let default_path = Path::new("lowrouter.toml");
+        let path = path.or_else(|| default_path.exists().then_some(default_path));
+        if let Some(path) = path {
+            s.apply_file(path)?;
+        }
+        s.apply_env(|k| std::env::var(k).ok())?;
+        Ok(s)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let f: FileSettings = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: shown,
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(v) = f.bind {
+            self.bind = v;
+        }
+        if let Some(v) = f.database_url {
+            self.database_url = resolve_sqlite_url(&v, base);
+        }
+        if let Some(v) = f.session_secret {
+            self.session_secret = Some(v);
+        }
+        if let Some(v) = f.cookie_secure {
+            self.cookie_secure = v;
+        }
+        if let Some(v) = f.session_idle_minutes {
+            self.session_idle = Duration::from_secs(v * 60);
+        }
+        if let Some(v) = f.signup_grant {
+            self.signup_grant = v;
+        }
+        if let Some(v) = f.catalogue_path {
+            self.catalogue_path = Some(base.join(v));
+        }
+        if let Some(v) = f.upstream_connect_timeout_ms {
+            self.upstream_connect_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = f.upstream_timeout_secs {
+            self.upstream_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        if let Some(v) = f.login_max_failures {
+            self.login_max_failures = v;
+        }
+        if let Some(v) = f.login_window_minutes {
+            self.login_window = Duration::from_secs(v * 60);
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = get("LOWROUTER_BIND") {
+            self.bind = v;
+        }
+        if let Some(v) = get("LOWROUTER_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("LOWROUTER_SESSION_SECRET") {
+            self.session_secret = Some(Secret(v));
+        }
+        if let Some(v) = get("LOWROUTER_COOKIE_SECURE") {
+            self.cookie_secure = parse("LOWROUTER_COOKIE_SECURE", &v)?;
+        }
+        if let Some(v) = get("LOWROUTER_SESSION_IDLE_MINUTES") {
+            self.session_idle =
+                Duration::from_secs(parse::<u64>("LOWROUTER_SESSION_IDLE_MINUTES", &v)? * 60);
+        }
+        if let Some(v) = get("LOWROUTER_SIGNUP_GRANT") {
+            self.signup_grant = parse("LOWROUTER_SIGNUP_GRANT", &v)?;
+        }
+        if let Some(v) = get("LOWROUTER_CATALOGUE") {
+            self.catalogue_path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("LOWROUTER_UPSTREAM_TIMEOUT_SECS") {
+            self.upstream_timeout =
+                Duration::from_secs(parse("LOWROUTER_UPSTREAM_TIMEOUT_SECS", &v)?);
+        }
+        Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+    }
+}
+
+/// `sqlite://relative.db` in a config file means relative to that file.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+            format!("sqlite://{}", base.join(rest).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults() {
+        let mut s = Settings::default();
+        s.apply_env(|k| match k {
+            "LOWROUTER_BIND" => Some("0.0.0.0:9000".into()),
+            "LOWROUTER_SIGNUP_GRANT" => Some("12.50".into()),
+            "LOWROUTER_COOKIE_SECURE" => Some("true".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.bind, "0.0.0.0:9000");
+        assert_eq!(s.signup_grant.micros(), 12_500_000);
+        assert!(s.cookie_secure);
+        let bad = Settings::default()
+            .apply_env(|k| (k == "LOWROUTER_SIGNUP_GRANT").then(|| "lots".into()));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        assert_eq!(
+            resolve_sqlite_url("sqlite://x.db", Path::new("/etc/lr")),
+            "sqlite:///etc/lr/x.db"
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite:///var/x.db", Path::new("/etc")),
+            "sqlite:///var/x.db"
+        );
+        assert_eq!(
+            resolve_sqlite_url("postgres://h/db", Path::new("/etc")),
+            "postgres://h/db"
+        );
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2".into())),
+            "Secret(***)"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Money. 1 credit = €0.01 = 1,000,000 micro-credits. Never a float anywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Micro-credits per credit.
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+
+/// An amount of credits, held as integer micro-credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Credits(i64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreditsError {
+    #[error("enter an amount such as 10 or 2.50")]
+    NotANumber,
+    #[error("use at most 6 decimal places")]
+    TooPrecise,
+    #[error("the amount is too large")]
+    TooLarge,
+}
+
+impl Credits {
+    pub const ZERO: Credits = Credits(0);
+
+    pub const fn from_micros(micros: i64) -> Self {
+        Credits(micros)
+    }
+
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Parses a decimal amount of credits ("25", "25.00", "0.000001"). Signs are rejected:
+    /// every amount a user types is a positive quantity; callers decide whether 0 is allowed.
+    pub fn parse(input: &str) -> Result<Self, CreditsError> {
+        let s = input.trim();
+        let (whole, frac) = match s.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (s, ""),
+        };
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
+            return Err(CreditsError::NotANumber);
+        }
+        if frac.len() > 6 {
+            return Err(CreditsError::TooPrecise);
+        }
+        // Ten million credits (€100k) is far beyond any single grant or limit; capping here
+        // keeps every later multiplication comfortably inside i64.
+        if whole.trim_start_matches('0').len() > 9 {
+            return Err(CreditsError::TooLarge);
+        }
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| CreditsError::NotANumber)?
+        };
+        let mut frac_micros: i64 = 0;
+        for (i, b) in frac.bytes().enumerate() {
+            frac_micros += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
+        }
+        Ok(Credits(whole * MICROS_PER_CREDIT + frac_micros))
+    }
+
+    /// Cost of `tokens` at `price_per_million`, rounded up to the next micro-credit so that
+    /// no request is ever free by rounding.
+    pub fn cost_of(tokens: u64, price_per_million: Credits) -> Credits {
+        let raw = i128::from(tokens) * i128::from(price_per_million.0);
+        let micros = (raw + 999_999) / 1_000_000;
+        Credits(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    pub fn saturating_add(self, other: Credits) -> Credits {
+        Credits(self.0.saturating_add(other.0))
+    }
+
+    pub fn saturating_sub(self, other: Credits) -> Credits {
+        Credits(self.0.saturating_sub(other.0))
+    }
+
+    /// All six decimals: exact, for machine-readable exports.
+    pub fn exact(self) -> String {
+        format!("{:.6}", Decimal(self.0))
+    }
+
+    /// Two decimals for amounts in whole cents, up to six where a cheap request needs them.
+    pub fn display_precise(self) -> String {
+        let s = format!("{:.6}", Decimal(self.0));
+        let trimmed = s.trim_end_matches('0');
+        let dot = trimmed.find('.').unwrap_or(trimmed.len());
+        let decimals = trimmed.len() - dot - 1;
+        if decimals < 2 {
+            format!("{:.2}", Decimal(self.0))
+        } else {
+            trimmed.to_string()
+        }
+    }
+}
+
+/// Fixed-point helper so formatting never goes through a float.
+struct Decimal(i64);
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let places = f.precision().unwrap_or(2).min(6);
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let whole = abs / 1_000_000;
+        let frac = abs % 1_000_000;
+        if places == 0 {
+            return write!(f, "{sign}{whole}");
+        }
+        // Truncate (not round) to the requested places: shown balances never overstate.
+        let frac = frac / 10u64.pow(6 - places as u32);
+        write!(f, "{sign}{whole}.{frac:0width$}", width = places)
+    }
+}
+
+/// Two decimals: the dashboard's default presentation of balances and limits.
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", Decimal(self.0))
+    }
+}
+
+impl FromStr for Credits {
+    type Err = CreditsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Credits::parse(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Credits {
+    /// Accepts a decimal string ("2.50") or an integer (whole credits); never a float.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u32),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Credits(i64::from(n) * MICROS_PER_CREDIT)),
+            Raw::Str(s) => Credits::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl serde::Serialize for Credits {
+    /// JSON carries a decimal string with six places: exact, and no client float surprises.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:.6}", Decimal(self.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_decimal_amounts() {
+        assert_eq!(Credits::parse("25.00").unwrap().micros(), 25_000_000);
+        assert_eq!(Credits::parse("0.000001").unwrap().micros(), 1);
+        assert_eq!(Credits::parse("7").unwrap().micros(), 7_000_000);
+        assert_eq!(Credits::parse(".5").unwrap().micros(), 500_000);
+        assert_eq!(Credits::parse(" 3.1 ").unwrap().micros(), 3_100_000);
+    }
+
+    #[test]
+    fn rejects_bad_amounts() {
+        for bad in ["", ".", "-1", "1e3", "1,5", "abc", "1.2.3", "+1", "NaN"] {
+            assert_eq!(Credits::parse(bad), Err(CreditsError::NotANumber), "{bad}");
+        }
+        assert_eq!(Credits::parse("1.0000001"), Err(CreditsError::TooPrecise));
+        assert_eq!(Credits::parse("99999999999"), Err(CreditsError::TooLarge));
+    }
+
+    #[test]
+    fn formats_without_floats() {
+        assert_eq!(Credits::from_micros(5_000_000).to_string(), "5.00");
+        assert_eq!(Credits::from_micros(1_239_999).to_string(), "1.23");
+        assert_eq!(Credits::from_micros(120).display_precise(), "0.00012");
+        assert_eq!(Credits::from_micros(1_500_000).display_precise(), "1.50");
+        assert_eq!(Credits::from_micros(-2_500_000).to_string(), "-2.50");
+    }
+
+    #[test]
+    fn cost_rounds_up() {
+        let price = Credits::parse("1000").unwrap(); // per million tokens
+        assert_eq!(Credits::cost_of(1, price).micros(), 1_000);
+        assert_eq!(Credits::cost_of(0, price).micros(), 0);
+        let cheap = Credits::from_micros(3);
+        assert_eq!(Credits::cost_of(1, cheap).micros(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! The New key / Edit key form: raw input as typed (kept for re-rendering) and its parse
+//! into a [`KeySpec`], with one message per wrong field.
+
+use time::Date;
+
+use super::credits::Credits;
+use super::time_util;
+use crate::catalogue::Catalogue;
+
+pub const NAME_MAX_CHARS: usize = 64;
+
+/// What the user typed, unchanged, so a form with errors comes back exactly as it was.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFormInput {
+    pub name: String,
+    pub models: Vec<String>,
+    pub region: String,
+    pub daily_limit: String,
+    pub monthly_limit: String,
+    pub expires: String,
+}
+
+/// A key's name and scoping, valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub name: String,
+    /// Empty: every model.
+    pub models: Vec<String>,
+    pub region: Option<String>,
+    pub daily_limit: Option<Credits>,
+    pub monthly_limit: Option<Credits>,
+    /// Last day (UTC) on which the key works.
+    pub expires_on: Option<Date>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors {
+    pub name: Option<String>,
+    pub models: Option<String>,
+    pub region: Option<String>,
+    pub daily_limit: Option<String>,
+    pub monthly_limit: Option<String>,
+    pub expires: Option<String>,
+}
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        *self == FieldErrors::default()
+    }
+}
+
+pub fn parse_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("Give the key a name, such as prod-server or local-dev.".into());
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(format!("Use at most {NAME_MAX_CHARS} characters."));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("Use letters, digits, spaces and punctuation only.".into());
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    match Credits::parse(raw) {
+        Ok(c) if c.micros() > 0 => Ok(Some(c)),
+        Ok(_) => Err("Enter an amount above zero, or leave empty for no limit.".into()),
+        Err(e) => Err(format!("Enter an amount in credits: {e}.")),
+    }
+}
+
+impl KeyFormInput {
+    /// `today` is the current UTC date: an expiry date in the past is refused.
+    pub fn parse(&self, catalogue: &Catalogue, today: Date) -> Result<KeySpec, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let name = parse_name(&self.name)
+            .map_err(|e| errors.name = Some(e))
+            .ok();
+
+        let mut models: Vec<String> = Vec::new();
+        for m in &self.models {
+            let m = m.trim();
+            if m.is_empty() || models.iter().any(|x| x == m) {
+                continue;
+            }
+            if catalogue.model(m).is_none() {
+                errors.models = Some("Choose models from the list.".into());
+                break;
+            }
+            models.push(m.to_owned());
+        }
+
+        let region = match self.region.trim() {
+            "" => None,
+            r if catalogue.regions.iter().any(|x| x == r) => Some(r.to_owned()),
+            _ => {
+                errors.region = Some("Choose a region from the list.".into());
+                None
+            }
+        };
+        let daily_limit = parse_limit(&self.daily_limit)
+            .map_err(|e| errors.daily_limit = Some(e))
+            .ok()
+            .flatten();
+        let monthly_limit = parse_limit(&self.monthly_limit)
+            .map_err(|e| errors.monthly_limit = Some(e))
+            .ok()
+            .flatten();
+        if let (Some(d), Some(m)) = (daily_limit, monthly_limit) {
+            if d > m {
+                errors.daily_limit =
+                    Some("The daily limit cannot be above the monthly limit.".into());
+            }
+        }
+        let expires_on = match self.expires.trim() {
+            "" => None,
+            s => match time_util::parse_date(s) {
+                Some(d) if d >= today => Some(d),
+                Some(_) => {
+                    errors.expires = Some("Choose today or a later date.".into());
+                    None
+                }
+                None => {
+                    errors.expires = Some("Enter a date as YYYY-MM-DD.".into());
+                    None
+                }
+            },
+        };
+        match name {
+            Some(name) if errors.is_empty() => Ok(KeySpec {
+                name,
+                models,
+                region,
+                daily_limit,
+                monthly_limit,
+                expires_on,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The form pre-filled from an existing key (for Edit).
+    pub fn from_spec(spec: &KeySpec) -> Self {
+        KeyFormInput {
+            name: spec.name.clone(),
+            models: spec.models.clone(),
+            region: spec.region.clone().unwrap_or_default(),
+            daily_limit: spec
+                .daily_limit
+                .map(|c| c.display_precise())
+                .unwrap_or_default(),
+            monthly_limit: spec
+                .monthly_limit
+                .map(|c| c.display_precise())
+                .unwrap_or_default(),
+            expires: spec.expires_on.map(|d| d.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+impl KeySpec {
+    /// The instant the key stops working: the start of the UTC day after `expires_on`.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_on
+            .map(|d| time_util::date_start_ms(d) + 86_400_000)
+    }
+}

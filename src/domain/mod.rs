@@ -1,0 +1,14 @@
+//! Domain types: values that exist are valid. Input is parsed into these at the edge
+//! (forms, CLI, config, HTTP headers) and the rest of the code never re-checks it.
+
+pub mod credits;
+pub mod email;
+pub mod key_form;
+pub mod password;
+pub mod time_util;
+pub mod token;
+
+pub use credits::Credits;
+pub use email::Email;
+pub use password::Password;
+pub use token::{ApiToken, TokenError, TokenHash};

@@ -1,0 +1,105 @@
+//! Bearer authentication. The header must be exactly `Bearer <token>`; the token's shape and
+//! checksum are checked before the database is touched, and the key is then read from the
+//! database on every request (no cache that could serve a revoked or disabled key).
+
+use actix_web::http::header::{HeaderMap, AUTHORIZATION};
+
+use super::error::ApiError;
+use crate::domain::token::{hash_str, ApiToken, TokenError};
+use crate::domain::Credits;
+use crate::store::keys::{GatewayKey, KeyState};
+use crate::store::Store;
+
+/// Extracts the token from the `Authorization` header, or says what is wrong with it.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let mut values = headers.get_all(AUTHORIZATION);
+    let Some(value) = values.next() else {
+        return Err(ApiError::unauthorized(
+            "Missing Authorization header. Send `Authorization: Bearer <your LowRouter API key>`.",
+        ));
+    };
+    if values.next().is_some() {
+        return Err(ApiError::unauthorized(
+            "Send exactly one Authorization header.",
+        ));
+    }
+    let malformed = || {
+        ApiError::unauthorized("Malformed Authorization header: expected `Bearer ` followed by the API key, with no quotes or extra spaces.")
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(malformed)?;
+    match ApiToken::parse(token) {
+        Ok(_) => Ok(token),
+        Err(TokenError::BadChecksum) => Err(ApiError::unauthorized(
+            "The API key's checksum does not match: it was mistyped or truncated. Copy it again.",
+        )),
+        Err(TokenError::Malformed) => Err(malformed()),
+    }
+}
+
+/// The authenticated key and its account's spendable balance.
+pub struct Authed {
+    pub key: GatewayKey,
+}
+
+impl Authed {
+    pub fn available(&self) -> Credits {
+        Credits::from_micros(self.key.balance - self.key.reserved)
+    }
+}
+
+pub async fn authenticate(
+    store: &Store,
+    headers: &HeaderMap,
+    now_ms: i64,
+) -> Result<Authed, ApiError> {
+    let token = bearer_token(headers)?;
+    let key = store.gateway_key(&hash_str(token)).await.map_err(|e| {
+        tracing::error!(error = %e, "key lookup failed");
+        ApiError::internal()
+    })?;
+    // Unknown and revoked read the same: a revoked token tells its holder nothing new.
+    let invalid = || ApiError::unauthorized("Invalid API key.");
+    let key = key.ok_or_else(invalid)?;
+    match key.key.state(now_ms) {
+        KeyState::Active => Ok(Authed { key }),
+        KeyState::Revoked => Err(invalid()),
+        KeyState::Disabled => Err(ApiError::unauthorized(
+            "This API key is disabled. Enable it in the dashboard.",
+        )),
+        KeyState::Expired => Err(ApiError::unauthorized("This API key has expired.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn header_shapes() {
+        let t = ApiToken::generate();
+        let s = t.expose();
+        assert_eq!(bearer_token(&headers(&format!("Bearer {s}"))).unwrap(), s);
+        for bad in [
+            format!("bearer {s}"),
+            format!("Bearer  {s}"),
+            format!("Bearer \"{s}\""),
+            format!("Bearer {s} "),
+            format!("Basic {s}"),
+            s.to_owned(),
+            "Bearer".to_owned(),
+        ] {
+            let e = bearer_token(&headers(&bad)).unwrap_err();
+            assert_eq!(e.code, "invalid_api_key");
+            assert!(!e.message.contains(&s[10..]), "token echoed");
+        }
+        assert!(bearer_token(&HeaderMap::new()).is_err());
+    }
+}

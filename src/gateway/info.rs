@@ -1,0 +1,138 @@
+//! `GET /api/v1/models`, `/key`, `/credits`, `/generation/{id}`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::auth::authenticate;
+use super::error::ApiError;
+use crate::domain::{time_util, Credits};
+use crate::startup::AppState;
+
+fn ok(balance: Credits, body: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("x-credit-balance", balance.exact()))
+        .json(body)
+}
+
+fn exact(c: Option<i64>) -> Value {
+    c.map_or(Value::Null, |m| {
+        Value::String(Credits::from_micros(m).exact())
+    })
+}
+
+/// Only what this key may use, in its region.
+pub async fn models(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let key = &authed.key.key;
+    let cat = &state.catalogue;
+    let data: Vec<Value> = cat
+        .models
+        .iter()
+        .filter(|m| key.allows_model(&m.id))
+        .filter_map(|m| {
+            let regions: Vec<&str> =
+                cat.model_regions(m).into_iter().filter(|r| key.region.as_deref().is_none_or(|k| k == *r)).collect();
+            (!regions.is_empty()).then(|| {
+                json!({
+                    "id": m.id, "object": "model", "created": 0, "owned_by": m.id.split('/').next().unwrap_or(""),
+                    "name": m.name,
+                    "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "credits"},
+                    "max_output_tokens": m.max_output_tokens,
+                    "regions": regions,
+                })
+            })
+        })
+        .collect();
+    Ok(ok(
+        authed.available(),
+        json!({"object": "list", "data": data}),
+    ))
+}
+
+pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let now = time_util::now_ms();
+    let authed = authenticate(&state.store, req.headers(), now).await?;
+    let k = &authed.key.key;
+    let today = k.spent_today(now).micros();
+    let month = k.spent_this_month(now).micros();
+    let available = authed.available().micros();
+    let remaining = |limit: Option<i64>, spent: i64| {
+        let left = limit
+            .map_or(available, |l| (l - spent).min(available))
+            .max(0);
+        Value::String(Credits::from_micros(left).exact())
+    };
+    let body = json!({"data": {
+        "name": k.name,
+        "token": k.masked(),
+        "models": k.model_list(),
+        "region": k.region,
+        "daily_limit": exact(k.daily_limit),
+        "monthly_limit": exact(k.monthly_limit),
+        "expires_at": k.expires_at.map(time_util::format_second),
+        "spend_today": Credits::from_micros(today).exact(),
+        "spend_this_month": Credits::from_micros(month).exact(),
+        "remaining_today": remaining(k.daily_limit, today),
+        "remaining_this_month": remaining(k.monthly_limit, month),
+        "created_at": time_util::format_second(k.created_at),
+    }});
+    Ok(ok(authed.available(), body))
+}
+
+pub async fn credits(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let body = json!({"data": {
+        "balance": authed.available().exact(),
+        "reserved": Credits::from_micros(authed.key.reserved).exact(),
+    }});
+    Ok(ok(authed.available(), body))
+}
+
+/// One usage row of this key's account.
+pub async fn generation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let row = match state
+        .store
+        .usage_by_generation(authed.key.key.account_id, &path)
+        .await
+    {
+        Ok(r) => r,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::not_found("The generation"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "generation lookup failed");
+            return Err(ApiError::internal());
+        }
+    };
+    let body = json!({"data": {
+        "id": row.generation_id,
+        "key_name": row.key_name,
+        "requested_model": row.requested_model,
+        "model": row.resolved_model,
+        "provider": row.provider,
+        "region": row.region,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens,
+        "cost": Credits::from_micros(row.cost).exact(),
+        "status": row.status,
+        "http_status": row.http_status,
+        "error_code": row.error_code,
+        "streamed": row.streamed != 0,
+        "latency_ms": row.latency_ms,
+        "started_at": time_util::format_second(row.started_at),
+        "completed_at": time_util::format_second(row.completed_at),
+    }});
+    Ok(ok(authed.available(), body))
+}

@@ -1,0 +1,121 @@
+//! Forwarding to OpenAI-compatible providers: one pooled HTTP client, provider credentials
+//! read once from the environment, and a classification of failures into "try the next
+//! provider" and "answer the client".
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+
+use crate::catalogue::{Catalogue, Provider, ProviderKind};
+
+pub struct Upstreams {
+    client: reqwest::Client,
+    /// Provider id -> `Authorization` value (None: the provider needs none).
+    auth: HashMap<String, Option<HeaderValue>>,
+}
+
+/// Why a provider attempt did not produce a usable response.
+pub enum Failure {
+    /// Nothing reached the client yet: the next provider may be tried.
+    Retryable(String),
+    /// The provider refused the request (4xx): passed back to the client as is.
+    Rejected {
+        status: StatusCode,
+        body: bytes::Bytes,
+    },
+}
+
+impl Upstreams {
+    pub fn new(
+        catalogue: &Catalogue,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        let mut auth = HashMap::new();
+        for p in catalogue
+            .providers
+            .iter()
+            .filter(|p| p.kind == ProviderKind::Openai)
+        {
+            match &p.api_key_env {
+                None => {
+                    auth.insert(p.id.clone(), None);
+                }
+                Some(var) => match std::env::var(var)
+                    .ok()
+                    .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
+                {
+                    Some(mut v) => {
+                        v.set_sensitive(true);
+                        auth.insert(p.id.clone(), Some(v));
+                    }
+                    None => {
+                        tracing::info!(provider = %p.id, env = %var, "provider disabled: its API key variable is not set")
+                    }
+                },
+            }
+        }
+        Ok(Upstreams { client, auth })
+    }
+
+    /// Whether requests can be sent to this provider (echo always; HTTP ones with credentials).
+    pub fn is_usable(&self, p: &Provider) -> bool {
+        p.kind == ProviderKind::Echo || self.auth.contains_key(&p.id)
+    }
+
+    /// Sends the body; returns the response once its status is known to be 2xx.
+    pub async fn send(&self, p: &Provider, body: Vec<u8>) -> Result<reqwest::Response, Failure> {
+        let url = format!("{}/chat/completions", p.base_url.trim_end_matches('/'));
+        let mut req = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(Some(auth)) = self.auth.get(&p.id) {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Retryable(describe(&e)))?;
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        if status.is_success() {
+            Ok(resp)
+        } else if status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS
+        {
+            let body = resp.bytes().await.unwrap_or_default();
+            Err(Failure::Rejected { status, body })
+        } else {
+            // 5xx, 408 and 429: this provider cannot serve it now; another may.
+            Err(Failure::Retryable(format!(
+                "provider answered {}",
+                status.as_u16()
+            )))
+        }
+    }
+}
+
+/// A failure description for logs: never the URL's query or any credential.
+pub fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_body() || e.is_decode() {
+        "response body failed".into()
+    } else {
+        "request failed".into()
+    }
+}

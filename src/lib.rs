@@ -1,0 +1,12 @@
+//! LowRouter Keys: the API-key dashboard and the key-enforcing OpenAI-compatible gateway.
+//! See ARCHITECTURE.md for the map.
+
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod gateway;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;

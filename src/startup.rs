@@ -1,0 +1,210 @@
+//! Wiring: settings -> store, catalogue, upstreams, usage writer -> the HTTP server.
+//! `Application::build` binds (port 0 in tests) and reports the port it got.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::catalogue::Catalogue;
+use crate::config::Settings;
+use crate::domain::time_util;
+use crate::gateway::upstream::Upstreams;
+use crate::gateway::usage_writer::UsageWriter;
+use crate::store::sessions::DbSessionStore;
+use crate::store::{Backend, Store};
+use crate::web::throttle::LoginThrottle;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub catalogue: Arc<Catalogue>,
+    pub settings: Arc<Settings>,
+    pub throttle: Arc<LoginThrottle>,
+    pub usage: UsageWriter,
+    pub upstreams: Arc<Upstreams>,
+    /// Verified when a login names an unknown email, so timing reveals nothing.
+    pub dummy_hash: Arc<String>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    /// SQLite only: held for the life of the process (see [`lock_sqlite`]).
+    _lock: Option<File>,
+}
+
+const SESSION_SECRET: &str = "session_key";
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let catalogue = Catalogue::load(settings.catalogue_path.as_deref())
+            .context("loading the model catalogue")?;
+        let lock = if settings.is_postgres() {
+            None
+        } else {
+            Some(lock_sqlite(&settings.database_url)?)
+        };
+        let store = Store::connect(&settings.database_url)
+            .await
+            .context("opening the database")?;
+        let session_key = session_key(&settings, &store).await?;
+
+        // With SQLite this process is the only one serving the file (the lock above), so every
+        // hold left in the table belongs to a process that died: release them all now.
+        // With PostgreSQL other processes may be mid-request; only stale holds go.
+        let sweep_age = settings.upstream_timeout + Duration::from_secs(60);
+        let cutoff = match store.backend() {
+            Backend::Sqlite => time_util::now_ms() + 1,
+            Backend::Postgres => time_util::now_ms() - sweep_age.as_millis() as i64,
+        };
+        let released = store.sweep_reservations(cutoff).await?;
+        if released > 0 {
+            tracing::info!(released, "released reservations left by a previous process");
+        }
+        spawn_housekeeping(store.clone(), sweep_age);
+
+        let upstreams = Upstreams::new(
+            &catalogue,
+            settings.upstream_connect_timeout,
+            settings.upstream_timeout,
+        )?;
+        let dummy_hash =
+            actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
+        let state = AppState {
+            usage: UsageWriter::start(store.clone()),
+            store: store.clone(),
+            catalogue: Arc::new(catalogue),
+            throttle: Arc::new(LoginThrottle::new(
+                settings.login_max_failures,
+                settings.login_window,
+            )),
+            upstreams: Arc::new(upstreams),
+            dummy_hash: Arc::new(dummy_hash),
+            settings: Arc::new(settings.clone()),
+        };
+
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state);
+        let session_store = DbSessionStore(store);
+        let idle =
+            actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
+        let secure = settings.cookie_secure;
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
+                .cookie_name("lowrouter_session".into())
+                .cookie_secure(secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .session_lifecycle(
+                    PersistentSession::default()
+                        .session_ttl(idle)
+                        .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build();
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(crate::gateway::routes)
+                .service(
+                    web::scope("")
+                        .wrap(sessions)
+                        .wrap(crate::web::headers::security_headers())
+                        .configure(crate::web::routes)
+                        .default_service(web::to(|| async {
+                            Err::<actix_web::HttpResponse, _>(crate::web::error::WebError::NotFound)
+                        })),
+                )
+        })
+        .listen(listener)?
+        .backlog(2048)
+        .run();
+        tracing::info!(port, "listening");
+        Ok(Application {
+            port,
+            server,
+            _lock: lock,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _lock = self._lock;
+        self.server.await
+    }
+}
+
+/// One process serves an SQLite file: reservations live in it, and a second server would
+/// contend for its single writer. The CLI's admin commands do not take this lock.
+fn lock_sqlite(url: &str) -> anyhow::Result<File> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    let lock_path = format!("{path}.lock");
+    let file = File::create(&lock_path).with_context(|| format!("creating {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => anyhow::bail!(
+            "another lowrouter process is serving {path} (lock {lock_path}); use PostgreSQL to run several"
+        ),
+    }
+}
+
+/// The session signing key: configured, or generated once and kept in the database so that
+/// restarts (and other processes on the same database) keep sessions valid.
+async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> {
+    if let Some(secret) = &settings.session_secret {
+        anyhow::ensure!(
+            secret.expose().len() >= 32,
+            "the session secret must be at least 32 bytes"
+        );
+        return Ok(Key::derive_from(secret.expose().as_bytes()));
+    }
+    let mut bytes = [0u8; 64];
+    rand::RngExt::fill(
+        &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        &mut bytes[..],
+    );
+    let (stored, created) = store
+        .get_or_init_secret(SESSION_SECRET, &hex::encode(bytes))
+        .await?;
+    if created {
+        tracing::info!("generated a session secret and stored it in the database (table app_secrets, name session_key)");
+    } else {
+        tracing::info!("using the session secret stored in the database (table app_secrets)");
+    }
+    let raw = hex::decode(stored).context("stored session secret is not hex")?;
+    Ok(Key::from(&raw))
+}
+
+fn spawn_housekeeping(store: Store, sweep_age: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let cutoff = time_util::now_ms() - sweep_age.as_millis() as i64;
+            if let Err(e) = store.sweep_reservations(cutoff).await {
+                tracing::warn!(error = %e, "reservation sweep failed");
+            }
+            if let Err(e) = store.purge_expired_sessions().await {
+                tracing::warn!(error = %e, "session purge failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,276 @@
+//! SQL for `api_keys`.
+
+use sqlx::FromRow;
+use time::Date;
+
+use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
+use crate::domain::key_form::KeySpec;
+use crate::domain::token::{masked, TokenHash};
+use crate::domain::{time_util, ApiToken, Credits};
+
+/// What the owner can set; `revoked` is final and reached only through [`Store::revoke_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+}
+
+impl KeyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// The state a person sees, derived from `status` and the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Disabled,
+    Expired,
+    Revoked,
+}
+
+impl KeyState {
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyState::Active => "Active",
+            KeyState::Disabled => "Disabled",
+            KeyState::Expired => "Expired",
+            KeyState::Revoked => "Revoked",
+        }
+    }
+}
+
+const KEY_COLUMNS: &str =
+    "id, account_id, name, token_prefix, token_last4, models, region, daily_limit, \
+    monthly_limit, expires_at, status, created_at, revoked_at, last_used_at, spend_day, day_spend, \
+    spend_month, month_spend";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub token_prefix: String,
+    pub token_last4: String,
+    pub models: String,
+    pub region: Option<String>,
+    pub daily_limit: Option<i64>,
+    pub monthly_limit: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub status: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub spend_day: i64,
+    pub day_spend: i64,
+    pub spend_month: i64,
+    pub month_spend: i64,
+}
+
+impl KeyRow {
+    pub fn state(&self, now_ms: i64) -> KeyState {
+        match self.status.as_str() {
+            "revoked" => KeyState::Revoked,
+            "disabled" => KeyState::Disabled,
+            _ if self.expires_at.is_some_and(|e| e <= now_ms) => KeyState::Expired,
+            _ => KeyState::Active,
+        }
+    }
+
+    pub fn masked(&self) -> String {
+        masked(&self.token_prefix, &self.token_last4)
+    }
+
+    pub fn model_list(&self) -> Vec<&str> {
+        self.models.split(',').filter(|m| !m.is_empty()).collect()
+    }
+
+    pub fn allows_model(&self, id: &str) -> bool {
+        self.models.is_empty() || self.models.split(',').any(|m| m == id)
+    }
+
+    /// Spend counted against the daily limit at `now_ms` (reservations in flight included).
+    pub fn spent_today(&self, now_ms: i64) -> Credits {
+        Credits::from_micros(if self.spend_day == time_util::day_number(now_ms) {
+            self.day_spend
+        } else {
+            0
+        })
+    }
+
+    pub fn spent_this_month(&self, now_ms: i64) -> Credits {
+        Credits::from_micros(if self.spend_month == time_util::month_number(now_ms) {
+            self.month_spend
+        } else {
+            0
+        })
+    }
+
+    /// The last day the key works, for display and the edit form.
+    pub fn expires_on(&self) -> Option<Date> {
+        self.expires_at
+            .map(|e| time_util::from_ms(e - 86_400_000).date())
+    }
+
+    pub fn spec(&self) -> KeySpec {
+        KeySpec {
+            name: self.name.clone(),
+            models: self.model_list().into_iter().map(str::to_owned).collect(),
+            region: self.region.clone(),
+            daily_limit: self.daily_limit.map(Credits::from_micros),
+            monthly_limit: self.monthly_limit.map(Credits::from_micros),
+            expires_on: self.expires_on(),
+        }
+    }
+}
+
+/// A key as the gateway sees it: the key row plus its account's balance, in one read.
+#[derive(Debug, Clone, FromRow)]
+pub struct GatewayKey {
+    #[sqlx(flatten)]
+    pub key: KeyRow,
+    pub balance: i64,
+    pub reserved: i64,
+}
+
+impl Store {
+    /// Stores a new key: only the token's hash, prefix and last four characters.
+    /// `Conflict` when the account already has a live key of that name.
+    pub async fn create_key(
+        &self,
+        account_id: i64,
+        spec: &KeySpec,
+        token: &ApiToken,
+    ) -> Result<i64> {
+        let now = time_util::now_ms();
+        on_write!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, models, region, \
+                 daily_limit, monthly_limit, expires_at, created_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id",
+            )
+            .bind(account_id)
+            .bind(&spec.name)
+            .bind(&token.hash().0)
+            .bind(token.display_prefix())
+            .bind(token.last_four())
+            .bind(spec.models.join(","))
+            .bind(spec.region.as_deref())
+            .bind(spec.daily_limit.map(Credits::micros))
+            .bind(spec.monthly_limit.map(Credits::micros))
+            .bind(spec.expires_at_ms())
+            .bind(now)
+            .fetch_one(pool)
+            .await
+            .map_err(conflict_on_unique)
+        })
+    }
+
+    /// Every key of the account, newest first (revoked ones included; the page splits them).
+    pub async fn list_keys(&self, account_id: i64) -> Result<Vec<KeyRow>> {
+        let sql = format!("select {KEY_COLUMNS} from api_keys where account_id = $1 order by created_at desc, id desc");
+        Ok(on_read!(self, pool => {
+            sqlx::query_as::<_, KeyRow>(&sql).bind(account_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// One key of this account. Another account's key is `NotFound`, exactly like a
+    /// missing one, so ids reveal nothing.
+    pub async fn key(&self, account_id: i64, key_id: i64) -> Result<KeyRow> {
+        let sql = format!("select {KEY_COLUMNS} from api_keys where id = $1 and account_id = $2");
+        on_read!(self, pool => {
+            sqlx::query_as::<_, KeyRow>(&sql)
+                .bind(key_id)
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)
+        })
+    }
+
+    /// Replaces name and scoping of a live key. Spend counters stay.
+    pub async fn update_key(&self, account_id: i64, key_id: i64, spec: &KeySpec) -> Result<()> {
+        let done = on_write!(self, pool => {
+            sqlx::query(
+                "update api_keys set name = $1, models = $2, region = $3, daily_limit = $4, monthly_limit = $5, \
+                 expires_at = $6 where id = $7 and account_id = $8 and status <> 'revoked'",
+            )
+            .bind(&spec.name)
+            .bind(spec.models.join(","))
+            .bind(spec.region.as_deref())
+            .bind(spec.daily_limit.map(Credits::micros))
+            .bind(spec.monthly_limit.map(Credits::micros))
+            .bind(spec.expires_at_ms())
+            .bind(key_id)
+            .bind(account_id)
+            .execute(pool)
+            .await
+            .map_err(conflict_on_unique)?
+            .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    pub async fn set_key_status(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        status: KeyStatus,
+    ) -> Result<()> {
+        let done = on_write!(self, pool => {
+            sqlx::query("update api_keys set status = $1 where id = $2 and account_id = $3 and status <> 'revoked'")
+                .bind(status.as_str())
+                .bind(key_id)
+                .bind(account_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// Revokes for good. Committed before the dashboard answers, and the gateway reads key
+    /// state from the database on every request, so the next request fails.
+    pub async fn revoke_key(&self, account_id: i64, key_id: i64) -> Result<()> {
+        let now = time_util::now_ms();
+        let done = on_write!(self, pool => {
+            sqlx::query(
+                "update api_keys set status = 'revoked', revoked_at = $1 where id = $2 and account_id = $3 and status <> 'revoked'",
+            )
+            .bind(now)
+            .bind(key_id)
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// The gateway's one read per request: the key by token hash, with its account's balance.
+    pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
+        const SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, k.region, \
+            k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
+            k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved \
+            from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
+        Ok(on_read!(self, pool => {
+            sqlx::query_as::<_, GatewayKey>(SQL).bind(&hash.0).fetch_optional(pool).await?
+        }))
+    }
+}

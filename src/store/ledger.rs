@@ -1,0 +1,185 @@
+//! Reservations: how limits and balances hold under concurrency.
+//!
+//! Before a request is forwarded, [`Store::reserve`] holds its worst-case cost in one
+//! transaction: conditional `UPDATE`s raise the key's day and month counters and the
+//! account's `reserved` only if every limit still holds, and a `reservations` row records
+//! the hold. The conditions are evaluated by the database against the latest committed row
+//! (SQLite: one writer at a time; PostgreSQL: row locks and re-check under READ COMMITTED),
+//! so concurrent requests cannot together pass a limit. Settlement to the real cost happens
+//! in the usage batch (see `store::usage`), in the same transaction as the usage row.
+//! A hold whose request died with its process is released by [`Store::sweep_reservations`].
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::keys::KeyRow;
+use super::{on_read, on_write, Result, Store, StoreError};
+use crate::domain::{time_util, Credits};
+
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub id: String,
+    pub account_id: i64,
+    pub key_id: i64,
+    pub amount: Credits,
+    pub day: i64,
+    pub month: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    #[error("daily limit reached")]
+    DailyLimit,
+    #[error("monthly limit reached")]
+    MonthlyLimit,
+    #[error("insufficient credits")]
+    InsufficientCredits,
+    /// The key was revoked or disabled between authentication and reservation.
+    #[error("key no longer active")]
+    KeyInactive,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ReserveError {
+    fn from(e: sqlx::Error) -> Self {
+        ReserveError::Store(StoreError::Db(e))
+    }
+}
+
+/// Day and month counters read as zero once their bucket has passed.
+const RESERVE_KEY: &str = "update api_keys set \
+    day_spend = (case when spend_day = $1 then day_spend else 0 end) + $3, spend_day = $1, \
+    month_spend = (case when spend_month = $2 then month_spend else 0 end) + $3, spend_month = $2 \
+    where id = $4 and status = 'active' \
+    and (daily_limit is null or (case when spend_day = $1 then day_spend else 0 end) + $3 <= daily_limit) \
+    and (monthly_limit is null or (case when spend_month = $2 then month_spend else 0 end) + $3 <= monthly_limit)";
+
+/// The account must keep a positive spendable amount; a free request still needs one.
+const RESERVE_ACCOUNT: &str = "update accounts set reserved = reserved + $1 \
+    where id = $2 and balance - reserved >= $1 and balance - reserved > 0";
+
+const INSERT_RESERVATION: &str =
+    "insert into reservations (id, account_id, key_id, amount, day, month, created_at) \
+    values ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Moves `$2` (charge) from reserved into spent and releases `$1` (the hold).
+pub(crate) const SETTLE_ACCOUNT: &str = "update accounts set \
+    balance = case when balance < $2 then 0 else balance - $2 end, \
+    reserved = case when reserved < $1 then 0 else reserved - $1 end \
+    where id = $3";
+
+/// Replaces held amounts by charged ones in the counters of the bucket they were held in,
+/// and advances `last_used_at` (folded in here so usage costs no extra write per request).
+pub(crate) const SETTLE_KEY: &str = "update api_keys set \
+    day_spend = case when spend_day = $1 then (case when day_spend + $3 < $2 then 0 else day_spend + $3 - $2 end) else day_spend end, \
+    month_spend = case when spend_month = $4 then (case when month_spend + $3 < $2 then 0 else month_spend + $3 - $2 end) else month_spend end, \
+    last_used_at = case when last_used_at is null or last_used_at < $5 then $5 else last_used_at end \
+    where id = $6";
+
+impl Store {
+    /// Holds `amount` against the key's limits and the account's balance, atomically.
+    pub async fn reserve(
+        &self,
+        key: &KeyRow,
+        amount: Credits,
+        now_ms: i64,
+    ) -> Result<Reservation, ReserveError> {
+        let day = time_util::day_number(now_ms);
+        let month = time_util::month_number(now_ms);
+        let id = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        let outcome: Result<Option<ReserveError>, ReserveError> = on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let key_ok = sqlx::query(RESERVE_KEY)
+                .bind(day).bind(month).bind(amount.micros()).bind(key.id)
+                .execute(&mut *tx).await?.rows_affected() == 1;
+            if !key_ok {
+                tx.rollback().await?;
+                Ok(Some(ReserveError::DailyLimit))
+            } else {
+                let account_ok = sqlx::query(RESERVE_ACCOUNT)
+                    .bind(amount.micros()).bind(key.account_id)
+                    .execute(&mut *tx).await?.rows_affected() == 1;
+                if !account_ok {
+                    tx.rollback().await?;
+                    Ok(Some(ReserveError::InsufficientCredits))
+                } else {
+                    sqlx::query(INSERT_RESERVATION)
+                        .bind(&id).bind(key.account_id).bind(key.id).bind(amount.micros())
+                        .bind(day).bind(month).bind(now_ms)
+                        .execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(None)
+                }
+            }
+        });
+        match outcome? {
+            None => Ok(Reservation {
+                id,
+                account_id: key.account_id,
+                key_id: key.id,
+                amount,
+                day,
+                month,
+            }),
+            Some(ReserveError::DailyLimit) => Err(self
+                .why_key_refused(key.account_id, key.id, amount, now_ms)
+                .await),
+            Some(other) => Err(other),
+        }
+    }
+
+    /// After the key update matched no row: read the key again to say which rule refused.
+    async fn why_key_refused(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        amount: Credits,
+        now_ms: i64,
+    ) -> ReserveError {
+        let key = match self.key(account_id, key_id).await {
+            Ok(k) => k,
+            Err(e) => return e.into(),
+        };
+        if key.status != "active" {
+            return ReserveError::KeyInactive;
+        }
+        let over = |limit: Option<i64>, spent: Credits| {
+            limit.is_some_and(|l| spent.micros() + amount.micros() > l)
+        };
+        if over(key.daily_limit, key.spent_today(now_ms)) {
+            ReserveError::DailyLimit
+        } else if over(key.monthly_limit, key.spent_this_month(now_ms)) {
+            ReserveError::MonthlyLimit
+        } else {
+            // Raced with a settlement that freed room; report the daily limit conservatively.
+            ReserveError::DailyLimit
+        }
+    }
+
+    /// Releases holds created before `cutoff_ms` whose requests can no longer be running
+    /// (their process died). Returns how many were released.
+    pub async fn sweep_reservations(&self, cutoff_ms: i64) -> Result<u64> {
+        let stale: Vec<(String, i64, i64, i64, i64, i64)> = on_read!(self, pool => {
+            sqlx::query_as("select id, account_id, key_id, amount, day, month from reservations where created_at < $1")
+                .bind(cutoff_ms)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut released = 0;
+        for (id, account_id, key_id, amount, day, month) in stale {
+            on_write!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let gone = sqlx::query("delete from reservations where id = $1").bind(&id).execute(&mut *tx).await?.rows_affected();
+                if gone == 1 {
+                    sqlx::query(SETTLE_ACCOUNT).bind(amount).bind(0i64).bind(account_id).execute(&mut *tx).await?;
+                    sqlx::query(SETTLE_KEY)
+                        .bind(day).bind(amount).bind(0i64).bind(month).bind(0i64).bind(key_id)
+                        .execute(&mut *tx).await?;
+                    released += 1;
+                }
+                tx.commit().await?;
+            });
+        }
+        Ok(released)
+    }
+}

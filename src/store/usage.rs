@@ -1,0 +1,486 @@
+//! SQL for `usage` and its daily rollup `usage_daily`.
+
+use std::collections::HashMap;
+
+use sqlx::{FromRow, QueryBuilder};
+
+use super::ledger::{Reservation, SETTLE_ACCOUNT, SETTLE_KEY};
+use super::{on_read, on_write, Result, Store, StoreError};
+use crate::domain::time_util;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageStatus {
+    Ok,
+    ClientError,
+    UpstreamError,
+}
+
+impl UsageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageStatus::Ok => "ok",
+            UsageStatus::ClientError => "client_error",
+            UsageStatus::UpstreamError => "upstream_error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(UsageStatus::Ok),
+            "client_error" => Some(UsageStatus::ClientError),
+            "upstream_error" => Some(UsageStatus::UpstreamError),
+            _ => None,
+        }
+    }
+}
+
+/// One authenticated gateway request, as recorded.
+#[derive(Debug, Clone)]
+pub struct NewUsage {
+    pub generation_id: String,
+    pub account_id: i64,
+    pub key_id: i64,
+    pub key_name: String,
+    pub requested_model: String,
+    pub resolved_model: Option<String>,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Micro-credits charged.
+    pub cost: i64,
+    pub status: UsageStatus,
+    pub http_status: u16,
+    pub error_code: Option<&'static str>,
+    pub streamed: bool,
+    pub latency_ms: i64,
+    pub started_at: i64,
+    pub completed_at: i64,
+}
+
+/// A usage row plus the reservation it settles (if the request got that far).
+#[derive(Debug, Clone)]
+pub struct UsageEntry {
+    pub usage: NewUsage,
+    pub reservation: Option<Reservation>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UsageRow {
+    pub id: i64,
+    pub generation_id: String,
+    pub key_id: i64,
+    pub key_name: String,
+    pub requested_model: String,
+    pub resolved_model: Option<String>,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cost: i64,
+    pub status: String,
+    pub http_status: i64,
+    pub error_code: Option<String>,
+    pub streamed: i64,
+    pub latency_ms: i64,
+    pub started_at: i64,
+    pub completed_at: i64,
+}
+
+pub(crate) const USAGE_COLUMNS: &str = "id, generation_id, key_id, key_name, requested_model, resolved_model, provider, \
+    region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, streamed, \
+    latency_ms, started_at, completed_at";
+
+/// Rows in one multi-row insert: well under both backends' bind-parameter limits.
+const INSERT_CHUNK: usize = 500;
+
+impl Store {
+    /// Writes a batch of usage rows, settles their reservations and updates the rollup and
+    /// `last_used_at`, all in one transaction: one commit for many requests (group commit).
+    /// Settlements are summed per account and per key so a batch costs a handful of
+    /// statements, not several per request.
+    pub async fn write_usage_batch(&self, batch: &[UsageEntry]) -> Result<()> {
+        let mut accounts: HashMap<i64, (i64, i64)> = HashMap::new();
+        // (key, day, month) -> delta: a hold is settled in the bucket it was taken in.
+        let mut keys: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
+        let mut daily: HashMap<(i64, i64, i64, &str), (&str, [i64; 5])> = HashMap::new();
+        let mut reservation_ids: Vec<&str> = Vec::new();
+        for e in batch {
+            let u = &e.usage;
+            match &e.reservation {
+                Some(r) => {
+                    let charge = u.cost.min(r.amount.micros());
+                    let a = accounts.entry(r.account_id).or_default();
+                    a.0 += r.amount.micros();
+                    a.1 += charge;
+                    let k = keys.entry((r.key_id, r.day, r.month)).or_default();
+                    k.release += r.amount.micros();
+                    k.charge += charge;
+                    k.last_used = k.last_used.max(u.completed_at);
+                    reservation_ids.push(&r.id);
+                }
+                None => {
+                    let k = keys.entry((u.key_id, -1, -1)).or_default();
+                    k.last_used = k.last_used.max(u.completed_at);
+                }
+            }
+            let model = u.resolved_model.as_deref().unwrap_or(&u.requested_model);
+            let d = daily
+                .entry((
+                    u.account_id,
+                    time_util::day_number(u.started_at),
+                    u.key_id,
+                    model,
+                ))
+                .or_insert((&u.key_name, [0; 5]));
+            d.0 = &u.key_name;
+            d.1[0] += 1;
+            d.1[1] += i64::from(u.status != UsageStatus::Ok);
+            d.1[2] += u.prompt_tokens;
+            d.1[3] += u.completion_tokens;
+            d.1[4] += u.cost;
+        }
+
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in batch.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::new(
+                    "insert into usage (generation_id, account_id, key_id, key_name, requested_model, resolved_model, \
+                     provider, region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, \
+                     error_code, streamed, latency_ms, started_at, completed_at) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    let u = &e.usage;
+                    b.push_bind(&u.generation_id)
+                        .push_bind(u.account_id)
+                        .push_bind(u.key_id)
+                        .push_bind(&u.key_name)
+                        .push_bind(&u.requested_model)
+                        .push_bind(&u.resolved_model)
+                        .push_bind(&u.provider)
+                        .push_bind(&u.region)
+                        .push_bind(u.prompt_tokens)
+                        .push_bind(u.completion_tokens)
+                        .push_bind(u.prompt_tokens + u.completion_tokens)
+                        .push_bind(u.cost)
+                        .push_bind(u.status.as_str())
+                        .push_bind(i64::from(u.http_status))
+                        .push_bind(u.error_code)
+                        .push_bind(i64::from(u.streamed))
+                        .push_bind(u.latency_ms)
+                        .push_bind(u.started_at)
+                        .push_bind(u.completed_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            // Holds already released by the sweeper must not be released twice.
+            let mut live: Vec<String> = Vec::new();
+            for chunk in reservation_ids.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::new("delete from reservations where id in (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(") returning id");
+                let ids: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                live.extend(ids.into_iter().map(|(id,)| id));
+            }
+            if live.len() != reservation_ids.len() {
+                unrelease_swept(batch, &live, &mut accounts, &mut keys);
+            }
+            for (account_id, (release, charge)) in &accounts {
+                sqlx::query(SETTLE_ACCOUNT).bind(release).bind(charge).bind(account_id).execute(&mut *tx).await?;
+            }
+            for ((key_id, day, month), d) in &keys {
+                sqlx::query(SETTLE_KEY)
+                    .bind(day).bind(d.release).bind(d.charge).bind(month).bind(d.last_used).bind(key_id)
+                    .execute(&mut *tx).await?;
+            }
+            for ((account_id, day, key_id, model), (key_name, n)) in &daily {
+                sqlx::query(
+                    "insert into usage_daily (account_id, day, key_id, key_name, model, requests, errors, prompt_tokens, \
+                     completion_tokens, cost) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     on conflict (account_id, day, key_id, model) do update set \
+                     key_name = excluded.key_name, requests = usage_daily.requests + excluded.requests, \
+                     errors = usage_daily.errors + excluded.errors, \
+                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+                     cost = usage_daily.cost + excluded.cost",
+                )
+                .bind(account_id).bind(day).bind(key_id).bind(*key_name).bind(*model)
+                .bind(n[0]).bind(n[1]).bind(n[2]).bind(n[3]).bind(n[4])
+                .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// One usage row of this account by generation id.
+    pub async fn usage_by_generation(
+        &self,
+        account_id: i64,
+        generation_id: &str,
+    ) -> Result<UsageRow> {
+        let sql = format!(
+            "select {USAGE_COLUMNS} from usage where generation_id = $1 and account_id = $2"
+        );
+        on_read!(self, pool => {
+            sqlx::query_as::<_, UsageRow>(&sql)
+                .bind(generation_id)
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)
+        })
+    }
+}
+
+#[derive(Default)]
+struct KeyDelta {
+    release: i64,
+    charge: i64,
+    last_used: i64,
+}
+
+/// Rare path: some holds were already released by the sweeper (their request outlived the
+/// sweep cutoff), so for those only the charge is applied.
+fn unrelease_swept(
+    batch: &[UsageEntry],
+    live: &[String],
+    accounts: &mut HashMap<i64, (i64, i64)>,
+    keys: &mut HashMap<(i64, i64, i64), KeyDelta>,
+) {
+    for r in batch.iter().filter_map(|e| e.reservation.as_ref()) {
+        if live.iter().any(|id| id == &r.id) {
+            continue;
+        }
+        if let Some(a) = accounts.get_mut(&r.account_id) {
+            a.0 -= r.amount.micros();
+        }
+        if let Some(k) = keys.get_mut(&(r.key_id, r.day, r.month)) {
+            k.release -= r.amount.micros();
+        }
+    }
+}
+
+/// Filters of the Usage pages, already validated. All of them combine (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub key_name: Option<String>,
+    /// Inclusive start, unix ms.
+    pub from_ms: Option<i64>,
+    /// Exclusive end, unix ms.
+    pub to_ms: Option<i64>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub status: Option<UsageStatus>,
+}
+
+/// A bind value for SQL assembled at run time.
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// `where` clause and binds for a filter; placeholders numbered from `$1`.
+fn filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> (String, Vec<Bind<'a>>) {
+    let mut sql = String::from(" where account_id = $1");
+    let mut binds = vec![Bind::Int(account_id)];
+    let mut add = |cond: &str, b: Bind<'a>| {
+        binds.push(b);
+        sql.push_str(&format!(" and {cond} ${}", binds.len()));
+    };
+    if let Some(k) = &f.key_name {
+        add("key_name =", Bind::Text(k));
+    }
+    if let Some(t) = f.from_ms {
+        add("started_at >=", Bind::Int(t));
+    }
+    if let Some(t) = f.to_ms {
+        add("started_at <", Bind::Int(t));
+    }
+    if let Some(m) = &f.model {
+        add("coalesce(resolved_model, requested_model) =", Bind::Text(m));
+    }
+    if let Some(p) = &f.provider {
+        add("provider =", Bind::Text(p));
+    }
+    if let Some(r) = &f.region {
+        add("region =", Bind::Text(r));
+    }
+    if let Some(s) = f.status {
+        add("status =", Bind::Text(s.as_str()));
+    }
+    (sql, binds)
+}
+
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Int(i) => q.bind(*i),
+                Bind::Text(s) => q.bind(*s),
+            };
+        }
+        q
+    }};
+}
+
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: i64,
+    pub errors: i64,
+}
+
+/// One bar segment of the chart: spend of one key on one day.
+#[derive(Debug, Clone, FromRow)]
+pub struct DailySpend {
+    pub day: i64,
+    pub key_name: String,
+    pub cost: i64,
+}
+
+impl Store {
+    /// A page of rows, newest first, strictly older than `before_id` (keyset pagination:
+    /// stable while new rows arrive, no OFFSET scan).
+    pub async fn list_usage(
+        &self,
+        account_id: i64,
+        f: &UsageFilter,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>> {
+        let (mut sql, mut binds) = filter_sql(account_id, f);
+        if let Some(b) = before_id {
+            binds.push(Bind::Int(b));
+            sql.push_str(&format!(" and id < ${}", binds.len()));
+        }
+        binds.push(Bind::Int(limit));
+        let sql = format!(
+            "select {USAGE_COLUMNS} from usage{sql} order by id desc limit ${}",
+            binds.len()
+        );
+        Ok(
+            on_read!(self, pool => bind_all!(sqlx::query_as::<_, UsageRow>(&sql), &binds).fetch_all(pool).await?),
+        )
+    }
+
+    pub async fn usage_totals(&self, account_id: i64, f: &UsageFilter) -> Result<UsageTotals> {
+        let (sql, binds) = filter_sql(account_id, f);
+        let sql = format!(
+            "select count(*) as requests, cast(coalesce(sum(prompt_tokens), 0) as bigint) as prompt_tokens, \
+             cast(coalesce(sum(completion_tokens), 0) as bigint) as completion_tokens, \
+             cast(coalesce(sum(cost), 0) as bigint) as cost, \
+             cast(coalesce(sum(case when status <> 'ok' then 1 else 0 end), 0) as bigint) as errors from usage{sql}"
+        );
+        Ok(
+            on_read!(self, pool => bind_all!(sqlx::query_as::<_, UsageTotals>(&sql), &binds).fetch_one(pool).await?),
+        )
+    }
+
+    /// Spend per day and key for the chart.
+    pub async fn daily_spend(&self, account_id: i64, f: &UsageFilter) -> Result<Vec<DailySpend>> {
+        let (sql, binds) = filter_sql(account_id, f);
+        let sql = format!(
+            "select started_at / 86400000 as day, key_name, cast(sum(cost) as bigint) as cost from usage{sql} \
+             group by started_at / 86400000, key_name order by day, key_name"
+        );
+        Ok(
+            on_read!(self, pool => bind_all!(sqlx::query_as::<_, DailySpend>(&sql), &binds).fetch_all(pool).await?),
+        )
+    }
+
+    /// Distinct key names in this account's history (revoked keys' names included), for the
+    /// filter's choices.
+    pub async fn usage_key_names(&self, account_id: i64) -> Result<Vec<String>> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar::<_, String>("select distinct key_name from usage_daily where account_id = $1 order by key_name")
+                .bind(account_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Streams every row matching the filter, newest first, for CSV export: constant memory.
+    pub fn stream_usage(
+        &self,
+        account_id: i64,
+        f: UsageFilter,
+    ) -> futures_util::stream::BoxStream<'static, Result<UsageRow>> {
+        use futures_util::StreamExt;
+        let store = self.clone();
+        // Pages by keyset so no single query holds a read transaction open for the whole
+        // download (that would block WAL checkpoints on SQLite).
+        futures_util::stream::unfold(Some(None::<i64>), move |cursor| {
+            let store = store.clone();
+            let f = f.clone();
+            async move {
+                let before = cursor?;
+                match store.list_usage(account_id, &f, before, 5000).await {
+                    Ok(rows) if rows.is_empty() => None,
+                    Ok(rows) => {
+                        let next = rows.len().eq(&5000).then(|| rows.last().map(|r| r.id));
+                        Some((
+                            futures_util::stream::iter(rows.into_iter().map(Ok)).left_stream(),
+                            next,
+                        ))
+                    }
+                    Err(e) => Some((
+                        futures_util::stream::iter(vec![Err(e)]).right_stream(),
+                        None,
+                    )),
+                }
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// A ranked line of the dashboard home ("top keys", "top models").
+#[derive(Debug, Clone, FromRow)]
+pub struct Ranked {
+    pub name: String,
+    pub requests: i64,
+    pub cost: i64,
+}
+
+impl Store {
+    /// Spend from `from_day` (inclusive) to today, from the daily rollup.
+    pub async fn spend_since_day(&self, account_id: i64, from_day: i64) -> Result<i64> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily where account_id = $1 and day >= $2",
+            )
+            .bind(account_id)
+            .bind(from_day)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
+    /// Top keys (`by_key`) or models by spend since `from_day`, from the daily rollup.
+    pub async fn top_since_day(
+        &self,
+        account_id: i64,
+        from_day: i64,
+        by_key: bool,
+        limit: i64,
+    ) -> Result<Vec<Ranked>> {
+        let col = if by_key { "key_name" } else { "model" };
+        let sql = format!(
+            "select {col} as name, cast(sum(requests) as bigint) as requests, cast(sum(cost) as bigint) as cost \
+             from usage_daily where account_id = $1 and day >= $2 group by {col} order by cost desc, requests desc limit $3"
+        );
+        Ok(on_read!(self, pool => {
+            sqlx::query_as::<_, Ranked>(&sql).bind(account_id).bind(from_day).bind(limit).fetch_all(pool).await?
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! Dashboard home: balance, spend, top keys and models, latest requests: unexpected usage
+//! is visible at a glance.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::error::WebResult;
+use super::keys::html;
+use super::usage::UsageView;
+use super::{see_other, Dashboard, Layout};
+use crate::domain::{time_util, Credits};
+use crate::startup::AppState;
+use crate::store::usage::{Ranked, UsageFilter};
+
+pub struct RankedView {
+    pub name: String,
+    pub requests: i64,
+    pub cost: String,
+}
+
+impl From<Ranked> for RankedView {
+    fn from(r: Ranked) -> Self {
+        RankedView {
+            name: r.name,
+            requests: r.requests,
+            cost: Credits::from_micros(r.cost).display_precise(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    layout: Layout,
+    balance: String,
+    spent_today: String,
+    spent_month: String,
+    active_keys: usize,
+    top_keys: Vec<RankedView>,
+    top_models: Vec<RankedView>,
+    recent: Vec<UsageView>,
+}
+
+pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebResult<HttpResponse> {
+    let Some(user) = user else {
+        return Ok(see_other("/login"));
+    };
+    let now = time_util::now_ms();
+    let today = time_util::day_number(now);
+    let month_start = today - i64::from(time_util::from_ms(now).day()) + 1;
+    let store = &state.store;
+    let keys = store.list_keys(user.id()).await?;
+    let revoked: Vec<i64> = keys
+        .iter()
+        .filter(|k| k.status == "revoked")
+        .map(|k| k.id)
+        .collect();
+    let recent = store
+        .list_usage(user.id(), &UsageFilter::default(), None, 8)
+        .await?;
+    let page = HomePage {
+        balance: user.account.available().to_string(),
+        spent_today: Credits::from_micros(store.spend_since_day(user.id(), today).await?)
+            .display_precise(),
+        spent_month: Credits::from_micros(store.spend_since_day(user.id(), month_start).await?)
+            .display_precise(),
+        active_keys: keys.iter().filter(|k| k.status != "revoked").count(),
+        top_keys: store
+            .top_since_day(user.id(), today - 29, true, 5)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        top_models: store
+            .top_since_day(user.id(), today - 29, false, 5)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        recent: recent
+            .iter()
+            .map(|r| UsageView::new(r, revoked.contains(&r.key_id)))
+            .collect(),
+        layout: user.layout("home"),
+    };
+    html(StatusCode::OK, page.render()?)
+}

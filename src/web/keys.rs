@@ -1,0 +1,401 @@
+//! Keys pages: list, New key (with the one-time reveal), edit, disable/enable, delete.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::error::{WebError, WebResult};
+use super::form::CsrfForm;
+use super::session::random_token;
+use super::{see_other, Dashboard, Layout};
+use crate::catalogue::Catalogue;
+use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
+use crate::domain::{time_util, ApiToken, Credits};
+use crate::startup::AppState;
+use crate::store::keys::{KeyRow, KeyState, KeyStatus};
+use crate::store::StoreError;
+
+/// A key as the pages show it: never more of the token than prefix and last four.
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    pub masked: String,
+    pub models: String,
+    pub region: String,
+    pub daily_limit: String,
+    pub monthly_limit: String,
+    pub expires: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub created: String,
+    pub last_used: String,
+    pub spent_today: String,
+    pub spent_month: String,
+    pub disabled: bool,
+}
+
+impl KeyView {
+    pub fn new(k: &KeyRow, now: i64) -> Self {
+        let state = k.state(now);
+        let limit = |l: Option<i64>| {
+            l.map_or_else(
+                || "None".to_owned(),
+                |m| Credits::from_micros(m).display_precise(),
+            )
+        };
+        KeyView {
+            id: k.id,
+            name: k.name.clone(),
+            masked: k.masked(),
+            models: if k.models.is_empty() {
+                "All models".into()
+            } else {
+                k.model_list().join(", ")
+            },
+            region: k.region.clone().unwrap_or_else(|| "Any".into()),
+            daily_limit: limit(k.daily_limit),
+            monthly_limit: limit(k.monthly_limit),
+            expires: k
+                .expires_on()
+                .map_or_else(|| "Never".into(), |d| d.to_string()),
+            state: state.label(),
+            state_class: match state {
+                KeyState::Active => "ok",
+                KeyState::Disabled => "muted",
+                KeyState::Expired => "warn",
+                KeyState::Revoked => "bad",
+            },
+            created: time_util::format_date(k.created_at),
+            last_used: k
+                .last_used_at
+                .map_or_else(|| "Never".into(), time_util::format_minute),
+            spent_today: k.spent_today(now).display_precise(),
+            spent_month: k.spent_this_month(now).display_precise(),
+            disabled: state == KeyState::Disabled,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+struct KeysPage {
+    layout: Layout,
+    active: Vec<KeyView>,
+    revoked: Vec<KeyView>,
+}
+
+pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
+    let now = time_util::now_ms();
+    let keys = state.store.list_keys(user.id()).await?;
+    let (revoked, active): (Vec<_>, Vec<_>) = keys.iter().partition(|k| k.status == "revoked");
+    let page = KeysPage {
+        layout: user.layout("keys"),
+        active: active.into_iter().map(|k| KeyView::new(k, now)).collect(),
+        revoked: revoked.into_iter().map(|k| KeyView::new(k, now)).collect(),
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+pub struct ModelOption {
+    pub id: String,
+    pub name: String,
+    pub prices: String,
+    pub checked: bool,
+}
+
+pub struct RegionOption {
+    pub id: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "key_form.html")]
+struct KeyFormPage {
+    layout: Layout,
+    /// `Some(id)` when editing an existing key.
+    editing: Option<i64>,
+    form_id: String,
+    input: KeyFormInput,
+    errors: FieldErrors,
+    models: Vec<ModelOption>,
+    regions: Vec<RegionOption>,
+    today: String,
+}
+
+fn form_page(
+    catalogue: &Catalogue,
+    layout: Layout,
+    editing: Option<i64>,
+    input: KeyFormInput,
+    errors: FieldErrors,
+) -> KeyFormPage {
+    let models = catalogue
+        .models
+        .iter()
+        .map(|m| ModelOption {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            prices: format!(
+                "{} / {} credits per 1M tokens in / out",
+                m.input_price.display_precise(),
+                m.output_price.display_precise()
+            ),
+            checked: input.models.iter().any(|x| x == &m.id),
+        })
+        .collect();
+    let regions = catalogue
+        .regions
+        .iter()
+        .map(|r| RegionOption {
+            id: r.clone(),
+            selected: input.region == *r,
+        })
+        .collect();
+    KeyFormPage {
+        layout,
+        editing,
+        form_id: random_token(),
+        input,
+        errors,
+        models,
+        regions,
+        today: time_util::format_date(time_util::now_ms()),
+    }
+}
+
+fn read_form(form: &CsrfForm) -> KeyFormInput {
+    KeyFormInput {
+        name: form.get("name").to_owned(),
+        models: form.get_all("models"),
+        region: form.get("region").to_owned(),
+        daily_limit: form.get("daily_limit").to_owned(),
+        monthly_limit: form.get("monthly_limit").to_owned(),
+        expires: form.get("expires").to_owned(),
+    }
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+const NAME_TAKEN: &str =
+    "You already have a key with this name. Choose another, or delete the old key first.";
+
+pub async fn new_form(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
+    let page = form_page(
+        &state.catalogue,
+        user.layout("keys"),
+        None,
+        KeyFormInput::default(),
+        FieldErrors::default(),
+    );
+    html(StatusCode::OK, page.render()?)
+}
+
+#[derive(Template)]
+#[template(path = "key_created.html")]
+struct RevealPage {
+    layout: Layout,
+    name: String,
+    token: String,
+}
+
+/// Create answers with the reveal page itself (no redirect, so the token is in no URL and
+/// no session), marked `no-store`. A re-submitted form (reload, Back then Forward) carries a
+/// used form id and is sent to the Keys page instead: no second key, no second reveal.
+pub async fn create(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let input = read_form(&form);
+    let spec = match input.parse(&state.catalogue, today()) {
+        Ok(spec) => spec,
+        Err(errors) => return render_form_errors(&state, &user, None, input, errors),
+    };
+    if !user.session.consume_form(form.get("form_id"))? {
+        user.session
+            .set_flash("That key was already created. Its token is shown only once.")?;
+        return Ok(see_other("/keys"));
+    }
+    let token = ApiToken::generate();
+    match state.store.create_key(user.id(), &spec, &token).await {
+        Ok(id) => {
+            tracing::info!(account_id = user.id(), key_id = id, "key created");
+            let page = RevealPage {
+                layout: user.layout("keys"),
+                name: spec.name,
+                token: token.expose().to_owned(),
+            };
+            Ok(HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::PRAGMA, "no-cache"))
+                .body(page.render()?))
+        }
+        Err(StoreError::Conflict) => {
+            let errors = FieldErrors {
+                name: Some(NAME_TAKEN.into()),
+                ..Default::default()
+            };
+            render_form_errors(&state, &user, None, input, errors)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn render_form_errors(
+    state: &AppState,
+    user: &Dashboard,
+    editing: Option<i64>,
+    input: KeyFormInput,
+    errors: FieldErrors,
+) -> WebResult<HttpResponse> {
+    let page = form_page(
+        &state.catalogue,
+        user.layout("keys"),
+        editing,
+        input,
+        errors,
+    );
+    html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
+}
+
+async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
+    let key = state.store.key(user.id(), id).await?;
+    if key.status == "revoked" {
+        return Err(WebError::NotFound);
+    }
+    Ok(key)
+}
+
+pub async fn edit_form(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let input = KeyFormInput::from_spec(&key.spec());
+    let page = form_page(
+        &state.catalogue,
+        user.layout("keys"),
+        Some(key.id),
+        input,
+        FieldErrors::default(),
+    );
+    html(StatusCode::OK, page.render()?)
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let input = read_form(&form);
+    // An expiry already in the past is fine to keep unchanged when editing other fields.
+    let spec: KeySpec = match input.parse(
+        &state.catalogue,
+        key.expires_on().map_or(today(), |d| d.min(today())),
+    ) {
+        Ok(spec) => spec,
+        Err(errors) => return render_form_errors(&state, &user, Some(key.id), input, errors),
+    };
+    match state.store.update_key(user.id(), key.id, &spec).await {
+        Ok(()) => {
+            user.session
+                .set_flash(&format!("Saved changes to “{}”.", spec.name))?;
+            Ok(see_other("/keys"))
+        }
+        Err(StoreError::Conflict) => {
+            let errors = FieldErrors {
+                name: Some(NAME_TAKEN.into()),
+                ..Default::default()
+            };
+            render_form_errors(&state, &user, Some(key.id), input, errors)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn set_status(
+    state: &AppState,
+    user: &Dashboard,
+    id: i64,
+    status: KeyStatus,
+) -> WebResult<HttpResponse> {
+    let key = live_key(state, user, id).await?;
+    state
+        .store
+        .set_key_status(user.id(), key.id, status)
+        .await?;
+    let verb = if status == KeyStatus::Active {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    user.session
+        .set_flash(&format!("“{}” is {verb}.", key.name))?;
+    Ok(see_other("/keys"))
+}
+
+pub async fn disable(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    set_status(&state, &user, path.into_inner(), KeyStatus::Disabled).await
+}
+
+pub async fn enable(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    set_status(&state, &user, path.into_inner(), KeyStatus::Active).await
+}
+
+#[derive(Template)]
+#[template(path = "key_delete.html")]
+struct DeletePage {
+    layout: Layout,
+    key: KeyView,
+}
+
+pub async fn confirm_delete(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let page = DeletePage {
+        key: KeyView::new(&key, time_util::now_ms()),
+        layout: user.layout("keys"),
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    state.store.revoke_key(user.id(), key.id).await?;
+    tracing::info!(account_id = user.id(), key_id = key.id, "key revoked");
+    user.session.set_flash(&format!(
+        "Deleted “{}”. Requests with its token now fail.",
+        key.name
+    ))?;
+    Ok(see_other("/keys"))
+}
+
+pub fn html(status: StatusCode, body: String) -> WebResult<HttpResponse> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}

@@ -1,0 +1,121 @@
+//! The server-rendered dashboard. Handlers are thin: parse (domain types), call the store,
+//! render a template or redirect (post/redirect/get), with errors as [`error::WebError`].
+
+pub mod assets;
+pub mod auth;
+pub mod error;
+pub mod form;
+pub mod headers;
+pub mod home;
+pub mod keys;
+pub mod password;
+pub mod session;
+pub mod throttle;
+pub mod usage;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::startup::AppState;
+use crate::store::accounts::AccountRow;
+use error::WebError;
+use session::TypedSession;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home::index))
+        .route("/signup", web::get().to(auth::signup_form))
+        .route("/signup", web::post().to(auth::signup))
+        .route("/login", web::get().to(auth::login_form))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/keys", web::get().to(keys::list))
+        .route("/keys", web::post().to(keys::create))
+        .route("/keys/new", web::get().to(keys::new_form))
+        .route("/keys/{id}/edit", web::get().to(keys::edit_form))
+        .route("/keys/{id}/edit", web::post().to(keys::update))
+        .route("/keys/{id}/disable", web::post().to(keys::disable))
+        .route("/keys/{id}/enable", web::post().to(keys::enable))
+        .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
+        .route("/keys/{id}/delete", web::post().to(keys::delete))
+        .route("/usage", web::get().to(usage::list))
+        .route("/usage.csv", web::get().to(usage::export_csv))
+        .route("/usage/{generation_id}", web::get().to(usage::detail))
+        .route("/static/{file}", web::get().to(assets::serve));
+}
+
+/// What every dashboard page's layout shows: who is signed in, the balance, and the CSRF
+/// token for the logout button (and the page's own forms).
+pub struct Layout {
+    pub email: String,
+    pub balance: String,
+    pub csrf: String,
+    pub nav: &'static str,
+    pub flash: Option<String>,
+}
+
+/// A signed-in account. Extracting it from a request that has none answers with a
+/// redirect to the login page.
+pub struct Dashboard {
+    pub account: AccountRow,
+    pub session: TypedSession,
+    pub csrf: String,
+}
+
+impl Dashboard {
+    pub fn layout(&self, nav: &'static str) -> Layout {
+        Layout {
+            email: self.account.email.clone(),
+            balance: self.account.available().to_string(),
+            csrf: self.csrf.clone(),
+            nav,
+            flash: self.session.take_flash(),
+        }
+    }
+
+    pub fn id(&self) -> i64 {
+        self.account.id
+    }
+}
+
+impl FromRequest for Dashboard {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .expect("AppState registered")
+                .clone();
+            let session = TypedSession(actix_session::SessionExt::get_session(&req));
+            let Some(id) = session.account_id()? else {
+                return Err(WebError::LoginRequired.into());
+            };
+            let account = match state.store.account(id).await {
+                Ok(a) => a,
+                Err(crate::store::StoreError::NotFound) => {
+                    session.log_out();
+                    return Err(WebError::LoginRequired.into());
+                }
+                Err(e) => return Err(WebError::from(e).into()),
+            };
+            let csrf = session.ensure_csrf_token()?;
+            Ok(Dashboard {
+                account,
+                session,
+                csrf,
+            })
+        })
+    }
+}
+
+/// Post/redirect/get.
+pub fn see_other(location: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .finish()
+}

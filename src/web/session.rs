@@ -1,0 +1,94 @@
+//! What the dashboard keeps in a session: the account id, the CSRF token, one flash
+//! message, and the ids of New key forms already used (so a re-submitted Create never makes
+//! a second key).
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use rand::distr::{Alphanumeric, SampleString};
+use std::future::{ready, Ready};
+
+use super::error::WebError;
+
+const USER_ID: &str = "account_id";
+const CSRF: &str = "csrf";
+const FLASH: &str = "flash";
+const USED_FORMS: &str = "used_forms";
+
+pub fn random_token() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+pub struct TypedSession(pub Session);
+
+type SessionResult<T> = Result<T, WebError>;
+
+fn internal<E: std::fmt::Display>(e: E) -> WebError {
+    WebError::Internal(format!("session: {e}"))
+}
+
+impl TypedSession {
+    pub fn account_id(&self) -> SessionResult<Option<i64>> {
+        self.0.get(USER_ID).map_err(internal)
+    }
+
+    /// Signs in: a new session id (no fixation) and a new CSRF token.
+    pub fn log_in(&self, account_id: i64) -> SessionResult<()> {
+        self.0.renew();
+        self.0.insert(USER_ID, account_id).map_err(internal)?;
+        self.0.insert(CSRF, random_token()).map_err(internal)
+    }
+
+    /// Ends the session: the server-side row is deleted, so the old cookie is worthless.
+    pub fn log_out(&self) {
+        self.0.purge();
+    }
+
+    pub fn csrf_token(&self) -> SessionResult<Option<String>> {
+        self.0.get(CSRF).map_err(internal)
+    }
+
+    /// The CSRF token for forms on the page being rendered, created on first use.
+    pub fn ensure_csrf_token(&self) -> SessionResult<String> {
+        if let Some(t) = self.csrf_token()? {
+            return Ok(t);
+        }
+        let t = random_token();
+        self.0.insert(CSRF, &t).map_err(internal)?;
+        Ok(t)
+    }
+
+    pub fn set_flash(&self, message: &str) -> SessionResult<()> {
+        self.0.insert(FLASH, message).map_err(internal)
+    }
+
+    pub fn take_flash(&self) -> Option<String> {
+        self.0.remove_as::<String>(FLASH).and_then(Result::ok)
+    }
+
+    /// Records a New key form as used. Returns false if it was used before.
+    pub fn consume_form(&self, form_id: &str) -> SessionResult<bool> {
+        let mut used: Vec<String> = self
+            .0
+            .get(USED_FORMS)
+            .map_err(internal)?
+            .unwrap_or_default();
+        if used.iter().any(|u| u == form_id) {
+            return Ok(false);
+        }
+        used.push(form_id.to_owned());
+        let keep = used.len().saturating_sub(20);
+        used.drain(..keep);
+        self.0.insert(USED_FORMS, used).map_err(internal)?;
+        Ok(true)
+    }
+}
+
+impl FromRequest for TypedSession {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(TypedSession(req.get_session())))
+    }
+}

@@ -1,0 +1,505 @@
+//! Usage pages: history by key name with filters, totals, a daily chart (server-side SVG),
+//! keyset pagination, CSV export and a detail page per generation.
+
+use std::collections::HashMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use futures_util::StreamExt;
+
+use super::error::WebResult;
+use super::keys::html;
+use super::{Dashboard, Layout};
+use crate::domain::{time_util, Credits};
+use crate::startup::AppState;
+use crate::store::usage::{UsageFilter, UsageRow, UsageStatus, UsageTotals};
+
+pub const PAGE_SIZE: i64 = 50;
+const CHART_DAYS_DEFAULT: i64 = 30;
+const CHART_DAYS_MAX: i64 = 366;
+
+/// The query string as typed, echoed back into the filter form.
+#[derive(Debug, Default, Clone)]
+pub struct FilterInput {
+    pub key: String,
+    pub from: String,
+    pub to: String,
+    pub model: String,
+    pub provider: String,
+    pub region: String,
+    pub status: String,
+}
+
+/// Parses the query string; each bad value yields a message and is ignored.
+pub fn parse_filter(
+    q: &HashMap<String, String>,
+) -> (FilterInput, UsageFilter, Option<i64>, Vec<String>) {
+    let get = |k: &str| q.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let input = FilterInput {
+        key: get("key"),
+        from: get("from"),
+        to: get("to"),
+        model: get("model"),
+        provider: get("provider"),
+        region: get("region"),
+        status: get("status"),
+    };
+    let mut errors = Vec::new();
+    let text = |s: &str| (!s.is_empty()).then(|| s.chars().take(200).collect::<String>());
+    let mut date = |s: &str, label: &str| -> Option<time::Date> {
+        if s.is_empty() {
+            return None;
+        }
+        let d = time_util::parse_date(s);
+        if d.is_none() {
+            errors.push(format!("“{label}” must be a date like 2026-11-27."));
+        }
+        d
+    };
+    let from = date(&input.from, "From");
+    let to = date(&input.to, "To");
+    let mut filter = UsageFilter {
+        key_name: text(&input.key),
+        from_ms: from.map(time_util::date_start_ms),
+        // "To" is inclusive of that whole UTC day.
+        to_ms: to.map(|d| time_util::date_start_ms(d) + 86_400_000),
+        model: text(&input.model),
+        provider: text(&input.provider),
+        region: text(&input.region),
+        status: None,
+    };
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            errors.push("“From” must be on or before “To”.".into());
+            filter.from_ms = None;
+            filter.to_ms = None;
+        }
+    }
+    if !input.status.is_empty() {
+        filter.status = UsageStatus::parse(&input.status);
+        if filter.status.is_none() {
+            errors.push("Status must be ok, client_error or upstream_error.".into());
+        }
+    }
+    let before = match q.get("before").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push("The page cursor is not valid; showing the newest rows.".into());
+                None
+            }
+        },
+    };
+    (input, filter, before, errors)
+}
+
+impl FilterInput {
+    /// The filter as a query string (for links that keep it).
+    pub fn query(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("key", &self.key),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("model", &self.model),
+            ("provider", &self.provider),
+            ("region", &self.region),
+            ("status", &self.status),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        s.finish()
+    }
+}
+
+pub struct UsageView {
+    pub generation_id: String,
+    pub time: String,
+    pub key_name: String,
+    pub key_revoked: bool,
+    pub requested_model: String,
+    pub resolved_model: String,
+    pub provider: String,
+    pub region: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cost: String,
+    pub latency_ms: i64,
+    pub status: String,
+    pub status_class: &'static str,
+    pub http_status: i64,
+    pub error_code: String,
+    pub streamed: bool,
+    pub started: String,
+    pub completed: String,
+}
+
+impl UsageView {
+    pub fn new(r: &UsageRow, revoked: bool) -> Self {
+        let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "—".into());
+        UsageView {
+            generation_id: r.generation_id.clone(),
+            time: time_util::format_second(r.started_at),
+            key_name: r.key_name.clone(),
+            key_revoked: revoked,
+            requested_model: r.requested_model.clone(),
+            resolved_model: dash(&r.resolved_model),
+            provider: dash(&r.provider),
+            region: dash(&r.region),
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            total_tokens: r.total_tokens,
+            cost: Credits::from_micros(r.cost).display_precise(),
+            latency_ms: r.latency_ms,
+            status: r.status.clone(),
+            status_class: if r.status == "ok" { "ok" } else { "bad" },
+            http_status: r.http_status,
+            error_code: dash(&r.error_code),
+            streamed: r.streamed != 0,
+            started: time_util::format_second(r.started_at),
+            completed: time_util::format_second(r.completed_at),
+        }
+    }
+}
+
+pub struct TotalsView {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: String,
+    pub errors: i64,
+}
+
+impl From<UsageTotals> for TotalsView {
+    fn from(t: UsageTotals) -> Self {
+        TotalsView {
+            requests: t.requests,
+            prompt_tokens: t.prompt_tokens,
+            completion_tokens: t.completion_tokens,
+            cost: Credits::from_micros(t.cost).display_precise(),
+            errors: t.errors,
+        }
+    }
+}
+
+/// A server-rendered SVG bar chart: spend per UTC day, stacked by key.
+pub struct Chart {
+    pub width: i64,
+    pub height: i64,
+    pub bars: Vec<Bar>,
+    pub y_labels: Vec<AxisLabel>,
+    pub x_labels: Vec<AxisLabel>,
+    pub legend: Vec<LegendItem>,
+    pub title: String,
+    pub empty: bool,
+}
+
+pub struct Bar {
+    pub x: i64,
+    pub y: i64,
+    pub w: i64,
+    pub h: i64,
+    pub color: &'static str,
+    pub label: String,
+}
+
+pub struct AxisLabel {
+    pub x: i64,
+    pub y: i64,
+    pub text: String,
+}
+
+pub struct LegendItem {
+    pub color: &'static str,
+    pub name: String,
+}
+
+const PALETTE: [&str; 8] = [
+    "#4f46e5", "#0d9488", "#d97706", "#db2777", "#2563eb", "#65a30d", "#9333ea", "#dc2626",
+];
+
+pub fn build_chart(rows: &[crate::store::usage::DailySpend], first_day: i64, days: i64) -> Chart {
+    let (w, h, left, bottom, top) = (720i64, 240i64, 64i64, 28i64, 12i64);
+    let plot_w = w - left - 8;
+    let plot_h = h - bottom - top;
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        if !names.contains(&r.key_name.as_str()) {
+            names.push(&r.key_name);
+        }
+    }
+    let mut per_day: HashMap<i64, i64> = HashMap::new();
+    for r in rows {
+        *per_day.entry(r.day).or_default() += r.cost;
+    }
+    let max = per_day.values().copied().max().unwrap_or(0).max(1);
+    let slot = (plot_w / days.max(1)).max(1);
+    let bar_w = (slot * 3 / 4).max(1);
+    let mut stacked: HashMap<i64, i64> = HashMap::new();
+    let mut bars = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.day >= first_day && r.day < first_day + days)
+    {
+        let base = stacked.entry(r.day).or_default();
+        let bh = ((r.cost as i128 * plot_h as i128) / max as i128) as i64;
+        let y0 = top + plot_h - ((*base as i128 * plot_h as i128) / max as i128) as i64;
+        *base += r.cost;
+        let idx = names.iter().position(|n| *n == r.key_name).unwrap_or(0);
+        bars.push(Bar {
+            x: left + (r.day - first_day) * slot + (slot - bar_w) / 2,
+            y: y0 - bh.max(1),
+            w: bar_w,
+            h: bh.max(1),
+            color: PALETTE[idx % PALETTE.len()],
+            label: format!(
+                "{}: {} credits, {}",
+                time_util::format_date(r.day * 86_400_000),
+                Credits::from_micros(r.cost).display_precise(),
+                r.key_name
+            ),
+        });
+    }
+    let y_labels = (0..=4)
+        .map(|i| AxisLabel {
+            x: left - 6,
+            y: top + plot_h - plot_h * i / 4 + 4,
+            text: Credits::from_micros(max * i / 4).display_precise(),
+        })
+        .collect();
+    let step = (days / 6).max(1);
+    let x_labels = (0..days)
+        .step_by(step as usize)
+        .map(|d| AxisLabel {
+            x: left + d * slot + slot / 2,
+            y: h - 8,
+            text: time_util::format_date((first_day + d) * 86_400_000)[5..].to_owned(),
+        })
+        .collect();
+    let legend = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| LegendItem {
+            color: PALETTE[i % PALETTE.len()],
+            name: (*n).to_owned(),
+        })
+        .collect();
+    Chart {
+        width: w,
+        height: h,
+        empty: bars.is_empty(),
+        bars,
+        y_labels,
+        x_labels,
+        legend,
+        title: format!(
+            "Spend per day (credits), {} to {}, UTC",
+            time_util::format_date(first_day * 86_400_000),
+            time_util::format_date((first_day + days - 1) * 86_400_000)
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+struct UsagePage {
+    layout: Layout,
+    input: FilterInput,
+    errors: Vec<String>,
+    rows: Vec<UsageView>,
+    totals: TotalsView,
+    chart: Chart,
+    key_names: Vec<String>,
+    statuses: [&'static str; 3],
+    next_query: Option<String>,
+    first_query: Option<String>,
+    csv_query: String,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    query: web::Query<HashMap<String, String>>,
+) -> WebResult<HttpResponse> {
+    let (input, filter, before, errors) = parse_filter(&query);
+    let store = &state.store;
+    let rows = store
+        .list_usage(user.id(), &filter, before, PAGE_SIZE + 1)
+        .await?;
+    let has_more = rows.len() as i64 > PAGE_SIZE;
+    let rows = &rows[..rows.len().min(PAGE_SIZE as usize)];
+    let revoked = revoked_key_ids(&state, user.id()).await?;
+    let totals = store.usage_totals(user.id(), &filter).await?;
+    let (first_day, days) = chart_period(&filter);
+    let mut chart_filter = filter.clone();
+    chart_filter.from_ms = Some(first_day * 86_400_000);
+    chart_filter.to_ms = Some((first_day + days) * 86_400_000);
+    let daily = store.daily_spend(user.id(), &chart_filter).await?;
+    let base = input.query();
+    let with = |extra: String| {
+        if base.is_empty() {
+            extra
+        } else {
+            format!("{base}&{extra}")
+        }
+    };
+    let page = UsagePage {
+        next_query: has_more.then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
+        first_query: before.map(|_| base.clone()),
+        csv_query: base.clone(),
+        rows: rows
+            .iter()
+            .map(|r| UsageView::new(r, revoked.contains(&r.key_id)))
+            .collect(),
+        totals: totals.into(),
+        chart: build_chart(&daily, first_day, days),
+        key_names: store.usage_key_names(user.id()).await?,
+        statuses: ["ok", "client_error", "upstream_error"],
+        layout: user.layout("usage"),
+        input,
+        errors,
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+/// The chart covers the filter's dates, or the last 30 days when it has none.
+fn chart_period(f: &UsageFilter) -> (i64, i64) {
+    let today = time_util::day_number(time_util::now_ms());
+    let last = f.to_ms.map_or(today, |t| time_util::day_number(t - 1));
+    let first = f
+        .from_ms
+        .map_or(last - CHART_DAYS_DEFAULT + 1, time_util::day_number);
+    let days = (last - first + 1).clamp(1, CHART_DAYS_MAX);
+    (last - days + 1, days)
+}
+
+async fn revoked_key_ids(state: &AppState, account_id: i64) -> WebResult<Vec<i64>> {
+    Ok(state
+        .store
+        .list_keys(account_id)
+        .await?
+        .into_iter()
+        .filter(|k| k.status == "revoked")
+        .map(|k| k.id)
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "usage_detail.html")]
+struct DetailPage {
+    layout: Layout,
+    row: UsageView,
+}
+
+pub async fn detail(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+) -> WebResult<HttpResponse> {
+    let row = state.store.usage_by_generation(user.id(), &path).await?;
+    let revoked = revoked_key_ids(&state, user.id())
+        .await?
+        .contains(&row.key_id);
+    let page = DetailPage {
+        row: UsageView::new(&row, revoked),
+        layout: user.layout("usage"),
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+/// Spreadsheets execute cells starting with these; such text cells get a leading `'`.
+fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    }
+}
+
+fn csv_line(fields: &[&str]) -> web::Bytes {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(256));
+    let _ = w.write_record(fields.iter().map(|f| defuse(f).into_owned()));
+    web::Bytes::from(w.into_inner().unwrap_or_default())
+}
+
+/// Streams exactly the filtered rows as CSV, page by page: memory stays flat at any size.
+pub async fn export_csv(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    query: web::Query<HashMap<String, String>>,
+) -> WebResult<HttpResponse> {
+    let (input, filter, _, errors) = parse_filter(&query);
+    if !errors.is_empty() {
+        return Err(super::error::WebError::BadRequest(errors.join(" ")));
+    }
+    let from = if input.from.is_empty() {
+        "start".to_owned()
+    } else {
+        input.from.clone()
+    };
+    let to = if input.to.is_empty() {
+        time_util::format_date(time_util::now_ms())
+    } else {
+        input.to.clone()
+    };
+    let filename = format!("lowrouter-usage-{from}-to-{to}.csv");
+    let header_row = csv_line(&[
+        "generation_id",
+        "started_at",
+        "completed_at",
+        "key_name",
+        "requested_model",
+        "resolved_model",
+        "provider",
+        "region",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cost_credits",
+        "latency_ms",
+        "status",
+        "http_status",
+        "error_code",
+    ]);
+    let rows = state.store.stream_usage(user.id(), filter).map(|r| {
+        r.map(|r| {
+            let num = |n: i64| n.to_string();
+            csv_line(&[
+                &r.generation_id,
+                &time_util::format_second(r.started_at),
+                &time_util::format_second(r.completed_at),
+                &r.key_name,
+                &r.requested_model,
+                r.resolved_model.as_deref().unwrap_or(""),
+                r.provider.as_deref().unwrap_or(""),
+                r.region.as_deref().unwrap_or(""),
+                &num(r.prompt_tokens),
+                &num(r.completion_tokens),
+                &num(r.total_tokens),
+                &Credits::from_micros(r.cost).exact(),
+                &num(r.latency_ms),
+                &r.status,
+                &num(r.http_status),
+                r.error_code.as_deref().unwrap_or(""),
+            ])
+        })
+        .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))
+    });
+    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(header_row) })
+        .chain(rows);
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(body))
+}
