@@ -193,7 +193,7 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
 }
 
 fn spawn_housekeeping(store: Store, sweep_age: Duration) {
-    actix_web::rt::spawn(async move {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
         loop {

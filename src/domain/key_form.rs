@@ -76,7 +76,7 @@ fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
 
 impl KeyFormInput {
     /// `today` is the current UTC date: an expiry date in the past is refused.
-    pub fn parse(&self, catalogue: &Catalogue, today: Date) -> Result<KeySpec, FieldErrors> {
+    pub fn parse(&self, catalogue: &Catalogue, today: Date) -> Result<KeySpec, Box<FieldErrors>> {
         let mut errors = FieldErrors::default();
         let name = parse_name(&self.name)
             .map_err(|e| errors.name = Some(e))
@@ -140,7 +140,7 @@ impl KeyFormInput {
                 monthly_limit,
                 expires_on,
             }),
-            _ => Err(errors),
+            _ => Err(Box::new(errors)),
         }
     }
 

@@ -664,7 +664,7 @@ async fn pump(
                     if let Some(u) = read_usage(&v) {
                         usage = Some(u);
                     }
-                    if !(usage_only && !client_wants_usage) {
+                    if !usage_only || client_wants_usage {
                         out.extend_from_slice(&line);
                     }
                 }

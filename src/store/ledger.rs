@@ -7,6 +7,8 @@
 //! (SQLite: one writer at a time; PostgreSQL: row locks and re-check under READ COMMITTED),
 //! so concurrent requests cannot together pass a limit. Settlement to the real cost happens
 //! in the usage batch (see `store::usage`), in the same transaction as the usage row.
+//! Every transaction here and in the usage batch locks key rows before account rows
+//! (deadlock freedom on PostgreSQL).
 //! A hold whose request died with its process is released by [`Store::sweep_reservations`].
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -171,10 +173,10 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 let gone = sqlx::query("delete from reservations where id = $1").bind(&id).execute(&mut *tx).await?.rows_affected();
                 if gone == 1 {
-                    sqlx::query(SETTLE_ACCOUNT).bind(amount).bind(0i64).bind(account_id).execute(&mut *tx).await?;
                     sqlx::query(SETTLE_KEY)
                         .bind(day).bind(amount).bind(0i64).bind(month).bind(0i64).bind(key_id)
                         .execute(&mut *tx).await?;
+                    sqlx::query(SETTLE_ACCOUNT).bind(amount).bind(0i64).bind(account_id).execute(&mut *tx).await?;
                     released += 1;
                 }
                 tx.commit().await?;

@@ -104,7 +104,7 @@ impl Store {
         let mut accounts: HashMap<i64, (i64, i64)> = HashMap::new();
         // (key, day, month) -> delta: a hold is settled in the bucket it was taken in.
         let mut keys: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
-        let mut daily: HashMap<(i64, i64, i64, &str), (&str, [i64; 5])> = HashMap::new();
+        let mut daily: HashMap<DailyKey, (&str, [i64; 5])> = HashMap::new();
         let mut reservation_ids: Vec<&str> = Vec::new();
         for e in batch {
             let u = &e.usage;
@@ -189,13 +189,19 @@ impl Store {
             if live.len() != reservation_ids.len() {
                 unrelease_swept(batch, &live, &mut accounts, &mut keys);
             }
-            for (account_id, (release, charge)) in &accounts {
-                sqlx::query(SETTLE_ACCOUNT).bind(release).bind(charge).bind(account_id).execute(&mut *tx).await?;
-            }
-            for ((key_id, day, month), d) in &keys {
+            // Lock order: keys, then accounts, each by id, as in `Store::reserve`, so that
+            // concurrent transactions on PostgreSQL can never deadlock.
+            let mut key_order: Vec<_> = keys.iter().collect();
+            key_order.sort_by_key(|(k, _)| **k);
+            for ((key_id, day, month), d) in key_order {
                 sqlx::query(SETTLE_KEY)
                     .bind(day).bind(d.release).bind(d.charge).bind(month).bind(d.last_used).bind(key_id)
                     .execute(&mut *tx).await?;
+            }
+            let mut account_order: Vec<_> = accounts.iter().collect();
+            account_order.sort_by_key(|(a, _)| **a);
+            for (account_id, (release, charge)) in account_order {
+                sqlx::query(SETTLE_ACCOUNT).bind(release).bind(charge).bind(account_id).execute(&mut *tx).await?;
             }
             for ((account_id, day, key_id, model), (key_name, n)) in &daily {
                 sqlx::query(
@@ -236,6 +242,9 @@ impl Store {
         })
     }
 }
+
+/// (account, day, key, model) of a rollup row.
+type DailyKey<'a> = (i64, i64, i64, &'a str);
 
 #[derive(Default)]
 struct KeyDelta {

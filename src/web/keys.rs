@@ -211,7 +211,7 @@ pub async fn create(
     let input = read_form(&form);
     let spec = match input.parse(&state.catalogue, today()) {
         Ok(spec) => spec,
-        Err(errors) => return render_form_errors(&state, &user, None, input, errors),
+        Err(errors) => return render_form_errors(&state, &user, None, input, *errors),
     };
     if !user.session.consume_form(form.get("form_id"))? {
         user.session
@@ -300,7 +300,7 @@ pub async fn update(
         key.expires_on().map_or(today(), |d| d.min(today())),
     ) {
         Ok(spec) => spec,
-        Err(errors) => return render_form_errors(&state, &user, Some(key.id), input, errors),
+        Err(errors) => return render_form_errors(&state, &user, Some(key.id), input, *errors),
     };
     match state.store.update_key(user.id(), key.id, &spec).await {
         Ok(()) => {

@@ -1,0 +1,362 @@
+//! Test support: spawn the app, a cookie-keeping client, form helpers, a fake upstream.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use lowrouter::config::Settings;
+use lowrouter::startup::Application;
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db_url: String,
+    pub client: reqwest::Client,
+    pub upstream: Option<FakeUpstream>,
+    _dir: tempfile::TempDir,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database of its own for one test: an SQLite file in a temporary directory, or a new
+/// PostgreSQL database when LOWROUTER_TEST_DATABASE_URL names a server.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("LOWROUTER_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            use sqlx::Connection;
+            let name = format!(
+                "lr_test_{}_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst),
+                rand_suffix()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("create database {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let (base, _) = admin.rsplit_once('/').expect("database url has a path");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("test.db").display()),
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    format!(
+        "{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+pub fn is_postgres() -> bool {
+    std::env::var("LOWROUTER_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app; `tweak` adjusts settings. A fake upstream is always started and the
+/// test catalogue (tests/fixtures/catalogue.toml with its URL filled in) is used.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        lowrouter::telemetry::init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The same value from every test, so setting it concurrently is harmless.
+    std::env::set_var("LOWROUTER_TEST_UPSTREAM_KEY", "sk-upstream-test");
+    let upstream = FakeUpstream::start().await;
+    let catalogue = include_str!("../fixtures/catalogue.toml")
+        .replace("{UPSTREAM}", &upstream.base_url)
+        .replace("{DEAD}", &dead_url());
+    let catalogue_path = dir.path().join("catalogue.toml");
+    std::fs::write(&catalogue_path, catalogue).unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: db_url.clone(),
+        catalogue_path: Some(catalogue_path),
+        login_max_failures: 5,
+        upstream_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db_url,
+        client: new_client(),
+        upstream: Some(upstream),
+        _dir: dir,
+    }
+}
+
+/// A second client (its own cookies) on the same server.
+pub fn spawn_clone(app: &TestApp) -> TestApp {
+    TestApp {
+        address: app.address.clone(),
+        port: app.port,
+        db_url: app.db_url.clone(),
+        client: new_client(),
+        upstream: None,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// A URL on which nothing listens: connection refused.
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+/// Text between `start` and the next `end` after it.
+pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = html.find(start)? + start.len();
+    let j = html[i..].find(end)? + i;
+    Some(&html[i..j])
+}
+
+pub fn csrf_of(html: &str) -> String {
+    between(html, "name=\"csrf_token\" value=\"", "\"")
+        .expect("page has a CSRF token")
+        .to_owned()
+}
+
+pub fn token_of(html: &str) -> Option<String> {
+    between(html, "value=\"lr-sk-", "\"").map(|t| format!("lr-sk-{t}"))
+}
+
+/// Form fields for a key; `extra` adds or overrides.
+pub fn key_fields<'a>(name: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
+    let mut f: Vec<(&str, String)> = vec![("name", name.to_owned())];
+    for (k, v) in extra {
+        f.push((k, (*v).to_owned()));
+    }
+    f
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// POSTs a form with the CSRF token of the page at `csrf_from`.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        csrf_from: &str,
+        fields: &[(&str, String)],
+    ) -> reqwest::Response {
+        let page = self.get_html(csrf_from).await;
+        let mut body: Vec<(String, String)> = vec![("csrf_token".into(), csrf_of(&page))];
+        if let Some(form_id) = between(&page, "name=\"form_id\" value=\"", "\"") {
+            body.push(("form_id".into(), form_id.to_owned()));
+        }
+        body.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self.client
+            .post(self.url(path))
+            .form(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, email: &str) -> reqwest::Response {
+        self.post_form(
+            "/signup",
+            "/signup",
+            &[("email", email.into()), ("password", PASSWORD.into())],
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_form(
+            "/login",
+            "/login",
+            &[("email", email.into()), ("password", password.into())],
+        )
+        .await
+    }
+
+    pub async fn logout(&self) -> reqwest::Response {
+        self.post_form("/logout", "/keys", &[]).await
+    }
+
+    /// Signs up a fresh account (and stays logged in).
+    pub async fn signed_up(&self) -> String {
+        let email = format!("user{}@example.com", COUNTER.fetch_add(1, Ordering::SeqCst));
+        let r = self.signup(&email).await;
+        assert_eq!(r.status(), 303, "sign up redirects");
+        email
+    }
+
+    /// Creates a key through the New key form; returns the reveal page's response.
+    pub async fn create_key_response(&self, fields: &[(&str, String)]) -> reqwest::Response {
+        self.post_form("/keys", "/keys/new", fields).await
+    }
+
+    /// Creates a key and returns its token (from the one-time reveal).
+    pub async fn create_key(&self, name: &str, extra: &[(&str, &str)]) -> String {
+        let r = self.create_key_response(&key_fields(name, extra)).await;
+        assert_eq!(r.status(), 200, "key created");
+        token_of(&r.text().await.unwrap()).expect("reveal shows the token")
+    }
+
+    /// The dashboard id of the key called `name` (from the Keys page's edit link).
+    pub async fn key_id(&self, name: &str) -> i64 {
+        let html = self.get_html("/keys").await;
+        let row_start = html.find(&format!(">{name}</a>")).expect("key listed");
+        let row = &html[row_start..];
+        between(row, "href=\"/keys/", "/edit")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub async fn chat(&self, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/chat/completions"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn echo(&self, token: &str, text: &str) -> reqwest::Response {
+        self.chat(
+            token,
+            json!({"model": "lowrouter/echo", "messages": [{"role": "user", "content": text}]}),
+        )
+        .await
+    }
+
+    /// Raw database access for checks the HTTP surface cannot make.
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        if self.db_url.starts_with("postgres") {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        } else {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// An OpenAI-compatible upstream of our own. Behaviour follows the upstream model name:
+/// `ok`, `stream` (SSE, or any model with "stream": true), `bad` (400), `fail` (500),
+/// `slow` (sleeps 5 s), `nousage` (no usage object).
+pub struct FakeUpstream {
+    pub base_url: String,
+    pub hits: std::sync::Arc<AtomicUsize>,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(h.clone()))
+                .route("/v1/chat/completions", web::post().to(fake_chat))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        FakeUpstream {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            hits,
+        }
+    }
+}
+
+async fn fake_chat(
+    hits: web::Data<std::sync::Arc<AtomicUsize>>,
+    req: actix_web::HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let usage = json!({"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30});
+    match model.as_str() {
+        "bad" => HttpResponse::BadRequest().json(json!({"error": {"message": "bad things", "type": "invalid_request_error", "code": "bad_thing"}})),
+        "fail" => HttpResponse::InternalServerError().body("boom"),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            HttpResponse::Ok().json(json!({}))
+        }
+        _ if body["stream"] == json!(true) => {
+            let include = body["stream_options"]["include_usage"] == json!(true);
+            let mut events: Vec<String> = ["Hel", "lo ", "world"]
+                .iter()
+                .map(|t| format!("data: {}\n\n", json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]})))
+                .collect();
+            events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
+            if include && model != "nousage" {
+                events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage})));
+            }
+            events.push("data: [DONE]\n\n".into());
+            let stream = futures_util::stream::iter(events.into_iter().map(|e| Ok::<_, actix_web::Error>(web::Bytes::from(e))));
+            HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
+        }
+        _ => {
+            let mut reply = json!({
+                "id": "up-1", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("auth={auth}")}, "finish_reason": "stop"}],
+            });
+            if model != "nousage" {
+                reply["usage"] = usage;
+            }
+            HttpResponse::Ok().json(reply)
+        }
+    }
+}

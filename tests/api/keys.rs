@@ -1,0 +1,378 @@
+use crate::helpers::*;
+
+#[tokio::test]
+async fn create_reveals_the_token_once_then_only_prefix_and_last_four() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let r = app
+        .create_key_response(&key_fields(
+            "prod-server",
+            &[
+                ("models", "lowrouter/echo"),
+                ("models", "test/ok"),
+                ("region", "eu-west"),
+                ("daily_limit", "2.50"),
+                ("monthly_limit", "40"),
+                ("expires", "2099-12-31"),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(
+        r.headers().get("location").is_none(),
+        "no redirect carries the token"
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("will not be shown again"));
+    let token = token_of(&html).unwrap();
+    assert_eq!(token.len(), 55);
+    assert!(token.starts_with("lr-sk-"));
+
+    let keys = app.get_html("/keys").await;
+    assert!(!keys.contains(&token), "full token never shown again");
+    assert!(!keys.contains(&token[10..51]), "no middle part either");
+    let masked = format!("{}…{}", &token[..10], &token[51..]);
+    assert!(keys.contains(&masked), "prefix and last four");
+    for shown in [
+        "prod-server",
+        "lowrouter/echo, test/ok",
+        "eu-west",
+        "2.50",
+        "40.00",
+        "2099-12-31",
+        "Active",
+    ] {
+        assert!(keys.contains(shown), "{shown} shown on the Keys page");
+    }
+    for path in ["/", "/keys/new", "/usage"] {
+        assert!(!app.get_html(path).await.contains(&token), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn resubmitting_create_makes_no_second_key_and_no_second_reveal() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let page = app.get_html("/keys/new").await;
+    let body = vec![
+        ("csrf_token".to_owned(), csrf_of(&page)),
+        (
+            "form_id".to_owned(),
+            between(&page, "name=\"form_id\" value=\"", "\"")
+                .unwrap()
+                .to_owned(),
+        ),
+        ("name".to_owned(), "twice".to_owned()),
+    ];
+    let first = app
+        .client
+        .post(app.url("/keys"))
+        .form(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(token_of(&first.text().await.unwrap()).is_some());
+    let again = app
+        .client
+        .post(app.url("/keys"))
+        .form(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        303,
+        "a reload of the Create POST goes to the Keys page"
+    );
+    let keys = app
+        .get_html(again.headers()["location"].to_str().unwrap())
+        .await;
+    assert!(keys.contains("already created"));
+    assert_eq!(keys.matches(">twice</a>").count(), 1);
+}
+
+#[tokio::test]
+async fn every_validation_error_is_shown_beside_its_field_with_input_kept() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let long_name = "n".repeat(65);
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (key_fields("   ", &[]), "Give the key a name"),
+        (key_fields(&long_name, &[]), "at most 64 characters"),
+        (key_fields("ctl\u{7}", &[]), "Use letters, digits"),
+        (
+            key_fields("m", &[("models", "nope/model")]),
+            "Choose models from the list",
+        ),
+        (
+            key_fields("r", &[("region", "mars-1")]),
+            "Choose a region from the list",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "-1")]),
+            "Enter an amount in credits",
+        ),
+        (key_fields("d", &[("daily_limit", "0")]), "above zero"),
+        (
+            key_fields("d", &[("daily_limit", "1.1234567")]),
+            "6 decimal places",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "abc")]),
+            "Enter an amount in credits",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "10"), ("monthly_limit", "5")]),
+            "cannot be above the monthly limit",
+        ),
+        (
+            key_fields("mo", &[("monthly_limit", "1e5")]),
+            "Enter an amount in credits",
+        ),
+        (
+            key_fields("e", &[("expires", "2001-01-01")]),
+            "today or a later date",
+        ),
+        (key_fields("e", &[("expires", "31/12/2099")]), "YYYY-MM-DD"),
+    ];
+    for (fields, message) in cases {
+        let r = app.create_key_response(&fields).await;
+        assert_eq!(r.status(), 422, "{message}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(message), "expected {message:?}");
+        assert!(html.contains("Nothing was saved"));
+        assert!(token_of(&html).is_none());
+    }
+    // Input is kept, escaped.
+    let r = app
+        .create_key_response(&key_fields(
+            "<script>x</script>",
+            &[
+                ("daily_limit", "oops"),
+                ("region", "us-east"),
+                ("models", "test/ok"),
+            ],
+        ))
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("value=\"&#60;script&#62;x&#60;/script&#62;\"")
+            || html.contains("value=\"&lt;script&gt;x&lt;/script&gt;\"")
+    );
+    assert!(!html.contains("<script>x</script>"));
+    assert!(html.contains("value=\"oops\""));
+    assert!(html.contains("value=\"us-east\" selected"));
+    assert!(html.contains("value=\"test/ok\" checked"));
+    assert!(
+        app.get_html("/keys").await.contains("No API keys yet"),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn names_are_unique_among_live_keys_only() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    app.create_key("dup", &[]).await;
+    let r = app.create_key_response(&key_fields("  dup ", &[])).await;
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("already have a key with this name"));
+    let id = app.key_id("dup").await;
+    assert_eq!(
+        app.post_form(&format!("/keys/{id}/delete"), "/keys", &[])
+            .await
+            .status(),
+        303
+    );
+    app.create_key("dup", &[]).await;
+}
+
+#[tokio::test]
+async fn edit_disable_enable_delete() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("old-name", &[]).await;
+    let id = app.key_id("old-name").await;
+
+    let form = app.get_html(&format!("/keys/{id}/edit")).await;
+    assert!(
+        form.contains("value=\"old-name\""),
+        "edit form is pre-filled"
+    );
+    let r = app
+        .post_form(
+            &format!("/keys/{id}/edit"),
+            &format!("/keys/{id}/edit"),
+            &key_fields(
+                "new-name",
+                &[
+                    ("models", "lowrouter/echo"),
+                    ("region", "us-east"),
+                    ("daily_limit", "3"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let keys = app.get_html("/keys").await;
+    assert!(keys.contains(">new-name</a>") && keys.contains("us-east") && keys.contains("3.00"));
+    assert!(keys.contains("Saved changes"));
+    let bad = app
+        .post_form(
+            &format!("/keys/{id}/edit"),
+            &format!("/keys/{id}/edit"),
+            &key_fields("", &[]),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+    app.post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+        .await;
+    assert!(app.get_html("/keys").await.contains("Disabled"));
+    let r = app.echo(&token, "hi").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("disabled"));
+    app.post_form(&format!("/keys/{id}/enable"), "/keys", &[])
+        .await;
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+
+    // Delete needs the confirmation page's POST.
+    let confirm = app.get_html(&format!("/keys/{id}/delete")).await;
+    assert!(confirm.contains("Delete “new-name”?"));
+    let r = app
+        .post_form(
+            &format!("/keys/{id}/delete"),
+            &format!("/keys/{id}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let keys = app.get_html("/keys").await;
+    assert!(keys.contains("Revoked keys (1)"));
+    assert!(keys.contains("No API keys yet"));
+    let r = app.echo(&token, "hi").await;
+    assert_eq!(r.status(), 401, "revoked on the very next request");
+    assert_eq!(
+        app.get(&format!("/keys/{id}/edit")).await.status(),
+        404,
+        "revoked keys are final"
+    );
+    // Usage history keeps the name.
+    assert!(app.get_html("/usage").await.contains("new-name"));
+}
+
+#[tokio::test]
+async fn expired_keys_are_refused() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("short-lived", &[]).await;
+    // Expiry is a date; move it into the past directly to test the gateway's check.
+    let sql = "update api_keys set expires_at = 1000";
+    if is_postgres() {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    } else {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+    let r = app.echo(&token, "hi").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("expired"));
+    assert!(app.get_html("/keys").await.contains("Expired"));
+}
+
+#[tokio::test]
+async fn the_token_is_nowhere_in_the_database() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("scan-me", &[("daily_limit", "1")]).await;
+    assert_eq!(app.echo(&token, "hello").await.status(), 200);
+    let secret_part = &token[10..51];
+    let tables = [
+        "accounts",
+        "api_keys",
+        "reservations",
+        "usage",
+        "usage_daily",
+        "sessions",
+        "app_secrets",
+    ];
+    for t in tables {
+        let sql = format!(
+            "select count(*) from {t} where cast(({}) as text) like '%{secret_part}%'",
+            row_text(t)
+        );
+        assert_eq!(app.scalar_i64(&sql).await, 0, "token found in {t}");
+    }
+    if !is_postgres() {
+        // The raw file and its WAL, byte for byte.
+        let path = app.db_url.trim_start_matches("sqlite://");
+        for file in [path.to_owned(), format!("{path}-wal")] {
+            if let Ok(bytes) = std::fs::read(&file) {
+                let hay = String::from_utf8_lossy(&bytes);
+                assert!(!hay.contains(secret_part), "token bytes in {file}");
+            }
+        }
+    }
+}
+
+/// Every column of a table concatenated as text.
+fn row_text(table: &str) -> String {
+    let cols: &[&str] = match table {
+        "accounts" => &["email", "password_hash"],
+        "api_keys" => &[
+            "name",
+            "token_hash",
+            "token_prefix",
+            "token_last4",
+            "models",
+        ],
+        "reservations" => &["id"],
+        "usage" => &["generation_id", "key_name", "requested_model"],
+        "usage_daily" => &["key_name", "model"],
+        "sessions" => &["id_hash", "state"],
+        _ => &["name", "value"],
+    };
+    cols.iter()
+        .map(|c| format!("coalesce({c}, '')"))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+#[tokio::test]
+async fn accounts_never_see_each_others_keys() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    app.create_key("mine", &[]).await;
+    let id = app.key_id("mine").await;
+
+    let other = spawn_clone(&app);
+    other.signed_up().await;
+    assert!(!other.get_html("/keys").await.contains("mine"));
+    for path in [format!("/keys/{id}/edit"), format!("/keys/{id}/delete")] {
+        assert_eq!(other.get(&path).await.status(), 404, "{path}");
+    }
+    for path in ["edit", "disable", "enable", "delete"] {
+        let r = other
+            .post_form(
+                &format!("/keys/{id}/{path}"),
+                "/keys",
+                &key_fields("stolen", &[]),
+            )
+            .await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let keys = app.get_html("/keys").await;
+    assert!(
+        keys.contains(">mine</a>") && keys.contains("Active") && !keys.contains("stolen"),
+        "nothing changed"
+    );
+}

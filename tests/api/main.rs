@@ -1,0 +1,9 @@
+//! Integration tests: the real server on a free port with a fresh database (SQLite by
+//! default; PostgreSQL when LOWROUTER_TEST_DATABASE_URL points at one), driven over HTTP.
+
+mod auth;
+mod gateway;
+mod helpers;
+mod keys;
+mod security;
+mod usage;
