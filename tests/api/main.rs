@@ -2,8 +2,10 @@
 //! default; PostgreSQL when LOWROUTER_TEST_DATABASE_URL points at one), driven over HTTP.
 
 mod auth;
+mod cli;
 mod gateway;
 mod helpers;
 mod keys;
+mod sdk;
 mod security;
 mod usage;
