@@ -198,6 +198,8 @@ struct RevealPage {
     layout: Layout,
     name: String,
     token: String,
+    /// Where this dashboard is served, for the ready-to-paste curl example.
+    base_url: String,
 }
 
 /// Create answers with the reveal page itself (no redirect, so the token is in no URL and
@@ -206,6 +208,7 @@ struct RevealPage {
 pub async fn create(
     state: web::Data<AppState>,
     user: Dashboard,
+    req: actix_web::HttpRequest,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let input = read_form(&form);
@@ -222,10 +225,12 @@ pub async fn create(
     match state.store.create_key(user.id(), &spec, &token).await {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
+            let info = req.connection_info();
             let page = RevealPage {
                 layout: user.layout("keys"),
                 name: spec.name,
                 token: token.expose().to_owned(),
+                base_url: format!("{}://{}", info.scheme(), info.host()),
             };
             Ok(HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")
