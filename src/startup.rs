@@ -16,6 +16,7 @@ use anyhow::Context;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::domain::time_util;
+use crate::gateway::holds::HoldBook;
 use crate::gateway::upstream::Upstreams;
 use crate::gateway::usage_writer::UsageWriter;
 use crate::store::sessions::DbSessionStore;
@@ -31,6 +32,9 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     pub usage: UsageWriter,
     pub upstreams: Arc<Upstreams>,
+    /// SQLite: reservations held in memory (this process owns the database).
+    /// PostgreSQL: `None`, reservations are rows shared by every process.
+    pub holds: Option<Arc<HoldBook>>,
     /// Verified when a login names an unknown email, so timing reveals nothing.
     pub dummy_hash: Arc<String>,
 }
@@ -79,8 +83,10 @@ impl Application {
         )?;
         let dummy_hash =
             actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
+        let holds = (store.backend() == Backend::Sqlite).then(|| Arc::new(HoldBook::default()));
         let state = AppState {
-            usage: UsageWriter::start(store.clone()),
+            usage: UsageWriter::start(store.clone(), holds.clone()),
+            holds,
             store: store.clone(),
             catalogue: Arc::new(catalogue),
             throttle: Arc::new(LoginThrottle::new(

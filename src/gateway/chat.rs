@@ -26,12 +26,21 @@ use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 /// A parsed chat request: the fields the gateway needs, plus the JSON object to forward.
 pub struct ChatRequest {
     pub model: String,
-    pub messages: Vec<Value>,
     pub stream: bool,
     pub include_usage: bool,
     pub max_tokens: Option<u64>,
     pub body: serde_json::Map<String, Value>,
     pub body_len: usize,
+}
+
+impl ChatRequest {
+    /// Checked non-empty by [`parse_chat`].
+    pub fn messages(&self) -> &[Value] {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
@@ -50,7 +59,7 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         None => return Err(ApiError::invalid_request("`model` is required.")),
     };
     let messages = match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m.clone(),
+        Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
             return Err(ApiError::invalid_request("`messages` must not be empty."))
         }
@@ -95,7 +104,6 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     }
     Ok(ChatRequest {
         model,
-        messages,
         stream,
         include_usage,
         max_tokens,
@@ -251,6 +259,8 @@ pub async fn completions(
 ) -> HttpResponse {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
+    // Noted before the key row is read: see `gateway::holds`.
+    let seen = state.holds.as_ref().map(|h| h.seen());
     let authed = match authenticate(&state.store, req.headers(), started_ms).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -289,7 +299,7 @@ pub async fn completions(
             .provider(&r.provider)
             .is_some_and(|p| p.kind == ProviderKind::Echo)
     }))
-    .then(|| echo::plan(&chat.messages, chat.max_tokens));
+    .then(|| echo::plan(chat.messages(), chat.max_tokens));
     let (prompt_bound, output_bound) = match &echo_plan {
         Some(p) => (p.prompt_tokens, p.completion_tokens),
         None => (
@@ -302,11 +312,16 @@ pub async fn completions(
     };
     let hold = Credits::cost_of(prompt_bound, model.input_price)
         .saturating_add(Credits::cost_of(output_bound, model.output_price));
-    let reservation = match state
-        .store
-        .reserve(&ctx.authed.key.key, hold, started_ms)
-        .await
-    {
+    let reserved = match (&state.holds, seen) {
+        (Some(book), Some(seen)) => book.reserve(&ctx.authed.key, seen, hold, started_ms),
+        _ => {
+            state
+                .store
+                .reserve(&ctx.authed.key.key, hold, started_ms)
+                .await
+        }
+    };
+    let reservation = match reserved {
         Ok(r) => r,
         Err(e) => {
             let e = reserve_error(e, started_ms);
@@ -398,7 +413,7 @@ async fn forward(
     state: &AppState,
     mut ctx: Ctx,
     model: &Model,
-    chat: ChatRequest,
+    mut chat: ChatRequest,
     echo_plan: Option<echo::EchoPlan>,
     reservation: Reservation,
 ) -> HttpResponse {
@@ -415,7 +430,7 @@ async fn forward(
         ctx.provider = Some(provider.id.clone());
         ctx.region = Some(region.to_owned());
         if provider.kind == ProviderKind::Echo {
-            let plan = echo_plan.unwrap_or_else(|| echo::plan(&chat.messages, chat.max_tokens));
+            let plan = echo_plan.unwrap_or_else(|| echo::plan(chat.messages(), chat.max_tokens));
             let cost = Credits::cost_of(plan.prompt_tokens, model.input_price)
                 .saturating_add(Credits::cost_of(plan.completion_tokens, model.output_price));
             if chat.stream {
@@ -445,7 +460,9 @@ async fn forward(
             };
         }
 
-        let mut body = chat.body.clone();
+        // The client's body, forwarded as is but for the upstream's model name (and asking
+        // for usage in streams); changed in place, no copy per attempt.
+        let body = &mut chat.body;
         body.insert("model".into(), Value::String(route.upstream_model.clone()));
         if chat.stream {
             let opts = body
@@ -455,7 +472,7 @@ async fn forward(
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let bytes = serde_json::to_vec(&*body).unwrap_or_default();
         match state.upstreams.send(provider, bytes).await {
             Ok(resp) if chat.stream => {
                 let upstream = resp
@@ -512,6 +529,33 @@ fn prompt_estimate(body_len: usize) -> u64 {
     (body_len as u64).div_ceil(2) + 16
 }
 
+/// What the gateway reads of a provider's reply; everything else passes through untouched
+/// (and unparsed: serde skips unknown fields without building them).
+#[derive(serde::Deserialize)]
+struct ReplySummary {
+    usage: Option<ReplyUsage>,
+    #[serde(default)]
+    choices: Vec<ReplyChoice>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyUsage {
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyChoice {
+    #[serde(default)]
+    message: ReplyMessage,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ReplyMessage {
+    content: Option<String>,
+}
+
 async fn complete_response(
     state: &AppState,
     ctx: Ctx,
@@ -520,16 +564,18 @@ async fn complete_response(
     reservation: Reservation,
     body_len: usize,
 ) -> HttpResponse {
-    let parsed: Option<Value> = serde_json::from_slice(&full).ok();
-    let (prompt, completion) = parsed.as_ref().and_then(read_usage).unwrap_or_else(|| {
+    let (prompt, completion) = match serde_json::from_slice::<ReplySummary>(&full) {
+        Ok(ReplySummary { usage: Some(u), .. }) => (u.prompt_tokens, u.completion_tokens),
         // No usage reported: charge the prompt bound and the visible output.
-        let text = parsed
-            .as_ref()
-            .and_then(|v| v.pointer("/choices/0/message/content"))
-            .and_then(Value::as_str)
-            .map_or(full.len(), str::len);
-        (prompt_estimate(body_len), (text as u64).div_ceil(4))
-    });
+        summary => {
+            let text = summary
+                .ok()
+                .and_then(|s| s.choices.into_iter().next())
+                .and_then(|c| c.message.content)
+                .map_or(full.len(), |t| t.len());
+            (prompt_estimate(body_len), (text as u64).div_ceil(4))
+        }
+    };
     let outcome = Outcome {
         status: UsageStatus::Ok,
         http_status: StatusCode::OK,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod chat;
 pub mod echo;
 pub mod error;
+pub mod holds;
 pub mod info;
 pub mod upstream;
 pub mod usage_writer;

@@ -4,10 +4,12 @@
 //! killed right after. While one batch commits, the next one queues: under load a single
 //! transaction carries hundreds of requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::holds::HoldBook;
 use crate::store::usage::UsageEntry;
 use crate::store::Store;
 
@@ -31,10 +33,11 @@ pub struct UsageWriter {
 pub struct RecordError;
 
 impl UsageWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn start(store: Store) -> Self {
+    /// Starts the writer task on the current runtime. With a hold book (SQLite), settled
+    /// holds are handed back to it after each commit.
+    pub fn start(store: Store, holds: Option<Arc<HoldBook>>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, holds, rx));
         UsageWriter { tx }
     }
 
@@ -52,7 +55,7 @@ impl UsageWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut entries: Vec<UsageEntry> = Vec::with_capacity(MAX_BATCH);
     let mut waiters: Vec<oneshot::Sender<bool>> = Vec::with_capacity(MAX_BATCH);
@@ -62,6 +65,16 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             waiters.push(job.done);
         }
         let ok = write_with_retry(&store, &entries).await;
+        if let Some(book) = &holds {
+            let held = entries
+                .iter()
+                .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost)));
+            if ok {
+                book.committed(held);
+            } else {
+                book.release(held.map(|(r, _)| r));
+            }
+        }
         for done in waiters.drain(..) {
             let _ = done.send(ok);
         }

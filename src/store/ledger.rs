@@ -25,6 +25,9 @@ pub struct Reservation {
     pub amount: Credits,
     pub day: i64,
     pub month: i64,
+    /// A row in `reservations` (PostgreSQL), or a hold in the process's memory (SQLite,
+    /// see `gateway::holds`), whose settlement only adds the charge.
+    pub in_db: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,16 @@ pub(crate) const SETTLE_KEY: &str = "update api_keys set \
     last_used_at = case when last_used_at is null or last_used_at < $5 then $5 else last_used_at end \
     where id = $6";
 
+/// Settlement of an in-memory hold: adds the charge to the bucket it belongs to (a late
+/// charge for an earlier day never resets a newer day's counter) and advances `last_used_at`.
+pub(crate) const CHARGE_KEY: &str = "update api_keys set \
+    day_spend = case when spend_day = $1 then day_spend + $2 when spend_day < $1 then $2 else day_spend end, \
+    spend_day = case when spend_day < $1 then $1 else spend_day end, \
+    month_spend = case when spend_month = $3 then month_spend + $2 when spend_month < $3 then $2 else month_spend end, \
+    spend_month = case when spend_month < $3 then $3 else spend_month end, \
+    last_used_at = case when last_used_at is null or last_used_at < $4 then $4 else last_used_at end \
+    where id = $5";
+
 impl Store {
     /// Holds `amount` against the key's limits and the account's balance, atomically.
     pub async fn reserve(
@@ -122,6 +135,7 @@ impl Store {
                 amount,
                 day,
                 month,
+                in_db: true,
             }),
             Some(ReserveError::DailyLimit) => Err(self
                 .why_key_refused(key.account_id, key.id, amount, now_ms)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{FromRow, QueryBuilder};
 
-use super::ledger::{Reservation, SETTLE_ACCOUNT, SETTLE_KEY};
+use super::ledger::{Reservation, CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::time_util;
 
@@ -106,9 +106,18 @@ impl Store {
         let mut keys: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
         let mut daily: HashMap<DailyKey, (&str, [i64; 5])> = HashMap::new();
         let mut reservation_ids: Vec<&str> = Vec::new();
+        // In-memory holds (SQLite): only the charge reaches the database.
+        let mut charges: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
         for e in batch {
             let u = &e.usage;
             match &e.reservation {
+                Some(r) if !r.in_db => {
+                    let charge = u.cost.min(r.amount.micros());
+                    accounts.entry(r.account_id).or_default().1 += charge;
+                    let c = charges.entry((r.key_id, r.day, r.month)).or_default();
+                    c.charge += charge;
+                    c.last_used = c.last_used.max(u.completed_at);
+                }
                 Some(r) => {
                     let charge = u.cost.min(r.amount.micros());
                     let a = accounts.entry(r.account_id).or_default();
@@ -196,6 +205,13 @@ impl Store {
             for ((key_id, day, month), d) in key_order {
                 sqlx::query(SETTLE_KEY)
                     .bind(day).bind(d.release).bind(d.charge).bind(month).bind(d.last_used).bind(key_id)
+                    .execute(&mut *tx).await?;
+            }
+            let mut charge_order: Vec<_> = charges.iter().collect();
+            charge_order.sort_by_key(|(k, _)| **k);
+            for ((key_id, day, month), c) in charge_order {
+                sqlx::query(CHARGE_KEY)
+                    .bind(day).bind(c.charge).bind(month).bind(c.last_used).bind(key_id)
                     .execute(&mut *tx).await?;
             }
             let mut account_order: Vec<_> = accounts.iter().collect();
