@@ -1,0 +1,832 @@
+//! Real-browser tests: the dashboard driven through headless Chromium (chromedriver driven
+//! with fantoccini), with JavaScript on and off, plus screenshots of the main pages at desktop
+//! and phone widths under `target/screenshots/`.
+//!
+//! Needs Chromium and chromedriver (`apt-get install chromium chromium-driver`; other paths
+//! through `LOWROUTER_CHROMIUM` / `LOWROUTER_CHROMEDRIVER`). Without them each test prints a
+//! message and passes, unless `LOWROUTER_REQUIRE_BROWSER=1` (CI), which makes it fail.
+//! Like the API suite, it runs on PostgreSQL when `LOWROUTER_TEST_DATABASE_URL` names a server.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use lowrouter::config::Settings;
+use lowrouter::startup::Application;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One browser at a time: the machines running this have few cores, and several Chromiums
+/// at once make timing flaky without testing anything more.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------------------
+// The browser
+// ---------------------------------------------------------------------------------------
+
+struct BrowserPaths {
+    chromium: PathBuf,
+    chromedriver: PathBuf,
+}
+
+fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The browser binaries, or `None` (with a message) when they are missing and not required.
+fn browser_paths() -> Option<BrowserPaths> {
+    let chromium = find_binary(
+        "LOWROUTER_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let chromedriver = find_binary("LOWROUTER_CHROMEDRIVER", &["chromedriver"]);
+    match (chromium, chromedriver) {
+        (Some(chromium), Some(chromedriver)) => Some(BrowserPaths {
+            chromium,
+            chromedriver,
+        }),
+        _ => {
+            let msg = "Chromium and chromedriver are needed for the browser tests \
+                       (apt-get install chromium chromium-driver)";
+            if std::env::var("LOWROUTER_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+                panic!("{msg}, and LOWROUTER_REQUIRE_BROWSER=1");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// chromedriver, in a process group of its own so that the Chromium it starts goes too.
+struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        use std::os::unix::process::CommandExt as _;
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.child.id()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser {
+    client: Client,
+    base: String,
+    js: bool,
+    _driver: Driver,
+}
+
+async fn open_browser(paths: &BrowserPaths, base: &str, js: bool) -> Browser {
+    use std::os::unix::process::CommandExt as _;
+    let port = free_port();
+    let profile = tempfile::tempdir().unwrap();
+    let child = Command::new(&paths.chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        port,
+        _profile: profile,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        "--disable-quic".into(),
+        "--hide-scrollbars".into(),
+        "--force-device-scale-factor=1".into(),
+        format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+        format!("--user-data-dir={}", driver._profile.path().display()),
+    ];
+    let mut chrome = json!({ "binary": paths.chromium, "args": [] });
+    if !js {
+        args.push("--blink-settings=scriptEnabled=false".into());
+        chrome["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    }
+    chrome["args"] = json!(args);
+    let caps = json!({ "browserName": "chrome", "goog:chromeOptions": chrome });
+    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("WebDriver session");
+    client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .expect("window size");
+    Browser {
+        client,
+        base: base.to_owned(),
+        js,
+        _driver: driver,
+    }
+}
+
+impl Browser {
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    /// The path (and query) of the current page.
+    async fn path(&self) -> String {
+        let u = self.client.current_url().await.unwrap();
+        match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        }
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(el) => el,
+            Err(e) => self.fail(&format!("no element {css}: {e}")).await,
+        }
+    }
+
+    /// Panics with `msg`, leaving the page's source and a screenshot for the post-mortem.
+    async fn fail(&self, msg: &str) -> ! {
+        let dir = screenshot_dir();
+        let path = self.path().await;
+        if let Ok(src) = self.client.source().await {
+            let _ = std::fs::write(dir.join("failure.html"), src);
+        }
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(dir.join("failure.png"), png);
+        }
+        panic!("{msg} (on {path}; see target/screenshots/failure.html and failure.png)");
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Clicks the link or button whose visible text is exactly `text`.
+    async fn click_text(&self, text: &str) {
+        let xpath =
+            format!("//a[normalize-space()='{text}'] | //button[normalize-space()='{text}']");
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no link or button \"{text}\": {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click \"{text}\": {e}"));
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// Waits until the current path is `path` (navigation after a click can lag).
+    async fn wait_path(&self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.path().await;
+            if now == path {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected to be on {path}, still on {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn h1(&self) -> String {
+        self.text("h1").await
+    }
+
+    async fn close(self) {
+        let Browser {
+            client,
+            _driver: driver,
+            ..
+        } = self;
+        let _ = client.close().await;
+        drop(driver);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The app (the minimal part of tests/api/helpers.rs)
+// ---------------------------------------------------------------------------------------
+
+struct TestApp {
+    address: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh_database(dir: &Path) -> String {
+    match std::env::var("LOWROUTER_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            use sqlx::Connection;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!(
+                "lr_browser_{}_{}_{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("create database {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let (base, _) = admin.rsplit_once('/').expect("database url has a path");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("test.db").display()),
+    }
+}
+
+/// The real app on a free port with a fresh database and the built-in catalogue.
+async fn spawn_app() -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        lowrouter::telemetry::init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: fresh_database(dir.path()).await,
+        catalogue_path: None,
+        ..Settings::default()
+    };
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    async fn chat(&self, token: &str, model: &str, text: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/chat/completions", self.address))
+            .bearer_auth(token)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Steps a person takes
+// ---------------------------------------------------------------------------------------
+
+async fn sign_up(b: &Browser) -> String {
+    let email = format!(
+        "person{}@example.com",
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    b.goto("/signup").await;
+    b.fill("#email", &email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click_text("Create account").await;
+    b.wait_path("/keys").await;
+    assert_eq!(b.h1().await, "API keys");
+    email
+}
+
+struct NewKey<'a> {
+    name: &'a str,
+    models: &'a [&'a str],
+    region: &'a str,
+    daily_limit: &'a str,
+}
+
+/// From the Keys page: New key, fill in, Create. Returns the token from the reveal page.
+async fn create_key(b: &Browser, key: &NewKey<'_>) -> String {
+    b.click_text("New key").await;
+    b.wait_path("/keys/new").await;
+    b.fill("#name", key.name).await;
+    for m in key.models {
+        let boxed = b.find(&format!("input[name=models][value='{m}']")).await;
+        boxed.click().await.unwrap();
+        assert!(boxed.is_selected().await.unwrap(), "{m} ticked");
+    }
+    if !key.region.is_empty() {
+        b.find("#region")
+            .await
+            .select_by_value(key.region)
+            .await
+            .unwrap();
+    }
+    b.fill("#daily_limit", key.daily_limit).await;
+    b.click_text("Create").await;
+    let token = b
+        .find("input#token[readonly]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the reveal page shows the token");
+    assert!(
+        token.starts_with("lr-sk-") && token.len() == 55,
+        "a token: {token}"
+    );
+    assert!(
+        b.h1().await.contains(key.name),
+        "the reveal page names the key"
+    );
+    assert!(!b.url().await.contains(&token), "the token is in no URL");
+    token
+}
+
+/// Opens Usage and waits (reloading, as a person would) until a row for `key_name` shows.
+async fn see_usage_of(b: &Browser, key_name: &str) {
+    b.click("nav[aria-label=Main] a[href='/usage']").await;
+    b.wait_path("/usage").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = b
+            .client
+            .find_all(Locator::Css("table.usage td.name"))
+            .await
+            .unwrap();
+        let mut found = false;
+        for n in names {
+            if n.text().await.unwrap().trim() == key_name {
+                found = true;
+            }
+        }
+        if found {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Usage never showed a request by {key_name}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.client.refresh().await.unwrap();
+    }
+}
+
+/// The whole journey of the product page: sign up, create a scoped key, use it, see it in
+/// Usage, delete it, and the token stops working.
+async fn journey(js: bool) {
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let app = spawn_app().await;
+    let b = open_browser(&paths, &app.address, js).await;
+    let name = if js { "prod-server" } else { "no-js-server" };
+
+    sign_up(&b).await;
+    assert!(b.source().await.contains("No API keys yet"));
+    let token = create_key(
+        &b,
+        &NewKey {
+            name,
+            models: &["lowrouter/echo", "openai/gpt-4o"],
+            region: "eu-west",
+            daily_limit: "1.00",
+        },
+    )
+    .await;
+    // The copy button is added by app.js: proof of which mode this browser is in.
+    let copy = b.find("button[data-copy]").await;
+    assert_eq!(
+        copy.is_displayed().await.unwrap(),
+        b.js,
+        "the Copy button shows exactly when JavaScript runs"
+    );
+
+    let r = app
+        .chat(&token, "lowrouter/echo", "Hello from a browser test")
+        .await;
+    assert_eq!(r.status(), 200, "the new key works");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from a browser test"
+    );
+    let r = app.chat(&token, "anthropic/claude-sonnet-4-5", "hi").await;
+    assert_eq!(r.status(), 403, "the model scope holds");
+
+    see_usage_of(&b, name).await;
+
+    b.click("nav[aria-label=Main] a[href='/keys']").await;
+    b.wait_path("/keys").await;
+    let row = b.text("table.keys tbody tr").await;
+    assert!(row.contains(name), "{row}");
+    assert!(row.contains("lowrouter/echo, openai/gpt-4o"), "{row}");
+    assert!(row.contains("eu-west"), "{row}");
+    assert!(row.contains("Daily: 1.00"), "{row}");
+    assert!(
+        !b.source().await.contains(&token),
+        "the list never shows the token"
+    );
+
+    b.click(&format!("a[aria-label='Delete {name}']")).await;
+    assert_eq!(b.h1().await, format!("Delete “{name}”?"));
+    b.click_text("Delete key").await;
+    b.wait_path("/keys").await;
+    assert!(b.source().await.contains("Revoked keys (1)"));
+
+    let r = app.chat(&token, "lowrouter/echo", "still there?").await;
+    assert_eq!(r.status(), 401, "a deleted key stops working at once");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn journey_sign_up_create_use_see_usage_delete() {
+    journey(true).await;
+}
+
+#[tokio::test]
+async fn journey_works_without_javascript() {
+    journey(false).await;
+}
+
+#[tokio::test]
+async fn back_forward_and_reload_never_show_the_token_again() {
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let app = spawn_app().await;
+    let b = open_browser(&paths, &app.address, true).await;
+    let mut urls = Vec::new();
+
+    sign_up(&b).await;
+    urls.push(b.url().await);
+    let token = create_key(
+        &b,
+        &NewKey {
+            name: "history-test",
+            models: &[],
+            region: "",
+            daily_limit: "",
+        },
+    )
+    .await;
+    urls.push(b.url().await);
+    let secret_part = &token["lr-sk-".len()..];
+
+    let assert_hidden = |src: String, when: &str| {
+        assert!(
+            !src.contains(secret_part),
+            "the token is shown again after {when}"
+        );
+    };
+
+    // Reload the reveal page: a re-submitted Create shows nothing (and creates nothing).
+    b.client.refresh().await.unwrap();
+    urls.push(b.url().await);
+    assert_hidden(b.source().await, "reload");
+
+    b.goto("/keys").await;
+    urls.push(b.url().await);
+    assert_hidden(b.source().await, "opening Keys");
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("table.keys tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the reload created no second key"
+    );
+
+    // Back to the reveal page (a POST answer marked no-store), forward, reload, again.
+    for step in [
+        "back", "forward", "back", "reload", "back", "forward", "reload",
+    ] {
+        match step {
+            "back" => b.client.back().await.unwrap(),
+            "forward" => b.client.forward().await.unwrap(),
+            _ => b.client.refresh().await.unwrap(),
+        }
+        urls.push(b.url().await);
+        assert_hidden(b.source().await, step);
+    }
+
+    // A fresh key, then straight Back and Forward from its reveal page.
+    b.goto("/keys").await;
+    let token2 = create_key(
+        &b,
+        &NewKey {
+            name: "history-test-2",
+            models: &[],
+            region: "",
+            daily_limit: "",
+        },
+    )
+    .await;
+    urls.push(b.url().await);
+    b.client.back().await.unwrap();
+    urls.push(b.url().await);
+    b.client.forward().await.unwrap();
+    urls.push(b.url().await);
+    let src = b.source().await;
+    assert!(
+        !src.contains(&token2["lr-sk-".len()..]),
+        "Forward shows the second token again"
+    );
+
+    // The session history as the page sees it has no token in it either.
+    let history_len = b
+        .client
+        .execute("return history.length", vec![])
+        .await
+        .unwrap();
+    assert!(history_len.as_u64().unwrap() >= 3);
+    for u in &urls {
+        assert!(!u.contains("lr-sk-"), "a URL holds a token: {u}");
+        assert!(!u.contains(secret_part), "a URL holds the token: {u}");
+    }
+    b.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Screenshots
+// ---------------------------------------------------------------------------------------
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Full-page screenshots of the current page at desktop and phone widths, without reloading
+/// it. Also checks that the page never scrolls sideways (wide tables scroll inside their box).
+async fn shoot(b: &Browser, name: &str, problems: &mut Vec<String>) {
+    let dir = screenshot_dir();
+    for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+        set_viewport(b, w, h).await;
+        let inner = b
+            .client
+            .execute("return window.innerWidth", vec![])
+            .await
+            .unwrap();
+        assert_eq!(inner.as_u64(), Some(u64::from(w)), "viewport width");
+        let overflow = b
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if overflow.as_i64().unwrap() > 0 {
+            problems.push(format!(
+                "{name} scrolls sideways by {overflow}px at {w}px wide"
+            ));
+        }
+        if (w, h) == DESKTOP {
+            // At desktop width no table needs its own sideways scrollbar either.
+            let wide = b
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('.table-wrap')]\
+                     .map(e => e.scrollWidth - e.clientWidth).filter(d => d > 0)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if wide.as_array().is_some_and(|a| !a.is_empty()) {
+                problems.push(format!("{name} has a table too wide for {w}px: {wide}"));
+            }
+        }
+        let full = b
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap() as u32;
+        set_viewport(b, w, full.max(h)).await;
+        let png = b.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
+    }
+    set_viewport(b, DESKTOP.0, DESKTOP.1).await;
+}
+
+/// Sizes the window so that the page itself (not the window) is `w` x `h` pixels.
+async fn set_viewport(b: &Browser, w: u32, h: u32) {
+    b.client.set_window_size(w, h).await.unwrap();
+    let chrome = b
+        .client
+        .execute("return window.outerHeight - window.innerHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0) as u32;
+    if chrome > 0 {
+        b.client.set_window_size(w, h + chrome).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn screenshots_of_the_main_pages() {
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let app = spawn_app().await;
+    let b = open_browser(&paths, &app.address, true).await;
+    let mut problems = Vec::new();
+    sign_up(&b).await;
+
+    // The stylesheet loads under the Content-Security-Policy.
+    let bg = b
+        .find("body")
+        .await
+        .css_value("background-color")
+        .await
+        .unwrap();
+    assert_ne!(bg, "rgba(0, 0, 0, 0)", "app.css applies");
+    shoot(&b, "keys-empty", &mut problems).await;
+
+    // The New key form with validation errors.
+    b.click_text("New key").await;
+    b.fill("#name", "   ").await;
+    b.fill("#daily_limit", "lots").await;
+    b.click_text("Create").await;
+    b.find(".notice.error").await;
+    assert!(b
+        .find("#name[aria-invalid=true]")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    shoot(&b, "new-key-errors", &mut problems).await;
+    b.click_text("Cancel").await;
+    b.wait_path("/keys").await;
+
+    let prod = create_key(
+        &b,
+        &NewKey {
+            name: "prod-server",
+            models: &["lowrouter/echo", "openai/gpt-4o"],
+            region: "eu-west",
+            daily_limit: "1.00",
+        },
+    )
+    .await;
+    shoot(&b, "reveal", &mut problems).await;
+    b.click("a[href='/keys']").await;
+
+    // Names are at most 64 characters: one long with hyphens, one without any break.
+    let long_name = "customer-support-summariser-eu-knowledge-base-nightly-batch-v2";
+    let long = create_key(
+        &b,
+        &NewKey {
+            name: long_name,
+            models: &[],
+            region: "",
+            daily_limit: "",
+        },
+    )
+    .await;
+    b.goto("/keys").await;
+    let unbroken = "x".repeat(64);
+    let _ = create_key(
+        &b,
+        &NewKey {
+            name: &unbroken,
+            models: &["lowrouter/echo"],
+            region: "us-west",
+            daily_limit: "0.50",
+        },
+    )
+    .await;
+    b.goto("/keys").await;
+    let local = create_key(
+        &b,
+        &NewKey {
+            name: "local-dev",
+            models: &[],
+            region: "",
+            daily_limit: "",
+        },
+    )
+    .await;
+    b.goto("/keys").await;
+
+    for (token, text) in [
+        (&prod, "Hello"),
+        (
+            &prod,
+            "A somewhat longer message to make the token counts differ.",
+        ),
+        (&long, "Summarise this ticket"),
+        (&local, "hi"),
+    ] {
+        let r = app.chat(token, "lowrouter/echo", text).await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = app.chat(&prod, "anthropic/claude-sonnet-4-5", "hi").await;
+    assert_eq!(r.status(), 403);
+
+    // Disable one key, and delete another, so every state shows.
+    b.click("button[aria-label='Disable local-dev']").await;
+    b.wait_path("/keys").await;
+    b.click(&format!("a[aria-label='Delete {unbroken}']")).await;
+    b.click_text("Delete key").await;
+    b.wait_path("/keys").await;
+    shoot(&b, "keys", &mut problems).await;
+
+    see_usage_of(&b, long_name).await;
+    shoot(&b, "usage", &mut problems).await;
+
+    b.click("nav[aria-label=Main] a[href='/']").await;
+    b.wait_path("/").await;
+    shoot(&b, "home", &mut problems).await;
+
+    b.goto("/usage").await;
+    b.click("table.usage td a").await;
+    b.find("dl.details").await;
+    shoot(&b, "usage-detail", &mut problems).await;
+    b.close().await;
+    assert!(problems.is_empty(), "layout problems: {problems:#?}");
+}
