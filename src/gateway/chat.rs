@@ -259,8 +259,6 @@ pub async fn completions(
 ) -> HttpResponse {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
-    // Noted before the key row is read: see `gateway::holds`.
-    let seen = state.holds.as_ref().map(|h| h.seen());
     let authed = match authenticate(&state.store, req.headers(), started_ms).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -312,8 +310,8 @@ pub async fn completions(
     };
     let hold = Credits::cost_of(prompt_bound, model.input_price)
         .saturating_add(Credits::cost_of(output_bound, model.output_price));
-    let reserved = match (&state.holds, seen) {
-        (Some(book), Some(seen)) => book.reserve(&ctx.authed.key, seen, hold, started_ms),
+    let reserved = match &state.holds {
+        Some(book) => book.reserve(&ctx.authed.key, hold, started_ms),
         _ => {
             state
                 .store
@@ -510,15 +508,6 @@ async fn forward(
     ctx.fail(state, e, Some(reservation)).await
 }
 
-/// Tokens reported by an OpenAI-style `usage` object.
-fn read_usage(v: &Value) -> Option<(u64, u64)> {
-    let u = v.get("usage")?;
-    Some((
-        u.get("prompt_tokens")?.as_u64()?,
-        u.get("completion_tokens")?.as_u64().unwrap_or(0),
-    ))
-}
-
 fn cost_of(model: &Model, prompt: u64, completion: u64) -> Credits {
     Credits::cost_of(prompt, model.input_price)
         .saturating_add(Credits::cost_of(completion, model.output_price))
@@ -701,14 +690,11 @@ async fn pump(
             }
             match scan_line(&line) {
                 Line::Done => held.extend_from_slice(&line),
-                Line::Data(v) => {
-                    content_bytes += delta_len(&v);
-                    let usage_only = v
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if let Some(u) = read_usage(&v) {
-                        usage = Some(u);
+                Line::Data(chunk) => {
+                    content_bytes += chunk.content_bytes();
+                    let usage_only = chunk.choices.as_ref().is_some_and(Vec::is_empty);
+                    if let Some(u) = chunk.usage {
+                        usage = Some((u.prompt_tokens, u.completion_tokens));
                     }
                     if !usage_only || client_wants_usage {
                         out.extend_from_slice(&line);
@@ -764,7 +750,7 @@ async fn pump(
 
 enum Line {
     Done,
-    Data(Value),
+    Data(ChunkSummary),
     Other,
 }
 
@@ -781,14 +767,25 @@ fn scan_line(line: &[u8]) -> Line {
     serde_json::from_slice(data).map_or(Line::Other, Line::Data)
 }
 
-fn delta_len(v: &Value) -> u64 {
-    v.get("choices")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.pointer("/delta/content").and_then(Value::as_str))
-                .map(|s| s.len() as u64)
-                .sum()
-        })
-        .unwrap_or(0)
+/// What the gateway reads of a stream chunk (the rest is skipped, not built).
+#[derive(serde::Deserialize)]
+struct ChunkSummary {
+    choices: Option<Vec<ChunkChoice>>,
+    usage: Option<ReplyUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkChoice {
+    delta: Option<ReplyMessage>,
+}
+
+impl ChunkSummary {
+    fn content_bytes(&self) -> u64 {
+        self.choices
+            .iter()
+            .flatten()
+            .filter_map(|c| c.delta.as_ref()?.content.as_ref())
+            .map(|s| s.len() as u64)
+            .sum()
+    }
 }

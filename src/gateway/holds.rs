@@ -1,24 +1,22 @@
 //! The in-process hold book: reservations without a database write, for SQLite.
 //!
-//! With SQLite exactly one process serves the database (it holds `<db>.lock`), so holds of
-//! requests in flight can live in memory: the database keeps only settled amounts (balance,
-//! the keys' day/month spend), written by the usage batch. A reservation checks
+//! With SQLite exactly one process serves the database (it holds `<db>.lock`), so the holds
+//! of requests in flight can live in memory, and the database keeps only settled amounts
+//! (balance, the keys' day/month spend), written by the usage batch. A reservation checks
 //!
-//!   settled (from this request's own read of the key row)
-//!   + holds in flight (here)
-//!   + charges committed after that read began (here, "recent")
-//!   + the new amount  <=  limit
+//!   settled, as read with the key row (at ledger sequence number `seq`)
+//!   + holds of requests in flight
+//!   + charges of batches numbered above `seq` (committed, or committing, after that read)
+//!   + the new amount                                       <=  limit / spendable balance
 //!
-//! under one mutex, so concurrent requests cannot together pass a limit. The third term
-//! closes the gap between a batch committing and a request whose read started before it:
-//! each request notes the commit sequence number *before* its read; charges of batches with a
-//! later number may be missing from what it read, so they are counted from memory (counting a
-//! charge twice is possible for an instant, and only errs on the safe side).
+//! under one mutex, so concurrent requests cannot together pass a limit, and nothing is
+//! counted twice: every usage batch advances `ledger_seq` in its own transaction and, just
+//! before committing, moves its holds here from "in flight" to "settled in batch n", and the
+//! key row and `ledger_seq` are read by one statement (one snapshot).
 //! With PostgreSQL several processes share the database, so holds are rows instead
 //! (`store::ledger`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,45 +24,74 @@ use crate::domain::{time_util, Credits};
 use crate::store::keys::GatewayKey;
 use crate::store::ledger::{Reservation, ReserveError};
 
-/// How long committed charges are remembered. A request reserves microseconds after its
-/// read; this bound only has to exceed the longest stall between the two.
-const RECENT_FOR: Duration = Duration::from_secs(60);
+/// How long settled charges are remembered. A request reserves right after its read; this
+/// only has to exceed the longest stall between the two.
+const SETTLED_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct HoldBook {
-    commit_seq: AtomicU64,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// key id -> (day, month, amount) of each hold in flight.
-    keys: HashMap<i64, Vec<(i64, i64, i64)>>,
-    /// account id -> total held.
-    accounts: HashMap<i64, i64>,
-    recent: VecDeque<Recent>,
+    keys: HashMap<i64, Book>,
+    accounts: HashMap<i64, Book>,
 }
 
-struct Recent {
-    seq: u64,
+/// Holds of one key or one account.
+#[derive(Default)]
+struct Book {
+    /// (day, month, amount) of each request in flight.
+    in_flight: Vec<(i64, i64, i64)>,
+    /// Charges settled in a batch, oldest first (batch numbers ascending).
+    settled: VecDeque<Settled>,
+}
+
+struct Settled {
+    seq: i64,
     at: Instant,
-    key_id: i64,
-    account_id: i64,
     day: i64,
     month: i64,
     charge: i64,
 }
 
-impl HoldBook {
-    /// Read before reading the key row; pass to [`HoldBook::reserve`].
-    pub fn seen(&self) -> u64 {
-        self.commit_seq.load(Ordering::Acquire)
+/// Amounts a book adds on top of what a read at `seq` saw, for `day` and `month`, in total.
+fn extra(book: Option<&Book>, seq: i64, day: i64, month: i64) -> (i64, i64, i64) {
+    let Some(b) = book else { return (0, 0, 0) };
+    let (mut d, mut m, mut all) = (0, 0, 0);
+    let settled = b
+        .settled
+        .iter()
+        .rev()
+        .take_while(|s| s.seq > seq)
+        .map(|s| (s.day, s.month, s.charge));
+    for (hd, hm, a) in b.in_flight.iter().copied().chain(settled) {
+        d += if hd == day { a } else { 0 };
+        m += if hm == month { a } else { 0 };
+        all += a;
+    }
+    (d, m, all)
+}
+
+impl Book {
+    fn remove_in_flight(&mut self, r: &Reservation) {
+        let h = (r.day, r.month, r.amount.micros());
+        if let Some(i) = self.in_flight.iter().position(|x| *x == h) {
+            self.in_flight.swap_remove(i);
+        }
     }
 
+    fn is_empty(&self) -> bool {
+        self.in_flight.is_empty() && self.settled.is_empty()
+    }
+}
+
+impl HoldBook {
+    /// Holds `amount` for a request whose key row (with `ledger_seq`) is `gk`.
     pub fn reserve(
         &self,
         gk: &GatewayKey,
-        seen: u64,
         amount: Credits,
         now_ms: i64,
     ) -> Result<Reservation, ReserveError> {
@@ -72,45 +99,39 @@ impl HoldBook {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let amount_m = amount.micros();
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut day_used, mut month_used, mut account_used) = (0i64, 0i64, 0i64);
-        for r in inner.recent.iter().filter(|r| r.seq > seen) {
-            if r.key_id == key.id {
-                day_used += if r.day == day { r.charge } else { 0 };
-                month_used += if r.month == month { r.charge } else { 0 };
-            }
-            if r.account_id == key.account_id {
-                account_used += r.charge;
-            }
-        }
-        for &(d, m, a) in inner
-            .keys
-            .get(&key.id)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        let (key_day, key_month, _) = extra(inner.keys.get(&key.id), gk.ledger_seq, day, month);
+        let (_, _, account_all) = extra(
+            inner.accounts.get(&key.account_id),
+            gk.ledger_seq,
+            day,
+            month,
+        );
+        if key
+            .daily_limit
+            .is_some_and(|l| key.spent_today(now_ms).micros() + key_day + amount_m > l)
         {
-            day_used += if d == day { a } else { 0 };
-            month_used += if m == month { a } else { 0 };
-        }
-        account_used += inner.accounts.get(&key.account_id).copied().unwrap_or(0);
-        let today = key.spent_today(now_ms).micros() + day_used;
-        let this_month = key.spent_this_month(now_ms).micros() + month_used;
-        if key.daily_limit.is_some_and(|l| today + amount_m > l) {
             return Err(ReserveError::DailyLimit);
         }
-        if key.monthly_limit.is_some_and(|l| this_month + amount_m > l) {
+        if key
+            .monthly_limit
+            .is_some_and(|l| key.spent_this_month(now_ms).micros() + key_month + amount_m > l)
+        {
             return Err(ReserveError::MonthlyLimit);
         }
-        let available = gk.balance - gk.reserved - account_used;
+        let available = gk.balance - gk.reserved - account_all;
         if available <= 0 || available < amount_m {
             return Err(ReserveError::InsufficientCredits);
         }
+        let hold = (day, month, amount_m);
+        inner.keys.entry(key.id).or_default().in_flight.push(hold);
         inner
-            .keys
-            .entry(key.id)
+            .accounts
+            .entry(key.account_id)
             .or_default()
-            .push((day, month, amount_m));
-        *inner.accounts.entry(key.account_id).or_default() += amount_m;
+            .in_flight
+            .push(hold);
         Ok(Reservation {
             id: String::new(),
             account_id: key.account_id,
@@ -122,59 +143,73 @@ impl HoldBook {
         })
     }
 
-    /// After a usage batch committed: the holds become remembered charges.
-    /// `settled` holds each reservation with the amount charged for it.
-    pub fn committed<'a>(&self, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
-        let seq = self.commit_seq.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Called by the usage batch after it advanced `ledger_seq` to `seq` and before it
+    /// commits: its holds become charges settled in batch `seq`.
+    pub fn settling<'a>(&self, seq: i64, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
         let now = Instant::now();
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
         for (r, charge) in settled.filter(|(r, _)| !r.in_db) {
-            inner.remove_hold(r);
-            if charge > 0 {
-                inner.recent.push_back(Recent {
-                    seq,
-                    at: now,
-                    key_id: r.key_id,
-                    account_id: r.account_id,
-                    day: r.day,
-                    month: r.month,
-                    charge,
-                });
+            let s = || Settled {
+                seq,
+                at: now,
+                day: r.day,
+                month: r.month,
+                charge,
+            };
+            for book in [
+                inner.keys.entry(r.key_id).or_default(),
+                inner.accounts.entry(r.account_id).or_default(),
+            ] {
+                book.remove_in_flight(r);
+                book.settled.push_back(s());
             }
         }
-        while inner
-            .recent
-            .front()
-            .is_some_and(|r| now.duration_since(r.at) > RECENT_FOR)
-        {
-            inner.recent.pop_front();
-        }
+        let stale = |b: &mut Book| {
+            while b
+                .settled
+                .front()
+                .is_some_and(|s| now.duration_since(s.at) > SETTLED_FOR)
+            {
+                b.settled.pop_front();
+            }
+            !b.is_empty()
+        };
+        inner.keys.retain(|_, b| stale(b));
+        inner.accounts.retain(|_, b| stale(b));
     }
 
-    /// Drops holds whose usage could not be written (nothing was charged).
-    pub fn release<'a>(&self, holds: impl Iterator<Item = &'a Reservation>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    /// The batch numbered `seq` did not commit: its holds are in flight again.
+    pub fn unsettle<'a>(&self, seq: i64, holds: impl Iterator<Item = &'a Reservation>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
         for r in holds.filter(|r| !r.in_db) {
-            inner.remove_hold(r);
+            for book in [
+                inner.keys.entry(r.key_id).or_default(),
+                inner.accounts.entry(r.account_id).or_default(),
+            ] {
+                let batch_entry = book
+                    .settled
+                    .iter()
+                    .rposition(|s| s.seq == seq && (s.day, s.month) == (r.day, r.month));
+                if let Some(i) = batch_entry {
+                    book.settled.remove(i);
+                    book.in_flight.push((r.day, r.month, r.amount.micros()));
+                }
+            }
         }
     }
-}
 
-impl Inner {
-    fn remove_hold(&mut self, r: &Reservation) {
-        let amount = r.amount.micros();
-        if let Some(list) = self.keys.get_mut(&r.key_id) {
-            if let Some(i) = list.iter().position(|h| *h == (r.day, r.month, amount)) {
-                list.swap_remove(i);
-            }
-            if list.is_empty() {
-                self.keys.remove(&r.key_id);
-            }
-        }
-        if let Some(a) = self.accounts.get_mut(&r.account_id) {
-            *a -= amount;
-            if *a <= 0 {
-                self.accounts.remove(&r.account_id);
+    /// Drops holds in flight whose usage could not be written (nothing was charged).
+    pub fn release<'a>(&self, holds: impl Iterator<Item = &'a Reservation>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        for r in holds.filter(|r| !r.in_db) {
+            for book in [
+                inner.keys.entry(r.key_id).or_default(),
+                inner.accounts.entry(r.account_id).or_default(),
+            ] {
+                book.remove_in_flight(r);
             }
         }
     }

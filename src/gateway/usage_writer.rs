@@ -64,17 +64,7 @@ async fn run(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<
             entries.push(job.entry);
             waiters.push(job.done);
         }
-        let ok = write_with_retry(&store, &entries).await;
-        if let Some(book) = &holds {
-            let held = entries
-                .iter()
-                .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost)));
-            if ok {
-                book.committed(held);
-            } else {
-                book.release(held.map(|(r, _)| r));
-            }
-        }
+        let ok = write_with_retry(&store, holds.as_deref(), &entries).await;
         for done in waiters.drain(..) {
             let _ = done.send(ok);
         }
@@ -82,16 +72,37 @@ async fn run(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<
     }
 }
 
-async fn write_with_retry(store: &Store, entries: &[UsageEntry]) -> bool {
+async fn write_with_retry(store: &Store, holds: Option<&HoldBook>, entries: &[UsageEntry]) -> bool {
+    let reservations = || entries.iter().filter_map(|e| e.reservation.as_ref());
     for (attempt, pause) in [10u64, 50, 250, 1000].into_iter().enumerate() {
-        match store.write_usage_batch(entries).await {
+        let mut numbered = None;
+        let written = store
+            .write_usage_batch_then(entries, |seq| {
+                numbered = Some(seq);
+                if let Some(book) = holds {
+                    book.settling(
+                        seq,
+                        entries
+                            .iter()
+                            .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost))),
+                    );
+                }
+            })
+            .await;
+        match written {
             Ok(()) => return true,
             Err(e) => {
+                if let (Some(book), Some(seq)) = (holds, numbered) {
+                    book.unsettle(seq, reservations());
+                }
                 tracing::warn!(error = %e, attempt, rows = entries.len(), "usage batch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
     }
     tracing::error!(rows = entries.len(), "usage batch failed for good");
+    if let Some(book) = holds {
+        book.release(reservations());
+    }
     false
 }

@@ -135,6 +135,8 @@ pub struct GatewayKey {
     pub key: KeyRow,
     pub balance: i64,
     pub reserved: i64,
+    /// The usage batch number this read reflects (see `gateway::holds`).
+    pub ledger_seq: i64,
 }
 
 impl Store {
@@ -267,7 +269,8 @@ impl Store {
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
         const SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, k.region, \
             k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
-            k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved \
+            k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
+            (select value from ledger_seq where id = 1) as ledger_seq \
             from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, GatewayKey>(SQL).bind(&hash.0).fetch_optional(pool).await?

@@ -101,6 +101,13 @@ impl Store {
     /// Settlements are summed per account and per key so a batch costs a handful of
     /// statements, not several per request.
     pub async fn write_usage_batch(&self, batch: &[UsageEntry]) -> Result<()> {
+        self.write_usage_batch_then(batch, |_| {}).await
+    }
+
+    /// [`Store::write_usage_batch`], also advancing `ledger_seq` in the same transaction and
+    /// calling `before_commit` with its new value just before committing (the in-memory
+    /// hold book must know a batch's number before its charges become visible).
+    pub async fn write_usage_batch_then(&self, batch: &[UsageEntry], before_commit: impl FnOnce(i64)) -> Result<()> {
         let mut accounts: HashMap<i64, (i64, i64)> = HashMap::new();
         // (key, day, month) -> delta: a hold is settled in the bucket it was taken in.
         let mut keys: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
@@ -234,6 +241,11 @@ impl Store {
                 .bind(n[0]).bind(n[1]).bind(n[2]).bind(n[3]).bind(n[4])
                 .execute(&mut *tx).await?;
             }
+            // Last, so the row lock on PostgreSQL is held only for the commit.
+            let seq: i64 = sqlx::query_scalar("update ledger_seq set value = value + 1 where id = 1 returning value")
+                .fetch_one(&mut *tx)
+                .await?;
+            before_commit(seq);
             tx.commit().await?;
         });
         Ok(())
