@@ -322,14 +322,18 @@ pub async fn completions(
     let reservation = match reserved {
         Ok(r) => r,
         Err(e) => {
-            let e = reserve_error(e, started_ms);
+            let e = reserve_error(e, &ctx.authed, hold, started_ms);
             return ctx.fail(&state, e, None).await;
         }
     };
     forward(&state, ctx, model, chat, echo_plan, reservation).await
 }
 
-fn reserve_error(e: ReserveError, now_ms: i64) -> ApiError {
+fn reserve_error(e: ReserveError, authed: &Authed, hold: Credits, now_ms: i64) -> ApiError {
+    let key = &authed.key.key;
+    let left = |limit: Option<i64>, spent: Credits| {
+        Credits::from_micros(limit.map_or(0, |l| (l - spent.micros()).max(0)))
+    };
     match e {
         ReserveError::DailyLimit => {
             let reset = time_util::next_day_start_ms(now_ms);
@@ -338,6 +342,8 @@ fn reserve_error(e: ReserveError, now_ms: i64) -> ApiError {
                 "daily",
                 (reset - now_ms + 999) / 1000,
                 &time_util::format_minute(reset),
+                left(key.daily_limit, key.spent_today(now_ms)),
+                hold,
             )
         }
         ReserveError::MonthlyLimit => {
@@ -347,6 +353,8 @@ fn reserve_error(e: ReserveError, now_ms: i64) -> ApiError {
                 "monthly",
                 (reset - now_ms + 999) / 1000,
                 &time_util::format_minute(reset),
+                left(key.monthly_limit, key.spent_this_month(now_ms)),
+                hold,
             )
         }
         ReserveError::InsufficientCredits => ApiError::insufficient_credits(),

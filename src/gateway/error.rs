@@ -5,6 +5,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde_json::json;
 
+use crate::domain::Credits;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -88,12 +90,32 @@ impl ApiError {
         )
     }
 
-    pub fn limit(code: &'static str, what: &str, retry_after_secs: i64, resets: &str) -> Self {
+    /// A key limit refused the request. `remaining` is what the limit still allows,
+    /// `needed` the request's worst-case cost, so the message says whether the limit is used
+    /// up or merely too small for this request (then lowering max_tokens helps).
+    pub fn limit(
+        code: &'static str,
+        what: &str,
+        retry_after_secs: i64,
+        resets: &str,
+        remaining: Credits,
+        needed: Credits,
+    ) -> Self {
+        let message = if remaining == Credits::ZERO {
+            format!("This API key reached its {what} limit. It resets at {resets}.")
+        } else {
+            format!(
+                "This request may cost up to {} credits, more than the {} credits left of this API key's {what} limit. \
+                 Lower max_tokens, or wait until the limit resets at {resets}.",
+                needed.display_precise(),
+                remaining.display_precise()
+            )
+        };
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
             code,
-            format!("This API key reached its {what} limit. It resets at {resets}."),
+            message,
         );
         e.retry_after = Some(retry_after_secs.max(1));
         e
