@@ -1,0 +1,922 @@
+//! Faults and isolation, against the real binary (`CARGO_BIN_EXE_lowrouter`) run as a child
+//! process: kill -9 is a real SIGKILL, and logs are the process's real stdout/stderr.
+//!
+//! SQLite by default; PostgreSQL when LOWROUTER_TEST_DATABASE_URL names a server (each test
+//! creates its own database). The crash test runs on SQLite always and on PostgreSQL too
+//! when the variable is set; the two-process test needs PostgreSQL and skips without it.
+//!
+//! No assertion depends on timing: load runs until a count is reached, waits poll with
+//! generous timeouts.
+
+#[path = "faults/support.rs"]
+mod support;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+// ---------------------------------------------------------------------------------------
+// (a) Isolation: every route that takes a key id or a generation id.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    Key,
+    Generation,
+}
+
+struct Case {
+    method: &'static str,
+    pattern: &'static str,
+    target: Target,
+    /// What the owner gets (proves the id is right and the 404 is isolation, not a typo).
+    owner_status: u16,
+}
+
+/// Every route with an id in its path. The owner's checks run in this order, so the
+/// destructive one is last.
+const ISOLATION_TABLE: &[Case] = &[
+    Case {
+        method: "GET",
+        pattern: "/keys/{id}/edit",
+        target: Target::Key,
+        owner_status: 200,
+    },
+    Case {
+        method: "GET",
+        pattern: "/keys/{id}/delete",
+        target: Target::Key,
+        owner_status: 200,
+    },
+    Case {
+        method: "GET",
+        pattern: "/usage/{generation_id}",
+        target: Target::Generation,
+        owner_status: 200,
+    },
+    Case {
+        method: "GET",
+        pattern: "/api/v1/generation/{id}",
+        target: Target::Generation,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/edit",
+        target: Target::Key,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/disable",
+        target: Target::Key,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/enable",
+        target: Target::Key,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/delete",
+        target: Target::Key,
+        owner_status: 303,
+    },
+];
+
+/// Routes with a path parameter that is not an account's id.
+const NOT_ID_ROUTES: &[(&str, &str)] = &[("GET", "/static/{file}")];
+
+/// `(METHOD, path)` of every `.route("…", web::method()…)` in a routes file, prefixed with
+/// the file's `web::scope("…")` if it has one.
+fn routes_in(src: &str) -> Vec<(String, String)> {
+    let scope = between(src, "web::scope(\"", "\"").unwrap_or("");
+    src.split(".route(\"")
+        .skip(1)
+        .map(|piece| {
+            let path = piece.split('"').next().unwrap();
+            let method = between(piece, "web::", "()").expect("route has a method guard");
+            (method.to_uppercase(), format!("{scope}{path}"))
+        })
+        .collect()
+}
+
+/// The routes as the source declares them; the table must cover every one with an id.
+#[test]
+fn isolation_table_covers_every_route_with_an_id() {
+    let web = include_str!("../src/web/mod.rs");
+    let gateway = include_str!("../src/gateway/mod.rs");
+    // Routes registered anywhere else would escape this check: the wiring adds none.
+    let startup = include_str!("../src/startup.rs");
+    for (name, src) in [
+        ("src/startup.rs", startup),
+        ("src/web/mod.rs", web),
+        ("src/gateway/mod.rs", gateway),
+    ] {
+        assert!(
+            !src.contains("web::resource(") && !src.contains("#[get(") && !src.contains("#[post("),
+            "{name} registers routes in a way this test does not parse; extend routes_in()"
+        );
+    }
+    assert!(
+        !startup.contains(".route("),
+        "src/startup.rs registers routes"
+    );
+    let all: Vec<_> = routes_in(web)
+        .into_iter()
+        .chain(routes_in(gateway))
+        .collect();
+    assert!(all.len() >= 20, "route parsing found too little: {all:?}");
+    let with_params: BTreeSet<(String, String)> =
+        all.into_iter().filter(|(_, p)| p.contains('{')).collect();
+    let covered: BTreeSet<(String, String)> = ISOLATION_TABLE
+        .iter()
+        .map(|c| (c.method.to_owned(), c.pattern.to_owned()))
+        .chain(
+            NOT_ID_ROUTES
+                .iter()
+                .map(|(m, p)| ((*m).to_owned(), (*p).to_owned())),
+        )
+        .collect();
+    let missing: Vec<_> = with_params.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes taking an id that the isolation table does not cover: {missing:?}"
+    );
+    let stale: Vec<_> = covered.difference(&with_params).collect();
+    assert!(
+        stale.is_empty(),
+        "table entries for routes that no longer exist: {stale:?}"
+    );
+}
+
+/// Everything of account `id` that a foreign request could change.
+async fn account_state(db: &Db, id: i64) -> Vec<String> {
+    let mut s = db
+        .texts(&format!(
+            "select cast(id as text) || '|' || name || '|' || status || '|' || models || '|' || \
+             coalesce(region, '-') || '|' || coalesce(cast(daily_limit as text), '-') || '|' || \
+             coalesce(cast(monthly_limit as text), '-') || '|' || coalesce(cast(expires_at as text), '-') || '|' || \
+             coalesce(cast(revoked_at as text), '-') || '|' || token_hash \
+             from api_keys where account_id = {id} order by id"
+        ))
+        .await;
+    s.extend(
+        db.texts(&format!(
+            "select cast(balance as text) || '|' || cast(reserved as text) || '|' || email || '|' || password_hash \
+             from accounts where id = {id}"
+        ))
+        .await,
+    );
+    s.extend(
+        db.texts(&format!(
+            "select generation_id || '|' || key_name || '|' || cast(cost as text) from usage \
+             where account_id = {id} order by id"
+        ))
+        .await,
+    );
+    s
+}
+
+/// One request of the table: as `who` (its session and a valid CSRF token of its own, so
+/// only the ownership check can refuse it), with `bearer` for the gateway's routes.
+async fn send_case(
+    server: &Server,
+    who: &Browser,
+    bearer: &str,
+    c: &Case,
+    id: &str,
+) -> (u16, String) {
+    let url = server.url(&c.pattern.replace("{id}", id).replace("{generation_id}", id));
+    let req = match c.method {
+        "GET" => who.client.get(&url),
+        "POST" => {
+            let csrf = csrf_of(&who.get_html("/keys").await);
+            who.client.post(&url).form(&[
+                ("csrf_token", csrf.as_str()),
+                ("name", "pwned"),
+                ("daily_limit", "99999"),
+                ("models", "lowrouter/echo"),
+            ])
+        }
+        m => panic!("method {m}"),
+    };
+    let req = if c.pattern.starts_with("/api/") {
+        req.bearer_auth(bearer)
+    } else {
+        req
+    };
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let server = Server::start(dir.path(), &db_url, "isolation", &[]).await;
+    let db = Db(db_url);
+    let api = api_client();
+
+    // The owner: a live key with a generation, and a deleted key with one.
+    let owner = Browser::new(&server);
+    let owner_email = owner.signed_up().await;
+    let owner_token = owner
+        .create_key("victim", &[("daily_limit", "3.00"), ("region", "eu-west")])
+        .await;
+    let key_id = owner.key_id("victim").await;
+    let r = echo(
+        &api,
+        &server.base,
+        &owner_token,
+        "owner's secret prompt",
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(r.complete);
+    let generation = r.generation_id.unwrap();
+    let old_token = owner.create_key("old", &[]).await;
+    let old_id = owner.key_id("old").await;
+    let r = echo(&api, &server.base, &old_token, "old", true)
+        .await
+        .unwrap();
+    assert!(r.complete);
+    let old_generation = r.generation_id.unwrap();
+    assert_eq!(owner.delete_key(old_id).await.status(), 303);
+    let owner_id = db.account_id(&owner_email).await;
+
+    // The intruder: signed in, with a key of its own and valid CSRF tokens.
+    let intruder = Browser::new(&server);
+    intruder.signed_up().await;
+    let intruder_token = intruder.create_key("mine", &[]).await;
+
+    let before = account_state(&db, owner_id).await;
+    for c in ISOLATION_TABLE {
+        let (foreign, missing) = match c.target {
+            Target::Key => (
+                vec![key_id.to_string(), old_id.to_string()],
+                "987654321".to_owned(),
+            ),
+            Target::Generation => (
+                vec![generation.clone(), old_generation.clone()],
+                "gen-AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            ),
+        };
+        let (missing_status, missing_body) =
+            send_case(&server, &intruder, &intruder_token, c, &missing).await;
+        assert_eq!(
+            missing_status, 404,
+            "{} {} (no such id)",
+            c.method, c.pattern
+        );
+        for id in &foreign {
+            let (status, body) = send_case(&server, &intruder, &intruder_token, c, id).await;
+            assert_eq!(
+                status, 404,
+                "{} {} with another account's id {id}",
+                c.method, c.pattern
+            );
+            // Indistinguishable from an id that does not exist: no existence oracle.
+            assert_eq!(
+                body, missing_body,
+                "{} {}: foreign and missing differ",
+                c.method, c.pattern
+            );
+            assert!(!body.contains("victim") && !body.contains("owner's secret"));
+        }
+    }
+    assert_eq!(
+        account_state(&db, owner_id).await,
+        before,
+        "a foreign request changed the owner's account"
+    );
+    // The owner's key still works: nothing was disabled or deleted.
+    assert!(
+        echo(&api, &server.base, &owner_token, "still mine", false)
+            .await
+            .unwrap()
+            .complete
+    );
+
+    // Positive control: the same requests by the owner do reach the resource.
+    for c in ISOLATION_TABLE {
+        let id = match c.target {
+            Target::Key => key_id.to_string(),
+            Target::Generation => generation.clone(),
+        };
+        let (status, _) = send_case(&server, &owner, &owner_token, c, &id).await;
+        assert_eq!(status, c.owner_status, "owner: {} {}", c.method, c.pattern);
+    }
+    let revoked = db
+        .i64(&format!(
+            "select count(*) from api_keys where id = {key_id} and status = 'revoked'"
+        ))
+        .await;
+    assert_eq!(revoked, 1, "the owner's Delete went through");
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) Secrets never reach the logs, even at debug level.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_contain_no_secret() {
+    // FAULTS_SECRETS_RUST_LOG=trace tries a more talkative level by hand.
+    let log_filter = std::env::var("FAULTS_SECRETS_RUST_LOG").unwrap_or_else(|_| {
+        "debug,sqlx=debug,actix_web=debug,actix_http=debug,actix_server=debug,actix_session=debug"
+            .into()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let mut server =
+        Server::start(dir.path(), &db_url, "secrets", &[("RUST_LOG", &log_filter)]).await;
+    let db = Db(db_url);
+    let api = api_client();
+    let b = Browser::new(&server);
+
+    // Sign up, log out, a failed login, log in again.
+    let email = b.signed_up().await;
+    assert_eq!(b.post_form("/logout", "/keys", &[]).await.status(), 303);
+    let wrong_password = "Wr0ng-but-also-secret-pa55word";
+    let r = b
+        .post_form(
+            "/login",
+            "/login",
+            &[("email", email.as_str()), ("password", wrong_password)],
+        )
+        .await;
+    assert_eq!(r.status(), 401, "wrong password refused");
+    let r = b
+        .post_form(
+            "/login",
+            "/login",
+            &[("email", email.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+
+    // Create a key and use it every way there is.
+    let token = b.create_key("logged", &[]).await;
+    for stream in [false, true] {
+        let r = echo(&api, &server.base, &token, "hello logs", stream)
+            .await
+            .unwrap();
+        assert!(r.complete, "stream={stream}");
+        let g = r.generation_id.unwrap();
+        for path in [
+            format!("/api/v1/generation/{g}"),
+            "/api/v1/key".into(),
+            "/api/v1/models".into(),
+            "/api/v1/credits".into(),
+        ] {
+            let r = api
+                .get(server.url(&path))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+        }
+        assert_eq!(b.get(&format!("/usage/{g}")).await.status(), 200);
+    }
+    // A mistyped token (one character off: nearly the secret) and a wrong header.
+    let mut typo = token.clone().into_bytes();
+    typo[30] = if typo[30] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    for auth in [
+        format!("Bearer {typo}"),
+        format!("bearer {token}"),
+        token.clone(),
+    ] {
+        let r = api
+            .get(server.url("/api/v1/key"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // Delete it; the next use fails.
+    let id = b.key_id("logged").await;
+    assert_eq!(b.delete_key(id).await.status(), 303);
+    let r = echo(&api, &server.base, &token, "after delete", false)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(b.get_html("/usage").await.contains("logged"));
+    assert_eq!(b.post_form("/logout", "/keys", &[]).await.status(), 303);
+
+    let session_secret = db
+        .texts("select value from app_secrets where name = 'session_key'")
+        .await
+        .pop()
+        .expect("a session secret was generated");
+    server.kill9();
+    let logs = server.logs();
+    // FAULTS_DUMP_LOGS=<file> keeps the logs for reading.
+    if let Ok(path) = std::env::var("FAULTS_DUMP_LOGS") {
+        std::fs::write(path, &logs).unwrap();
+    }
+
+    // The run really logged at debug level (else this test would pass vacuously).
+    assert!(
+        logs.contains("DEBUG"),
+        "no debug output:\n{}",
+        &logs[..logs.len().min(2000)]
+    );
+    assert!(logs.contains("key created") && logs.contains("key revoked"));
+
+    let mut secrets: Vec<(String, String)> = vec![
+        ("token".into(), token.clone()),
+        ("token's secret part".into(), token[10..51].to_owned()),
+        ("mistyped token".into(), typo[10..51].to_owned()),
+        ("password".into(), PASSWORD.into()),
+        ("wrong password".into(), wrong_password.into()),
+        ("session secret".into(), session_secret.clone()),
+        (
+            "session secret (first half)".into(),
+            session_secret[..64].to_owned(),
+        ),
+        (
+            "session secret (second half)".into(),
+            session_secret[64..].to_owned(),
+        ),
+    ];
+    let cookies = b.cookies_seen.lock().unwrap().clone();
+    assert!(cookies.len() >= 2, "session cookies were issued");
+    for c in cookies {
+        let decoded = percent_decode(&c);
+        secrets.push(("session cookie".into(), c));
+        secrets.push(("session cookie (decoded)".into(), decoded));
+    }
+    let csrf = b.csrf_seen.lock().unwrap().clone();
+    assert!(!csrf.is_empty());
+    for t in csrf {
+        secrets.push(("CSRF token".into(), t));
+    }
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 16, "{what} too short to search for");
+        if let Some(at) = logs.find(secret.as_str()) {
+            let line_start = logs[..at].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = logs[at..].find('\n').map_or(logs.len(), |i| at + i);
+            panic!(
+                "the logs contain the {what}:\n{}",
+                &logs[line_start..line_end]
+            );
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) Revocation under load.
+
+struct Sample {
+    started: Instant,
+    status: Option<u16>,
+    complete: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_request_started_after_delete_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let server = Server::start(dir.path(), &db_url, "revocation", &[]).await;
+    let b = Browser::new(&server);
+    b.signed_up().await;
+    let token = b.create_key("loaded", &[]).await;
+    let id = b.key_id("loaded").await;
+    let delete_page = format!("/keys/{id}/delete");
+    let csrf = csrf_of(&b.get_html(&delete_page).await);
+
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let deleted_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let after_delete = Arc::new(AtomicUsize::new(0));
+    let ok_count = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..8usize {
+        let (samples, stop, deleted_at, after_delete, ok_count) = (
+            samples.clone(),
+            stop.clone(),
+            deleted_at.clone(),
+            after_delete.clone(),
+            ok_count.clone(),
+        );
+        let (base, token) = (server.base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let api = api_client();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let started = Instant::now();
+                let r = echo(&api, &base, &token, "load", (worker + n).is_multiple_of(3)).await;
+                if deleted_at.lock().unwrap().is_some_and(|d| started > d) {
+                    after_delete.fetch_add(1, Ordering::SeqCst);
+                }
+                let (status, complete) = match &r {
+                    Ok(r) => (Some(r.status), r.complete),
+                    Err(_) => (None, false),
+                };
+                if complete {
+                    ok_count.fetch_add(1, Ordering::SeqCst);
+                }
+                samples.lock().unwrap().push(Sample {
+                    started,
+                    status,
+                    complete,
+                });
+            }
+        }));
+    }
+    // Let the load get going, then Delete in the dashboard.
+    wait_until(Duration::from_secs(30), "successful requests", || {
+        ok_count.load(Ordering::SeqCst) >= 40
+    })
+    .await;
+    let r = b
+        .client
+        .post(server.url(&format!("/keys/{id}/delete")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    *deleted_at.lock().unwrap() = Some(answered);
+    assert_eq!(r.status(), 303, "Delete answered");
+    wait_until(Duration::from_secs(30), "requests after the delete", || {
+        after_delete.load(Ordering::SeqCst) >= 80
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let samples = samples.lock().unwrap();
+    let before = samples.iter().filter(|s| s.started <= answered).count();
+    let after: Vec<_> = samples.iter().filter(|s| s.started > answered).collect();
+    let violations: Vec<_> = after
+        .iter()
+        .filter(|s| s.status == Some(200) || s.complete)
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "{} of {} requests started after the Delete answer succeeded",
+        violations.len(),
+        after.len()
+    );
+    assert!(after.len() >= 80 && before >= 40);
+    for s in &after {
+        assert_eq!(s.status, Some(401), "after delete: a clean 401");
+    }
+    // Before the answer: successes, plus at most a few 401s from requests that raced it.
+    for s in samples.iter().filter(|s| s.started <= answered) {
+        assert!(
+            matches!(s.status, Some(200) | Some(401)),
+            "unexpected {:?}",
+            s.status
+        );
+    }
+    eprintln!(
+        "revocation: {before} requests started before the Delete answer, {} after, 0 succeeded after",
+        after.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) Crash: kill -9 under load, restart, check money and records.
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Load until `target` complete responses, then SIGKILL mid-load. Returns the generation
+/// ids of every response received complete.
+async fn load_then_kill(server: &mut Server, token: &str, target: usize) -> (Vec<String>, i64) {
+    let complete: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let (complete, stop) = (complete.clone(), stop.clone());
+        let (base, token) = (server.base.clone(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let api = api_client();
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let text = format!("crash test {worker} {n} {}", "x".repeat(n % 50));
+                match echo(&api, &base, &token, &text, (worker + n).is_multiple_of(3)).await {
+                    Ok(r) if r.complete => {
+                        let g = r.generation_id.expect("a generation id on every 200");
+                        complete.lock().unwrap().push(g);
+                    }
+                    Ok(r) => {
+                        // Before the kill everything succeeds; after it, bodies are cut.
+                        assert!(
+                            r.status == 200 || stop.load(Ordering::SeqCst),
+                            "status {} before the kill",
+                            r.status
+                        );
+                    }
+                    Err(_) => {
+                        // Connection refused or reset: the server is gone.
+                        if !stop.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let c = complete.clone();
+    wait_until(Duration::from_secs(40), "complete responses", || {
+        c.lock().unwrap().len() >= target
+    })
+    .await;
+    let killed_at = now_ms();
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ids = complete.lock().unwrap().clone();
+    (ids, killed_at)
+}
+
+struct Ledger {
+    balance: i64,
+    reserved: i64,
+    holds: i64,
+    held: i64,
+    charged: i64,
+    rows: i64,
+}
+
+async fn ledger(db: &Db, account: i64) -> Ledger {
+    Ledger {
+        balance: db
+            .i64(&format!("select balance from accounts where id = {account}"))
+            .await,
+        reserved: db
+            .i64(&format!(
+                "select reserved from accounts where id = {account}"
+            ))
+            .await,
+        holds: db
+            .i64(&format!(
+                "select count(*) from reservations where account_id = {account}"
+            ))
+            .await,
+        held: db
+            .i64(&format!(
+                "select cast(coalesce(sum(amount), 0) as bigint) from reservations where account_id = {account}"
+            ))
+            .await,
+        charged: db
+            .i64(&format!(
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage where account_id = {account}"
+            ))
+            .await,
+        rows: db
+            .i64(&format!(
+                "select count(*) from usage where account_id = {account}"
+            ))
+            .await,
+    }
+}
+
+/// The books balance: what was charged left the balance, and `reserved` is exactly the
+/// sum of the live holds.
+fn assert_books(l: &Ledger, what: &str) {
+    assert_eq!(
+        l.balance + l.charged,
+        GRANT_MICROS,
+        "{what}: balance + charged = grant"
+    );
+    assert_eq!(l.reserved, l.held, "{what}: reserved = sum of live holds");
+    assert!(l.balance >= 0 && l.reserved >= 0);
+}
+
+async fn crash_and_restart(db_url: String, dir: &std::path::Path) {
+    let env: &[(&str, &str)] = &[("LOWROUTER_UPSTREAM_TIMEOUT_SECS", "1")];
+    let mut server = Server::start(dir, &db_url, "crash-1", env).await;
+    let db = Db(db_url.clone());
+    let b = Browser::new(&server);
+    let email = b.signed_up().await;
+    let token = b.create_key("crashy", &[("daily_limit", "50000")]).await;
+    let account = db.account_id(&email).await;
+
+    let (complete, killed_at) = load_then_kill(&mut server, &token, 300).await;
+    assert!(complete.len() >= 300);
+    let after_kill = ledger(&db, account).await;
+    eprintln!(
+        "crash ({}): {} complete responses before kill -9; {} usage rows, {} holds left by the dead process",
+        if db.is_postgres() { "postgres" } else { "sqlite" },
+        complete.len(),
+        after_kill.rows,
+        after_kill.holds
+    );
+    // Even before restart, the books balance and every complete response is recorded.
+    assert_books(&after_kill, "after kill -9");
+    assert!(
+        after_kill.holds <= 16,
+        "at most one hold per in-flight request"
+    );
+
+    let server = Server::start(dir, &db_url, "crash-2", env).await;
+    let recorded: HashSet<String> = db
+        .texts(&format!(
+            "select generation_id from usage where account_id = {account}"
+        ))
+        .await
+        .into_iter()
+        .collect();
+    let lost: Vec<_> = complete.iter().filter(|g| !recorded.contains(*g)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} complete responses have no usage row, e.g. {:?}",
+        lost.len(),
+        complete.len(),
+        lost.first()
+    );
+    // The same through the API, for a sample.
+    let api = api_client();
+    for g in complete.iter().step_by(complete.len() / 10) {
+        let r = api
+            .get(server.url(&format!("/api/v1/generation/{g}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET /api/v1/generation/{g}");
+    }
+
+    let restarted = ledger(&db, account).await;
+    assert_books(&restarted, "after restart");
+    if db.is_postgres() {
+        // Other processes may share a PostgreSQL database, so a starting process releases
+        // only holds older than upstream_timeout + 60 s (see src/startup.rs). The holds
+        // left now belong to the killed process: all created before the kill.
+        let young = db
+            .i64(&format!(
+                "select count(*) from reservations where account_id = {account} and created_at > {killed_at}"
+            ))
+            .await;
+        assert_eq!(young, 0, "a hold younger than the kill is left");
+        // Let those holds reach the sweep age (upstream_timeout 1 s + 60 s) by ageing
+        // them, then start another process: its startup sweep must release them all.
+        db.exec(&format!(
+            "update reservations set created_at = created_at - 62000 where account_id = {account}"
+        ))
+        .await;
+        let _sweeper = Server::start(dir, &db_url, "crash-3", env).await;
+    }
+    let swept = ledger(&db, account).await;
+    assert_eq!(swept.holds, 0, "no reservation left hanging");
+    assert_eq!(swept.reserved, 0, "nothing reserved at rest");
+    assert_books(&swept, "after the sweep");
+    assert_eq!(
+        db.i64("select count(*) from reservations").await,
+        0,
+        "reservations table is empty"
+    );
+    // The key's counters agree with its usage when the whole run was within one UTC day.
+    let day = db
+        .i64(&format!(
+            "select spend_day from api_keys where account_id = {account}"
+        ))
+        .await;
+    let days = db
+        .i64(&format!(
+            "select count(distinct started_at / 86400000) from usage where account_id = {account}"
+        ))
+        .await;
+    if days == 1 && day == now_ms() / 86_400_000 {
+        let spent = db
+            .i64(&format!(
+                "select day_spend from api_keys where account_id = {account}"
+            ))
+            .await;
+        assert_eq!(spent, swept.charged, "day_spend = charged");
+    }
+
+    // The restarted service serves and settles normally.
+    let r = echo(&api, &server.base, &token, "after restart", true)
+        .await
+        .unwrap();
+    assert!(r.complete);
+    let r = echo(&api, &server.base, &token, "after restart", false)
+        .await
+        .unwrap();
+    assert!(r.complete);
+    let end = ledger(&db, account).await;
+    assert_books(&end, "after new requests");
+    assert_eq!(end.holds, 0);
+
+    if !db.is_postgres() {
+        let check = db.texts("pragma integrity_check").await;
+        assert_eq!(check, vec!["ok".to_owned()], "integrity_check");
+        let fk = db.texts("pragma foreign_key_check").await;
+        assert!(fk.is_empty(), "foreign_key_check: {fk:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_under_load_loses_no_record_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    crash_and_restart(sqlite_url(dir.path()), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_under_load_loses_no_record_on_postgres() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set LOWROUTER_TEST_DATABASE_URL to run on PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    crash_and_restart(fresh_postgres(&admin).await, dir.path()).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// (e) Two processes on one PostgreSQL database.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_enforce_each_others_changes_at_once() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set LOWROUTER_TEST_DATABASE_URL to run two processes on PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_postgres(&admin).await;
+    let a = Server::start(dir.path(), &db_url, "proc-a", &[]).await;
+    let b = Server::start(dir.path(), &db_url, "proc-b", &[]).await;
+    let api = api_client();
+    let on_a = Browser::new(&a);
+    on_a.signed_up().await;
+    let token = on_a.create_key("shared", &[]).await;
+    let id = on_a.key_id("shared").await;
+    // Both serve the key (and both warmed any connection or cache they have).
+    for server in [&a, &b] {
+        for stream in [false, true] {
+            let r = echo(&api, &server.base, &token, "both", stream)
+                .await
+                .unwrap();
+            assert!(r.complete, "{} serves the key", server.base);
+        }
+    }
+
+    // The same session works on B: the session secret is shared through the database.
+    let on_b = Browser::at(&b.base);
+    let cookie = on_a.cookies_seen.lock().unwrap().last().unwrap().clone();
+    let r = on_b
+        .client
+        .get(b.url("/keys"))
+        .header("cookie", format!("lowrouter_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "A's session is valid on B");
+
+    // Disable on A: B refuses the very next request. Enable on A: B serves again.
+    let r = on_a
+        .post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = echo(&api, &b.base, &token, "disabled?", false)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "B enforces A's Disable at once");
+    let r = on_a
+        .post_form(&format!("/keys/{id}/enable"), "/keys", &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        echo(&api, &b.base, &token, "enabled", false)
+            .await
+            .unwrap()
+            .complete
+    );
+
+    // Delete on A: the very next request on B fails, streaming or not, and on A too.
+    assert_eq!(on_a.delete_key(id).await.status(), 303);
+    for (server, stream) in [(&b, false), (&b, true), (&a, false)] {
+        let r = echo(&api, &server.base, &token, "deleted?", stream)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{} after Delete on A", server.base);
+    }
+}
