@@ -106,7 +106,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                .pragma("cache_size", "-32000");
+                // Page cache per connection, in KiB: nine connections stay well inside the
+                // memory budget (the OS page cache holds the rest of the file).
+                .pragma("cache_size", "-4000");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
