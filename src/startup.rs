@@ -70,7 +70,8 @@ impl Application {
             Backend::Sqlite => time_util::now_ms() + 1,
             Backend::Postgres => time_util::now_ms() - sweep_age.as_millis() as i64,
         };
-        let released = store.sweep_reservations(cutoff).await?;
+        let released =
+            store.sweep_reservations(cutoff).await? + store.sweep_dead_instances().await?;
         if released > 0 {
             tracing::info!(released, "released reservations left by a previous process");
         }
@@ -198,12 +199,20 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
     Ok(Key::from(&raw))
 }
 
+/// Every 10 s: release the holds of processes that died (PostgreSQL). Every minute: holds
+/// past the longest possible request, and expired sessions.
 fn spawn_housekeeping(store: Store, sweep_age: Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.tick().await;
-        loop {
+        for round in 1u64.. {
             tick.tick().await;
+            if let Err(e) = store.sweep_dead_instances().await {
+                tracing::warn!(error = %e, "sweep of dead processes' reservations failed");
+            }
+            if round % 6 != 0 {
+                continue;
+            }
             let cutoff = time_util::now_ms() - sweep_age.as_millis() as i64;
             if let Err(e) = store.sweep_reservations(cutoff).await {
                 tracing::warn!(error = %e, "reservation sweep failed");

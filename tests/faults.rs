@@ -720,7 +720,7 @@ async fn crash_and_restart(db_url: String, dir: &std::path::Path) {
     let token = b.create_key("crashy", &[("daily_limit", "50000")]).await;
     let account = db.account_id(&email).await;
 
-    let (complete, killed_at) = load_then_kill(&mut server, &token, 300).await;
+    let (complete, _killed_at) = load_then_kill(&mut server, &token, 300).await;
     assert!(complete.len() >= 300);
     let after_kill = ledger(&db, account).await;
     eprintln!(
@@ -765,26 +765,8 @@ async fn crash_and_restart(db_url: String, dir: &std::path::Path) {
         assert_eq!(r.status(), 200, "GET /api/v1/generation/{g}");
     }
 
-    let restarted = ledger(&db, account).await;
-    assert_books(&restarted, "after restart");
-    if db.is_postgres() {
-        // Other processes may share a PostgreSQL database, so a starting process releases
-        // only holds older than upstream_timeout + 60 s (see src/startup.rs). The holds
-        // left now belong to the killed process: all created before the kill.
-        let young = db
-            .i64(&format!(
-                "select count(*) from reservations where account_id = {account} and created_at > {killed_at}"
-            ))
-            .await;
-        assert_eq!(young, 0, "a hold younger than the kill is left");
-        // Let those holds reach the sweep age (upstream_timeout 1 s + 60 s) by ageing
-        // them, then start another process: its startup sweep must release them all.
-        db.exec(&format!(
-            "update reservations set created_at = created_at - 62000 where account_id = {account}"
-        ))
-        .await;
-        let _sweeper = Server::start(dir, &db_url, "crash-3", env).await;
-    }
+    // SQLite: holds lived in the killed process's memory. PostgreSQL: the restarted process
+    // finds the killed one's liveness lock free and releases its holds at start.
     let swept = ledger(&db, account).await;
     assert_eq!(swept.holds, 0, "no reservation left hanging");
     assert_eq!(swept.reserved, 0, "nothing reserved at rest");

@@ -9,12 +9,16 @@
 //! in the usage batch (see `store::usage`), in the same transaction as the usage row.
 //! Every transaction here and in the usage batch locks key rows before account rows
 //! (deadlock freedom on PostgreSQL).
-//! A hold whose request died with its process is released by [`Store::sweep_reservations`].
+//! A hold whose request died with its process is released by [`Store::sweep_dead_instances`]
+//! as soon as that process is gone, or by age in [`Store::sweep_reservations`].
 
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::keys::KeyRow;
-use super::{on_read, on_write, Result, Store, StoreError};
+use super::{on_read, on_write, Pools, Result, Store, StoreError};
+
+/// id, account, key, amount, day, month of a hold to release.
+type StaleHold = (String, i64, i64, i64, i64, i64);
 use crate::domain::{time_util, Credits};
 
 #[derive(Debug, Clone)]
@@ -64,8 +68,11 @@ const RESERVE_ACCOUNT: &str = "update accounts set reserved = reserved + $1 \
     where id = $2 and balance - reserved >= $1 and balance - reserved > 0";
 
 const INSERT_RESERVATION: &str =
-    "insert into reservations (id, account_id, key_id, amount, day, month, created_at) \
-    values ($1, $2, $3, $4, $5, $6, $7)";
+    "insert into reservations (id, account_id, key_id, amount, day, month, created_at, instance_id) \
+    values ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// First half of the advisory-lock key of a process's liveness lock ("LR").
+pub(crate) const LIVENESS_LOCK_CLASS: i32 = 0x4c52;
 
 /// Moves `$2` (charge) from reserved into spent and releases `$1` (the hold).
 pub(crate) const SETTLE_ACCOUNT: &str = "update accounts set \
@@ -120,7 +127,7 @@ impl Store {
                 } else {
                     sqlx::query(INSERT_RESERVATION)
                         .bind(&id).bind(key.account_id).bind(key.id).bind(amount.micros())
-                        .bind(day).bind(month).bind(now_ms)
+                        .bind(day).bind(month).bind(now_ms).bind(self.instance)
                         .execute(&mut *tx).await?;
                     tx.commit().await?;
                     Ok(None)
@@ -175,14 +182,57 @@ impl Store {
     /// Releases holds created before `cutoff_ms` whose requests can no longer be running
     /// (their process died). Returns how many were released.
     pub async fn sweep_reservations(&self, cutoff_ms: i64) -> Result<u64> {
-        let stale: Vec<(String, i64, i64, i64, i64, i64)> = on_read!(self, pool => {
+        let stale: Vec<StaleHold> = on_read!(self, pool => {
             sqlx::query_as("select id, account_id, key_id, amount, day, month from reservations where created_at < $1")
                 .bind(cutoff_ms)
                 .fetch_all(pool)
                 .await?
         });
+        self.release_holds(stale).await
+    }
+
+    /// PostgreSQL: releases at once every hold of a process that is gone, which is when its
+    /// liveness lock (a session advisory lock, dropped by PostgreSQL when the session ends)
+    /// can be taken. Holds of live processes are untouched.
+    pub async fn sweep_dead_instances(&self) -> Result<u64> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return Ok(0);
+        };
+        let owners: Vec<i64> = sqlx::query_scalar(
+            "select distinct instance_id from reservations where instance_id <> $1",
+        )
+        .bind(self.instance)
+        .fetch_all(pool)
+        .await?;
         let mut released = 0;
-        for (id, account_id, key_id, amount, day, month) in stale {
+        for owner in owners {
+            let mut conn = pool.acquire().await?;
+            let dead: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2::int4)")
+                .bind(LIVENESS_LOCK_CLASS)
+                .bind(owner)
+                .fetch_one(&mut *conn)
+                .await?;
+            if dead {
+                let holds: Vec<StaleHold> = sqlx::query_as(
+                    "select id, account_id, key_id, amount, day, month from reservations where instance_id = $1",
+                )
+                .bind(owner)
+                .fetch_all(&mut *conn)
+                .await?;
+                released += self.release_holds(holds).await?;
+                sqlx::query("select pg_advisory_unlock($1, $2::int4)")
+                    .bind(LIVENESS_LOCK_CLASS)
+                    .bind(owner)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(released)
+    }
+
+    async fn release_holds(&self, holds: Vec<StaleHold>) -> Result<u64> {
+        let mut released = 0;
+        for (id, account_id, key_id, amount, day, month) in holds {
             on_write!(self, pool => {
                 let mut tx = pool.begin().await?;
                 let gone = sqlx::query("delete from reservations where id = $1").bind(&id).execute(&mut *tx).await?.rows_affected();

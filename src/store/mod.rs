@@ -61,6 +61,11 @@ pub(crate) enum Pools {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pools: Pools,
+    /// This process's id for the reservations it holds (PostgreSQL; see `ledger`).
+    pub(crate) instance: i64,
+    /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
+    /// as the process lives; PostgreSQL drops it the moment the process dies.
+    _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
 }
 
 /// Runs `$body` with `$pool` bound to the pool for reads, on whichever backend is in use.
@@ -94,8 +99,17 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
+            let instance = i64::from(rand::random::<u32>() >> 1);
+            let mut liveness = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
+            sqlx::query("select pg_advisory_lock($1, $2::int4)")
+                .bind(ledger::LIVENESS_LOCK_CLASS)
+                .bind(instance)
+                .execute(&mut liveness)
+                .await?;
             Store {
                 pools: Pools::Postgres(pool),
+                instance,
+                _liveness: Some(std::sync::Arc::new(liveness)),
             }
         } else {
             // WAL with synchronous=NORMAL: a commit survives a killed process (it is in the
@@ -125,6 +139,8 @@ impl Store {
                 .await?;
             return Ok(Store {
                 pools: Pools::Sqlite { read, write },
+                instance: 0,
+                _liveness: None,
             });
         };
         store.migrate().await?;

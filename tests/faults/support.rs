@@ -468,25 +468,6 @@ impl Db {
         }
     }
 
-    pub async fn exec(&self, sql: &str) -> u64 {
-        use sqlx::Connection;
-        if self.is_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.0).await.unwrap();
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .unwrap()
-                .rows_affected()
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.0).await.unwrap();
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .unwrap()
-                .rows_affected()
-        }
-    }
-
     pub async fn account_id(&self, email: &str) -> i64 {
         assert!(email
             .bytes()
