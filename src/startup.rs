@@ -134,6 +134,13 @@ impl Application {
                         })),
                 )
         })
+        // Streams are written as many small chunks: without TCP_NODELAY, Nagle's algorithm
+        // holds each one until the client's (delayed, ~40 ms) ACK of the previous.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .listen(listener)?
         .backlog(2048)
         .run();

@@ -94,6 +94,9 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
+                // No ping before each use: a broken connection fails its query and is
+                // replaced; the ping would cost a round trip on every request.
+                .test_before_acquire(false)
                 .max_connections(32)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
@@ -123,7 +126,9 @@ impl Store {
                 // Page cache per connection, in KiB: nine connections stay well inside the
                 // memory budget (the OS page cache holds the rest of the file).
                 .pragma("cache_size", "-4000");
+            // No ping before each use (a round trip to the connection's thread).
             let write = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.clone())
@@ -132,6 +137,7 @@ impl Store {
             // half-made schema.
             sqlx::migrate!("./migrations/sqlite").run(&write).await?;
             let read = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(8)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
