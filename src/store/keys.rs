@@ -139,6 +139,41 @@ pub struct GatewayKey {
     pub ledger_seq: i64,
 }
 
+const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
+    k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
+    k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
+    (select value from ledger_seq where id = 1) as ledger_seq \
+    from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
+
+/// [`GATEWAY_KEY_SQL`]'s columns, in order, for the in-thread SQLite read.
+fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
+    Ok(GatewayKey {
+        key: KeyRow {
+            id: r.get(0)?,
+            account_id: r.get(1)?,
+            name: r.get(2)?,
+            token_prefix: r.get(3)?,
+            token_last4: r.get(4)?,
+            models: r.get(5)?,
+            region: r.get(6)?,
+            daily_limit: r.get(7)?,
+            monthly_limit: r.get(8)?,
+            expires_at: r.get(9)?,
+            status: r.get(10)?,
+            created_at: r.get(11)?,
+            revoked_at: r.get(12)?,
+            last_used_at: r.get(13)?,
+            spend_day: r.get(14)?,
+            day_spend: r.get(15)?,
+            spend_month: r.get(16)?,
+            month_spend: r.get(17)?,
+        },
+        balance: r.get(18)?,
+        reserved: r.get(19)?,
+        ledger_seq: r.get(20)?,
+    })
+}
+
 impl Store {
     /// Stores a new key: only the token's hash, prefix and last four characters.
     /// `Conflict` when the account already has a live key of that name.
@@ -266,14 +301,18 @@ impl Store {
     }
 
     /// The gateway's one read per request: the key by token hash, with its account's balance.
+    /// SQLite: in-thread (see `sqlite_read`); PostgreSQL: through the pool.
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
-        const SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, k.region, \
-            k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
-            k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
-            (select value from ledger_seq where id = 1) as ledger_seq \
-            from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
+        if let Some(path) = &self.sqlite_path {
+            return Ok(super::sqlite_read::query_one(
+                path,
+                GATEWAY_KEY_SQL,
+                &hash.0,
+                gateway_key_from_row,
+            )?);
+        }
         Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, GatewayKey>(SQL).bind(&hash.0).fetch_optional(pool).await?
+            sqlx::query_as::<_, GatewayKey>(GATEWAY_KEY_SQL).bind(&hash.0).fetch_optional(pool).await?
         }))
     }
 }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod ledger;
 pub mod secrets;
 pub mod sessions;
+mod sqlite_read;
 pub mod usage;
 
 use std::str::FromStr;
@@ -32,6 +33,8 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    SqliteRead(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -66,6 +69,8 @@ pub struct Store {
     /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
     /// as the process lives; PostgreSQL drops it the moment the process dies.
     _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
+    /// SQLite: the database file, for the gateway's in-thread key read (`sqlite_read`).
+    pub(crate) sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// Runs `$body` with `$pool` bound to the pool for reads, on whichever backend is in use.
@@ -113,6 +118,7 @@ impl Store {
                 pools: Pools::Postgres(pool),
                 instance,
                 _liveness: Some(std::sync::Arc::new(liveness)),
+                sqlite_path: None,
             }
         } else {
             // WAL with synchronous=NORMAL: a commit survives a killed process (it is in the
@@ -127,6 +133,7 @@ impl Store {
                 // memory budget (the OS page cache holds the rest of the file).
                 .pragma("cache_size", "-4000");
             // No ping before each use (a round trip to the connection's thread).
+            let path = opts.get_filename().to_owned();
             let write = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
@@ -147,6 +154,7 @@ impl Store {
                 pools: Pools::Sqlite { read, write },
                 instance: 0,
                 _liveness: None,
+                sqlite_path: Some(std::sync::Arc::new(path)),
             });
         };
         store.migrate().await?;
