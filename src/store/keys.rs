@@ -145,6 +145,16 @@ const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix
     (select value from ledger_seq where id = 1) as ledger_seq \
     from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
 
+/// An update addressed by `id and account_id` changed its row, or there is none for this
+/// account (another account's key looks exactly like a missing one).
+fn one_row(rows_affected: u64) -> Result<()> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
 /// [`GATEWAY_KEY_SQL`]'s columns, in order, for the in-thread SQLite read.
 fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
     Ok(GatewayKey {
@@ -249,11 +259,7 @@ impl Store {
             .map_err(conflict_on_unique)?
             .rows_affected()
         });
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        one_row(done)
     }
 
     pub async fn set_key_status(
@@ -271,11 +277,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        one_row(done)
     }
 
     /// Revokes for good. Committed before the dashboard answers, and the gateway reads key
@@ -293,11 +295,7 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        one_row(done)
     }
 
     /// The gateway's one read per request: the key by token hash, with its account's balance.
