@@ -15,7 +15,8 @@
 # requests, when a reservation is left at rest, or when memory grows by more than
 # SOAK_MAX_GROWTH_MB (default 64) between the end of the first quarter of the run (after
 # warm-up) and the end. On SQLite part of any growth is the page cache filling as the file
-# grows (cache_size is 32 MB per connection, up to 9 connections): judge a long run by
+# grows (cache_size is 4 MiB per connection, up to 9 connections, plus one 2 MiB
+# in-thread reader per worker thread): judge a long run by
 # whether RSS levels off, not by the first minute.
 set -euo pipefail
 
