@@ -107,7 +107,11 @@ impl Store {
     /// [`Store::write_usage_batch`], also advancing `ledger_seq` in the same transaction and
     /// calling `before_commit` with its new value just before committing (the in-memory
     /// hold book must know a batch's number before its charges become visible).
-    pub async fn write_usage_batch_then(&self, batch: &[UsageEntry], before_commit: impl FnOnce(i64)) -> Result<()> {
+    pub async fn write_usage_batch_then(
+        &self,
+        batch: &[UsageEntry],
+        before_commit: impl FnOnce(i64),
+    ) -> Result<()> {
         let mut accounts: HashMap<i64, (i64, i64)> = HashMap::new();
         // (key, day, month) -> delta: a hold is settled in the bucket it was taken in.
         let mut keys: HashMap<(i64, i64, i64), KeyDelta> = HashMap::new();
