@@ -206,9 +206,11 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
     Ok(Key::from(&raw))
 }
 
-/// Every 10 s: release the holds of processes that died (PostgreSQL). Every minute: holds
-/// past the longest possible request, and expired sessions.
+/// The SQLite WAL checkpointer. Every 10 s: release the holds of processes that
+/// died (PostgreSQL). Every minute: holds past the longest possible request, and expired
+/// sessions.
 fn spawn_housekeeping(store: Store, sweep_age: Duration) {
+    store.start_checkpointer();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.tick().await;

@@ -132,13 +132,14 @@ impl Store {
                 // Page cache per connection, in KiB: nine connections stay well inside the
                 // memory budget (the OS page cache holds the rest of the file).
                 .pragma("cache_size", "-4000");
-            // No ping before each use (a round trip to the connection's thread).
             let path = opts.get_filename().to_owned();
+            // No ping before each use (a round trip to the connection's thread). No automatic
+            // checkpoint inside commits: `Store::start_checkpointer` runs beside the writer instead.
             let write = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.clone())
+                .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
                 .await?;
             // The writer creates the file; migrate before readers open so they never see a
             // half-made schema.
@@ -167,6 +168,14 @@ impl Store {
             Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
+    }
+
+    /// SQLite: starts moving committed WAL pages into the database file, off the commit
+    /// path, every 50 ms (the server calls this once; a no-op on PostgreSQL).
+    pub fn start_checkpointer(&self) {
+        if let Some(path) = &self.sqlite_path {
+            sqlite_read::spawn_checkpointer(path.to_path_buf(), Duration::from_millis(50));
+        }
     }
 
     pub fn backend(&self) -> Backend {

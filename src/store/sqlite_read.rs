@@ -6,7 +6,7 @@
 //! serves requests keeps its own read-only connection (rusqlite, the same SQLite library sqlx
 //! links) and runs the one indexed lookup synchronously: microseconds, and in WAL mode a
 //! reader never waits for the writer. Only this read takes the shortcut; everything else
-//! goes through sqlx.
+//! goes through sqlx (and WAL checkpoints, below, run on a connection of their own).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,4 +55,34 @@ pub(crate) fn query_one<T>(
     with_connection(path, |c| {
         c.prepare_cached(sql)?.query_row([param], map).optional()
     })
+}
+
+/// Copies the WAL into the database file every `every`, without blocking readers or the
+/// writer, on a thread and connection of its own, for as long as the process lives. The
+/// writer's automatic checkpoint is off (see `Store::connect`): run inside a commit, its
+/// fsync stalled every request waiting on that commit.
+pub(crate) fn spawn_checkpointer(path: PathBuf, every: Duration) {
+    let run = move || -> rusqlite::Result<()> {
+        let c = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(Duration::from_secs(5))?;
+        loop {
+            std::thread::sleep(every);
+            if let Err(e) = c.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            if let Err(e) = run() {
+                tracing::error!(error = %e, "WAL checkpointer stopped");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the WAL checkpointer");
+    }
 }
