@@ -299,10 +299,10 @@ impl Store {
     }
 
     /// The gateway's one read per request: the key by token hash, with its account's balance.
-    /// SQLite: in-thread (see `sqlite_read`); PostgreSQL: through the pool.
+    /// SQLite: in-thread (see `sqlite_direct`); PostgreSQL: through the pool.
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
         if let Some(path) = &self.sqlite_path {
-            return Ok(super::sqlite_read::query_one(
+            return Ok(super::sqlite_direct::query_one(
                 path,
                 GATEWAY_KEY_SQL,
                 &hash.0,

@@ -13,7 +13,7 @@ pub mod keys;
 pub mod ledger;
 pub mod secrets;
 pub mod sessions;
-mod sqlite_read;
+mod sqlite_direct;
 pub mod usage;
 
 use std::str::FromStr;
@@ -69,7 +69,7 @@ pub struct Store {
     /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
     /// as the process lives; PostgreSQL drops it the moment the process dies.
     _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
-    /// SQLite: the database file, for the gateway's in-thread key read (`sqlite_read`).
+    /// SQLite: the database file, for the gateway's in-thread key read (`sqlite_direct`).
     pub(crate) sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
@@ -174,7 +174,7 @@ impl Store {
     /// path, every 50 ms (the server calls this once; a no-op on PostgreSQL).
     pub fn start_checkpointer(&self) {
         if let Some(path) = &self.sqlite_path {
-            sqlite_read::spawn_checkpointer(path.to_path_buf(), Duration::from_millis(50));
+            sqlite_direct::spawn_checkpointer(path.to_path_buf(), Duration::from_millis(50));
         }
     }
 

@@ -1,4 +1,5 @@
-//! In-thread SQLite reads for the gateway's hot path.
+//! Direct (in-thread, rusqlite) SQLite access where sqlx's per-connection thread costs too
+//! much: the gateway's per-request key read, and the WAL checkpointer.
 //!
 //! sqlx runs every SQLite connection on a thread of its own, so each query is a hop to that
 //! thread and back (two context switches, several wake-ups): on the gateway's per-request key
