@@ -109,8 +109,17 @@ impl Store {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let id = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        let postgres = matches!(self.pools, Pools::Postgres(_));
         let outcome: Result<Option<ReserveError>, ReserveError> = on_write!(self, pool => {
             let mut tx = pool.begin().await?;
+            if postgres {
+                // A hold needs atomicity and isolation, not durability: the key and account
+                // rows stay locked only for the statements, not for a WAL flush, so requests
+                // of one key do not queue behind each other's fsync. A hold lost in a server
+                // crash is harmless: its settlement (a durable commit, which also flushes
+                // every earlier commit) finds no row and charges without releasing.
+                sqlx::query("set local synchronous_commit = off").execute(&mut *tx).await?;
+            }
             let key_ok = sqlx::query(RESERVE_KEY)
                 .bind(day).bind(month).bind(amount.micros()).bind(key.id)
                 .execute(&mut *tx).await?.rows_affected() == 1;
