@@ -423,27 +423,13 @@ fn filter_sql_with<'a>(
         binds.push(b);
         sql.push_str(&format!(" and {cond} ${}", binds.len()));
     };
-    if let Some(k) = &f.key_name {
-        add("key_name =", Bind::Text(k));
-    }
     if let Some(t) = f.from_ms {
         add(&format!("{started} >="), Bind::Int(t));
     }
     if let Some(t) = f.to_ms {
         add(&format!("{started} <"), Bind::Int(t));
     }
-    if let Some(m) = &f.model {
-        add("coalesce(resolved_model, requested_model) =", Bind::Text(m));
-    }
-    if let Some(p) = &f.provider {
-        add("provider =", Bind::Text(p));
-    }
-    if let Some(r) = &f.region {
-        add("region =", Bind::Text(r));
-    }
-    if let Some(s) = f.status {
-        add("status =", Bind::Text(s.as_str()));
-    }
+    add_dimension_filters(f, "coalesce(resolved_model, requested_model)", &mut add);
     (sql, binds)
 }
 
@@ -472,17 +458,28 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
         binds.push(b);
         sql.push_str(&format!(" and {cond} ${}", binds.len()));
     };
-    if let Some(k) = &f.key_name {
-        add("key_name =", Bind::Text(k));
-    }
     if let Some(d) = from_day {
         add("day >=", Bind::Int(d));
     }
     if let Some(d) = to_day {
         add("day <", Bind::Int(d));
     }
+    add_dimension_filters(f, "model", &mut add);
+    Some((sql, binds))
+}
+
+/// The filters raw rows and rollups share (all but the dates); `model` names the column that
+/// holds the model each side filters on.
+fn add_dimension_filters<'a>(
+    f: &'a UsageFilter,
+    model: &str,
+    add: &mut impl FnMut(&str, Bind<'a>),
+) {
+    if let Some(k) = &f.key_name {
+        add("key_name =", Bind::Text(k));
+    }
     if let Some(m) = &f.model {
-        add("model =", Bind::Text(m));
+        add(&format!("{model} ="), Bind::Text(m));
     }
     if let Some(p) = &f.provider {
         add("provider =", Bind::Text(p));
@@ -493,7 +490,6 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
     if let Some(s) = f.status {
         add("status =", Bind::Text(s.as_str()));
     }
-    Some((sql, binds))
 }
 
 const DAY_MS: i64 = 86_400_000;
