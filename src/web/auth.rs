@@ -8,7 +8,6 @@ use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
 use super::session::TypedSession;
 use super::{password, see_other};
-use crate::domain::email::EmailError;
 use crate::domain::{Email, Password};
 use crate::startup::AppState;
 use crate::store::StoreError;
@@ -173,11 +172,5 @@ fn capitalise(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect::<String>() + ".",
         None => String::new(),
-    }
-}
-
-impl From<EmailError> for WebError {
-    fn from(e: EmailError) -> Self {
-        WebError::BadRequest(e.to_string())
     }
 }
