@@ -1,0 +1,88 @@
+//! Micro-benchmark of the usage batcher's unit of work: one group commit of N usage rows with
+//! their settlements and rollups, on a fresh SQLite file (`cargo bench --bench usage_batch`).
+//! Per-row cost falls as batches grow: that is why requests share commits.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lowrouter::domain::key_form::KeySpec;
+use lowrouter::domain::{ApiToken, Credits, Email};
+use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
+use lowrouter::store::Store;
+
+fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEntry> {
+    let now = lowrouter::domain::time_util::now_ms();
+    (0..n)
+        .map(|_| {
+            *seq += 1;
+            UsageEntry {
+                usage: NewUsage {
+                    generation_id: format!("gen-bench-{seq}"),
+                    account_id,
+                    key_id,
+                    key_name: "bench".into(),
+                    requested_model: "lowrouter/echo".into(),
+                    resolved_model: Some("lowrouter/echo".into()),
+                    provider: Some("lowrouter".into()),
+                    region: Some("eu-west".into()),
+                    prompt_tokens: 12,
+                    completion_tokens: 20,
+                    cost: 32_000,
+                    status: UsageStatus::Ok,
+                    http_status: 200,
+                    error_code: None,
+                    streamed: false,
+                    latency_ms: 1,
+                    started_at: now,
+                    completed_at: now,
+                },
+                reservation: None,
+            }
+        })
+        .collect()
+}
+
+fn batches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (store, account, key) = rt.block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        let email = Email::parse("bench@example.com").unwrap();
+        let account = store
+            .create_account(&email, "x", Credits::parse("1000").unwrap())
+            .await
+            .unwrap();
+        let spec = KeySpec {
+            name: "bench".into(),
+            models: vec![],
+            region: None,
+            daily_limit: None,
+            monthly_limit: None,
+            expires_on: None,
+        };
+        let key = store
+            .create_key(account, &spec, &ApiToken::generate())
+            .await
+            .unwrap();
+        (store, account, key)
+    });
+    let mut seq = 0u64;
+    let mut g = c.benchmark_group("usage batch (SQLite)");
+    for n in [1usize, 32, 256] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_batched(
+                || entries(account, key, n, &mut seq),
+                |batch| rt.block_on(store.write_usage_batch(&batch)).unwrap(),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, batches);
+criterion_main!(benches);
