@@ -527,6 +527,25 @@ pub struct DailySpend {
     pub cost: i64,
 }
 
+/// `where` clause for one keyset page (rows strictly older than `before_id`), with the limit
+/// bound last: the caller ends its SQL with `order by id desc limit ${binds.len()}`.
+/// `+started_at` keeps SQLite from choosing the date index and sorting the whole range:
+/// walking `id` newest first stops after one page.
+fn keyset_page_sql(
+    account_id: i64,
+    f: &UsageFilter,
+    before_id: Option<i64>,
+    limit: i64,
+) -> (String, Vec<Bind<'_>>) {
+    let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
+    if let Some(b) = before_id {
+        binds.push(Bind::Int(b));
+        sql.push_str(&format!(" and id < ${}", binds.len()));
+    }
+    binds.push(Bind::Int(limit));
+    (sql, binds)
+}
+
 impl Store {
     /// A page of rows, newest first, strictly older than `before_id` (keyset pagination:
     /// stable while new rows arrive, no OFFSET scan).
@@ -537,12 +556,7 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<UsageRow>> {
-        let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
-        if let Some(b) = before_id {
-            binds.push(Bind::Int(b));
-            sql.push_str(&format!(" and id < ${}", binds.len()));
-        }
-        binds.push(Bind::Int(limit));
+        let (sql, binds) = keyset_page_sql(account_id, f, before_id, limit);
         let sql = format!(
             "select {USAGE_COLUMNS} from usage{sql} order by id desc limit ${}",
             binds.len()
@@ -638,12 +652,7 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<ExportRow>> {
-        let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
-        if let Some(b) = before_id {
-            binds.push(Bind::Int(b));
-            sql.push_str(&format!(" and id < ${}", binds.len()));
-        }
-        binds.push(Bind::Int(limit));
+        let (sql, binds) = keyset_page_sql(account_id, f, before_id, limit);
         let joined = EXPORT_CELLS.join(&format!(" || '{EXPORT_SEP}' || "));
         let sql = format!(
             "select id, started_at, completed_at, {joined} as cells from usage{sql} order by id desc limit ${}",

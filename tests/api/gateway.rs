@@ -87,28 +87,12 @@ async fn echo_completion_counts_and_charges_and_records() {
     assert_eq!(v["usage"]["completion_tokens"], 5);
 
     let g: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/generation/{gen}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .api_json(&token, &format!("/api/v1/generation/{gen}"))
+        .await;
     assert_eq!(g["data"]["key_name"], "local-dev");
     assert_eq!(g["data"]["cost"], "0.014000");
     assert_eq!(g["data"]["status"], "ok");
-    let c: Value = app
-        .client
-        .get(app.url("/api/v1/credits"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.api_json(&token, "/api/v1/credits").await;
     assert_eq!(c["data"]["balance"], "4.986000");
     assert_eq!(
         c["data"]["reserved"], "0.000000",
@@ -172,16 +156,7 @@ async fn forwards_to_a_real_upstream_with_fallback_and_streaming() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 20);
     // 10 in at 100/M + 20 out at 200/M = 0.001 + 0.004.
-    let key: Value = app
-        .client
-        .get(app.url("/api/v1/key"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key: Value = app.api_json(&token, "/api/v1/key").await;
     assert_eq!(key["data"]["spend_today"], "0.005000");
 
     // Provider credentials come from the environment variable named in the catalogue.
@@ -207,16 +182,7 @@ async fn forwards_to_a_real_upstream_with_fallback_and_streaming() {
         !body.contains("\"usage\""),
         "usage chunk stripped when the client did not ask"
     );
-    let key: Value = app
-        .client
-        .get(app.url("/api/v1/key"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key: Value = app.api_json(&token, "/api/v1/key").await;
     assert_eq!(
         key["data"]["spend_today"], "0.015000",
         "streamed usage read from the final chunk"
@@ -240,16 +206,7 @@ async fn upstream_errors() {
     // Timeout (the test app's upstream timeout is 2 s; the fake sleeps 5 s).
     let (status, _) = error_of(app.chat(&token, msg("test/slow")).await).await;
     assert_eq!(status, 502);
-    let c: Value = app
-        .client
-        .get(app.url("/api/v1/credits"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.api_json(&token, "/api/v1/credits").await;
     assert_eq!(
         c["data"]["balance"], "5.000000",
         "failed requests cost nothing"
@@ -344,16 +301,7 @@ async fn scoping_statuses_and_codes() {
     );
 
     // /models lists only what this key may use, in its region.
-    let m: Value = app
-        .client
-        .get(app.url("/api/v1/models"))
-        .bearer_auth(&scoped)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value = app.api_json(&scoped, "/api/v1/models").await;
     let ids: Vec<&str> = m["data"]
         .as_array()
         .unwrap()
@@ -408,16 +356,7 @@ async fn limits_and_balance() {
         (s, e["error"]["code"].as_str().unwrap()),
         (402, "insufficient_credits")
     );
-    let c: Value = app
-        .client
-        .get(app.url("/api/v1/credits"))
-        .bearer_auth(&spender)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.api_json(&spender, "/api/v1/credits").await;
     let balance: f64 = c["data"]["balance"].as_str().unwrap().parse().unwrap();
     assert!(balance >= 0.0);
 }
@@ -561,16 +500,7 @@ async fn missing_usage_is_estimated_not_free() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let k: Value = app
-        .client
-        .get(app.url("/api/v1/key"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let k: Value = app.api_json(&token, "/api/v1/key").await;
     assert_ne!(k["data"]["spend_today"], "0.000000");
     assert!(app.upstream.as_ref().unwrap().hits.load(Ordering::SeqCst) >= 1);
 }

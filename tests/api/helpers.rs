@@ -246,6 +246,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs a gateway path with a key; the JSON body.
+    pub async fn api_json(&self, token: &str, path: &str) -> Value {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn chat(&self, token: &str, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/chat/completions"))
