@@ -18,6 +18,9 @@ use lowrouter::config::Settings;
 use lowrouter::startup::Application;
 use serde_json::{json, Value};
 
+mod common;
+use common::fresh_database;
+
 const PASSWORD: &str = "correct horse battery";
 const DESKTOP: (u32, u32) = (1280, 900);
 const PHONE: (u32, u32) = (390, 844);
@@ -297,33 +300,6 @@ struct TestApp {
     address: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
-}
-
-async fn fresh_database(dir: &Path) -> String {
-    match std::env::var("LOWROUTER_TEST_DATABASE_URL") {
-        Ok(admin) if admin.starts_with("postgres") => {
-            use sqlx::Connection;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            let name = format!(
-                "lr_browser_{}_{}_{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::SeqCst)
-            );
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("create database {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let (base, _) = admin.rsplit_once('/').expect("database url has a path");
-            format!("{base}/{name}")
-        }
-        _ => format!("sqlite://{}", dir.join("test.db").display()),
-    }
 }
 
 /// The real app on a free port with a fresh database and the built-in catalogue.

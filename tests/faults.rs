@@ -8,6 +8,7 @@
 //! No assertion depends on timing: load runs until a count is reached, waits poll with
 //! generous timeouts.
 
+mod common;
 #[path = "faults/support.rs"]
 mod support;
 

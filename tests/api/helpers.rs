@@ -9,6 +9,8 @@ use lowrouter::startup::Application;
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
+pub use crate::common::{between, csrf_of, fresh_database, token_of};
+
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
@@ -22,45 +24,8 @@ pub struct TestApp {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A database of its own for one test: an SQLite file in a temporary directory, or a new
-/// PostgreSQL database when LOWROUTER_TEST_DATABASE_URL names a server.
-pub async fn fresh_database(dir: &std::path::Path) -> String {
-    match std::env::var("LOWROUTER_TEST_DATABASE_URL") {
-        Ok(admin) if admin.starts_with("postgres") => {
-            use sqlx::Connection;
-            let name = format!(
-                "lr_test_{}_{}_{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::SeqCst),
-                rand_suffix()
-            );
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("create database {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let (base, _) = admin.rsplit_once('/').expect("database url has a path");
-            format!("{base}/{name}")
-        }
-        _ => format!("sqlite://{}", dir.join("test.db").display()),
-    }
-}
-
-fn rand_suffix() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    format!(
-        "{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
-
 pub fn is_postgres() -> bool {
-    std::env::var("LOWROUTER_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
+    crate::common::postgres_admin_url().is_some()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -131,23 +96,6 @@ fn dead_url() -> String {
     let port = l.local_addr().unwrap().port();
     drop(l);
     format!("http://127.0.0.1:{port}/v1")
-}
-
-/// Text between `start` and the next `end` after it.
-pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let i = html.find(start)? + start.len();
-    let j = html[i..].find(end)? + i;
-    Some(&html[i..j])
-}
-
-pub fn csrf_of(html: &str) -> String {
-    between(html, "name=\"csrf_token\" value=\"", "\"")
-        .expect("page has a CSRF token")
-        .to_owned()
-}
-
-pub fn token_of(html: &str) -> Option<String> {
-    between(html, "value=\"lr-sk-", "\"").map(|t| format!("lr-sk-{t}"))
 }
 
 /// Form fields for a key; `extra` adds or overrides.

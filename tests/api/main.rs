@@ -1,6 +1,9 @@
 //! Integration tests: the real server on a free port with a fresh database (SQLite by
 //! default; PostgreSQL when LOWROUTER_TEST_DATABASE_URL points at one), driven over HTTP.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod auth;
 mod cli;
 mod gateway;

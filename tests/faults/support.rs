@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
+pub use crate::common::{between, csrf_of, fresh_postgres, postgres_admin_url};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_lowrouter");
 pub const PASSWORD: &str = "Tr0ub4dor&3 horse battery staple";
 /// Credits granted at sign-up: plenty, so load never runs into the balance.
@@ -28,33 +30,8 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("LOWROUTER_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-}
-
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("faults.db").display())
-}
-
-/// A new PostgreSQL database on the server named by LOWROUTER_TEST_DATABASE_URL.
-pub async fn fresh_postgres(admin: &str) -> String {
-    use sqlx::Connection;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("lr_faults_{}_{nanos}", unique(""));
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let (base, _) = admin.rsplit_once('/').expect("database url has a path");
-    format!("{base}/{name}")
 }
 
 /// SQLite in `dir`, or a fresh PostgreSQL database when LOWROUTER_TEST_DATABASE_URL is set
@@ -181,19 +158,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-/// Text between `start` and the next `end` after it.
-pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let i = html.find(start)? + start.len();
-    let j = html[i..].find(end)? + i;
-    Some(&html[i..j])
-}
-
-pub fn csrf_of(html: &str) -> String {
-    between(html, "name=\"csrf_token\" value=\"", "\"")
-        .expect("page has a CSRF token")
-        .to_owned()
 }
 
 /// A person at a browser: keeps cookies, follows no redirects, and remembers every
