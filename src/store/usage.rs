@@ -264,21 +264,12 @@ impl Store {
                         .push_bind(k.model)
                         .push_bind(k.provider)
                         .push_bind(k.region)
-                        .push_bind(k.status)
-                        .push_bind(n[0])
-                        .push_bind(n[1])
-                        .push_bind(n[2])
-                        .push_bind(n[3])
-                        .push_bind(n[4]);
+                        .push_bind(k.status);
+                    for v in n.iter() {
+                        b.push_bind(*v);
+                    }
                 });
-                q.push(
-                    " on conflict (account_id, day, key_id, key_name, model, provider, region, status) do update set \
-                     requests = usage_daily.requests + excluded.requests, \
-                     errors = usage_daily.errors + excluded.errors, \
-                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-                     cost = usage_daily.cost + excluded.cost",
-                );
+                q.push(add_on_conflict("usage_daily", "account_id, day, key_id, key_name, model, provider, region, status"));
                 q.build().execute(&mut *tx).await?;
             }
             let mut keys_order: Vec<_> = daily_keys.iter().collect();
@@ -291,21 +282,12 @@ impl Store {
                 q.push_values(chunk, |mut b, ((account_id, day, key_name), n)| {
                     b.push_bind(*account_id)
                         .push_bind(*day)
-                        .push_bind(*key_name)
-                        .push_bind(n[0])
-                        .push_bind(n[1])
-                        .push_bind(n[2])
-                        .push_bind(n[3])
-                        .push_bind(n[4]);
+                        .push_bind(*key_name);
+                    for v in n.iter() {
+                        b.push_bind(*v);
+                    }
                 });
-                q.push(
-                    " on conflict (account_id, day, key_name) do update set \
-                     requests = usage_daily_keys.requests + excluded.requests, \
-                     errors = usage_daily_keys.errors + excluded.errors, \
-                     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
-                     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
-                     cost = usage_daily_keys.cost + excluded.cost",
-                );
+                q.push(add_on_conflict("usage_daily_keys", "account_id, day, key_name"));
                 q.build().execute(&mut *tx).await?;
             }
             // Last, so the row lock on PostgreSQL is held only for the commit.
@@ -353,6 +335,24 @@ struct DailyKey<'a> {
 
 /// Rollup rows in one multi-row upsert (13 binds each).
 const DAILY_CHUNK: usize = 500;
+
+/// The counters both rollups keep, in the order their values are bound.
+const ROLLUP_COUNTERS: [&str; 5] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+];
+
+/// ` on conflict (<key>) do update set`, adding the batch's counters to the stored ones.
+fn add_on_conflict(table: &str, key: &str) -> String {
+    let sums: Vec<String> = ROLLUP_COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(" on conflict ({key}) do update set {}", sums.join(", "))
+}
 
 #[derive(Default)]
 struct KeyDelta {
