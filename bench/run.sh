@@ -5,11 +5,13 @@
 #
 #   bench/run.sh [--postgres] [--duration SECONDS] [--no-build] [--no-stream]
 #                [--idle-threshold 0.80] [--idle-timeout 60] [--keep] [--profile] [--only-profile]
+#                [--hold]
 #
 # --profile: afterwards, sample the gateway with `perf record -e cpu-clock` during a
 # 32-connection run and count its syscalls with `strace -c -f` during a 1-connection run;
 # the reports are printed and kept in the work dir (implies --keep). --only-profile skips
-# the table runs.
+# the table runs. --hold: set everything up, write `env.sh` (URLs, token, config) in the work
+# dir, and wait until interrupted, for profiling by hand.
 # Environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432) for --postgres.
 set -euo pipefail
 
@@ -25,6 +27,7 @@ IDLE_TIMEOUT=60
 KEEP=0
 PROFILE=0
 ONLY_PROFILE=0
+HOLD=0
 PG_BASE=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 
 while [ $# -gt 0 ]; do
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1 ;;
     --profile) PROFILE=1; KEEP=1 ;;
     --only-profile) PROFILE=1; ONLY_PROFILE=1; KEEP=1 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --hold) HOLD=1; KEEP=1 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -298,6 +302,16 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" 
   -H 'Content-Type: application/json' -d '{"model":"bench/other","messages":[{"role":"user","content":"hi"}]}' \
   "$GW/api/v1/chat/completions")
 [ "$code" = 403 ] || [ "$code" = 404 ] || { echo "out-of-scope model answered $code" >&2; exit 1; }
+
+if [ "$HOLD" = 1 ]; then
+  cat >"$WORK/env.sh" <<ENV
+export BENCH_TOKEN=$TOKEN GW_PID=$GW_PID CFG=$CFG BIN=$BIN
+export DIRECT=http://127.0.0.1:$UP_PORT/v1/chat/completions PROXY=http://127.0.0.1:$PX_PORT/v1/chat/completions
+export GATEWAY=$GW/api/v1/chat/completions
+ENV
+  log "holding; source $WORK/env.sh (Ctrl-C or kill $$ to stop)"
+  while :; do sleep 3600; done
+fi
 
 # --- load ------------------------------------------------------------------------------------
 RESULTS="$WORK/results.jsonl"

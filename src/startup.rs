@@ -86,7 +86,8 @@ impl Application {
             actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
         let holds = (store.backend() == Backend::Sqlite).then(|| Arc::new(HoldBook::default()));
         let state = AppState {
-            usage: UsageWriter::start(store.clone(), holds.clone()),
+            usage: UsageWriter::start(store.clone(), holds.clone())
+                .context("starting the usage writer")?,
             holds,
             store: store.clone(),
             catalogue: Arc::new(catalogue),

@@ -1,8 +1,13 @@
 //! Group commit for usage rows. Requests hand their row (and the reservation it settles) to
-//! one writer task and await their batch's commit before sending their final bytes, so a
+//! one writer and await their batch's commit before sending their final bytes, so a
 //! response that reached the client complete is always recorded, even if the process is
 //! killed right after. While one batch commits, the next one queues: under load a single
 //! transaction carries hundreds of requests.
+//!
+//! On SQLite the writer is an OS thread of its own that runs each batch synchronously
+//! through rusqlite (`Store::write_usage_batch_blocking`): a request costs one wake-up of
+//! that thread and one wake-up back. On PostgreSQL it is a task (the batch is network
+//! round trips, which async handles well).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::holds::HoldBook;
 use crate::store::usage::UsageEntry;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Requests waiting for the writer before new ones wait for room (backpressure).
 const QUEUE: usize = 8192;
+/// Pauses before the retries of a failed batch.
+const RETRY_PAUSES_MS: [u64; 4] = [10, 50, 250, 1000];
 
 struct Job {
     entry: UsageEntry,
@@ -33,12 +40,21 @@ pub struct UsageWriter {
 pub struct RecordError;
 
 impl UsageWriter {
-    /// Starts the writer task on the current runtime. With a hold book (SQLite), settled
-    /// holds are handed back to it after each commit.
-    pub fn start(store: Store, holds: Option<Arc<HoldBook>>) -> Self {
+    /// Starts the writer: a thread on SQLite, a task on the current runtime on PostgreSQL.
+    /// With a hold book (SQLite), settled holds are handed back to it at each commit.
+    pub fn start(store: Store, holds: Option<Arc<HoldBook>>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, holds, rx));
-        UsageWriter { tx }
+        match store.backend() {
+            Backend::Sqlite => {
+                std::thread::Builder::new()
+                    .name("usage-writer".into())
+                    .spawn(move || run_blocking(&store, holds.as_deref(), rx))?;
+            }
+            Backend::Postgres => {
+                tokio::spawn(run_async(store, holds, rx));
+            }
+        }
+        Ok(UsageWriter { tx })
     }
 
     /// Resolves once the row is committed.
@@ -55,54 +71,139 @@ impl UsageWriter {
     }
 }
 
-async fn run(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<Job>) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut entries: Vec<UsageEntry> = Vec::with_capacity(MAX_BATCH);
-    let mut waiters: Vec<oneshot::Sender<bool>> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        for job in jobs.drain(..) {
-            entries.push(job.entry);
-            waiters.push(job.done);
-        }
-        let ok = write_with_retry(&store, holds.as_deref(), &entries).await;
-        for done in waiters.drain(..) {
+/// The jobs of one batch, split into rows and the requests waiting on them.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<UsageEntry>,
+    waiters: Vec<oneshot::Sender<bool>>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        self.entries.push(job.entry);
+        self.waiters.push(job.done);
+    }
+
+    fn finish(&mut self, ok: bool) {
+        for done in self.waiters.drain(..) {
             let _ = done.send(ok);
         }
-        entries.clear();
+        self.entries.clear();
     }
 }
 
-async fn write_with_retry(store: &Store, holds: Option<&HoldBook>, entries: &[UsageEntry]) -> bool {
-    let reservations = || entries.iter().filter_map(|e| e.reservation.as_ref());
-    for (attempt, pause) in [10u64, 50, 250, 1000].into_iter().enumerate() {
-        let mut numbered = None;
-        let written = store
-            .write_usage_batch_then(entries, |seq| {
-                numbered = Some(seq);
-                if let Some(book) = holds {
-                    book.settling(
-                        seq,
-                        entries
-                            .iter()
-                            .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost))),
-                    );
-                }
-            })
-            .await;
-        match written {
-            Ok(()) => return true,
-            Err(e) => {
-                if let (Some(book), Some(seq)) = (holds, numbered) {
-                    book.unsettle(seq, reservations());
-                }
-                tracing::warn!(error = %e, attempt, rows = entries.len(), "usage batch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Batch::default();
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.entries.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
+        let mut ok = false;
+        for (attempt, pause) in RETRY_PAUSES_MS.into_iter().enumerate() {
+            let attempt_result = settle_around(holds, &batch.entries, |before_commit| {
+                store.write_usage_batch_blocking(&batch.entries, before_commit)
+            });
+            match attempt_result {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => {
+                    warn_retry(&e, attempt, batch.entries.len());
+                    std::thread::sleep(Duration::from_millis(pause));
+                }
+            }
+        }
+        give_up_unless(ok, holds, &batch.entries);
+        batch.finish(ok);
+    }
+}
+
+async fn run_async(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<Job>) {
+    let holds = holds.as_deref();
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        for job in jobs.drain(..) {
+            batch.push(job);
+        }
+        let mut ok = false;
+        for (attempt, pause) in RETRY_PAUSES_MS.into_iter().enumerate() {
+            let mut numbered = None;
+            let written = store
+                .write_usage_batch_then(&batch.entries, |seq| {
+                    numbered = Some(seq);
+                    settling(holds, seq, &batch.entries);
+                })
+                .await;
+            match written {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => {
+                    unsettle(holds, numbered, &batch.entries);
+                    warn_retry(&e, attempt, batch.entries.len());
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        }
+        give_up_unless(ok, holds, &batch.entries);
+        batch.finish(ok);
+    }
+}
+
+/// Runs one attempt of a batch with the hold book kept in step: its holds become settled
+/// charges just before the commit (numbered by the batch's `ledger_seq`), and go back in
+/// flight if the attempt fails after that.
+fn settle_around<E>(
+    holds: Option<&HoldBook>,
+    entries: &[UsageEntry],
+    write: impl FnOnce(&mut dyn FnMut(i64)) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut numbered = None;
+    let result = write(&mut |seq| {
+        numbered = Some(seq);
+        settling(holds, seq, entries);
+    });
+    if result.is_err() {
+        unsettle(holds, numbered, entries);
+    }
+    result
+}
+
+fn settling(holds: Option<&HoldBook>, seq: i64, entries: &[UsageEntry]) {
+    if let Some(book) = holds {
+        book.settling(
+            seq,
+            entries
+                .iter()
+                .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost))),
+        );
+    }
+}
+
+fn unsettle(holds: Option<&HoldBook>, numbered: Option<i64>, entries: &[UsageEntry]) {
+    if let (Some(book), Some(seq)) = (holds, numbered) {
+        book.unsettle(seq, entries.iter().filter_map(|e| e.reservation.as_ref()));
+    }
+}
+
+fn warn_retry(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
+    tracing::warn!(error = %e, attempt, rows, "usage batch failed; retrying");
+}
+
+/// After the last failed attempt: nothing was charged, so the holds are dropped.
+fn give_up_unless(ok: bool, holds: Option<&HoldBook>, entries: &[UsageEntry]) {
+    if ok {
+        return;
     }
     tracing::error!(rows = entries.len(), "usage batch failed for good");
     if let Some(book) = holds {
-        book.release(reservations());
+        book.release(entries.iter().filter_map(|e| e.reservation.as_ref()));
     }
-    false
 }

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
+mod usage_batch;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database error: {0}")]
-    SqliteRead(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -1,13 +1,15 @@
 //! Direct (in-thread, rusqlite) SQLite access where sqlx's per-connection thread costs too
-//! much: the gateway's per-request key read, and the WAL checkpointer.
+//! much: the gateway's per-request key read, the usage batch (`usage_batch`), and the WAL
+//! checkpointer.
 //!
 //! sqlx runs every SQLite connection on a thread of its own, so each query is a hop to that
 //! thread and back (two context switches, several wake-ups): on the gateway's per-request key
 //! read that hop cost more CPU than everything else the request does. Here each thread that
 //! serves requests keeps its own read-only connection (rusqlite, the same SQLite library sqlx
 //! links) and runs the one indexed lookup synchronously: microseconds, and in WAL mode a
-//! reader never waits for the writer. Only this read takes the shortcut; everything else
-//! goes through sqlx (and WAL checkpoints, below, run on a connection of their own).
+//! reader never waits for the writer. The usage batch likewise runs on the usage writer's
+//! thread through a read-write connection of that thread. Everything else goes through sqlx
+//! (and WAL checkpoints, below, run on a connection of their own).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,6 +21,38 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 thread_local! {
     /// One read-only connection per database file per thread.
     static CONNECTIONS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
+    /// One read-write connection per database file per thread that writes usage.
+    static WRITERS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` with this thread's read-write connection to `path`. Its settings match sqlx's
+/// writer (`Store::connect`): WAL with `synchronous=NORMAL`, foreign keys, and no automatic
+/// checkpoint inside commits.
+pub(crate) fn with_writer<T>(
+    path: &Path,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    WRITERS.with(|cell| {
+        let mut conns = cell.borrow_mut();
+        if !conns.contains_key(path) {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "foreign_keys", true)?;
+            c.pragma_update(None, "wal_autocheckpoint", 0)?;
+            c.pragma_update(None, "cache_size", -4000)?;
+            conns.insert(path.to_owned(), c);
+        }
+        let Some(conn) = conns.get_mut(path) else {
+            unreachable!("inserted above")
+        };
+        f(conn)
+    })
 }
 
 /// Runs `f` with this thread's read-only connection to `path`.

@@ -1,0 +1,575 @@
+//! The usage write path: one transaction per batch of usage rows (group commit) that inserts
+//! the rows, settles their holds, advances `last_used_at`, adds to both daily rollups and
+//! advances `ledger_seq`.
+//!
+//! A batch is first summed into a [`BatchPlan`] (plain Rust, no I/O): settlements per key and
+//! account, rollup rows per dimension, so a batch of hundreds of requests costs a handful of
+//! statements, not several per request. Two executors apply a plan:
+//!
+//! - **PostgreSQL**, through sqlx: multi-row statements, few round trips.
+//! - **SQLite**, through rusqlite on the calling thread ([`Store::write_usage_batch_blocking`]):
+//!   the gateway's usage writer runs it on a thread of its own. Through sqlx every statement
+//!   of the batch was a hop to sqlx's connection thread and back (eight per batch); those
+//!   wake-ups cost more than the SQLite work itself. The transaction is `BEGIN IMMEDIATE`:
+//!   this connection competes with sqlx's writer for SQLite's write lock, and taking it up
+//!   front means the busy timeout applies instead of a snapshot conflict.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, ToSql, TransactionBehavior};
+use sqlx::QueryBuilder;
+
+use super::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
+use super::usage::{UsageEntry, UsageStatus};
+use super::{sqlite_direct, Pools, Result, Store};
+use crate::domain::time_util;
+
+/// Rows in one multi-row statement (PostgreSQL): well under its bind-parameter limit.
+const CHUNK: usize = 500;
+
+const INSERT_USAGE_COLUMNS: [&str; 19] = [
+    "generation_id",
+    "account_id",
+    "key_id",
+    "key_name",
+    "requested_model",
+    "resolved_model",
+    "provider",
+    "region",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "status",
+    "http_status",
+    "error_code",
+    "streamed",
+    "latency_ms",
+    "started_at",
+    "completed_at",
+];
+
+/// The dimensions of `usage_daily`, its primary key, in bind order.
+const DAILY_DIMENSIONS: [&str; 8] = [
+    "account_id",
+    "day",
+    "key_id",
+    "key_name",
+    "model",
+    "provider",
+    "region",
+    "status",
+];
+
+/// The dimensions of `usage_daily_keys`, its primary key, in bind order.
+const DAILY_KEYS_DIMENSIONS: [&str; 3] = ["account_id", "day", "key_name"];
+
+/// The counters both rollups keep, in the order their values are bound.
+const ROLLUP_COUNTERS: [&str; 5] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+];
+
+/// Last, so the row lock on PostgreSQL is held only for the commit.
+const ADVANCE_LEDGER_SEQ: &str =
+    "update ledger_seq set value = value + 1 where id = 1 returning value";
+
+/// `insert into <table> (<columns>) ` (values follow).
+fn insert_into(table: &str, columns: &[&str]) -> String {
+    format!("insert into {table} ({}) ", columns.join(", "))
+}
+
+/// ` on conflict (<key>) do update set`, adding the batch's counters to the stored ones.
+fn add_on_conflict(table: &str, key: &[&str]) -> String {
+    let sums: Vec<String> = ROLLUP_COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        " on conflict ({}) do update set {}",
+        key.join(", "),
+        sums.join(", ")
+    )
+}
+
+/// `values ($1, …, $n)`.
+fn one_row(n: usize) -> String {
+    let ps: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!("values ({})", ps.join(", "))
+}
+
+/// Single-row statements for the SQLite executor, built once.
+struct SqliteSql {
+    usage: String,
+    daily: String,
+    daily_keys: String,
+}
+
+static SQLITE_SQL: LazyLock<SqliteSql> = LazyLock::new(|| {
+    let rollup = |table: &str, dims: &[&str]| {
+        let columns: Vec<&str> = dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect();
+        format!(
+            "{}{}{}",
+            insert_into(table, &columns),
+            one_row(columns.len()),
+            add_on_conflict(table, dims)
+        )
+    };
+    SqliteSql {
+        usage: format!(
+            "{}{}",
+            insert_into("usage", &INSERT_USAGE_COLUMNS),
+            one_row(INSERT_USAGE_COLUMNS.len())
+        ),
+        daily: rollup("usage_daily", &DAILY_DIMENSIONS),
+        daily_keys: rollup("usage_daily_keys", &DAILY_KEYS_DIMENSIONS),
+    }
+});
+
+/// The primary key of a `usage_daily` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct DailyKey<'a> {
+    account_id: i64,
+    day: i64,
+    key_id: i64,
+    key_name: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    region: &'a str,
+    status: &'a str,
+}
+
+/// The primary key of a `usage_daily_keys` row.
+type DailyKeysKey<'a> = (i64, i64, &'a str);
+
+/// A key's settlement in one (key, day, month) bucket: a hold is settled in the bucket it
+/// was taken in.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyDelta {
+    release: i64,
+    charge: i64,
+    last_used: i64,
+}
+
+/// Everything one batch changes, summed; sorted where PostgreSQL takes row locks, so that
+/// concurrent transactions lock in one order (keys, then accounts, each by id, as in
+/// `Store::reserve`) and can never deadlock.
+struct BatchPlan<'a> {
+    /// account -> (release, charge)
+    accounts: HashMap<i64, (i64, i64)>,
+    /// Holds in `reservations` (PostgreSQL): release and charge.
+    keys: HashMap<(i64, i64, i64), KeyDelta>,
+    /// In-memory holds (SQLite): only the charge reaches the database.
+    charges: HashMap<(i64, i64, i64), KeyDelta>,
+    daily: HashMap<DailyKey<'a>, [i64; 5]>,
+    daily_keys: HashMap<DailyKeysKey<'a>, [i64; 5]>,
+    reservation_ids: Vec<&'a str>,
+}
+
+impl<'a> BatchPlan<'a> {
+    fn new(batch: &'a [UsageEntry]) -> Self {
+        let mut plan = BatchPlan {
+            accounts: HashMap::new(),
+            keys: HashMap::new(),
+            charges: HashMap::new(),
+            daily: HashMap::new(),
+            daily_keys: HashMap::new(),
+            reservation_ids: Vec::new(),
+        };
+        for e in batch {
+            let u = &e.usage;
+            match &e.reservation {
+                Some(r) if !r.in_db => {
+                    let charge = u.cost.min(r.amount.micros());
+                    plan.accounts.entry(r.account_id).or_default().1 += charge;
+                    let c = plan.charges.entry((r.key_id, r.day, r.month)).or_default();
+                    c.charge += charge;
+                    c.last_used = c.last_used.max(u.completed_at);
+                }
+                Some(r) => {
+                    let charge = u.cost.min(r.amount.micros());
+                    let a = plan.accounts.entry(r.account_id).or_default();
+                    a.0 += r.amount.micros();
+                    a.1 += charge;
+                    let k = plan.keys.entry((r.key_id, r.day, r.month)).or_default();
+                    k.release += r.amount.micros();
+                    k.charge += charge;
+                    k.last_used = k.last_used.max(u.completed_at);
+                    plan.reservation_ids.push(&r.id);
+                }
+                None => {
+                    let k = plan.keys.entry((u.key_id, -1, -1)).or_default();
+                    k.last_used = k.last_used.max(u.completed_at);
+                }
+            }
+            // Exactly the dimensions the filters use, computed as `filter_sql` does on raw
+            // rows, so rollup sums equal raw sums for any filter on whole days.
+            let day = time_util::day_number(u.started_at);
+            let d = plan
+                .daily
+                .entry(DailyKey {
+                    account_id: u.account_id,
+                    day,
+                    key_id: u.key_id,
+                    key_name: &u.key_name,
+                    model: u.resolved_model.as_deref().unwrap_or(&u.requested_model),
+                    provider: u.provider.as_deref().unwrap_or(""),
+                    region: u.region.as_deref().unwrap_or(""),
+                    status: u.status.as_str(),
+                })
+                .or_default();
+            let n = [
+                1,
+                i64::from(u.status != UsageStatus::Ok),
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cost,
+            ];
+            let k = plan
+                .daily_keys
+                .entry((u.account_id, day, &u.key_name))
+                .or_default();
+            for ((d, k), n) in d.iter_mut().zip(k.iter_mut()).zip(n) {
+                *d += n;
+                *k += n;
+            }
+        }
+        plan
+    }
+
+    /// Rare path: some holds were already released by the sweeper (their request outlived
+    /// the sweep cutoff), so for those only the charge is applied.
+    fn unrelease_swept(&mut self, batch: &[UsageEntry], live: &[String]) {
+        for r in batch.iter().filter_map(|e| e.reservation.as_ref()) {
+            if !r.in_db || live.iter().any(|id| id == &r.id) {
+                continue;
+            }
+            if let Some(a) = self.accounts.get_mut(&r.account_id) {
+                a.0 -= r.amount.micros();
+            }
+            if let Some(k) = self.keys.get_mut(&(r.key_id, r.day, r.month)) {
+                k.release -= r.amount.micros();
+            }
+        }
+    }
+}
+
+/// A map's entries sorted by key.
+fn sorted<K: Ord, V>(m: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+impl Store {
+    /// Writes a batch of usage rows, settles their reservations and updates the rollups and
+    /// `last_used_at`, all in one transaction: one commit for many requests (group commit).
+    pub async fn write_usage_batch(&self, batch: &[UsageEntry]) -> Result<()> {
+        match &self.pools {
+            Pools::Sqlite { .. } => {
+                let store = self.clone();
+                let batch = batch.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    store.write_usage_batch_blocking(&batch, |_| {})
+                })
+                .await
+                .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
+            }
+            Pools::Postgres(_) => self.write_usage_batch_then(batch, |_| {}).await,
+        }
+    }
+
+    /// PostgreSQL: [`Store::write_usage_batch`], also advancing `ledger_seq` in the same
+    /// transaction and calling `before_commit` with its new value just before committing.
+    pub async fn write_usage_batch_then(
+        &self,
+        batch: &[UsageEntry],
+        before_commit: impl FnOnce(i64),
+    ) -> Result<()> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return self.write_usage_batch_blocking(batch, before_commit);
+        };
+        let mut plan = BatchPlan::new(batch);
+        let mut tx = pool.begin().await?;
+        for chunk in batch.chunks(CHUNK) {
+            let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
+            q.push_values(chunk, |mut b, e| {
+                let u = &e.usage;
+                b.push_bind(&u.generation_id)
+                    .push_bind(u.account_id)
+                    .push_bind(u.key_id)
+                    .push_bind(&u.key_name)
+                    .push_bind(&u.requested_model)
+                    .push_bind(&u.resolved_model)
+                    .push_bind(&u.provider)
+                    .push_bind(&u.region)
+                    .push_bind(u.prompt_tokens)
+                    .push_bind(u.completion_tokens)
+                    .push_bind(u.prompt_tokens + u.completion_tokens)
+                    .push_bind(u.cost)
+                    .push_bind(u.status.as_str())
+                    .push_bind(i64::from(u.http_status))
+                    .push_bind(u.error_code)
+                    .push_bind(i64::from(u.streamed))
+                    .push_bind(u.latency_ms)
+                    .push_bind(u.started_at)
+                    .push_bind(u.completed_at);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        // Holds already released by the sweeper must not be released twice.
+        let mut live: Vec<String> = Vec::new();
+        for chunk in plan.reservation_ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::new("delete from reservations where id in (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") returning id");
+            let ids: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            live.extend(ids.into_iter().map(|(id,)| id));
+        }
+        if live.len() != plan.reservation_ids.len() {
+            plan.unrelease_swept(batch, &live);
+        }
+        for ((key_id, day, month), d) in sorted(&plan.keys) {
+            sqlx::query(SETTLE_KEY)
+                .bind(day)
+                .bind(d.release)
+                .bind(d.charge)
+                .bind(month)
+                .bind(d.last_used)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ((key_id, day, month), c) in sorted(&plan.charges) {
+            sqlx::query(CHARGE_KEY)
+                .bind(day)
+                .bind(c.charge)
+                .bind(month)
+                .bind(c.last_used)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (account_id, (release, charge)) in sorted(&plan.accounts) {
+            sqlx::query(SETTLE_ACCOUNT)
+                .bind(release)
+                .bind(charge)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
+            dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
+        };
+        for chunk in sorted(&plan.daily).chunks(CHUNK) {
+            let mut q = QueryBuilder::new(insert_into(
+                "usage_daily",
+                &rollup_columns(&DAILY_DIMENSIONS),
+            ));
+            q.push_values(chunk, |mut b, (k, n)| {
+                b.push_bind(k.account_id)
+                    .push_bind(k.day)
+                    .push_bind(k.key_id)
+                    .push_bind(k.key_name)
+                    .push_bind(k.model)
+                    .push_bind(k.provider)
+                    .push_bind(k.region)
+                    .push_bind(k.status);
+                for v in n.iter() {
+                    b.push_bind(*v);
+                }
+            });
+            q.push(add_on_conflict("usage_daily", &DAILY_DIMENSIONS));
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in sorted(&plan.daily_keys).chunks(CHUNK) {
+            let mut q = QueryBuilder::new(insert_into(
+                "usage_daily_keys",
+                &rollup_columns(&DAILY_KEYS_DIMENSIONS),
+            ));
+            q.push_values(chunk, |mut b, ((account_id, day, key_name), n)| {
+                b.push_bind(*account_id)
+                    .push_bind(*day)
+                    .push_bind(*key_name);
+                for v in n.iter() {
+                    b.push_bind(*v);
+                }
+            });
+            q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
+            q.build().execute(&mut *tx).await?;
+        }
+        let seq: i64 = sqlx::query_scalar(ADVANCE_LEDGER_SEQ)
+            .fetch_one(&mut *tx)
+            .await?;
+        before_commit(seq);
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// SQLite: the usage batch on the calling thread (it blocks for the commit), through
+    /// this thread's read-write connection. Calls `before_commit` with the new `ledger_seq`
+    /// just before committing (the in-memory hold book must know a batch's number before its
+    /// charges become visible).
+    pub fn write_usage_batch_blocking(
+        &self,
+        batch: &[UsageEntry],
+        before_commit: impl FnOnce(i64),
+    ) -> Result<()> {
+        let path = self
+            .sqlite_path
+            .as_deref()
+            .expect("write_usage_batch_blocking is for SQLite stores");
+        sqlite_direct::with_writer(path, |c| write_sqlite(c, batch, before_commit))?;
+        Ok(())
+    }
+}
+
+/// The SQLite executor: single-row prepared statements (SQLite has no round trips, so
+/// cached single-row statements beat building a multi-row one per batch).
+fn write_sqlite(
+    c: &mut Connection,
+    batch: &[UsageEntry],
+    before_commit: impl FnOnce(i64),
+) -> rusqlite::Result<()> {
+    let mut plan = BatchPlan::new(batch);
+    let sql = &*SQLITE_SQL;
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(&sql.usage)?;
+        for e in batch {
+            let u = &e.usage;
+            execute_numbered(
+                &mut insert,
+                &[
+                    &u.generation_id,
+                    &u.account_id,
+                    &u.key_id,
+                    &u.key_name,
+                    &u.requested_model,
+                    &u.resolved_model,
+                    &u.provider,
+                    &u.region,
+                    &u.prompt_tokens,
+                    &u.completion_tokens,
+                    &(u.prompt_tokens + u.completion_tokens),
+                    &u.cost,
+                    &u.status.as_str(),
+                    &i64::from(u.http_status),
+                    &u.error_code,
+                    &i64::from(u.streamed),
+                    &u.latency_ms,
+                    &u.started_at,
+                    &u.completed_at,
+                ],
+            )?;
+        }
+    }
+    if !plan.reservation_ids.is_empty() {
+        let mut delete = tx.prepare_cached("delete from reservations where id = $1")?;
+        let mut live = Vec::new();
+        for id in &plan.reservation_ids {
+            if execute_numbered(&mut delete, &[id])? == 1 {
+                live.push((*id).to_owned());
+            }
+        }
+        drop(delete);
+        if live.len() != plan.reservation_ids.len() {
+            plan.unrelease_swept(batch, &live);
+        }
+    }
+    for ((key_id, day, month), d) in sorted(&plan.keys) {
+        let mut s = tx.prepare_cached(SETTLE_KEY)?;
+        execute_numbered(
+            &mut s,
+            &[day, &d.release, &d.charge, month, &d.last_used, key_id],
+        )?;
+    }
+    for ((key_id, day, month), c) in sorted(&plan.charges) {
+        let mut s = tx.prepare_cached(CHARGE_KEY)?;
+        execute_numbered(&mut s, &[day, &c.charge, month, &c.last_used, key_id])?;
+    }
+    for (account_id, (release, charge)) in sorted(&plan.accounts) {
+        let mut s = tx.prepare_cached(SETTLE_ACCOUNT)?;
+        execute_numbered(&mut s, &[release, charge, account_id])?;
+    }
+    {
+        let mut daily = tx.prepare_cached(&sql.daily)?;
+        for (k, n) in sorted(&plan.daily) {
+            execute_numbered(
+                &mut daily,
+                &[
+                    &k.account_id,
+                    &k.day,
+                    &k.key_id,
+                    &k.key_name,
+                    &k.model,
+                    &k.provider,
+                    &k.region,
+                    &k.status,
+                    &n[0],
+                    &n[1],
+                    &n[2],
+                    &n[3],
+                    &n[4],
+                ],
+            )?;
+        }
+        let mut daily_keys = tx.prepare_cached(&sql.daily_keys)?;
+        for ((account_id, day, key_name), n) in sorted(&plan.daily_keys) {
+            execute_numbered(
+                &mut daily_keys,
+                &[account_id, day, key_name, &n[0], &n[1], &n[2], &n[3], &n[4]],
+            )?;
+        }
+    }
+    let seq: i64 = tx
+        .prepare_cached(ADVANCE_LEDGER_SEQ)?
+        .query_row([], |r| r.get(0))?;
+    before_commit(seq);
+    tx.commit()
+}
+
+/// Runs a statement written with `$1…$n` placeholders (the text shared with sqlx), binding
+/// `values[i]` to `$i+1` by name: SQLite numbers `$n` parameters in order of first
+/// appearance, not by their digits.
+fn execute_numbered(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<usize> {
+    const NAMES: [&str; 19] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14",
+        "$15", "$16", "$17", "$18", "$19",
+    ];
+    if values.len() > NAMES.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(values.len(), NAMES.len()));
+    }
+    for (v, name) in values.iter().zip(NAMES) {
+        match stmt.parameter_index(name)? {
+            Some(index) => stmt.raw_bind_parameter(index, v)?,
+            None => return Err(rusqlite::Error::InvalidParameterName(name.into())),
+        }
+    }
+    stmt.raw_execute()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_statements_number_every_parameter() {
+        let sql = &*SQLITE_SQL;
+        assert!(sql.usage.ends_with("$19)"), "{}", sql.usage);
+        assert!(sql.daily.contains("$13)"), "{}", sql.daily);
+        assert!(sql
+            .daily_keys
+            .contains("on conflict (account_id, day, key_name) do update set requests"));
+    }
+}
