@@ -247,9 +247,16 @@ impl Ctx {
     }
 }
 
+/// `gen-<unix ms, 13 digits>-<16 random alphanumerics>`. Time first, so ids sort by creation
+/// and each new one lands at the right edge of the unique index on `usage.generation_id`: a
+/// batch of rows then writes one or two index pages instead of one random page per row.
 pub fn new_generation_id() -> String {
     use rand::distr::{Alphanumeric, SampleString};
-    format!("gen-{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
+    format!(
+        "gen-{:013}-{}",
+        crate::domain::time_util::now_ms().max(0),
+        Alphanumeric.sample_string(&mut rand::rng(), 16)
+    )
 }
 
 pub async fn completions(
@@ -795,5 +802,20 @@ impl ChunkSummary {
             .filter_map(|c| c.delta.as_ref()?.content.as_ref())
             .map(|s| s.len() as u64)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_generation_id;
+
+    #[test]
+    fn generation_ids_sort_by_creation_time() {
+        let first = new_generation_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_generation_id();
+        assert!(first < second, "{first} then {second}");
+        assert_eq!(first.len(), "gen-".len() + 13 + 1 + 16);
+        assert_ne!(first[18..], second[18..]);
     }
 }
