@@ -1,6 +1,7 @@
 //! Micro-benchmark of the usage batcher's unit of work: one group commit of N usage rows with
 //! their settlements and rollups, on a fresh SQLite file (`cargo bench --bench usage_batch`).
-//! Per-row cost falls as batches grow: that is why requests share commits.
+//! Per-row cost falls as batches grow: that is why requests share commits. It runs the path
+//! the gateway's usage writer thread runs (rusqlite on the calling thread).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lowrouter::domain::key_form::KeySpec;
@@ -76,7 +77,7 @@ fn batches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter_batched(
                 || entries(account, key, n, &mut seq),
-                |batch| rt.block_on(store.write_usage_batch(&batch)).unwrap(),
+                |batch| store.write_usage_batch_blocking(&batch, |_| {}).unwrap(),
                 criterion::BatchSize::SmallInput,
             )
         });

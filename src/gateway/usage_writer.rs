@@ -120,6 +120,10 @@ fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<
         }
         give_up_unless(ok, holds, &batch.entries);
         batch.finish(ok);
+        // Between batches, after answering this one: the only moment no commit can interleave.
+        if let Err(e) = store.restart_wal_if_full() {
+            tracing::warn!(error = %e, "WAL restart failed");
+        }
     }
 }
 

@@ -301,9 +301,9 @@ impl Store {
     /// The gateway's one read per request: the key by token hash, with its account's balance.
     /// SQLite: in-thread (see `sqlite_direct`); PostgreSQL: through the pool.
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
-        if let Some(path) = &self.sqlite_path {
+        if let Some(file) = &self.sqlite {
             return Ok(super::sqlite_direct::query_one(
-                path,
+                &file.path,
                 GATEWAY_KEY_SQL,
                 &hash.0,
                 gateway_key_from_row,

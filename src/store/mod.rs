@@ -70,8 +70,8 @@ pub struct Store {
     /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
     /// as the process lives; PostgreSQL drops it the moment the process dies.
     _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
-    /// SQLite: the database file, for the gateway's in-thread key read (`sqlite_direct`).
-    pub(crate) sqlite_path: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// SQLite: the database file, for in-thread access (`sqlite_direct`).
+    pub(crate) sqlite: Option<std::sync::Arc<sqlite_direct::SqliteFile>>,
 }
 
 /// Runs `$body` with `$pool` bound to the pool for reads, on whichever backend is in use.
@@ -119,7 +119,7 @@ impl Store {
                 pools: Pools::Postgres(pool),
                 instance,
                 _liveness: Some(std::sync::Arc::new(liveness)),
-                sqlite_path: None,
+                sqlite: None,
             }
         } else {
             // WAL with synchronous=NORMAL: a commit survives a killed process (it is in the
@@ -156,7 +156,7 @@ impl Store {
                 pools: Pools::Sqlite { read, write },
                 instance: 0,
                 _liveness: None,
-                sqlite_path: Some(std::sync::Arc::new(path)),
+                sqlite: Some(std::sync::Arc::new(sqlite_direct::SqliteFile::new(path))),
             });
         };
         store.migrate().await?;
@@ -174,9 +174,19 @@ impl Store {
     /// SQLite: starts moving committed WAL pages into the database file, off the commit
     /// path, every 50 ms (the server calls this once; a no-op on PostgreSQL).
     pub fn start_checkpointer(&self) {
-        if let Some(path) = &self.sqlite_path {
-            sqlite_direct::spawn_checkpointer(path.to_path_buf(), Duration::from_millis(50));
+        if let Some(file) = &self.sqlite {
+            sqlite_direct::spawn_checkpointer(file.clone(), Duration::from_millis(50));
         }
+    }
+
+    /// SQLite: if the checkpointer found the WAL over its bound, checkpoints it completely and
+    /// starts it over, on the calling thread, which must be the one that writes usage (see
+    /// `SqliteFile::wal_full`). Blocks for a few milliseconds when it does. A no-op otherwise.
+    pub fn restart_wal_if_full(&self) -> Result<()> {
+        if let Some(file) = &self.sqlite {
+            file.restart_wal_if_full()?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -422,11 +422,11 @@ impl Store {
         batch: &[UsageEntry],
         before_commit: impl FnOnce(i64),
     ) -> Result<()> {
-        let path = self
-            .sqlite_path
+        let file = self
+            .sqlite
             .as_deref()
             .expect("write_usage_batch_blocking is for SQLite stores");
-        sqlite_direct::with_writer(path, |c| write_sqlite(c, batch, before_commit))?;
+        sqlite_direct::with_writer(&file.path, |c| write_sqlite(c, batch, before_commit))?;
         Ok(())
     }
 }
@@ -548,7 +548,10 @@ fn execute_numbered(
         "$15", "$16", "$17", "$18", "$19",
     ];
     if values.len() > NAMES.len() {
-        return Err(rusqlite::Error::InvalidParameterCount(values.len(), NAMES.len()));
+        return Err(rusqlite::Error::InvalidParameterCount(
+            values.len(),
+            NAMES.len(),
+        ));
     }
     for (v, name) in values.iter().zip(NAMES) {
         match stmt.parameter_index(name)? {
