@@ -102,6 +102,9 @@ def table(results_path, meta_path):
         out.append(f"Usage rows recorded: {meta['usage_rows']:,} "
                    f"(gateway requests completed in measured runs: {total:,}; "
                    f"rows also include warm-ups and requests in flight when wrk stopped).")
+    if meta.get("wal_bytes"):
+        out.append(f"SQLite WAL file after the runs (its high-water mark): "
+                   f"{meta['wal_bytes'] / 1048576:.1f} MiB.")
 
     # Targets from issue 5.
     checks = []

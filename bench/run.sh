@@ -401,9 +401,11 @@ if [ "$DB" = postgres ]; then
 else
   USAGE_ROWS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from usage').fetchone()[0])" "$WORK/bench.db")
 fi
+# SQLite: the WAL file's size after all runs (it only grows to the largest the WAL ever was).
+WAL_BYTES=$(stat -c %s "$WORK/bench.db-wal" 2>/dev/null || echo 0)
 cat >"$WORK/meta.json" <<EOF
 {"db": "$DB", "rss_idle_kib": $RSS_IDLE, "rss_after_kib": $RSS_AFTER, "rss_peak_kib": $RSS_PEAK,
- "usage_rows": $USAGE_ROWS}
+ "usage_rows": $USAGE_ROWS, "wal_bytes": $WAL_BYTES}
 EOF
 
 [ "$ONLY_PROFILE" = 1 ] && exit 0
