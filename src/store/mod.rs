@@ -6,7 +6,10 @@
 //!
 //! SQLite gets two pools: many readers, and exactly one writer connection. SQLite admits one
 //! writer at a time anyway; queueing writers in the pool (fair, async) instead of in SQLite's
-//! sleeping busy handler keeps tail latency flat under load.
+//! sleeping busy handler keeps tail latency flat under load. The hot paths bypass sqlx on
+//! SQLite (`sqlite_direct`): the gateway's key read, and the usage batch, whose connection is
+//! the only other writer (it begins `IMMEDIATE`, so it waits in the busy handler at worst
+//! for one dashboard write).
 
 pub mod accounts;
 pub mod keys;
