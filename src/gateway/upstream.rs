@@ -12,8 +12,15 @@ use crate::catalogue::{Catalogue, Provider, ProviderKind};
 
 pub struct Upstreams {
     client: reqwest::Client,
-    /// Provider id -> `Authorization` value (None: the provider needs none).
-    auth: HashMap<String, Option<HeaderValue>>,
+    /// Provider id -> where its chat completions go; only providers with credentials.
+    endpoints: HashMap<String, Endpoint>,
+}
+
+/// A provider's completions URL, parsed once (not per request), and its credentials.
+struct Endpoint {
+    url: reqwest::Url,
+    /// The `Authorization` value; None: the provider needs none.
+    auth: Option<HeaderValue>,
 }
 
 /// Why a provider attempt did not produce a usable response.
@@ -32,7 +39,7 @@ impl Upstreams {
         catalogue: &Catalogue,
         connect_timeout: Duration,
         timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(timeout)
@@ -40,47 +47,53 @@ impl Upstreams {
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
-        let mut auth = HashMap::new();
+        let mut endpoints = HashMap::new();
         for p in catalogue
             .providers
             .iter()
             .filter(|p| p.kind == ProviderKind::Openai)
         {
-            match &p.api_key_env {
-                None => {
-                    auth.insert(p.id.clone(), None);
-                }
+            let auth = match &p.api_key_env {
+                None => None,
                 Some(var) => match std::env::var(var)
                     .ok()
                     .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
                 {
                     Some(mut v) => {
                         v.set_sensitive(true);
-                        auth.insert(p.id.clone(), Some(v));
+                        Some(v)
                     }
                     None => {
-                        tracing::info!(provider = %p.id, env = %var, "provider disabled: its API key variable is not set")
+                        tracing::info!(provider = %p.id, env = %var, "provider disabled: its API key variable is not set");
+                        continue;
                     }
                 },
-            }
+            };
+            let url = format!("{}/chat/completions", p.base_url.trim_end_matches('/'));
+            let url = reqwest::Url::parse(&url).map_err(|e| {
+                anyhow::anyhow!("provider {}: base_url is not a valid URL: {e}", p.id)
+            })?;
+            endpoints.insert(p.id.clone(), Endpoint { url, auth });
         }
-        Ok(Upstreams { client, auth })
+        Ok(Upstreams { client, endpoints })
     }
 
     /// Whether requests can be sent to this provider (echo always; HTTP ones with credentials).
     pub fn is_usable(&self, p: &Provider) -> bool {
-        p.kind == ProviderKind::Echo || self.auth.contains_key(&p.id)
+        p.kind == ProviderKind::Echo || self.endpoints.contains_key(&p.id)
     }
 
     /// Sends the body; returns the response once its status is known to be 2xx.
     pub async fn send(&self, p: &Provider, body: Vec<u8>) -> Result<reqwest::Response, Failure> {
-        let url = format!("{}/chat/completions", p.base_url.trim_end_matches('/'));
+        let Some(endpoint) = self.endpoints.get(&p.id) else {
+            return Err(Failure::Retryable("provider not configured".into()));
+        };
         let mut req = self
             .client
-            .post(url)
+            .post(endpoint.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        if let Some(Some(auth)) = self.auth.get(&p.id) {
+        if let Some(auth) = &endpoint.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
         let resp = req
