@@ -120,6 +120,13 @@ impl SqliteFile {
         }
     }
 
+    /// Called with the WAL's size in frames after each passive checkpoint.
+    fn note_wal_frames(&self, frames: i64) {
+        if frames > WAL_BOUND_FRAMES {
+            self.wal_full.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn restart_wal_if_full(&self) -> rusqlite::Result<()> {
         if !self.wal_full.swap(false, Ordering::Relaxed) {
             return Ok(());
@@ -145,10 +152,7 @@ pub(crate) fn spawn_checkpointer(file: Arc<SqliteFile>, every: Duration) {
             std::thread::sleep(every);
             // (busy, frames in the WAL, frames copied)
             match c.query_row("pragma wal_checkpoint(passive)", [], |r| r.get::<_, i64>(1)) {
-                Ok(frames) if frames > WAL_BOUND_FRAMES => {
-                    file.wal_full.store(true, Ordering::Relaxed)
-                }
-                Ok(_) => {}
+                Ok(frames) => file.note_wal_frames(frames),
                 Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
             }
         }
@@ -162,5 +166,63 @@ pub(crate) fn spawn_checkpointer(file: Arc<SqliteFile>, every: Duration) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the WAL checkpointer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(path: &Path, suffix: &str) -> u64 {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::metadata(p).map_or(0, |m| m.len())
+    }
+
+    /// No checkpoint runs here but the one under test (the writer's automatic checkpoint is
+    /// off), so the WAL file only stays the same size if a write started it over.
+    #[test]
+    fn a_full_wal_is_started_over_between_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::new(dir.path().join("wal.db"));
+        // Created as `Store::connect` does before any direct connection opens it.
+        Connection::open(&file.path)
+            .unwrap()
+            .execute_batch("pragma journal_mode = wal; create table t (x blob)")
+            .unwrap();
+        let write = |n: usize| {
+            with_writer(&file.path, |c| {
+                for _ in 0..n {
+                    c.execute("insert into t values (zeroblob(8000))", [])?;
+                }
+                Ok(())
+            })
+            .unwrap()
+        };
+        write(200);
+        let wal = size(&file.path, "-wal");
+        assert!(wal > 200 * 8000, "the rows are in the WAL: {wal} bytes");
+
+        // Under its bound nothing happens: the WAL goes on growing.
+        file.note_wal_frames(WAL_BOUND_FRAMES);
+        file.restart_wal_if_full().unwrap();
+        write(1);
+        let grown = size(&file.path, "-wal");
+        assert!(grown > wal, "{grown} > {wal}");
+
+        // Over it, everything is copied into the database and the next write goes to the
+        // start of the WAL file instead of its end.
+        file.note_wal_frames(WAL_BOUND_FRAMES + 1);
+        file.restart_wal_if_full().unwrap();
+        assert!(
+            !file.wal_full.load(Ordering::Relaxed),
+            "the flag is cleared"
+        );
+        assert!(
+            size(&file.path, "") > 200 * 8000,
+            "the rows are in the database file"
+        );
+        write(1);
+        assert_eq!(size(&file.path, "-wal"), grown, "the WAL started over");
     }
 }
