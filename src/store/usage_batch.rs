@@ -537,8 +537,9 @@ fn write_sqlite(
 }
 
 /// Runs a statement written with `$1…$n` placeholders (the text shared with sqlx), binding
-/// `values[i]` to `$i+1` by name: SQLite numbers `$n` parameters in order of first
-/// appearance, not by their digits.
+/// `values[i]` to `$i+1`. SQLite numbers `$n` parameters in order of first appearance, not
+/// by their digits: where they appear in order (the inserts) the index is the number, read
+/// in O(1); elsewhere it is looked up by name.
 fn execute_numbered(
     stmt: &mut rusqlite::CachedStatement<'_>,
     values: &[&dyn ToSql],
@@ -553,11 +554,14 @@ fn execute_numbered(
             NAMES.len(),
         ));
     }
-    for (v, name) in values.iter().zip(NAMES) {
-        match stmt.parameter_index(name)? {
-            Some(index) => stmt.raw_bind_parameter(index, v)?,
-            None => return Err(rusqlite::Error::InvalidParameterName(name.into())),
-        }
+    for (i, (v, name)) in values.iter().zip(NAMES).enumerate() {
+        let index = if stmt.parameter_name(i + 1) == Some(name) {
+            i + 1
+        } else {
+            stmt.parameter_index(name)?
+                .ok_or_else(|| rusqlite::Error::InvalidParameterName(name.into()))?
+        };
+        stmt.raw_bind_parameter(index, v)?;
     }
     stmt.raw_execute()
 }
