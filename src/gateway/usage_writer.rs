@@ -22,8 +22,8 @@ use crate::store::{Backend, Store};
 const MAX_BATCH: usize = 1024;
 /// Requests waiting for the writer before new ones wait for room (backpressure).
 const QUEUE: usize = 8192;
-/// Pauses before the retries of a failed batch.
-const RETRY_PAUSES_MS: [u64; 4] = [10, 50, 250, 1000];
+/// Pauses before each attempt at a batch: the first at once, then four retries.
+const ATTEMPT_PAUSES_MS: [u64; 5] = [0, 10, 50, 250, 1000];
 
 struct Job {
     entry: UsageEntry,
@@ -50,8 +50,9 @@ impl UsageWriter {
                     .name("usage-writer".into())
                     .spawn(move || run_blocking(&store, holds.as_deref(), rx))?;
             }
+            // PostgreSQL keeps holds as rows (`store::ledger`): there is no hold book to settle.
             Backend::Postgres => {
-                tokio::spawn(run_async(store, holds, rx));
+                tokio::spawn(run_async(store, rx));
             }
         }
         Ok(UsageWriter { tx })
@@ -103,7 +104,8 @@ fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<
             }
         }
         let mut ok = false;
-        for (attempt, pause) in RETRY_PAUSES_MS.into_iter().enumerate() {
+        for (attempt, pause) in ATTEMPT_PAUSES_MS.into_iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(pause));
             let attempt_result = settle_around(holds, &batch.entries, |before_commit| {
                 store.write_usage_batch_blocking(&batch.entries, before_commit)
             });
@@ -112,10 +114,7 @@ fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<
                     ok = true;
                     break;
                 }
-                Err(e) => {
-                    warn_retry(&e, attempt, batch.entries.len());
-                    std::thread::sleep(Duration::from_millis(pause));
-                }
+                Err(e) => warn_failed(&e, attempt, batch.entries.len()),
             }
         }
         give_up_unless(ok, holds, &batch.entries);
@@ -127,8 +126,7 @@ fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<
     }
 }
 
-async fn run_async(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Receiver<Job>) {
-    let holds = holds.as_deref();
+async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -136,27 +134,19 @@ async fn run_async(store: Store, holds: Option<Arc<HoldBook>>, mut rx: mpsc::Rec
             batch.push(job);
         }
         let mut ok = false;
-        for (attempt, pause) in RETRY_PAUSES_MS.into_iter().enumerate() {
-            let mut numbered = None;
-            let written = store
-                .write_usage_batch_then(&batch.entries, |seq| {
-                    numbered = Some(seq);
-                    settling(holds, seq, &batch.entries);
-                })
-                .await;
-            match written {
+        for (attempt, pause) in ATTEMPT_PAUSES_MS.into_iter().enumerate() {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            match store.write_usage_batch(&batch.entries).await {
                 Ok(()) => {
                     ok = true;
                     break;
                 }
-                Err(e) => {
-                    unsettle(holds, numbered, &batch.entries);
-                    warn_retry(&e, attempt, batch.entries.len());
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
+                Err(e) => warn_failed(&e, attempt, batch.entries.len()),
             }
         }
-        give_up_unless(ok, holds, &batch.entries);
+        give_up_unless(ok, None, &batch.entries);
         batch.finish(ok);
     }
 }
@@ -197,8 +187,8 @@ fn unsettle(holds: Option<&HoldBook>, numbered: Option<i64>, entries: &[UsageEnt
     }
 }
 
-fn warn_retry(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
-    tracing::warn!(error = %e, attempt, rows, "usage batch failed; retrying");
+fn warn_failed(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
+    tracing::warn!(error = %e, attempt, rows, "usage batch failed");
 }
 
 /// After the last failed attempt: nothing was charged, so the holds are dropped.

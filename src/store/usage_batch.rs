@@ -279,138 +279,8 @@ impl Store {
                 .await
                 .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
             }
-            Pools::Postgres(_) => self.write_usage_batch_then(batch, |_| {}).await,
+            Pools::Postgres(pool) => write_postgres(pool, batch).await,
         }
-    }
-
-    /// PostgreSQL: [`Store::write_usage_batch`], also advancing `ledger_seq` in the same
-    /// transaction and calling `before_commit` with its new value just before committing.
-    pub async fn write_usage_batch_then(
-        &self,
-        batch: &[UsageEntry],
-        before_commit: impl FnOnce(i64),
-    ) -> Result<()> {
-        let Pools::Postgres(pool) = &self.pools else {
-            return self.write_usage_batch_blocking(batch, before_commit);
-        };
-        let mut plan = BatchPlan::new(batch);
-        let mut tx = pool.begin().await?;
-        for chunk in batch.chunks(CHUNK) {
-            let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
-            q.push_values(chunk, |mut b, e| {
-                let u = &e.usage;
-                b.push_bind(&u.generation_id)
-                    .push_bind(u.account_id)
-                    .push_bind(u.key_id)
-                    .push_bind(&u.key_name)
-                    .push_bind(&u.requested_model)
-                    .push_bind(&u.resolved_model)
-                    .push_bind(&u.provider)
-                    .push_bind(&u.region)
-                    .push_bind(u.prompt_tokens)
-                    .push_bind(u.completion_tokens)
-                    .push_bind(u.prompt_tokens + u.completion_tokens)
-                    .push_bind(u.cost)
-                    .push_bind(u.status.as_str())
-                    .push_bind(i64::from(u.http_status))
-                    .push_bind(u.error_code)
-                    .push_bind(i64::from(u.streamed))
-                    .push_bind(u.latency_ms)
-                    .push_bind(u.started_at)
-                    .push_bind(u.completed_at);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        // Holds already released by the sweeper must not be released twice.
-        let mut live: Vec<String> = Vec::new();
-        for chunk in plan.reservation_ids.chunks(CHUNK) {
-            let mut q = QueryBuilder::new("delete from reservations where id in (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") returning id");
-            let ids: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            live.extend(ids.into_iter().map(|(id,)| id));
-        }
-        if live.len() != plan.reservation_ids.len() {
-            plan.unrelease_swept(batch, &live);
-        }
-        for ((key_id, day, month), d) in sorted(&plan.keys) {
-            sqlx::query(SETTLE_KEY)
-                .bind(day)
-                .bind(d.release)
-                .bind(d.charge)
-                .bind(month)
-                .bind(d.last_used)
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for ((key_id, day, month), c) in sorted(&plan.charges) {
-            sqlx::query(CHARGE_KEY)
-                .bind(day)
-                .bind(c.charge)
-                .bind(month)
-                .bind(c.last_used)
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (account_id, (release, charge)) in sorted(&plan.accounts) {
-            sqlx::query(SETTLE_ACCOUNT)
-                .bind(release)
-                .bind(charge)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
-            dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
-        };
-        for chunk in sorted(&plan.daily).chunks(CHUNK) {
-            let mut q = QueryBuilder::new(insert_into(
-                "usage_daily",
-                &rollup_columns(&DAILY_DIMENSIONS),
-            ));
-            q.push_values(chunk, |mut b, (k, n)| {
-                b.push_bind(k.account_id)
-                    .push_bind(k.day)
-                    .push_bind(k.key_id)
-                    .push_bind(k.key_name)
-                    .push_bind(k.model)
-                    .push_bind(k.provider)
-                    .push_bind(k.region)
-                    .push_bind(k.status);
-                for v in n.iter() {
-                    b.push_bind(*v);
-                }
-            });
-            q.push(add_on_conflict("usage_daily", &DAILY_DIMENSIONS));
-            q.build().execute(&mut *tx).await?;
-        }
-        for chunk in sorted(&plan.daily_keys).chunks(CHUNK) {
-            let mut q = QueryBuilder::new(insert_into(
-                "usage_daily_keys",
-                &rollup_columns(&DAILY_KEYS_DIMENSIONS),
-            ));
-            q.push_values(chunk, |mut b, ((account_id, day, key_name), n)| {
-                b.push_bind(*account_id)
-                    .push_bind(*day)
-                    .push_bind(*key_name);
-                for v in n.iter() {
-                    b.push_bind(*v);
-                }
-            });
-            q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
-            q.build().execute(&mut *tx).await?;
-        }
-        let seq: i64 = sqlx::query_scalar(ADVANCE_LEDGER_SEQ)
-            .fetch_one(&mut *tx)
-            .await?;
-        before_commit(seq);
-        tx.commit().await?;
-        Ok(())
     }
 
     /// SQLite: the usage batch on the calling thread (it blocks for the commit), through
@@ -429,6 +299,128 @@ impl Store {
         sqlite_direct::with_writer(&file.path, |c| write_sqlite(c, batch, before_commit))?;
         Ok(())
     }
+}
+
+/// The PostgreSQL executor: multi-row statements, few round trips. (`ledger_seq` advances
+/// here too, so both backends keep the same books; only SQLite's hold book reads it.)
+async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()> {
+    let mut plan = BatchPlan::new(batch);
+    let mut tx = pool.begin().await?;
+    for chunk in batch.chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
+        q.push_values(chunk, |mut b, e| {
+            let u = &e.usage;
+            b.push_bind(&u.generation_id)
+                .push_bind(u.account_id)
+                .push_bind(u.key_id)
+                .push_bind(&u.key_name)
+                .push_bind(&u.requested_model)
+                .push_bind(&u.resolved_model)
+                .push_bind(&u.provider)
+                .push_bind(&u.region)
+                .push_bind(u.prompt_tokens)
+                .push_bind(u.completion_tokens)
+                .push_bind(u.prompt_tokens + u.completion_tokens)
+                .push_bind(u.cost)
+                .push_bind(u.status.as_str())
+                .push_bind(i64::from(u.http_status))
+                .push_bind(u.error_code)
+                .push_bind(i64::from(u.streamed))
+                .push_bind(u.latency_ms)
+                .push_bind(u.started_at)
+                .push_bind(u.completed_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    // Holds already released by the sweeper must not be released twice.
+    let mut live: Vec<String> = Vec::new();
+    for chunk in plan.reservation_ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::new("delete from reservations where id in (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(") returning id");
+        let ids: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        live.extend(ids.into_iter().map(|(id,)| id));
+    }
+    if live.len() != plan.reservation_ids.len() {
+        plan.unrelease_swept(batch, &live);
+    }
+    for ((key_id, day, month), d) in sorted(&plan.keys) {
+        sqlx::query(SETTLE_KEY)
+            .bind(day)
+            .bind(d.release)
+            .bind(d.charge)
+            .bind(month)
+            .bind(d.last_used)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for ((key_id, day, month), c) in sorted(&plan.charges) {
+        sqlx::query(CHARGE_KEY)
+            .bind(day)
+            .bind(c.charge)
+            .bind(month)
+            .bind(c.last_used)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (account_id, (release, charge)) in sorted(&plan.accounts) {
+        sqlx::query(SETTLE_ACCOUNT)
+            .bind(release)
+            .bind(charge)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
+        dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
+    };
+    for chunk in sorted(&plan.daily).chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into(
+            "usage_daily",
+            &rollup_columns(&DAILY_DIMENSIONS),
+        ));
+        q.push_values(chunk, |mut b, (k, n)| {
+            b.push_bind(k.account_id)
+                .push_bind(k.day)
+                .push_bind(k.key_id)
+                .push_bind(k.key_name)
+                .push_bind(k.model)
+                .push_bind(k.provider)
+                .push_bind(k.region)
+                .push_bind(k.status);
+            for v in n.iter() {
+                b.push_bind(*v);
+            }
+        });
+        q.push(add_on_conflict("usage_daily", &DAILY_DIMENSIONS));
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in sorted(&plan.daily_keys).chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into(
+            "usage_daily_keys",
+            &rollup_columns(&DAILY_KEYS_DIMENSIONS),
+        ));
+        q.push_values(chunk, |mut b, ((account_id, day, key_name), n)| {
+            b.push_bind(*account_id)
+                .push_bind(*day)
+                .push_bind(*key_name);
+            for v in n.iter() {
+                b.push_bind(*v);
+            }
+        });
+        q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
+        q.build().execute(&mut *tx).await?;
+    }
+    sqlx::query_scalar::<_, i64>(ADVANCE_LEDGER_SEQ)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The SQLite executor: single-row prepared statements (SQLite has no round trips, so
