@@ -4,15 +4,17 @@
 //! of requests in flight can live in memory, and the database keeps only settled amounts
 //! (balance, the keys' day/month spend), written by the usage batch. A reservation checks
 //!
-//!   settled, as read with the key row (at ledger sequence number `seq`)
+//!   settled, as read with the key row (its account's `settled_seq` then: `seq`)
 //!   + holds of requests in flight
 //!   + charges of batches numbered above `seq` (committed, or committing, after that read)
 //!   + the new amount                                       <=  limit / spendable balance
 //!
 //! under one mutex, so concurrent requests cannot together pass a limit, and nothing is
-//! counted twice: every usage batch advances `ledger_seq` in its own transaction and, just
-//! before committing, moves its holds here from "in flight" to "settled in batch n", and the
-//! key row and `ledger_seq` are read by one statement (one snapshot).
+//! counted twice: every usage batch has a number n (ascending), sets `settled_seq = n` on
+//! the row of every account whose holds it settles (it updates that row anyway) and, just
+//! before committing, moves those holds here from "in flight" to "settled in batch n"; the
+//! key row and its account's `settled_seq` are read by one statement (one snapshot). A hold
+//! of a key is always settled with its account, so the account's number covers the key's.
 //! With PostgreSQL several processes share the database, so holds are rows instead
 //! (`store::ledger`).
 
@@ -88,7 +90,7 @@ impl Book {
 }
 
 impl HoldBook {
-    /// Holds `amount` for a request whose key row (with `ledger_seq`) is `gk`.
+    /// Holds `amount` for a request whose key row (with its account's `settled_seq`) is `gk`.
     pub fn reserve(
         &self,
         gk: &GatewayKey,
@@ -101,10 +103,10 @@ impl HoldBook {
         let amount_m = amount.micros();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        let (key_day, key_month, _) = extra(inner.keys.get(&key.id), gk.ledger_seq, day, month);
+        let (key_day, key_month, _) = extra(inner.keys.get(&key.id), gk.settled_seq, day, month);
         let (_, _, account_all) = extra(
             inner.accounts.get(&key.account_id),
-            gk.ledger_seq,
+            gk.settled_seq,
             day,
             month,
         );
@@ -143,8 +145,8 @@ impl HoldBook {
         })
     }
 
-    /// Called by the usage batch after it advanced `ledger_seq` to `seq` and before it
-    /// commits: its holds become charges settled in batch `seq`.
+    /// Called by the usage batch numbered `seq` just before it commits: its holds become
+    /// charges settled in batch `seq`.
     pub fn settling<'a>(&self, seq: i64, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
         let now = Instant::now();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -152,7 +152,7 @@ async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Runs one attempt of a batch with the hold book kept in step: its holds become settled
-/// charges just before the commit (numbered by the batch's `ledger_seq`), and go back in
+/// charges just before the commit (numbered by the batch's number), and go back in
 /// flight if the attempt fails after that.
 fn settle_around<E>(
     holds: Option<&HoldBook>,

@@ -135,14 +135,15 @@ pub struct GatewayKey {
     pub key: KeyRow,
     pub balance: i64,
     pub reserved: i64,
-    /// The usage batch number this read reflects (see `gateway::holds`).
-    pub ledger_seq: i64,
+    /// The last usage batch that settled a charge of the account, as this read saw it (see
+    /// `gateway::holds`).
+    pub settled_seq: i64,
 }
 
 const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
     k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
     k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
-    (select value from ledger_seq where id = 1) as ledger_seq \
+    a.settled_seq \
     from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
 
 /// An update addressed by `id and account_id` changed its row, or there is none for this
@@ -180,7 +181,7 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
         },
         balance: r.get(18)?,
         reserved: r.get(19)?,
-        ledger_seq: r.get(20)?,
+        settled_seq: r.get(20)?,
     })
 }
 

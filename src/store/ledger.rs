@@ -74,10 +74,12 @@ const INSERT_RESERVATION: &str =
 /// First half of the advisory-lock key of a process's liveness lock ("LR").
 pub(crate) const LIVENESS_LOCK_CLASS: i32 = 0x4c52;
 
-/// Moves `$2` (charge) from reserved into spent and releases `$1` (the hold).
+/// Moves `$2` (charge) from reserved into spent, releases `$1` (the hold), and records `$4`
+/// as the last batch that settled this account (SQLite's hold book reads it; 0 leaves it).
 pub(crate) const SETTLE_ACCOUNT: &str = "update accounts set \
     balance = case when balance < $2 then 0 else balance - $2 end, \
-    reserved = case when reserved < $1 then 0 else reserved - $1 end \
+    reserved = case when reserved < $1 then 0 else reserved - $1 end, \
+    settled_seq = case when settled_seq < $4 then $4 else settled_seq end \
     where id = $3";
 
 /// Replaces held amounts by charged ones in the counters of the bucket they were held in,
@@ -249,7 +251,7 @@ impl Store {
                     sqlx::query(SETTLE_KEY)
                         .bind(day).bind(amount).bind(0i64).bind(month).bind(0i64).bind(key_id)
                         .execute(&mut *tx).await?;
-                    sqlx::query(SETTLE_ACCOUNT).bind(amount).bind(0i64).bind(account_id).execute(&mut *tx).await?;
+                    sqlx::query(SETTLE_ACCOUNT).bind(amount).bind(0i64).bind(account_id).bind(0i64).execute(&mut *tx).await?;
                     released += 1;
                 }
                 tx.commit().await?;

@@ -1,6 +1,7 @@
 //! The usage write path: one transaction per batch of usage rows (group commit) that inserts
-//! the rows, settles their holds, advances `last_used_at`, adds to both daily rollups and
-//! advances `ledger_seq`.
+//! the rows, settles their holds, advances `last_used_at` and adds to both daily rollups. On
+//! SQLite each batch also has a number, stored as `settled_seq` on the accounts it settles
+//! (see `gateway::holds`).
 //!
 //! A batch is first summed into a [`BatchPlan`] (plain Rust, no I/O): settlements per key and
 //! account, rollup rows per dimension, so a batch of hundreds of requests costs a handful of
@@ -73,10 +74,6 @@ const ROLLUP_COUNTERS: [&str; 5] = [
     "completion_tokens",
     "cost",
 ];
-
-/// Last, so the row lock on PostgreSQL is held only for the commit.
-const ADVANCE_LEDGER_SEQ: &str =
-    "update ledger_seq set value = value + 1 where id = 1 returning value";
 
 /// `insert into <table> (<columns>) ` (values follow).
 fn insert_into(table: &str, columns: &[&str]) -> String {
@@ -284,7 +281,7 @@ impl Store {
     }
 
     /// SQLite: the usage batch on the calling thread (it blocks for the commit), through
-    /// this thread's read-write connection. Calls `before_commit` with the new `ledger_seq`
+    /// this thread's read-write connection. Calls `before_commit` with the batch's number
     /// just before committing (the in-memory hold book must know a batch's number before its
     /// charges become visible).
     pub fn write_usage_batch_blocking(
@@ -296,13 +293,15 @@ impl Store {
             .sqlite
             .as_deref()
             .expect("write_usage_batch_blocking is for SQLite stores");
-        sqlite_direct::with_writer(&file.path, |c| write_sqlite(c, batch, before_commit))?;
+        sqlite_direct::with_writer(&file.path, |c| {
+            write_sqlite(c, batch, |tx| file.next_batch_number(tx), before_commit)
+        })?;
         Ok(())
     }
 }
 
-/// The PostgreSQL executor: multi-row statements, few round trips. (`ledger_seq` advances
-/// here too, so both backends keep the same books; only SQLite's hold book reads it.)
+/// The PostgreSQL executor: multi-row statements, few round trips. Batches are not numbered
+/// (no hold book: holds are rows), so `settled_seq` stays 0.
 async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()> {
     let mut plan = BatchPlan::new(batch);
     let mut tx = pool.begin().await?;
@@ -373,6 +372,7 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
             .bind(release)
             .bind(charge)
             .bind(account_id)
+            .bind(0i64)
             .execute(&mut *tx)
             .await?;
     }
@@ -416,9 +416,6 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
         q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
         q.build().execute(&mut *tx).await?;
     }
-    sqlx::query_scalar::<_, i64>(ADVANCE_LEDGER_SEQ)
-        .fetch_one(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -428,11 +425,14 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
 fn write_sqlite(
     c: &mut Connection,
     batch: &[UsageEntry],
+    number: impl FnOnce(&Connection) -> rusqlite::Result<i64>,
     before_commit: impl FnOnce(i64),
 ) -> rusqlite::Result<()> {
     let mut plan = BatchPlan::new(batch);
     let sql = &*SQLITE_SQL;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Taken under the write lock, so it is above every number any committed batch stored.
+    let seq = number(&tx)?;
     {
         let mut insert = tx.prepare_cached(&sql.usage)?;
         for e in batch {
@@ -489,7 +489,7 @@ fn write_sqlite(
     }
     for (account_id, (release, charge)) in sorted(&plan.accounts) {
         let mut s = tx.prepare_cached(SETTLE_ACCOUNT)?;
-        execute_numbered(&mut s, &[release, charge, account_id])?;
+        execute_numbered(&mut s, &[release, charge, account_id, &seq])?;
     }
     {
         let mut daily = tx.prepare_cached(&sql.daily)?;
@@ -521,9 +521,6 @@ fn write_sqlite(
             )?;
         }
     }
-    let seq: i64 = tx
-        .prepare_cached(ADVANCE_LEDGER_SEQ)?
-        .query_row([], |r| r.get(0))?;
     before_commit(seq);
     tx.commit()
 }
