@@ -27,6 +27,19 @@ thread_local! {
     static WRITERS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
 }
 
+/// This thread's connection to `path` in `cache`, opened by `open` the first time.
+fn cached<'a>(
+    cache: &'a mut HashMap<PathBuf, Connection>,
+    path: &Path,
+    open: impl FnOnce(&Path) -> rusqlite::Result<Connection>,
+) -> rusqlite::Result<&'a mut Connection> {
+    if !cache.contains_key(path) {
+        let c = open(path)?;
+        cache.insert(path.to_owned(), c);
+    }
+    Ok(cache.get_mut(path).expect("inserted above"))
+}
+
 /// Runs `f` with this thread's read-write connection to `path`. Its settings match sqlx's
 /// writer (`Store::connect`): WAL with `synchronous=NORMAL`, foreign keys, and no automatic
 /// checkpoint inside commits.
@@ -36,7 +49,7 @@ pub(crate) fn with_writer<T>(
 ) -> rusqlite::Result<T> {
     WRITERS.with(|cell| {
         let mut conns = cell.borrow_mut();
-        if !conns.contains_key(path) {
+        f(cached(&mut conns, path, |path| {
             let c = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -48,12 +61,8 @@ pub(crate) fn with_writer<T>(
             c.pragma_update(None, "foreign_keys", true)?;
             c.pragma_update(None, "wal_autocheckpoint", 0)?;
             c.pragma_update(None, "cache_size", -4000)?;
-            conns.insert(path.to_owned(), c);
-        }
-        let Some(conn) = conns.get_mut(path) else {
-            unreachable!("inserted above")
-        };
-        f(conn)
+            Ok(c)
+        })?)
     })
 }
 
@@ -64,21 +73,17 @@ pub(crate) fn with_connection<T>(
 ) -> rusqlite::Result<T> {
     CONNECTIONS.with(|cell| {
         let mut conns = cell.borrow_mut();
-        let conn = match conns.get(path) {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                )?;
-                c.busy_timeout(Duration::from_secs(5))?;
-                c.pragma_update(None, "cache_size", -2000)?;
-                conns.entry(path.to_owned()).or_insert(c)
-            }
-        };
-        f(conn)
+        f(cached(&mut conns, path, |path| {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            c.busy_timeout(Duration::from_secs(5))?;
+            c.pragma_update(None, "cache_size", -2000)?;
+            Ok(c)
+        })?)
     })
 }
 
