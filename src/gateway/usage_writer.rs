@@ -106,10 +106,7 @@ fn run_blocking(store: &Store, holds: Option<&HoldBook>, mut rx: mpsc::Receiver<
         let mut ok = false;
         for (attempt, pause) in ATTEMPT_PAUSES_MS.into_iter().enumerate() {
             std::thread::sleep(Duration::from_millis(pause));
-            let attempt_result = settle_around(holds, &batch.entries, |before_commit| {
-                store.write_usage_batch_blocking(&batch.entries, before_commit)
-            });
-            match attempt_result {
+            match write_settling(store, holds, &batch.entries) {
                 Ok(()) => {
                     ok = true;
                     break;
@@ -151,40 +148,30 @@ async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs one attempt of a batch with the hold book kept in step: its holds become settled
-/// charges just before the commit (numbered by the batch's number), and go back in
-/// flight if the attempt fails after that.
-fn settle_around<E>(
+/// One attempt at a batch (SQLite), with the hold book kept in step: its holds become
+/// settled charges just before the commit (under the batch's number), and go back in flight
+/// if the commit fails after that.
+fn write_settling(
+    store: &Store,
     holds: Option<&HoldBook>,
     entries: &[UsageEntry],
-    write: impl FnOnce(&mut dyn FnMut(i64)) -> Result<(), E>,
-) -> Result<(), E> {
+) -> crate::store::Result<()> {
     let mut numbered = None;
-    let result = write(&mut |seq| {
+    let result = store.write_usage_batch_blocking(entries, |seq| {
         numbered = Some(seq);
-        settling(holds, seq, entries);
+        if let Some(book) = holds {
+            book.settling(
+                seq,
+                entries
+                    .iter()
+                    .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost))),
+            );
+        }
     });
-    if result.is_err() {
-        unsettle(holds, numbered, entries);
-    }
-    result
-}
-
-fn settling(holds: Option<&HoldBook>, seq: i64, entries: &[UsageEntry]) {
-    if let Some(book) = holds {
-        book.settling(
-            seq,
-            entries
-                .iter()
-                .filter_map(|e| e.reservation.as_ref().map(|r| (r, e.usage.cost))),
-        );
-    }
-}
-
-fn unsettle(holds: Option<&HoldBook>, numbered: Option<i64>, entries: &[UsageEntry]) {
-    if let (Some(book), Some(seq)) = (holds, numbered) {
+    if let (Err(_), Some(book), Some(seq)) = (&result, holds, numbered) {
         book.unsettle(seq, entries.iter().filter_map(|e| e.reservation.as_ref()));
     }
+    result
 }
 
 fn warn_failed(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
