@@ -77,7 +77,7 @@ fn batches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter_batched(
                 || entries(account, key, n, &mut seq),
-                |batch| store.write_usage_batch_blocking(&batch, |_| {}).unwrap(),
+                |batch| store.apply_usage_blocking(&batch, 0).unwrap(),
                 criterion::BatchSize::SmallInput,
             )
         });

@@ -170,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
                     UsageStatus::Ok => None,
                     UsageStatus::ClientError => Some("upstream_rejected"),
                     UsageStatus::UpstreamError => Some("upstream_error"),
-                },
+                }
+                .map(str::to_owned),
                 streamed: rng.below(3) == 0,
                 latency_ms: latency,
                 started_at: at,

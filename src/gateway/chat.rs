@@ -186,7 +186,7 @@ impl Ctx {
                     .map_or(0, |r| o.cost.micros().min(r.amount.micros())),
                 status: o.status,
                 http_status: o.http_status.as_u16(),
-                error_code: o.error_code,
+                error_code: o.error_code.map(str::to_owned),
                 streamed: self.streamed,
                 latency_ms: self.started.elapsed().as_millis() as i64,
                 started_at: self.started_ms,
@@ -213,8 +213,15 @@ impl Ctx {
         Ok(charged)
     }
 
-    fn headers(&self, r: &mut HttpResponseBuilder, charged: Credits) {
-        let balance = self.authed.available().saturating_sub(charged);
+    /// The response's headers. The balance is the one read with the key, less what was
+    /// charged since: on SQLite, the charges the hold book knows that read missed (this
+    /// request's own, once recorded, among them); on PostgreSQL, this request's charge.
+    fn headers(&self, state: &AppState, r: &mut HttpResponseBuilder, charged: Credits) {
+        let gk = &self.authed.key;
+        let since_read = state.holds.as_ref().map_or(charged, |book| {
+            book.settled_after(gk.key.account_id, gk.settled_seq)
+        });
+        let balance = self.authed.available().saturating_sub(since_read);
         let mut set = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 r.insert_header((HeaderName::from_static(name), v));
@@ -242,7 +249,7 @@ impl Ctx {
         };
         let body = e.body();
         let mut r = e.response();
-        self.headers(&mut r, Credits::ZERO);
+        self.headers(state, &mut r, Credits::ZERO);
         r.json(body)
     }
 }
@@ -466,7 +473,7 @@ async fn forward(
             return match ctx.record(state, &outcome, Some(reservation)).await {
                 Ok(charged) => {
                     let mut r = HttpResponse::Ok();
-                    ctx.headers(&mut r, charged);
+                    ctx.headers(state, &mut r, charged);
                     r.json(body)
                 }
                 Err(e) => e.into_response(),
@@ -591,7 +598,7 @@ async fn complete_response(
     match ctx.record(state, &outcome, Some(reservation)).await {
         Ok(charged) => {
             let mut r = HttpResponse::Ok();
-            ctx.headers(&mut r, charged);
+            ctx.headers(state, &mut r, charged);
             r.content_type("application/json").body(full)
         }
         Err(e) => e.into_response(),
@@ -625,7 +632,7 @@ async fn upstream_rejected(
     match ctx.record(state, &outcome, Some(reservation)).await {
         Ok(_) => {
             let mut r = HttpResponse::build(status);
-            ctx.headers(&mut r, Credits::ZERO);
+            ctx.headers(state, &mut r, Credits::ZERO);
             r.json(body)
         }
         Err(e) => e.into_response(),
@@ -645,7 +652,7 @@ fn stream_response(
 ) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<Result<Bytes, actix_web::Error>>(32);
     let mut r = HttpResponse::Ok();
-    ctx.headers(&mut r, Credits::ZERO);
+    ctx.headers(state, &mut r, Credits::ZERO);
     let state = state.clone();
     let model = model.clone();
     actix_web::rt::spawn(async move {

@@ -10,15 +10,19 @@
 //!   + the new amount                                       <=  limit / spendable balance
 //!
 //! under one mutex, so concurrent requests cannot together pass a limit, and nothing is
-//! counted twice: every usage batch has a number n (ascending), sets `settled_seq = n` on
-//! the row of every account whose holds it settles (it updates that row anyway) and, just
-//! before committing, moves those holds here from "in flight" to "settled in batch n"; the
-//! key row and its account's `settled_seq` are read by one statement (one snapshot). A hold
-//! of a key is always settled with its account, so the account's number covers the key's.
+//! counted twice: every usage batch has a number n (ascending). Just before it is journaled
+//! (`store::usage_journal`), its holds move here from "in flight" to "settled in batch n";
+//! when the applier writes it into SQLite, it sets `settled_seq` to n (or to a later batch's
+//! number applied in the same transaction) on the row of every account it settles (it
+//! updates that row anyway). The key row and its account's `settled_seq` are read by one
+//! statement (one snapshot). A hold of a key is always settled with its account, so the
+//! account's number covers the key's. A settled charge is forgotten only once it is applied
+//! and older than any read that could have missed it.
 //! With PostgreSQL several processes share the database, so holds are rows instead
 //! (`store::ledger`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,20 +30,27 @@ use crate::domain::{time_util, Credits};
 use crate::store::keys::GatewayKey;
 use crate::store::ledger::{Reservation, ReserveError};
 
-/// How long settled charges are remembered. A request reserves right after its read; this
-/// only has to exceed the longest stall between the two.
+/// How long settled charges are remembered once applied. A request reserves right after its
+/// read; this only has to exceed the longest stall between the two.
 const SETTLED_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct HoldBook {
     inner: Mutex<Inner>,
+    /// Every batch numbered up to this is in SQLite.
+    applied: AtomicI64,
 }
 
 #[derive(Default)]
 struct Inner {
     keys: HashMap<i64, Book>,
     accounts: HashMap<i64, Book>,
+    /// When forgettable charges were last dropped (None: never).
+    pruned: Option<Instant>,
 }
+
+/// How often settled charges are pruned: a sweep visits every book.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// Holds of one key or one account.
 #[derive(Default)]
@@ -145,8 +156,8 @@ impl HoldBook {
         })
     }
 
-    /// Called by the usage batch numbered `seq` just before it commits: its holds become
-    /// charges settled in batch `seq`.
+    /// Called by the usage writer just before it journals the batch numbered `seq`: its
+    /// holds become charges settled in batch `seq`.
     pub fn settling<'a>(&self, seq: i64, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
         let now = Instant::now();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -167,11 +178,19 @@ impl HoldBook {
                 book.settled.push_back(s());
             }
         }
+        if inner
+            .pruned
+            .is_some_and(|t| now.duration_since(t) < PRUNE_EVERY)
+        {
+            return;
+        }
+        inner.pruned = Some(now);
+        let applied = self.applied.load(Ordering::Acquire);
         let stale = |b: &mut Book| {
             while b
                 .settled
                 .front()
-                .is_some_and(|s| now.duration_since(s.at) > SETTLED_FOR)
+                .is_some_and(|s| s.seq <= applied && now.duration_since(s.at) > SETTLED_FOR)
             {
                 b.settled.pop_front();
             }
@@ -181,7 +200,27 @@ impl HoldBook {
         inner.accounts.retain(|_, b| stale(b));
     }
 
-    /// The batch numbered `seq` did not commit: its holds are in flight again.
+    /// Every batch numbered up to `seq` is now in SQLite.
+    pub fn applied(&self, seq: i64) {
+        self.applied.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Charges of an account settled in batches numbered above `seq`, which a read at `seq`
+    /// did not see.
+    pub fn settled_after(&self, account_id: i64, seq: i64) -> Credits {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let charges = guard.accounts.get(&account_id).map_or(0, |b| {
+            b.settled
+                .iter()
+                .rev()
+                .take_while(|s| s.seq > seq)
+                .map(|s| s.charge)
+                .sum()
+        });
+        Credits::from_micros(charges)
+    }
+
+    /// The batch numbered `seq` was not journaled: its holds are in flight again.
     pub fn unsettle<'a>(&self, seq: i64, holds: impl Iterator<Item = &'a Reservation>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;

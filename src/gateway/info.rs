@@ -25,6 +25,7 @@ pub async fn models(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    state.usage.settled().await; // for the balance header
     let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
     let key = &authed.key.key;
     let cat = &state.catalogue;
@@ -53,6 +54,7 @@ pub async fn models(
 }
 
 pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.usage.settled().await;
     let now = time_util::now_ms();
     let authed = authenticate(&state.store, req.headers(), now).await?;
     let k = &authed.key.key;
@@ -86,6 +88,7 @@ pub async fn credits(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    state.usage.settled().await;
     let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
     let body = json!({"data": {
         "balance": authed.available().exact(),
@@ -100,6 +103,7 @@ pub async fn generation(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    state.usage.settled().await;
     let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
     let row = match state
         .store

@@ -1,8 +1,17 @@
-//! Forwarding to OpenAI-compatible providers: one pooled HTTP client, provider credentials
-//! read once from the environment, and a classification of failures into "try the next
-//! provider" and "answer the client".
+//! Forwarding to OpenAI-compatible providers: a pooled HTTP client per worker thread,
+//! provider credentials read once from the environment, and a classification of failures
+//! into "try the next provider" and "answer the client".
+//!
+//! Why a client per thread: each actix worker runs its own single-threaded runtime, and a
+//! pooled connection's task lives on the runtime that opened it. With one shared client,
+//! a worker that checks out another worker's connection hands its request to that thread
+//! and is woken back by it: two cross-thread wake-ups per request, on half the requests
+//! with two workers. With one client per thread, a request and its connection share a
+//! thread.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -11,7 +20,10 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use crate::catalogue::{Catalogue, Provider, ProviderKind};
 
 pub struct Upstreams {
-    client: reqwest::Client,
+    /// Tells this instance's clients apart in [`CLIENTS`] (tests run several in a process).
+    id: u64,
+    connect_timeout: Duration,
+    timeout: Duration,
     /// Provider id -> where its chat completions go; only providers with credentials.
     endpoints: HashMap<String, Endpoint>,
 }
@@ -21,6 +33,13 @@ struct Endpoint {
     url: reqwest::Url,
     /// The `Authorization` value; None: the provider needs none.
     auth: Option<HeaderValue>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's client per [`Upstreams`] instance.
+    static CLIENTS: RefCell<HashMap<u64, reqwest::Client>> = RefCell::new(HashMap::new());
 }
 
 /// Why a provider attempt did not produce a usable response.
@@ -40,13 +59,6 @@ impl Upstreams {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
         let mut endpoints = HashMap::new();
         for p in catalogue
             .providers
@@ -75,7 +87,39 @@ impl Upstreams {
             })?;
             endpoints.insert(p.id.clone(), Endpoint { url, auth });
         }
-        Ok(Upstreams { client, endpoints })
+        let upstreams = Upstreams {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            connect_timeout,
+            timeout,
+            endpoints,
+        };
+        upstreams.build_client()?; // Fail at start, not at the first request.
+        Ok(upstreams)
+    }
+
+    fn build_client(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+    }
+
+    /// This thread's client (a cheap handle), built the first time.
+    fn client(&self) -> Result<reqwest::Client, Failure> {
+        CLIENTS.with(|cell| {
+            let mut clients = cell.borrow_mut();
+            if let Some(c) = clients.get(&self.id) {
+                return Ok(c.clone());
+            }
+            let c = self
+                .build_client()
+                .map_err(|_| Failure::Retryable("HTTP client could not be built".into()))?;
+            clients.insert(self.id, c.clone());
+            Ok(c)
+        })
     }
 
     /// Whether requests can be sent to this provider (echo always; HTTP ones with credentials).
@@ -89,7 +133,7 @@ impl Upstreams {
             return Err(Failure::Retryable("provider not configured".into()));
         };
         let mut req = self
-            .client
+            .client()?
             .post(endpoint.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);

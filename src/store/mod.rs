@@ -19,6 +19,7 @@ pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
 mod usage_batch;
+pub mod usage_journal;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -190,6 +191,18 @@ impl Store {
             file.restart_wal_if_full()?;
         }
         Ok(())
+    }
+
+    /// The SQLite file; only for paths that run on SQLite alone (the usage journal).
+    pub(crate) fn sqlite_file(&self) -> &sqlite_direct::SqliteFile {
+        self.sqlite
+            .as_deref()
+            .expect("an SQLite-only path ran on PostgreSQL")
+    }
+
+    /// SQLite: the database file's path (the usage journal lives beside it).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite.as_deref().map(|f| f.path.as_path())
     }
 
     pub fn backend(&self) -> Backend {

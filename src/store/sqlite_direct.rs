@@ -115,8 +115,6 @@ const WAL_BOUND_FRAMES: i64 = 4096;
 pub(crate) struct SqliteFile {
     pub(crate) path: PathBuf,
     wal_full: AtomicBool,
-    /// The number of the last usage batch, once read from the database (see `usage_batch`).
-    last_batch: std::sync::Mutex<Option<i64>>,
 }
 
 impl SqliteFile {
@@ -124,25 +122,7 @@ impl SqliteFile {
         SqliteFile {
             path,
             wal_full: AtomicBool::new(false),
-            last_batch: std::sync::Mutex::new(None),
         }
-    }
-
-    /// The next usage batch's number: above every `settled_seq` stored (read once, under the
-    /// caller's write transaction), then counted here. This process is the file's only
-    /// server; a failed batch leaves a gap, which is harmless.
-    pub(crate) fn next_batch_number(&self, tx: &Connection) -> rusqlite::Result<i64> {
-        let mut last = self.last_batch.lock().unwrap_or_else(|e| e.into_inner());
-        let current = match *last {
-            Some(n) => n,
-            None => tx.query_row(
-                "select coalesce(max(settled_seq), 0) from accounts",
-                [],
-                |r| r.get(0),
-            )?,
-        };
-        *last = Some(current + 1);
-        Ok(current + 1)
     }
 
     /// Called with the WAL's size in frames after each passive checkpoint.

@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use super::ledger::Reservation;
 use super::{on_read, Result, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UsageStatus {
     Ok,
     ClientError,
@@ -32,8 +32,8 @@ impl UsageStatus {
     }
 }
 
-/// One authenticated gateway request, as recorded.
-#[derive(Debug, Clone)]
+/// One authenticated gateway request, as recorded (and journaled, see `usage_journal`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewUsage {
     pub generation_id: String,
     pub account_id: i64,
@@ -49,7 +49,7 @@ pub struct NewUsage {
     pub cost: i64,
     pub status: UsageStatus,
     pub http_status: u16,
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<String>,
     pub streamed: bool,
     pub latency_ms: i64,
     pub started_at: i64,
@@ -57,7 +57,7 @@ pub struct NewUsage {
 }
 
 /// A usage row plus the reservation it settles (if the request got that far).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UsageEntry {
     pub usage: NewUsage,
     pub reservation: Option<Reservation>,

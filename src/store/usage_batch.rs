@@ -8,8 +8,9 @@
 //! statements, not several per request. Two executors apply a plan:
 //!
 //! - **PostgreSQL**, through sqlx: multi-row statements, few round trips.
-//! - **SQLite**, through rusqlite on the calling thread ([`Store::write_usage_batch_blocking`]):
-//!   the gateway's usage writer runs it on a thread of its own. Through sqlx every statement
+//! - **SQLite**, through rusqlite on the calling thread ([`Store::apply_usage_blocking`]):
+//!   the gateway's usage applier runs it on a thread of its own, for journaled entries
+//!   (see `usage_journal`). Through sqlx every statement
 //!   of the batch was a hop to sqlx's connection thread and back (eight per batch); those
 //!   wake-ups cost more than the SQLite work itself. The transaction is `BEGIN IMMEDIATE`:
 //!   this connection competes with sqlx's writer for SQLite's write lock, and taking it up
@@ -23,7 +24,7 @@ use sqlx::QueryBuilder;
 
 use super::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
 use super::usage::{UsageEntry, UsageStatus};
-use super::{sqlite_direct, Pools, Result, Store};
+use super::{sqlite_direct, usage_journal, Pools, Result, Store};
 use crate::domain::time_util;
 
 /// Rows in one multi-row statement (PostgreSQL): well under its bind-parameter limit.
@@ -270,33 +271,57 @@ impl Store {
             Pools::Sqlite { .. } => {
                 let store = self.clone();
                 let batch = batch.to_vec();
-                tokio::task::spawn_blocking(move || {
-                    store.write_usage_batch_blocking(&batch, |_| {})
-                })
-                .await
-                .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
+                // Number 0: leaves every account's `settled_seq` as it is.
+                tokio::task::spawn_blocking(move || store.apply_usage_blocking(&batch, 0))
+                    .await
+                    .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
             }
             Pools::Postgres(pool) => write_postgres(pool, batch).await,
         }
     }
 
-    /// SQLite: the usage batch on the calling thread (it blocks for the commit), through
-    /// this thread's read-write connection. Calls `before_commit` with the batch's number
-    /// just before committing (the in-memory hold book must know a batch's number before its
-    /// charges become visible).
-    pub fn write_usage_batch_blocking(
-        &self,
-        batch: &[UsageEntry],
-        before_commit: impl FnOnce(i64),
-    ) -> Result<()> {
-        let file = self
-            .sqlite
-            .as_deref()
-            .expect("write_usage_batch_blocking is for SQLite stores");
-        sqlite_direct::with_writer(&file.path, |c| {
-            write_sqlite(c, batch, |tx| file.next_batch_number(tx), before_commit)
-        })?;
+    /// SQLite: journaled entries into the database on the calling thread (it blocks for
+    /// the commit), through this thread's read-write connection. `seq`: the highest batch
+    /// number among them, stored as `settled_seq` on the accounts they settle (the hold book
+    /// counts the charges of batches above an account's number; see `gateway::holds`).
+    pub fn apply_usage_blocking(&self, batch: &[UsageEntry], seq: i64) -> Result<()> {
+        sqlite_direct::with_writer(&self.sqlite_file().path, |c| write_sqlite(c, batch, seq))?;
         Ok(())
+    }
+
+    /// SQLite, at start: applies the journal's entries that are not in the database yet
+    /// (a killed process answered them but had not applied them), in one transaction.
+    /// Returns how many were missing.
+    pub fn replay_usage_journal(&self, records: Vec<usage_journal::Record>) -> Result<usize> {
+        let Some(seq) = records.iter().map(|r| r.seq).max() else {
+            return Ok(0);
+        };
+        let path = &self.sqlite_file().path;
+        let missing = sqlite_direct::with_writer(path, |c| {
+            let mut exists = c.prepare("select 1 from usage where generation_id = ?1")?;
+            let mut missing = Vec::new();
+            for e in records.into_iter().flat_map(|r| r.entries) {
+                if !exists.exists([&e.usage.generation_id])? {
+                    missing.push(e);
+                }
+            }
+            Ok(missing)
+        })?;
+        if !missing.is_empty() {
+            self.apply_usage_blocking(&missing, seq)?;
+        }
+        Ok(missing.len())
+    }
+
+    /// SQLite: the highest batch number any account's settlement stored.
+    pub fn max_settled_seq(&self) -> Result<i64> {
+        Ok(sqlite_direct::with_writer(&self.sqlite_file().path, |c| {
+            c.query_row(
+                "select coalesce(max(settled_seq), 0) from accounts",
+                [],
+                |r| r.get(0),
+            )
+        })?)
     }
 }
 
@@ -323,7 +348,7 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
                 .push_bind(u.cost)
                 .push_bind(u.status.as_str())
                 .push_bind(i64::from(u.http_status))
-                .push_bind(u.error_code)
+                .push_bind(&u.error_code)
                 .push_bind(i64::from(u.streamed))
                 .push_bind(u.latency_ms)
                 .push_bind(u.started_at)
@@ -422,17 +447,10 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
 
 /// The SQLite executor: single-row prepared statements (SQLite has no round trips, so
 /// cached single-row statements beat building a multi-row one per batch).
-fn write_sqlite(
-    c: &mut Connection,
-    batch: &[UsageEntry],
-    number: impl FnOnce(&Connection) -> rusqlite::Result<i64>,
-    before_commit: impl FnOnce(i64),
-) -> rusqlite::Result<()> {
+fn write_sqlite(c: &mut Connection, batch: &[UsageEntry], seq: i64) -> rusqlite::Result<()> {
     let mut plan = BatchPlan::new(batch);
     let sql = &*SQLITE_SQL;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Taken under the write lock, so it is above every number any committed batch stored.
-    let seq = number(&tx)?;
     {
         let mut insert = tx.prepare_cached(&sql.usage)?;
         for e in batch {
@@ -521,7 +539,6 @@ fn write_sqlite(
             )?;
         }
     }
-    before_commit(seq);
     tx.commit()
 }
 
@@ -558,6 +575,104 @@ fn execute_numbered(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::key_form::KeySpec;
+    use crate::domain::{ApiToken, Credits, Email};
+    use crate::store::usage::NewUsage;
+    use crate::store::usage_journal::Journal;
+
+    fn entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry {
+        UsageEntry {
+            usage: NewUsage {
+                generation_id: id.into(),
+                account_id,
+                key_id,
+                key_name: "local-dev".into(),
+                requested_model: "lowrouter/echo".into(),
+                resolved_model: Some("lowrouter/echo".into()),
+                provider: Some("lowrouter".into()),
+                region: None,
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cost: 1_000,
+                status: UsageStatus::Ok,
+                http_status: 200,
+                error_code: None,
+                streamed: false,
+                latency_ms: 1,
+                started_at: time_util::now_ms(),
+                completed_at: time_util::now_ms(),
+            },
+            // An in-memory hold (SQLite): settling it charges the cost.
+            reservation: Some(crate::store::ledger::Reservation {
+                id: String::new(),
+                account_id,
+                key_id,
+                amount: Credits::from_micros(5_000),
+                day: time_util::day_number(time_util::now_ms()),
+                month: time_util::month_number(time_util::now_ms()),
+                in_db: false,
+            }),
+        }
+    }
+
+    /// What a killed process leaves: journaled entries, some applied and some not. Replay
+    /// applies each missing one exactly once, however often it runs.
+    #[tokio::test]
+    async fn journal_replay_applies_each_missing_entry_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("replay.db");
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let email = Email::parse("replay@example.com").unwrap();
+        let account = store
+            .create_account(&email, "x", Credits::parse("10").unwrap())
+            .await
+            .unwrap();
+        let spec = KeySpec {
+            name: "local-dev".into(),
+            models: vec![],
+            region: None,
+            daily_limit: None,
+            monthly_limit: None,
+            expires_on: None,
+        };
+        let key = store
+            .create_key(account, &spec, &ApiToken::generate())
+            .await
+            .unwrap();
+        let (a, b, c) = (
+            entry("gen-a", account, key),
+            entry("gen-b", account, key),
+            entry("gen-c", account, key),
+        );
+        let (mut journal, _) = Journal::open(&db).unwrap();
+        journal.append(1, &[a.clone(), b.clone()], 0).unwrap();
+        journal.append(2, &[c], 0).unwrap();
+        // The applier had applied `a` (and only `a`) when the process died.
+        store.apply_usage_blocking(&[a], 1).unwrap();
+        drop(journal);
+
+        let balance = |store: Store| async move { store.account(account).await.unwrap().balance };
+        assert_eq!(balance(store.clone()).await, 10_000_000 - 1_000);
+        let (_, records) = Journal::open(&db).unwrap();
+        assert_eq!(store.replay_usage_journal(records).unwrap(), 2);
+        assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
+        assert_eq!(store.max_settled_seq().unwrap(), 2);
+        let (_, records) = Journal::open(&db).unwrap();
+        assert_eq!(
+            store.replay_usage_journal(records).unwrap(),
+            0,
+            "idempotent"
+        );
+        assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
+        for id in ["gen-a", "gen-b", "gen-c"] {
+            assert_eq!(
+                store.usage_by_generation(account, id).await.unwrap().cost,
+                1_000
+            );
+        }
+    }
 
     #[test]
     fn sqlite_statements_number_every_parameter() {

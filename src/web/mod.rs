@@ -95,6 +95,9 @@ impl FromRequest for Dashboard {
             let Some(id) = session.account_id()? else {
                 return Err(WebError::LoginRequired.into());
             };
+            // Every page shows the balance, and several show usage and spend: all of them
+            // must see every request answered so far.
+            state.usage.settled().await;
             let account = match state.store.account(id).await {
                 Ok(a) => a,
                 Err(crate::store::StoreError::NotFound) => {

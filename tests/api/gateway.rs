@@ -395,6 +395,9 @@ async fn concurrent_requests_never_overspend() {
         }
     }
     assert_eq!(ok, 20, "exactly as many as the limit allows");
+    // A read through the API waits until every answered request is in the database
+    // (SQLite applies its usage journal within milliseconds; this makes it now).
+    app.api_json(&token, "/api/v1/credits").await;
     let spent = app
         .scalar_i64("select cast(coalesce(sum(cost), 0) as bigint) from usage")
         .await;
@@ -440,6 +443,7 @@ async fn concurrent_requests_never_drive_the_balance_negative() {
         ok += usize::from(s == 200);
     }
     assert_eq!(ok, 8, "0.2 / 0.024 = 8 requests fit");
+    app.api_json(&token, "/api/v1/credits").await; // every answered request applied
     assert!(app.scalar_i64("select min(balance) from accounts").await >= 0);
 }
 
