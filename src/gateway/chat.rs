@@ -254,6 +254,13 @@ impl Ctx {
     }
 }
 
+/// A key read older than this when the body has arrived is read again before the
+/// reservation: the hold book remembers settled charges only for [`super::holds::SETTLED_FOR`] once
+/// applied, which must cover the gap between the read and the reservation; a slow upload
+/// must not stretch it. The second read also refuses a key deleted while its request's body
+/// was still arriving.
+pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `gen-<unix ms, 13 digits>-<16 random alphanumerics>`. Time first, so ids sort by creation
 /// and each new one lands at the right edge of the unique index on `usage.generation_id`: a
 /// batch of rows then writes one or two index pages instead of one random page per row.
@@ -296,6 +303,13 @@ pub async fn completions(
         Ok(c) => c,
         Err(e) => return ctx.fail(&state, e, None).await,
     };
+    if started.elapsed() > REREAD_AFTER {
+        // A slow upload: the key (and what was settled) may have changed since the read.
+        match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
+            Ok(a) => ctx.authed = a,
+            Err(e) => return e.into_response(),
+        }
+    }
     ctx.requested_model = chat.model.chars().take(200).collect();
     ctx.streamed = chat.stream;
     let model = match resolve_model(&state, &ctx.authed, &chat.model) {

@@ -508,3 +508,43 @@ async fn missing_usage_is_estimated_not_free() {
     assert_ne!(k["data"]["spend_today"], "0.000000");
     assert!(app.upstream.as_ref().unwrap().hits.load(Ordering::SeqCst) >= 1);
 }
+
+/// A request whose body arrives slowly is authenticated again once the body is in: a key
+/// deleted meanwhile is refused (and the hold book's memory of settled charges only has to
+/// cover the moments between a read and a reservation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_deleted_during_a_slow_upload_is_refused() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("slow-uploader", &[]).await;
+    let id = app.key_id("slow-uploader").await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(2);
+    let body = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|part| part.map(|s| Ok::<_, std::io::Error>(s.as_bytes().to_vec())))
+    });
+    let request = app
+        .client
+        .post(app.url("/api/v1/chat/completions"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let sending = tokio::spawn(request);
+    tx.send(r#"{"model": "lowrouter/echo", "#).await.unwrap();
+    // The gateway has read the key by now, and waits for the rest of the body.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = app
+        .post_form(&format!("/keys/{id}/delete"), "/keys", &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tx.send(r#""messages": [{"role": "user", "content": "still there?"}]}"#)
+        .await
+        .unwrap();
+    drop(tx);
+    let r = sending.await.unwrap().unwrap();
+    let (status, e) = error_of(r).await;
+    assert_eq!(status, 401, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_api_key");
+}
