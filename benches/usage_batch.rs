@@ -1,12 +1,16 @@
-//! Micro-benchmark of the usage batcher's unit of work: one group commit of N usage rows with
-//! their settlements and rollups, on a fresh SQLite file (`cargo bench --bench usage_batch`).
-//! Per-row cost falls as batches grow: that is why requests share commits. It runs the path
-//! the gateway's usage writer thread runs (rusqlite on the calling thread).
+//! Micro-benchmarks of the usage write path (`cargo bench --bench usage_batch`), SQLite:
+//!
+//! - **journal append**: what a request itself pays to make its usage durable (one record,
+//!   one `write`, into a fresh journal);
+//! - **usage batch**: the applier's unit of work, one transaction of N rows with their
+//!   settlements and rollups on a fresh file. Per-row cost falls as batches grow: that is
+//!   why the applier lets entries gather for a few milliseconds.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lowrouter::domain::key_form::KeySpec;
 use lowrouter::domain::{ApiToken, Credits, Email};
 use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
+use lowrouter::store::usage_journal::Journal;
 use lowrouter::store::Store;
 
 fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEntry> {
@@ -85,5 +89,20 @@ fn batches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, batches);
+fn journal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(&dir.path().join("bench.db")).unwrap();
+    let mut seq = 0u64;
+    let one = entries(1, 1, 1, &mut seq);
+    let mut n = 0i64;
+    c.bench_function("usage journal append (1 entry)", |b| {
+        b.iter(|| {
+            n += 1;
+            // Everything counts as applied, so the segments take turns as in the gateway.
+            journal.append(n, &one, n - 1).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, journal, batches);
 criterion_main!(benches);
