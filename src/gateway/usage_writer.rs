@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::holds::HoldBook;
 use crate::store::usage::UsageEntry;
-use crate::store::usage_journal::Journal;
+use crate::store::usage_journal::{Encoded, Journal};
 use crate::store::{Backend, Store};
 
 /// PostgreSQL: most rows in one transaction.
@@ -182,11 +182,15 @@ impl Journaled {
     /// Numbers, settles and journals one entry, on the calling thread.
     fn record(&self, entry: UsageEntry) -> Result<(), RecordError> {
         let applied = *self.applied.borrow();
+        let encoded = Encoded::new(std::slice::from_ref(&entry)).map_err(|e| {
+            tracing::error!(error = %e, "usage entry not serializable");
+            RecordError
+        })?;
         let mut s = self.lock();
         let seq = s.seq + 1;
         let settles = entry.reservation.as_ref().map(|r| (r, entry.usage.cost));
         self.book.settling(seq, settles.into_iter());
-        if let Err(e) = s.journal.append(seq, std::slice::from_ref(&entry), applied) {
+        if let Err(e) = s.journal.append_encoded(seq, &encoded, applied) {
             tracing::error!(error = %e, "usage journal write failed");
             if let Some(r) = &entry.reservation {
                 self.book.unsettle(seq, std::iter::once(r));

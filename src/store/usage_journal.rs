@@ -21,7 +21,7 @@
 //! while the applier keeps up, and no append ever waits for the applier.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -39,10 +39,14 @@ pub struct Record {
     pub entries: Vec<UsageEntry>,
 }
 
-#[derive(serde::Serialize)]
-struct RecordRef<'a> {
-    seq: i64,
-    entries: &'a [UsageEntry],
+/// Entries serialized for [`Journal::append_encoded`], ahead of taking the journal (so the
+/// lock around it covers only the write).
+pub struct Encoded(Vec<u8>);
+
+impl Encoded {
+    pub fn new(entries: &[UsageEntry]) -> io::Result<Self> {
+        Ok(Encoded(serde_json::to_vec(entries)?))
+    }
 }
 
 struct Segment {
@@ -113,6 +117,11 @@ impl Journal {
     /// Appends one record in one write. On failure nothing of it stays in the file.
     /// `applied`: every batch numbered up to it is in SQLite (for the rotation).
     pub fn append(&mut self, seq: i64, entries: &[UsageEntry], applied: i64) -> io::Result<()> {
+        self.append_encoded(seq, &Encoded::new(entries)?, applied)
+    }
+
+    /// [`Journal::append`] for entries serialized beforehand.
+    pub fn append_encoded(&mut self, seq: i64, entries: &Encoded, applied: i64) -> io::Result<()> {
         let other = 1 - self.current;
         if self.segments[self.current].len >= ROTATE_AT && applied >= self.segments[other].last_seq
         {
@@ -124,7 +133,10 @@ impl Journal {
         }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
-        serde_json::to_writer(&mut self.buf, &RecordRef { seq, entries })?;
+        // The payload is `{"seq": n, "entries": [...]}`, assembled around the encoded entries.
+        write!(self.buf, "{{\"seq\":{seq},\"entries\":")?;
+        self.buf.extend_from_slice(&entries.0);
+        self.buf.push(b'}');
         let payload_len = u32::try_from(self.buf.len() - HEADER)
             .map_err(|_| io::Error::other("usage journal record over 4 GiB"))?;
         let crc = crc32fast::hash(&self.buf[HEADER..]);
