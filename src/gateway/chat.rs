@@ -1,6 +1,6 @@
 //! `POST /api/v1/chat/completions`: authenticate, parse, resolve the model within the key's
 //! scope, reserve the worst-case cost, forward (with fallback across providers), settle and
-//! record usage (awaiting the group commit before the final bytes), answer.
+//! record usage (awaiting its durability before the final bytes; see `usage_writer`), answer.
 
 use std::time::Instant;
 

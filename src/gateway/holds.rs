@@ -159,8 +159,8 @@ impl HoldBook {
         })
     }
 
-    /// Called by the usage writer just before it journals the batch numbered `seq`: its
-    /// holds become charges settled in batch `seq`.
+    /// Called by the usage writer just before it journals the entries numbered `seq`: their
+    /// holds become charges settled under `seq`.
     pub fn settling<'a>(&self, seq: i64, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
         let now = Instant::now();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());

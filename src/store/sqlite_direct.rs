@@ -7,7 +7,7 @@
 //! read that hop cost more CPU than everything else the request does. Here each thread that
 //! serves requests keeps its own read-only connection (rusqlite, the same SQLite library sqlx
 //! links) and runs the one indexed lookup synchronously: microseconds, and in WAL mode a
-//! reader never waits for the writer. The usage batch likewise runs on the usage writer's
+//! reader never waits for the writer. The usage batch likewise runs on the usage applier's
 //! thread through a read-write connection of that thread. Everything else goes through sqlx
 //! (and WAL checkpoints, below, run on a connection of their own).
 
@@ -108,7 +108,7 @@ const WAL_BOUND_FRAMES: i64 = 4096;
 /// write begins after a checkpoint has copied every frame, and a checkpoint running beside the
 /// writer never catches up with it. Left alone it grew by ~16 MB/s under load (800 MB in a
 /// minute's benchmark) and commits slowed down as they wrote into ever new file space. So the
-/// checkpointer raises `wal_full` when the WAL is over its bound, and the usage writer,
+/// checkpointer raises `wal_full` when the WAL is over its bound, and the usage applier,
 /// between two of its batches, runs a `RESTART` checkpoint: no commit can interleave there,
 /// the frames left to copy are the few since the last passive checkpoint, and the next commit
 /// writes from the start of the file again.
