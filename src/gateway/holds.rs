@@ -2,17 +2,17 @@
 //!
 //! With SQLite exactly one process serves the database (it holds `<db>.lock`), so the holds
 //! of requests in flight can live in memory, and the database keeps only settled amounts
-//! (balance, the keys' day/month spend), written by the usage batch. A reservation checks
+//! (balance, the keys' day/month spend), written by the usage applier. A reservation checks
 //!
 //!   settled, as read with the key row (its account's `settled_seq` then: `seq`)
 //!   + holds of requests in flight
-//!   + charges of batches numbered above `seq` (committed, or committing, after that read)
+//!   + charges of entries numbered above `seq` (journaled, or applied after that read)
 //!   + the new amount                                       <=  limit / spendable balance
 //!
 //! under one mutex, so concurrent requests cannot together pass a limit, and nothing is
-//! counted twice: every usage batch has a number n (ascending). Just before it is journaled
-//! (`store::usage_journal`), its holds move here from "in flight" to "settled in batch n";
-//! when the applier writes it into SQLite, it sets `settled_seq` to n (or to a later batch's
+//! counted twice: every usage entry has a number n (ascending). Just before it is journaled
+//! (`store::usage_journal`), its hold moves here from "in flight" to "settled under n"; when
+//! the applier writes it into SQLite, it sets `settled_seq` to n (or to a later entry's
 //! number applied in the same transaction) on the row of every account it settles (it
 //! updates that row anyway). The key row and its account's `settled_seq` are read by one
 //! statement (one snapshot). A hold of a key is always settled with its account, so the
@@ -40,7 +40,7 @@ pub const SETTLED_FOR: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct HoldBook {
     inner: Mutex<Inner>,
-    /// Every batch numbered up to this is in SQLite.
+    /// Every entry numbered up to this is in SQLite.
     applied: AtomicI64,
 }
 
@@ -60,7 +60,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 struct Book {
     /// (day, month, amount) of each request in flight.
     in_flight: Vec<(i64, i64, i64)>,
-    /// Charges settled in a batch, oldest first (batch numbers ascending).
+    /// Settled charges, oldest first (numbers ascending).
     settled: VecDeque<Settled>,
 }
 
@@ -203,13 +203,13 @@ impl HoldBook {
         inner.accounts.retain(|_, b| stale(b));
     }
 
-    /// Every batch numbered up to `seq` is now in SQLite.
+    /// Every entry numbered up to `seq` is now in SQLite.
     pub fn applied(&self, seq: i64) {
         self.applied.fetch_max(seq, Ordering::AcqRel);
     }
 
-    /// Charges of an account settled in batches numbered above `seq`, which a read at `seq`
-    /// did not see.
+    /// Charges of an account settled under numbers above `seq`, which a read at `seq` did not
+    /// see.
     pub fn settled_after(&self, account_id: i64, seq: i64) -> Credits {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let charges = guard.accounts.get(&account_id).map_or(0, |b| {
@@ -223,7 +223,7 @@ impl HoldBook {
         Credits::from_micros(charges)
     }
 
-    /// The batch numbered `seq` was not journaled: its holds are in flight again.
+    /// The entries numbered `seq` were not journaled: their holds are in flight again.
     pub fn unsettle<'a>(&self, seq: i64, holds: impl Iterator<Item = &'a Reservation>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
