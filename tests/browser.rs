@@ -228,12 +228,16 @@ impl Browser {
         panic!("{msg} (on {path}; see target/screenshots/failure.html and failure.png)");
     }
 
+    /// Finds and clicks. A page that was still being replaced when the element was found
+    /// makes it stale: then it is found again on the new page (a few times at most).
     async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for attempt in 1.. {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if attempt < 3 && e.to_string().contains("stale element") => continue,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Clicks the link or button whose visible text is exactly `text`.
@@ -786,7 +790,8 @@ async fn screenshots_of_the_main_pages() {
 
     // Disable one key, and delete another, so every state shows.
     b.click("button[aria-label='Disable local-dev']").await;
-    b.wait_path("/keys").await;
+    // The new page, not the old one (both are /keys): the key now offers Enable.
+    b.find("button[aria-label='Enable local-dev']").await;
     b.click(&format!("a[aria-label='Delete {unbroken}']")).await;
     b.click_text("Delete key").await;
     b.wait_path("/keys").await;

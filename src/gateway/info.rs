@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::auth::authenticate;
+use super::auth::{authenticate, Authed};
 use super::error::ApiError;
 use crate::domain::{time_util, Credits};
 use crate::startup::AppState;
@@ -21,12 +21,27 @@ fn exact(c: Option<i64>) -> Value {
 }
 
 /// Only what this key may use, in its region.
+/// Authenticates, then makes sure every request answered so far is in the database (see
+/// `UsageWriter::settled`), reading the key again if that had to wait: these endpoints
+/// report spend and balance. Unknown keys are refused before they can make the usage
+/// applier write early.
+async fn authenticate_settled(
+    state: &AppState,
+    req: &HttpRequest,
+    now_ms: i64,
+) -> Result<Authed, ApiError> {
+    let authed = authenticate(&state.store, req.headers(), now_ms).await?;
+    if state.usage.settled().await {
+        return authenticate(&state.store, req.headers(), now_ms).await;
+    }
+    Ok(authed)
+}
+
 pub async fn models(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    state.usage.settled().await; // for the balance header
-    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
     let key = &authed.key.key;
     let cat = &state.catalogue;
     let data: Vec<Value> = cat
@@ -54,9 +69,8 @@ pub async fn models(
 }
 
 pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.usage.settled().await;
     let now = time_util::now_ms();
-    let authed = authenticate(&state.store, req.headers(), now).await?;
+    let authed = authenticate_settled(&state, &req, now).await?;
     let k = &authed.key.key;
     let today = k.spent_today(now).micros();
     let month = k.spent_this_month(now).micros();
@@ -88,8 +102,7 @@ pub async fn credits(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    state.usage.settled().await;
-    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
     let body = json!({"data": {
         "balance": authed.available().exact(),
         "reserved": Credits::from_micros(authed.key.reserved).exact(),
@@ -103,8 +116,7 @@ pub async fn generation(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.usage.settled().await;
-    let authed = authenticate(&state.store, req.headers(), time_util::now_ms()).await?;
+    let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
     let row = match state
         .store
         .usage_by_generation(authed.key.key.account_id, &path)

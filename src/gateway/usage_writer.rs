@@ -100,9 +100,11 @@ impl UsageWriter {
 
     /// Resolves once every request answered so far is in the database (SQLite: applied from
     /// the journal; at once on PostgreSQL). Reads of usage, spend and balance call it first.
-    pub async fn settled(&self) {
-        if let Inner::Sqlite(j) = &self.inner {
-            j.wait_applied(j.journaled.load(Ordering::Acquire)).await;
+    /// Whether it had to wait (what was read before may be stale).
+    pub async fn settled(&self) -> bool {
+        match &self.inner {
+            Inner::Sqlite(j) => j.wait_applied(j.journaled.load(Ordering::Acquire)).await,
+            Inner::Postgres(_) => false,
         }
     }
 }
@@ -209,13 +211,13 @@ impl Journaled {
         Ok(())
     }
 
-    /// Waits until every entry up to `target` is applied; gives up after
+    /// Waits until every entry up to `target` is applied (true: it had to); gives up after
     /// [`SETTLE_TIMEOUT`] (the applier is failing, and logs why), so a page shows what is
     /// there rather than hang.
-    async fn wait_applied(&self, target: i64) {
+    async fn wait_applied(&self, target: i64) -> bool {
         let mut applied = self.applied.subscribe();
         if *applied.borrow() >= target {
-            return;
+            return false;
         }
         self.lock().flush = true;
         self.wake.notify_one();
@@ -226,6 +228,7 @@ impl Journaled {
         {
             tracing::warn!("usage applier is behind; reading without its latest rows");
         }
+        true
     }
 }
 
