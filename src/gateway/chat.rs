@@ -255,10 +255,10 @@ impl Ctx {
 }
 
 /// A key read older than this when the body has arrived is read again before the
-/// reservation: the hold book remembers settled charges only for [`super::holds::SETTLED_FOR`] once
-/// applied, which must cover the gap between the read and the reservation; a slow upload
-/// must not stretch it. The second read also refuses a key deleted while its request's body
-/// was still arriving.
+/// reservation: the hold book remembers applied charges only for
+/// [`super::holds::SETTLED_FOR`], which must cover the gap between the read and the
+/// reservation; a slow upload must not stretch it. The second read also refuses a key
+/// deleted while its request's body was still arriving.
 pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `gen-<unix ms, 13 digits>-<16 random alphanumerics>`. Time first, so ids sort by creation

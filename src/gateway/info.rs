@@ -20,7 +20,6 @@ fn exact(c: Option<i64>) -> Value {
     })
 }
 
-/// Only what this key may use, in its region.
 /// Authenticates, then makes sure every request answered so far is in the database (see
 /// `UsageWriter::settled`), reading the key again if that had to wait: these endpoints
 /// report spend and balance. Unknown keys are refused before they can make the usage
@@ -37,6 +36,7 @@ async fn authenticate_settled(
     Ok(authed)
 }
 
+/// Only what this key may use, in its region.
 pub async fn models(
     state: web::Data<AppState>,
     req: HttpRequest,
