@@ -134,10 +134,7 @@ struct State {
 impl Journaled {
     /// Replays the journal, then starts the `usage-applier` thread.
     fn start(store: Store, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
-        let path = store
-            .sqlite_path()
-            .expect("an SQLite store has a path")
-            .to_owned();
+        let path = store.sqlite_file().path.clone();
         // On a thread of its own: its SQLite connection goes with it.
         let (journal, last) = {
             let store = store.clone();

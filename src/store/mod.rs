@@ -193,16 +193,12 @@ impl Store {
         Ok(())
     }
 
-    /// The SQLite file; only for paths that run on SQLite alone (the usage journal).
+    /// The SQLite file; only for paths that run on SQLite alone (the usage journal and its
+    /// applier).
     pub(crate) fn sqlite_file(&self) -> &sqlite_direct::SqliteFile {
         self.sqlite
             .as_deref()
             .expect("an SQLite-only path ran on PostgreSQL")
-    }
-
-    /// SQLite: the database file's path (the usage journal lives beside it).
-    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        self.sqlite.as_deref().map(|f| f.path.as_path())
     }
 
     pub fn backend(&self) -> Backend {
