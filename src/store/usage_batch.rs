@@ -577,43 +577,8 @@ mod tests {
     use super::*;
     use crate::domain::key_form::KeySpec;
     use crate::domain::{ApiToken, Credits, Email};
-    use crate::store::usage::NewUsage;
+    use crate::store::usage::sample_entry as entry;
     use crate::store::usage_journal::Journal;
-
-    fn entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry {
-        UsageEntry {
-            usage: NewUsage {
-                generation_id: id.into(),
-                account_id,
-                key_id,
-                key_name: "local-dev".into(),
-                requested_model: "lowrouter/echo".into(),
-                resolved_model: Some("lowrouter/echo".into()),
-                provider: Some("lowrouter".into()),
-                region: None,
-                prompt_tokens: 10,
-                completion_tokens: 5,
-                cost: 1_000,
-                status: UsageStatus::Ok,
-                http_status: 200,
-                error_code: None,
-                streamed: false,
-                latency_ms: 1,
-                started_at: time_util::now_ms(),
-                completed_at: time_util::now_ms(),
-            },
-            // An in-memory hold (SQLite): settling it charges the cost.
-            reservation: Some(crate::store::ledger::Reservation {
-                id: String::new(),
-                account_id,
-                key_id,
-                amount: Credits::from_micros(5_000),
-                day: time_util::day_number(time_util::now_ms()),
-                month: time_util::month_number(time_util::now_ms()),
-                in_db: false,
-            }),
-        }
-    }
 
     /// What a killed process leaves: journaled entries, some applied and some not. Replay
     /// applies each missing one exactly once, however often it runs.

@@ -189,32 +189,10 @@ fn decode(bytes: &[u8]) -> (Vec<Record>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::usage::{NewUsage, UsageStatus};
+    use crate::store::usage::sample_entry;
 
     fn entry(id: &str) -> UsageEntry {
-        UsageEntry {
-            usage: NewUsage {
-                generation_id: id.into(),
-                account_id: 1,
-                key_id: 2,
-                key_name: "prod-server".into(),
-                requested_model: "lowrouter/echo".into(),
-                resolved_model: Some("lowrouter/echo".into()),
-                provider: Some("echo".into()),
-                region: None,
-                prompt_tokens: 3,
-                completion_tokens: 4,
-                cost: 70,
-                status: UsageStatus::Ok,
-                http_status: 200,
-                error_code: None,
-                streamed: false,
-                latency_ms: 1,
-                started_at: 1_700_000_000_000,
-                completed_at: 1_700_000_000_001,
-            },
-            reservation: None,
-        }
+        sample_entry(id, 1, 2)
     }
 
     fn ids(records: &[Record]) -> Vec<(i64, String)> {
