@@ -700,6 +700,16 @@ async fn ledger(db: &Db, account: i64) -> Ledger {
     }
 }
 
+/// The generation ids of the account's usage rows.
+async fn generation_ids(db: &Db, account: i64) -> HashSet<String> {
+    db.texts(&format!(
+        "select generation_id from usage where account_id = {account}"
+    ))
+    .await
+    .into_iter()
+    .collect()
+}
+
 /// The books balance: what was charged left the balance, and `reserved` is exactly the
 /// sum of the live holds.
 fn assert_books(l: &Ledger, what: &str) {
@@ -740,13 +750,7 @@ async fn crash_and_restart(db_url: String, dir: &std::path::Path) {
 
     // SQLite: the last answered requests may be only in the usage journal yet; the restart
     // applies them before serving.
-    let in_db_at_kill: HashSet<String> = db
-        .texts(&format!(
-            "select generation_id from usage where account_id = {account}"
-        ))
-        .await
-        .into_iter()
-        .collect();
+    let in_db_at_kill = generation_ids(&db, account).await;
     eprintln!(
         "{} complete responses were not yet in the database at the kill",
         complete
@@ -756,13 +760,7 @@ async fn crash_and_restart(db_url: String, dir: &std::path::Path) {
     );
 
     let server = Server::start(dir, &db_url, "crash-2", env).await;
-    let recorded: HashSet<String> = db
-        .texts(&format!(
-            "select generation_id from usage where account_id = {account}"
-        ))
-        .await
-        .into_iter()
-        .collect();
+    let recorded = generation_ids(&db, account).await;
     let lost: Vec<_> = complete.iter().filter(|g| !recorded.contains(*g)).collect();
     assert!(
         lost.is_empty(),
