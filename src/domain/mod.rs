@@ -5,6 +5,7 @@ pub mod credits;
 pub mod email;
 pub mod key_form;
 pub mod password;
+pub mod text;
 pub mod time_util;
 pub mod token;
 

@@ -29,6 +29,8 @@ pub struct ChatRequest {
     pub stream: bool,
     pub include_usage: bool,
     pub max_tokens: Option<u64>,
+    /// Completions asked for (`n`): the output bound is held once per choice.
+    pub choices: u64,
     pub body: serde_json::Map<String, Value>,
     pub body_len: usize,
 }
@@ -102,14 +104,69 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
             },
         }
     }
+    let choices = match body.get("n") {
+        None | Some(Value::Null) => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_CHOICES).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_request(format!(
+                    "`n` must be an integer from 1 to {MAX_CHOICES}."
+                )))
+            }
+        },
+    };
+    refuse_unpriced_fields(&body)?;
     Ok(ChatRequest {
         model,
         stream,
         include_usage,
         max_tokens,
+        choices,
         body,
         body_len: raw.len(),
     })
+}
+
+/// The most completions one request may ask for (OpenAI's own bound).
+pub const MAX_CHOICES: u64 = 128;
+
+/// Fields that make a provider bill outside what the catalogue prices (tokens in, tokens
+/// out): another price tier, audio, built-in web search, predicted outputs (rejected
+/// prediction tokens are billed beyond `max_tokens`). The hold could not cover them, so
+/// they are refused by name. Each entry: the field, and the values that are harmless
+/// (absent and `null` always are). README, "Cost-affecting request fields", lists them.
+const UNPRICED_FIELDS: [(&str, &[&str]); 6] = [
+    ("service_tier", &["auto", "default"]),
+    ("modalities", &["text"]),
+    ("audio", &[]),
+    ("web_search_options", &[]),
+    ("prediction", &[]),
+    ("plugins", &[]),
+];
+
+fn refuse_unpriced_fields(body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    for (field, harmless) in UNPRICED_FIELDS {
+        let value = match body.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(v) => v,
+        };
+        let is_harmless = |v: &Value| v.as_str().is_some_and(|s| harmless.contains(&s));
+        let ok = match value {
+            Value::Array(items) => items.iter().all(is_harmless),
+            v => is_harmless(v),
+        };
+        if !ok {
+            let allowed = if harmless.is_empty() {
+                String::new()
+            } else {
+                format!(" (accepted: {})", harmless.join(", "))
+            };
+            return Err(ApiError::invalid_request(format!(
+                "`{field}` is not supported: this gateway prices text tokens only{allowed}."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the body up to the configured limit; a larger one is a 413.
@@ -310,7 +367,7 @@ pub async fn completions(
             Err(e) => return e.into_response(),
         }
     }
-    ctx.requested_model = chat.model.chars().take(200).collect();
+    ctx.requested_model = crate::domain::text::client_label(&chat.model);
     ctx.streamed = chat.stream;
     let model = match resolve_model(&state, &ctx.authed, &chat.model) {
         Ok(m) => m,
@@ -333,7 +390,8 @@ pub async fn completions(
             chat.max_tokens
                 .map_or(u64::from(model.max_output_tokens), |m| {
                     m.min(u64::from(model.max_output_tokens))
-                }),
+                })
+                .saturating_mul(chat.choices),
         ),
     };
     let hold = Credits::cost_of(prompt_bound, model.input_price)

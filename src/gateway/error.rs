@@ -194,7 +194,7 @@ impl actix_web::ResponseError for ApiError {
     }
 }
 
-/// User-supplied text echoed in messages is bounded.
+/// User-supplied text echoed in messages is bounded, its control characters escaped.
 fn clip(s: &str) -> String {
-    s.chars().take(100).collect()
+    crate::domain::text::client_label(s)
 }

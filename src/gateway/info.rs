@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, Authed};
 use super::error::ApiError;
+use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits};
 use crate::startup::AppState;
 
@@ -117,9 +118,12 @@ pub async fn generation(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
+    let Some(id) = GenerationId::parse(&path) else {
+        return Err(ApiError::not_found("The generation"));
+    };
     let row = match state
         .store
-        .usage_by_generation(authed.key.key.account_id, &path)
+        .usage_by_generation(authed.key.key.account_id, &id)
         .await
     {
         Ok(r) => r,

@@ -17,6 +17,7 @@
 //! of many requests into one transaction while the previous one commits. There is no
 //! journal: several processes share the database.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::holds::HoldBook;
 use crate::store::usage::UsageEntry;
 use crate::store::usage_journal::{Encoded, Journal};
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, StoreError};
 
 /// PostgreSQL: most rows in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -254,16 +255,7 @@ fn run_applier(store: &Store, shared: &std::sync::Weak<Journaled>) {
             (std::mem::take(&mut s.pending), s.seq)
         };
         if !entries.is_empty() {
-            for attempt in 0usize.. {
-                match store.apply_usage_blocking(&entries, last) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        warn_failed(&e, attempt, entries.len());
-                        let pause = ATTEMPT_PAUSES_MS[attempt.min(ATTEMPT_PAUSES_MS.len() - 1)];
-                        std::thread::sleep(Duration::from_millis(pause.max(10)));
-                    }
-                }
-            }
+            apply_isolating(store, &entries, last);
             j.book.applied(last);
         }
         j.applied
@@ -295,9 +287,9 @@ impl Batch {
         self.waiters.push(job.done);
     }
 
-    fn finish(&mut self, ok: bool) {
-        for done in self.waiters.drain(..) {
-            let _ = done.send(ok);
+    fn finish(&mut self, recorded: &[bool]) {
+        for (done, ok) in self.waiters.drain(..).zip(recorded) {
+            let _ = done.send(*ok);
         }
         self.entries.clear();
     }
@@ -310,23 +302,142 @@ async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
         for job in jobs.drain(..) {
             batch.push(job);
         }
-        let mut ok = false;
-        for (attempt, pause) in ATTEMPT_PAUSES_MS.into_iter().enumerate() {
-            if pause > 0 {
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            match store.write_usage_batch(&batch.entries).await {
-                Ok(()) => {
-                    ok = true;
-                    break;
+        let recorded = write_isolating(&store, &batch.entries).await;
+        batch.finish(&recorded);
+    }
+}
+
+/// Finds the rows the database refuses in a batch, so that one bad row never fails the
+/// others: a refused range is split in halves until each refused row stands alone (about
+/// 2·log2(n) extra transactions per bad row; none while every row is good). Ranges come out
+/// in row order, which the SQLite applier's numbering relies on.
+struct Bisect {
+    todo: Vec<Range<usize>>,
+}
+
+impl Bisect {
+    fn new(rows: usize) -> Self {
+        Bisect {
+            todo: if rows > 0 { vec![0..rows] } else { Vec::new() },
+        }
+    }
+
+    /// The next range to write.
+    fn next_range(&mut self) -> Option<Range<usize>> {
+        self.todo.pop()
+    }
+
+    /// The database refused `r` for its data: true if it was split (its halves come next),
+    /// false if it is a single row, the one refused.
+    fn refused(&mut self, r: Range<usize>) -> bool {
+        if r.len() < 2 {
+            return false;
+        }
+        let mid = r.start + r.len() / 2;
+        self.todo.push(mid..r.end);
+        self.todo.push(r.start..mid);
+        true
+    }
+}
+
+/// PostgreSQL: writes a batch (see [`Bisect`]); per row, whether it was recorded.
+async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<bool> {
+    let mut recorded = vec![false; entries.len()];
+    let mut bisect = Bisect::new(entries.len());
+    while let Some(r) = bisect.next_range() {
+        match write_retrying(store, &entries[r.clone()]).await {
+            Ok(()) => recorded[r].fill(true),
+            Err(e) if e.is_refused_data() => {
+                if !bisect.refused(r.clone()) {
+                    settle_refused(store, &entries[r.start], &e).await;
                 }
-                Err(e) => warn_failed(&e, attempt, batch.entries.len()),
+            }
+            Err(e) => tracing::error!(error = %e, rows = r.len(), "usage batch failed for good"),
+        }
+    }
+    recorded
+}
+
+/// Writes rows, retrying after [`ATTEMPT_PAUSES_MS`] unless the database refused their data.
+async fn write_retrying(store: &Store, rows: &[UsageEntry]) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match store.write_usage_batch(rows).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_refused_data() => return Err(e),
+            Err(e) => {
+                warn_failed(&e, attempt, rows.len());
+                attempt += 1;
+                match ATTEMPT_PAUSES_MS.get(attempt) {
+                    Some(pause) => tokio::time::sleep(Duration::from_millis(*pause)).await,
+                    None => return Err(e),
+                }
             }
         }
-        if !ok {
-            tracing::error!(rows = batch.entries.len(), "usage batch failed for good");
+    }
+}
+
+/// PostgreSQL: a row the database can never store. Its request fails with a 5xx; its hold
+/// is settled at once without the row: released, and charged when the response was
+/// already delivered (a stream's content goes out before its usage record; a complete
+/// body is withheld instead, so it costs nothing).
+async fn settle_refused(store: &Store, entry: &UsageEntry, e: &StoreError) {
+    tracing::error!(error = %e, generation_id = %entry.usage.generation_id,
+        "the database refused a usage row; its request fails");
+    let mut settlement = entry.clone();
+    if !settlement.usage.streamed {
+        settlement.usage.cost = 0;
+    }
+    if let Err(e) = store
+        .settle_unrecorded(std::slice::from_ref(&settlement))
+        .await
+    {
+        tracing::error!(error = %e, generation_id = %entry.usage.generation_id,
+            "hold of a refused usage row not settled; the sweeper releases it");
+    }
+}
+
+/// SQLite: applies journaled entries numbered `last - n + 1 ..= last` (see [`Bisect`]),
+/// retrying until each is in: they were answered, and the journal keeps them meanwhile. An
+/// entry the database refuses is applied as its settlement alone (its response was
+/// delivered, so it is charged) and logged with its generation id.
+fn apply_isolating(store: &Store, entries: &[UsageEntry], last: i64) {
+    let first = last - entries.len() as i64 + 1;
+    let mut bisect = Bisect::new(entries.len());
+    while let Some(r) = bisect.next_range() {
+        // The number of the range's last entry: accounts it settles are applied up to it.
+        let seq = first + r.end as i64 - 1;
+        let rows = &entries[r.clone()];
+        let outcome = retry_blocking(rows.len(), || store.apply_usage_blocking(rows, seq));
+        if outcome.is_err() && !bisect.refused(r.clone()) {
+            tracing::error!(generation_id = %rows[0].usage.generation_id,
+                "the database refused a journaled usage row; applying its charge alone");
+            let settled = retry_blocking(1, || store.settle_unrecorded_blocking(rows, seq));
+            if let Err(e) = settled {
+                tracing::error!(error = %e, generation_id = %rows[0].usage.generation_id,
+                    "charge of a refused usage row not applied");
+            }
         }
-        batch.finish(ok);
+    }
+}
+
+/// Runs `write` until it succeeds or the database refuses its data (the error returned).
+fn retry_blocking(
+    rows: usize,
+    mut write: impl FnMut() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match write() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_refused_data() => return Err(e),
+            Err(e) => {
+                warn_failed(&e, attempt, rows);
+                let pause = ATTEMPT_PAUSES_MS[attempt.min(ATTEMPT_PAUSES_MS.len() - 1)];
+                std::thread::sleep(Duration::from_millis(pause.max(10)));
+                attempt += 1;
+            }
+        }
     }
 }
 

@@ -46,6 +46,42 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The database refused the data itself (a value it cannot hold, a constraint or trigger
+    /// it enforces): retrying the same rows fails the same way, whereas a lost connection or
+    /// a timeout may pass on the next attempt. PostgreSQL SQLSTATE classes 22 (data
+    /// exception, e.g. NUL in `text`) and 23 (integrity constraint); SQLite's constraint,
+    /// too-big and mismatch results.
+    pub fn is_refused_data(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Db(sqlx::Error::Database(d)) => {
+                match d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    Some(pg) => pg.code().starts_with("22") || pg.code().starts_with("23"),
+                    // SQLite: the primary result code (the low byte of the extended one).
+                    None => d
+                        .code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| {
+                            matches!(
+                                c & 0xff,
+                                rusqlite::ffi::SQLITE_CONSTRAINT
+                                    | rusqlite::ffi::SQLITE_TOOBIG
+                                    | rusqlite::ffi::SQLITE_MISMATCH
+                            )
+                        }),
+                }
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
+            ),
+            StoreError::Conflict => true,
+            _ => false,
+        }
+    }
+}
+
 /// Maps a unique-constraint violation to [`StoreError::Conflict`].
 pub(crate) fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     match &e {

@@ -5,6 +5,7 @@ use sqlx::FromRow;
 
 use super::ledger::Reservation;
 use super::{on_read, Result, Store, StoreError};
+use crate::domain::text::GenerationId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UsageStatus {
@@ -134,14 +135,14 @@ impl Store {
     pub async fn usage_by_generation(
         &self,
         account_id: i64,
-        generation_id: &str,
+        generation_id: &GenerationId,
     ) -> Result<UsageRow> {
         let sql = format!(
             "select {USAGE_COLUMNS} from usage where generation_id = $1 and account_id = $2"
         );
         on_read!(self, pool => {
             sqlx::query_as::<_, UsageRow>(&sql)
-                .bind(generation_id)
+                .bind(generation_id.as_str())
                 .bind(account_id)
                 .fetch_optional(pool)
                 .await?
@@ -197,7 +198,7 @@ fn filter_sql_with<'a>(
     if let Some(t) = f.to_ms {
         add(&format!("{started} <"), Bind::Int(t));
     }
-    add_dimension_filters(f, "coalesce(resolved_model, requested_model)", &mut add);
+    add_dimension_filters(f, "coalesce(resolved_model, '')", &mut add);
     (sql, binds)
 }
 
@@ -592,7 +593,7 @@ impl Store {
         };
         let sql = format!(
             "select {col} as name, cast(sum(requests) as bigint) as requests, cast(sum(cost) as bigint) as cost \
-             from {table} where account_id = $1 and day >= $2 group by {col} order by cost desc, requests desc limit $3"
+             from {table} where account_id = $1 and day >= $2 and {col} <> '' group by {col} order by cost desc, requests desc limit $3"
         );
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, Ranked>(&sql).bind(account_id).bind(from_day).bind(limit).fetch_all(pool).await?

@@ -169,7 +169,8 @@ struct BatchPlan<'a> {
 }
 
 impl<'a> BatchPlan<'a> {
-    fn new(batch: &'a [UsageEntry]) -> Self {
+    /// The rollups stay empty when the rows are not written (`Rows::Skip`).
+    fn new(batch: &'a [UsageEntry], rows: Rows) -> Self {
         let mut plan = BatchPlan {
             accounts: HashMap::new(),
             keys: HashMap::new(),
@@ -204,6 +205,9 @@ impl<'a> BatchPlan<'a> {
                     k.last_used = k.last_used.max(u.completed_at);
                 }
             }
+            if rows == Rows::Skip {
+                continue;
+            }
             // Exactly the dimensions the filters use, computed as `filter_sql` does on raw
             // rows, so rollup sums equal raw sums for any filter on whole days.
             let day = time_util::day_number(u.started_at);
@@ -214,7 +218,7 @@ impl<'a> BatchPlan<'a> {
                     day,
                     key_id: u.key_id,
                     key_name: &u.key_name,
-                    model: u.resolved_model.as_deref().unwrap_or(&u.requested_model),
+                    model: u.resolved_model.as_deref().unwrap_or(""),
                     provider: u.provider.as_deref().unwrap_or(""),
                     region: u.region.as_deref().unwrap_or(""),
                     status: u.status.as_str(),
@@ -263,20 +267,39 @@ fn sorted<K: Ord, V>(m: &HashMap<K, V>) -> Vec<(&K, &V)> {
     v
 }
 
+/// What a batch writes: its usage rows with their settlements, or (for rows the database
+/// refused, see `gateway::usage_writer`) only the settlements, so that a hold is never left
+/// locked and a delivered response is never free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    Write,
+    Skip,
+}
+
 impl Store {
     /// Writes a batch of usage rows, settles their reservations and updates the rollups and
     /// `last_used_at`, all in one transaction: one commit for many requests (group commit).
     pub async fn write_usage_batch(&self, batch: &[UsageEntry]) -> Result<()> {
+        self.write_batch(batch, Rows::Write).await
+    }
+
+    /// Settles the entries' holds (releasing each, charging its `cost`) and advances
+    /// `last_used_at`, without their usage rows or rollups: for rows the database refused.
+    pub async fn settle_unrecorded(&self, batch: &[UsageEntry]) -> Result<()> {
+        self.write_batch(batch, Rows::Skip).await
+    }
+
+    async fn write_batch(&self, batch: &[UsageEntry], rows: Rows) -> Result<()> {
         match &self.pools {
             Pools::Sqlite { .. } => {
                 let store = self.clone();
                 let batch = batch.to_vec();
                 // Number 0: leaves every account's `settled_seq` as it is.
-                tokio::task::spawn_blocking(move || store.apply_usage_blocking(&batch, 0))
+                tokio::task::spawn_blocking(move || store.apply_blocking(&batch, 0, rows))
                     .await
                     .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
             }
-            Pools::Postgres(pool) => write_postgres(pool, batch).await,
+            Pools::Postgres(pool) => write_postgres(pool, batch, rows).await,
         }
     }
 
@@ -285,7 +308,18 @@ impl Store {
     /// number among them, stored as `settled_seq` on the accounts they settle (the hold book
     /// counts the charges of batches above an account's number; see `gateway::holds`).
     pub fn apply_usage_blocking(&self, batch: &[UsageEntry], seq: i64) -> Result<()> {
-        sqlite_direct::with_writer(&self.sqlite_file().path, |c| write_sqlite(c, batch, seq))?;
+        self.apply_blocking(batch, seq, Rows::Write)
+    }
+
+    /// SQLite: as [`Store::settle_unrecorded`], on the calling thread, numbered `seq`.
+    pub fn settle_unrecorded_blocking(&self, batch: &[UsageEntry], seq: i64) -> Result<()> {
+        self.apply_blocking(batch, seq, Rows::Skip)
+    }
+
+    fn apply_blocking(&self, batch: &[UsageEntry], seq: i64, rows: Rows) -> Result<()> {
+        sqlite_direct::with_writer(&self.sqlite_file().path, |c| {
+            write_sqlite(c, batch, seq, rows)
+        })?;
         Ok(())
     }
 
@@ -327,10 +361,11 @@ impl Store {
 
 /// The PostgreSQL executor: multi-row statements, few round trips. Batches are not numbered
 /// (no hold book: holds are rows), so `settled_seq` stays 0.
-async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()> {
-    let mut plan = BatchPlan::new(batch);
+async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -> Result<()> {
+    let mut plan = BatchPlan::new(batch, rows);
     let mut tx = pool.begin().await?;
-    for chunk in batch.chunks(CHUNK) {
+    let written = if rows == Rows::Write { batch } else { &[] };
+    for chunk in written.chunks(CHUNK) {
         let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
         q.push_values(chunk, |mut b, e| {
             let u = &e.usage;
@@ -447,11 +482,16 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry]) -> Result<()>
 
 /// The SQLite executor: single-row prepared statements (SQLite has no round trips, so
 /// cached single-row statements beat building a multi-row one per batch).
-fn write_sqlite(c: &mut Connection, batch: &[UsageEntry], seq: i64) -> rusqlite::Result<()> {
-    let mut plan = BatchPlan::new(batch);
+fn write_sqlite(
+    c: &mut Connection,
+    batch: &[UsageEntry],
+    seq: i64,
+    rows: Rows,
+) -> rusqlite::Result<()> {
+    let mut plan = BatchPlan::new(batch, rows);
     let sql = &*SQLITE_SQL;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
+    if rows == Rows::Write {
         let mut insert = tx.prepare_cached(&sql.usage)?;
         for e in batch {
             let u = &e.usage;

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use super::error::{WebError, WebResult};
 use super::keys::html;
 use super::{Dashboard, Layout};
+use crate::domain::text::{has_control, GenerationId};
 use crate::domain::{time_util, Credits};
 use crate::startup::AppState;
 use crate::store::usage::{ExportRow, UsageFilter, UsageRow, UsageStatus, UsageTotals};
@@ -46,7 +47,19 @@ pub fn parse_filter(
         status: get("status"),
     };
     let mut errors = Vec::new();
-    let text = |s: &str| (!s.is_empty()).then(|| s.chars().take(200).collect::<String>());
+    // A value with control characters cannot match anything stored (and PostgreSQL refuses
+    // NUL): it is reported and ignored, never sent to the database.
+    let mut text = |s: &str, label: &str| {
+        if has_control(s) {
+            errors.push(format!("“{label}” must not contain control characters."));
+            return None;
+        }
+        (!s.is_empty()).then(|| s.chars().take(200).collect::<String>())
+    };
+    let key_name = text(&input.key, "Key");
+    let model = text(&input.model, "Model");
+    let provider = text(&input.provider, "Provider");
+    let region = text(&input.region, "Region");
     let mut date = |s: &str, label: &str| -> Option<time::Date> {
         if s.is_empty() {
             return None;
@@ -60,13 +73,13 @@ pub fn parse_filter(
     let from = date(&input.from, "From");
     let to = date(&input.to, "To");
     let mut filter = UsageFilter {
-        key_name: text(&input.key),
+        key_name,
         from_ms: from.map(time_util::date_start_ms),
         // "To" is inclusive of that whole UTC day.
         to_ms: to.map(|d| time_util::date_start_ms(d) + 86_400_000),
-        model: text(&input.model),
-        provider: text(&input.provider),
-        region: text(&input.region),
+        model,
+        provider,
+        region,
         status: None,
     };
     if let (Some(f), Some(t)) = (from, to) {
@@ -413,7 +426,8 @@ pub async fn detail(
     user: Dashboard,
     path: web::Path<String>,
 ) -> WebResult<HttpResponse> {
-    let row = state.store.usage_by_generation(user.id(), &path).await?;
+    let id = GenerationId::parse(&path).ok_or(WebError::NotFound)?;
+    let row = state.store.usage_by_generation(user.id(), &id).await?;
     let revoked = revoked_key_ids(&state, user.id())
         .await?
         .contains(&row.key_id);

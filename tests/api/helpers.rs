@@ -224,6 +224,19 @@ impl TestApp {
         .await
     }
 
+    /// Runs statements directly on the database (`;`-separated on SQLite, one on
+    /// PostgreSQL): for planting faults the HTTP surface cannot make.
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        if self.db_url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            c.execute(sql).await.unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            c.execute(sql).await.unwrap();
+        }
+    }
+
     /// Raw database access for checks the HTTP surface cannot make.
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         if self.db_url.starts_with("postgres") {
@@ -286,7 +299,10 @@ async fn fake_chat(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let usage = json!({"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30});
+    // 20 completion tokens per choice asked for (`n`).
+    let n = body["n"].as_u64().unwrap_or(1);
+    let usage =
+        json!({"prompt_tokens": 10, "completion_tokens": 20 * n, "total_tokens": 10 + 20 * n});
     match model.as_str() {
         "bad" => HttpResponse::BadRequest().json(json!({"error": {"message": "bad things", "type": "invalid_request_error", "code": "bad_thing"}})),
         "fail" => HttpResponse::InternalServerError().body("boom"),
@@ -311,7 +327,7 @@ async fn fake_chat(
         _ => {
             let mut reply = json!({
                 "id": "up-1", "object": "chat.completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("auth={auth}")}, "finish_reason": "stop"}],
+                "choices": (0..n).map(|i| json!({"index": i, "message": {"role": "assistant", "content": format!("auth={auth}")}, "finish_reason": "stop"})).collect::<Vec<_>>(),
             });
             if model != "nousage" {
                 reply["usage"] = usage;

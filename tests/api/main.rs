@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod gateway;
 mod helpers;
+mod hostile;
 mod keys;
 mod sdk;
 mod security;

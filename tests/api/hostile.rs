@@ -1,0 +1,297 @@
+//! Hostile input and poisoned rows (issue 11): no string from a request reaches a database
+//! that can refuse it, and a row the database does refuse fails only its own request.
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A chat body for a model, optionally streamed.
+fn body(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn nul_and_control_characters_in_the_model_fail_only_their_own_request() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let good = app.create_key("good", &[]).await;
+    let attacker = spawn_clone(&app);
+    attacker.signed_up().await;
+    let evil = attacker.create_key("evil", &[]).await;
+
+    // Hostile and good requests at once, so they share group-commit batches.
+    let hostile = [
+        "\u{0}",
+        "a\u{0}b",
+        "\u{1b}[31m",
+        "\u{85}",
+        &"x".repeat(5000),
+    ];
+    let bad = join_all(
+        (0..10).map(|i| attacker.chat(&evil, body(hostile[i % hostile.len()], i % 2 == 0))),
+    );
+    let fine = join_all((0..20).map(|i| app.chat(&good, body("lowrouter/echo", i % 2 == 0))));
+    let (bad, fine) = tokio::join!(bad, fine);
+    for r in bad {
+        assert_eq!(r.status(), 404, "an unknown model, whatever its bytes");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains('\u{0}') && msg.len() < 400, "{msg}");
+    }
+    for r in fine {
+        assert_eq!(r.status(), 200);
+        let streamed = r.headers()["content-type"] == "text/event-stream";
+        let text = r.text().await.unwrap();
+        if streamed {
+            assert!(
+                text.ends_with("data: [DONE]\n\n"),
+                "stream completed: {text}"
+            );
+        }
+    }
+    // Every request was recorded, the hostile ones with an escaped, bounded model name.
+    app.get_html("/usage").await; // waits for the usage applier (SQLite)
+    let rows = app.scalar_i64("select count(*) from usage").await;
+    assert_eq!(rows, 30);
+    let nul_rows = app
+        .scalar_i64("select count(*) from usage where requested_model = '\\u{0}'")
+        .await;
+    assert_eq!(nul_rows, 2, "\\u0000 recorded as a visible escape");
+    let longest = app
+        .scalar_i64("select cast(max(length(requested_model)) as bigint) from usage")
+        .await;
+    assert!(longest <= 101, "bounded: {longest}");
+    // No client string became a rollup model (they would show in Top models).
+    let bogus_models = app
+        .scalar_i64(
+            "select count(*) from usage_daily where model <> '' and model <> 'lowrouter/echo'",
+        )
+        .await;
+    assert_eq!(bogus_models, 0);
+    let held = app
+        .scalar_i64("select cast(sum(reserved) as bigint) from accounts")
+        .await;
+    assert_eq!(held, 0, "no hold left behind");
+}
+
+#[tokio::test]
+async fn nul_in_filters_ids_and_exports_is_a_clean_client_error() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+
+    let page = app.get("/usage?key=%00&model=a%00b").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("must not contain control characters"),
+        "{html}"
+    );
+
+    for path in ["/usage.csv?key=%00", "/usage.csv?provider=%01x"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+    }
+    let csv = app.get("/usage.csv").await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(
+        csv.text().await.unwrap().lines().count(),
+        2,
+        "header and one row"
+    );
+
+    for path in [
+        "/usage/%00",
+        "/usage/gen-%00",
+        "/usage/gen-a%2Fb",
+        &format!("/usage/gen-{}", "a".repeat(300)),
+    ] {
+        assert_eq!(app.get(path).await.status(), 404, "{path}");
+    }
+    for path in ["/api/v1/generation/%00", "/api/v1/generation/gen-x%00y"] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+}
+
+/// Plants a trigger that makes the database refuse the usage rows of key `poisoned`.
+async fn poison_key_rows(app: &TestApp) {
+    if is_postgres() {
+        app.execute_sql(
+            "create function refuse_poisoned() returns trigger language plpgsql as $$ begin \
+             raise exception 'planted refusal' using errcode = 'check_violation'; end $$",
+        )
+        .await;
+        app.execute_sql(
+            "create trigger poisoned before insert on usage for each row \
+             when (new.key_name = 'poisoned') execute function refuse_poisoned()",
+        )
+        .await;
+    } else {
+        app.execute_sql(
+            "create trigger poisoned before insert on usage when new.key_name = 'poisoned' \
+             begin select raise(abort, 'planted refusal'); end",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_only_its_own_request_and_streams_are_still_charged() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let good = app.create_key("good", &[]).await;
+    let poisoned = app.create_key("poisoned", &[]).await;
+    poison_key_rows(&app).await;
+    let balance = |v: Value| v["data"]["balance"].as_str().unwrap().to_owned();
+    let before = balance(app.api_json(&good, "/api/v1/credits").await);
+
+    let good_ones = join_all((0..30).map(|i| app.chat(&good, body("lowrouter/echo", i % 2 == 0))));
+    let poisoned_stream = app.chat(&poisoned, body("lowrouter/echo", true));
+    let poisoned_plain = app.chat(&poisoned, body("lowrouter/echo", false));
+    let (good_ones, stream, plain) = tokio::join!(good_ones, poisoned_stream, poisoned_plain);
+    for r in good_ones {
+        assert_eq!(r.status(), 200);
+        let streamed = r.headers()["content-type"] == "text/event-stream";
+        let text = r.text().await.unwrap();
+        assert!(!streamed || text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+    assert_eq!(
+        stream.status(),
+        200,
+        "a stream's status is sent before its usage"
+    );
+    let stream_text = stream.text().await.unwrap();
+    assert!(
+        stream_text.contains("hi"),
+        "content was delivered: {stream_text}"
+    );
+    let plain_status = plain.status();
+    if is_postgres() {
+        // The row is refused before the answer: the body is withheld, nothing charged.
+        assert!(!stream_text.ends_with("data: [DONE]\n\n"), "{stream_text}");
+        assert_eq!(plain_status, 500);
+        let v: Value = plain.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "internal_error");
+    } else {
+        // SQLite answers once the usage is journaled; the refusal comes when it is applied.
+        assert_eq!(plain_status, 200);
+    }
+
+    let after = app.api_json(&good, "/api/v1/credits").await; // waits for the applier
+    assert_eq!(
+        after["data"]["reserved"], "0.000000",
+        "no hold left locked: {after}"
+    );
+    let good_rows = app
+        .scalar_i64("select count(*) from usage where key_name = 'good'")
+        .await;
+    assert_eq!(good_rows, 30, "every other request in the batch recorded");
+    let poisoned_rows = app
+        .scalar_i64("select count(*) from usage where key_name = 'poisoned'")
+        .await;
+    assert_eq!(poisoned_rows, 0);
+    // Spent: the 30 recorded requests, plus the delivered poisoned stream (and on SQLite the
+    // answered plain request too): the poisoned key's spend is what its delivered content cost.
+    let recorded = app
+        .scalar_i64("select cast(sum(cost) as bigint) from usage")
+        .await;
+    let spent = to_micros(&before) - to_micros(&balance(after));
+    let poisoned_spend = app
+        .scalar_i64("select cast(day_spend as bigint) from api_keys where name = 'poisoned'")
+        .await;
+    let one_echo = recorded / 30;
+    assert!(one_echo > 0);
+    let delivered = if is_postgres() { 1 } else { 2 };
+    assert_eq!(
+        poisoned_spend,
+        delivered * one_echo,
+        "delivered content is charged"
+    );
+    assert_eq!(
+        spent,
+        recorded + poisoned_spend,
+        "balance = rows + unrecorded charges"
+    );
+}
+
+fn to_micros(s: &str) -> i64 {
+    let (whole, frac) = s.split_once('.').unwrap();
+    whole.parse::<i64>().unwrap() * 1_000_000 + frac.parse::<i64>().unwrap()
+}
+
+#[tokio::test]
+async fn every_completion_asked_for_is_held_and_charged() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("n", &[]).await;
+    let r = app
+        .chat(
+            &token,
+            json!({"model": "test/ok", "n": 8, "max_tokens": 50,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let gen = r.headers()["x-lowrouter-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"].as_array().unwrap().len(), 8);
+    let row = app
+        .api_json(&token, &format!("/api/v1/generation/{gen}"))
+        .await;
+    assert_eq!(row["data"]["completion_tokens"], 160);
+    // 10 prompt tokens at 100 and 160 completion tokens at 200 credits per million.
+    assert_eq!(
+        row["data"]["cost"], "0.033000",
+        "all eight completions paid: {row}"
+    );
+
+    for (field, value) in [
+        ("n", json!(0)),
+        ("n", json!(129)),
+        ("n", json!("8")),
+        ("service_tier", json!("priority")),
+        ("modalities", json!(["text", "audio"])),
+        ("audio", json!({"voice": "alloy", "format": "wav"})),
+        ("web_search_options", json!({})),
+        ("prediction", json!({"type": "content", "content": "x"})),
+    ] {
+        let mut body = json!({"model": "test/ok", "messages": [{"role": "user", "content": "hi"}]});
+        body[field] = value.clone();
+        let r = app.chat(&token, body).await;
+        assert_eq!(r.status(), 400, "{field}: {value}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_request");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{v}"
+        );
+    }
+    for (field, value) in [
+        ("service_tier", json!("auto")),
+        ("modalities", json!(["text"])),
+        ("n", json!(1)),
+    ] {
+        let mut body = json!({"model": "test/ok", "messages": [{"role": "user", "content": "hi"}]});
+        body[field] = value.clone();
+        assert_eq!(
+            app.chat(&token, body).await.status(),
+            200,
+            "{field}: {value}"
+        );
+    }
+}
