@@ -317,9 +317,11 @@ struct Bisect {
 
 impl Bisect {
     fn new(rows: usize) -> Self {
-        Bisect {
-            todo: if rows > 0 { vec![0..rows] } else { Vec::new() },
+        let mut todo = Vec::new();
+        if rows > 0 {
+            todo.push(0..rows);
         }
+        Bisect { todo }
     }
 
     /// The next range to write.
@@ -443,4 +445,30 @@ fn retry_blocking(
 
 fn warn_failed(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
     tracing::warn!(error = %e, attempt, rows, "usage batch failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bisect;
+
+    /// Rows 3 and 7 of 10 are refused: every other row is written, in row order, and the
+    /// refused ones come out alone.
+    #[test]
+    fn bisect_isolates_refused_rows_in_order() {
+        let bad = [3, 7];
+        let mut bisect = Bisect::new(10);
+        let (mut written, mut refused) = (Vec::new(), Vec::new());
+        while let Some(r) = bisect.next_range() {
+            if r.clone().any(|i| bad.contains(&i)) {
+                if !bisect.refused(r.clone()) {
+                    refused.push(r.start);
+                }
+            } else {
+                written.extend(r);
+            }
+        }
+        assert_eq!(refused, bad);
+        assert_eq!(written, [0, 1, 2, 4, 5, 6, 8, 9]);
+        assert!(Bisect::new(0).next_range().is_none());
+    }
 }

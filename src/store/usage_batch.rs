@@ -616,6 +616,7 @@ fn execute_numbered(
 mod tests {
     use super::*;
     use crate::domain::key_form::KeySpec;
+    use crate::domain::text::GenerationId;
     use crate::domain::{ApiToken, Credits, Email};
     use crate::store::usage::sample_entry as entry;
     use crate::store::usage_journal::Journal;
@@ -673,7 +674,11 @@ mod tests {
         assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
         for id in ["gen-a", "gen-b", "gen-c"] {
             assert_eq!(
-                store.usage_by_generation(account, id).await.unwrap().cost,
+                store
+                    .usage_by_generation(account, &GenerationId::parse(id).unwrap())
+                    .await
+                    .unwrap()
+                    .cost,
                 1_000
             );
         }
