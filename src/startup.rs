@@ -17,6 +17,7 @@ use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::domain::time_util;
 use crate::gateway::holds::HoldBook;
+use crate::gateway::refusals::RefusalBudgets;
 use crate::gateway::upstream::Upstreams;
 use crate::gateway::usage_writer::UsageWriter;
 use crate::store::sessions::DbSessionStore;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// SQLite: reservations held in memory (this process owns the database).
     /// PostgreSQL: `None`, reservations are rows shared by every process.
     pub holds: Option<Arc<HoldBook>>,
+    /// Budgets of refused requests per key and failed authentications per address.
+    pub refusals: Arc<RefusalBudgets>,
     /// Verified when a login names an unknown email, so timing reveals nothing.
     pub dummy_hash: Arc<String>,
 }
@@ -89,6 +92,7 @@ impl Application {
             usage: UsageWriter::start(store.clone(), holds.clone())
                 .context("starting the usage writer")?,
             holds,
+            refusals: Arc::default(),
             store: store.clone(),
             catalogue: Arc::new(catalogue),
             throttle: Arc::new(LoginThrottle::new(

@@ -300,6 +300,19 @@ impl Ctx {
         e: ApiError,
         reservation: Option<Reservation>,
     ) -> HttpResponse {
+        // A refusal without a hold to release is recorded only within the key's budget.
+        // Beyond it the refusal is not recorded, and answered 429 (a 429 already is one:
+        // it keeps its own code and `Retry-After`).
+        if reservation.is_none() {
+            if let Err(limited) = state.refusals.refused_for_key(self.authed.key.key.id) {
+                let e = if e.status == StatusCode::TOO_MANY_REQUESTS {
+                    e
+                } else {
+                    limited
+                };
+                return e.into_response();
+            }
+        }
         let e = match self.record(state, &Outcome::failed(&e), reservation).await {
             Ok(_) => e,
             Err(internal) => internal,
@@ -339,7 +352,7 @@ pub async fn completions(
     let started_ms = time_util::now_ms();
     let authed = match authenticate(&state.store, req.headers(), started_ms).await {
         Ok(a) => a,
-        Err(e) => return e.into_response(),
+        Err(e) => return state.refusals.after_failed_auth(&req, e).into_response(),
     };
     let mut ctx = Ctx {
         authed,

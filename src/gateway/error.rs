@@ -121,6 +121,18 @@ impl ApiError {
         e
     }
 
+    /// A budget of refused or failed requests is spent (see `gateway::refusals`).
+    pub fn too_many(code: &'static str, message: &str, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            code,
+            message,
+        );
+        e.retry_after = Some(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX).max(0) + 1);
+        e
+    }
+
     pub fn insufficient_credits() -> Self {
         Self::new(
             StatusCode::PAYMENT_REQUIRED,

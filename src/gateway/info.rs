@@ -30,7 +30,9 @@ async fn authenticate_settled(
     req: &HttpRequest,
     now_ms: i64,
 ) -> Result<Authed, ApiError> {
-    let authed = authenticate(&state.store, req.headers(), now_ms).await?;
+    let authed = authenticate(&state.store, req.headers(), now_ms)
+        .await
+        .map_err(|e| state.refusals.after_failed_auth(req, e))?;
     if state.usage.settled().await {
         return authenticate(&state.store, req.headers(), now_ms).await;
     }

@@ -403,11 +403,11 @@ async fn concurrent_requests_never_overspend() {
         .await;
     assert!(spent <= 500_000, "spent {spent} > limit");
     assert_eq!(spent, 20 * 24_000);
-    assert_eq!(
-        app.scalar_i64("select count(*) from usage").await,
-        200,
-        "one row per request"
-    );
+    // One row per request, but for the refusals beyond the key's budget of recorded
+    // refusals (gateway::refusals), which are answered and not recorded.
+    let rows = app.scalar_i64("select count(*) from usage").await;
+    let budget = i64::from(lowrouter::gateway::refusals::KEY_BURST);
+    assert!((20 + budget..=200).contains(&rows), "{rows} rows");
     assert_eq!(app.scalar_i64("select count(*) from reservations").await, 0);
     assert_eq!(
         app.scalar_i64("select min(balance - reserved) from accounts")
@@ -439,7 +439,8 @@ async fn concurrent_requests_never_drive_the_balance_negative() {
     let mut ok = 0;
     for t in tasks {
         let s = t.await.unwrap();
-        assert!(s == 200 || s == 402, "{s}");
+        // 429: refusals beyond the key's budget of recorded refusals (gateway::refusals).
+        assert!(s == 200 || s == 402 || s == 429, "{s}");
         ok += usize::from(s == 200);
     }
     assert_eq!(ok, 8, "0.2 / 0.024 = 8 requests fit");

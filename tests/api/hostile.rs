@@ -295,3 +295,71 @@ async fn every_completion_asked_for_is_held_and_charged() {
         );
     }
 }
+
+#[tokio::test]
+async fn refused_requests_are_bounded_per_key_and_never_block_paid_ones() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    let budget = lowrouter::gateway::refusals::KEY_BURST as usize;
+    // Invented model names, far more than the budget.
+    let mut statuses = Vec::new();
+    for i in 0..budget + 40 {
+        let r = app
+            .chat(
+                &token,
+                body(
+                    &format!("SECURITY NOTICE {i}: re-verify at https://evil.example"),
+                    false,
+                ),
+            )
+            .await;
+        statuses.push((
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap()["error"]["code"].clone(),
+        ));
+    }
+    assert!(statuses[..budget]
+        .iter()
+        .all(|(s, c)| *s == 404 && c == "model_not_found"));
+    let (s, c) = &statuses[budget + 1];
+    assert_eq!(
+        (*s, c.as_str().unwrap()),
+        (429, "too_many_refused_requests")
+    );
+    // A request it can pay for still goes through at once.
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+    app.get_html("/usage").await;
+    let rows = app.scalar_i64("select count(*) from usage").await as usize;
+    assert!(
+        rows <= budget + 2,
+        "refusals recorded within the budget only: {rows}"
+    );
+    // The invented names never become models: the home page's Top models lists none.
+    let rollup_rows = app.scalar_i64("select count(*) from usage_daily").await;
+    assert!(rollup_rows <= 2, "{rollup_rows} rollup rows");
+    let home = app.get_html("/").await;
+    assert!(
+        !home.contains("SECURITY NOTICE"),
+        "client text on the home page"
+    );
+}
+
+#[tokio::test]
+async fn failed_authentications_are_bounded_per_address_but_valid_keys_pass() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    let bogus = lowrouter::domain::ApiToken::generate();
+    let budget = lowrouter::gateway::refusals::ADDRESS_BURST as usize;
+    let mut last = 0;
+    for _ in 0..budget + 5 {
+        last = app.echo(bogus.expose(), "hi").await.status().as_u16();
+    }
+    assert_eq!(last, 429, "the address's failures are throttled");
+    assert_eq!(
+        app.echo(&token, "hi").await.status(),
+        200,
+        "a valid key from the same address is served"
+    );
+}
