@@ -184,11 +184,11 @@ impl Catalogue {
         })
     }
 
-    /// Regions in which the model has at least one provider.
-    pub fn model_regions(&self, model: &Model) -> Vec<&str> {
+    /// Regions in which the model has at least one provider that is `usable`.
+    pub fn model_regions(&self, model: &Model, usable: impl Fn(&Provider) -> bool) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for r in &self.regions {
-            if self.routes_in(model, Some(r)).next().is_some() {
+            if self.routes_in(model, Some(r)).any(|(_, p, _)| usable(p)) {
                 out.push(r);
             }
         }
@@ -206,7 +206,7 @@ mod tests {
         assert!(c.model("lowrouter/echo").is_some());
         assert!(c.model("openai/gpt-4o").is_some());
         let echo = c.model("lowrouter/echo").unwrap();
-        assert_eq!(c.model_regions(echo).len(), c.regions.len());
+        assert_eq!(c.model_regions(echo, |_| true).len(), c.regions.len());
         let gpt = c.model("openai/gpt-4o").unwrap();
         assert_eq!(
             c.routes_in(gpt, Some("eu-west")).next().unwrap().1.id,

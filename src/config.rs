@@ -46,7 +46,12 @@ pub struct Settings {
     pub signup_grant: Credits,
     /// Replaces the built-in model catalogue.
     pub catalogue_path: Option<PathBuf>,
+    /// Upstream deadlines (see `gateway::upstream`): to connect, to the response's headers
+    /// (first byte), between two reads of its body (idle), and in all: the longest a request
+    /// and so its hold can live.
     pub upstream_connect_timeout: Duration,
+    pub upstream_first_byte_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
     pub upstream_timeout: Duration,
     /// Largest accepted request body (dashboard forms and gateway JSON).
     pub max_body_bytes: usize,
@@ -66,7 +71,9 @@ impl Default for Settings {
             signup_grant: Credits::from_micros(5_000_000),
             catalogue_path: None,
             upstream_connect_timeout: Duration::from_secs(5),
-            upstream_timeout: Duration::from_secs(300),
+            upstream_first_byte_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: Duration::from_secs(60),
+            upstream_timeout: Duration::from_secs(30 * 60),
             max_body_bytes: 1024 * 1024,
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
@@ -85,6 +92,8 @@ struct FileSettings {
     signup_grant: Option<Credits>,
     catalogue_path: Option<PathBuf>,
     upstream_connect_timeout_ms: Option<u64>,
+    upstream_first_byte_timeout_secs: Option<u64>,
+    upstream_idle_timeout_secs: Option<u64>,
     upstream_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     login_max_failures: Option<u32>,
@@ -155,6 +164,12 @@ impl Settings {
         }
         if let Some(v) = f.upstream_connect_timeout_ms {
             self.upstream_connect_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = f.upstream_first_byte_timeout_secs {
+            self.upstream_first_byte_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.upstream_idle_timeout_secs {
+            self.upstream_idle_timeout = Duration::from_secs(v);
         }
         if let Some(v) = f.upstream_timeout_secs {
             self.upstream_timeout = Duration::from_secs(v);

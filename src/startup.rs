@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::time_util;
 use crate::gateway::holds::HoldBook;
 use crate::gateway::refusals::RefusalBudgets;
-use crate::gateway::upstream::Upstreams;
+use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Backend, Store};
@@ -82,8 +82,12 @@ impl Application {
 
         let upstreams = Upstreams::new(
             &catalogue,
-            settings.upstream_connect_timeout,
-            settings.upstream_timeout,
+            Timeouts {
+                connect: settings.upstream_connect_timeout,
+                first_byte: settings.upstream_first_byte_timeout,
+                idle: settings.upstream_idle_timeout,
+                total: settings.upstream_timeout,
+            },
         )?;
         let dummy_hash =
             actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;

@@ -510,6 +510,7 @@ fn resolve_model<'a>(
         Some(r) if cat.routes_in(model, Some(r)).next().is_none() => {
             Err(ApiError::region_unavailable(requested, r))
         }
+        _ if !servable(model) => Err(ApiError::model_unavailable(&model.id)),
         _ => Ok(model),
     }
 }
@@ -524,6 +525,8 @@ async fn forward(
 ) -> HttpResponse {
     let created = ctx.started_ms / 1000;
     let mut last_failure = String::from("no provider is configured for this model");
+    // What the providers tried said, for the answer if none served.
+    let (mut attempted, mut rate_limited, mut retry_after, mut auth_refused) = (0, 0, 0, false);
     let routes: Vec<_> = state
         .catalogue
         .routes_in(model, ctx.authed.key.key.region.as_deref())
@@ -602,16 +605,32 @@ async fn forward(
                 Err(e) => last_failure = super::upstream::describe(&e),
             },
             Err(Failure::Retryable(why)) => last_failure = why,
+            Err(Failure::ProviderAuth(status)) => {
+                auth_refused = true;
+                last_failure = format!("provider refused the gateway's credentials ({status})");
+            }
+            Err(Failure::RateLimited(wait)) => {
+                rate_limited += 1;
+                retry_after = retry_after.max(wait.unwrap_or(1));
+                last_failure = "provider rate-limited the gateway".into();
+            }
             Err(Failure::Rejected { status, body }) => {
                 return upstream_rejected(state, ctx, status, body, reservation).await;
             }
         }
+        attempted += 1;
         tracing::warn!(provider = %provider.id, reason = %last_failure, "provider failed; trying the next");
     }
-    let e = ApiError::upstream(format!(
-        "Every provider for `{}` failed (last: {last_failure}). Nothing was charged.",
-        model.id
-    ));
+    let e = if attempted > 0 && rate_limited == attempted {
+        ApiError::upstream_rate_limited(&model.id, retry_after)
+    } else if auth_refused {
+        ApiError::upstream_auth(&model.id)
+    } else {
+        ApiError::upstream(format!(
+            "Every provider for `{}` failed (last: {last_failure}). Nothing was charged.",
+            model.id
+        ))
+    };
     ctx.fail(state, e, Some(reservation)).await
 }
 

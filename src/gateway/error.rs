@@ -151,6 +151,49 @@ impl ApiError {
         )
     }
 
+    /// Every provider tried rate-limited the gateway: the client should wait as long as the
+    /// most patient of them asked.
+    pub fn upstream_rate_limited(model: &str, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "upstream_rate_limited",
+            format!(
+                "Every provider for `{}` is rate-limiting requests. Retry after the time in Retry-After. Nothing was charged.",
+                clip(model)
+            ),
+        );
+        e.retry_after = Some(i64::try_from(retry_after_secs.max(1)).unwrap_or(i64::MAX));
+        e
+    }
+
+    /// A provider refused the gateway's own credentials: the operator's fault, never the
+    /// client's key (so not a 401), and nothing of the provider's answer is passed on.
+    pub fn upstream_auth(model: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_auth_error",
+            format!(
+                "The gateway could not authenticate with the provider of `{}`. This is a configuration problem on our side, not your API key. Nothing was charged.",
+                clip(model)
+            ),
+        )
+    }
+
+    /// The model is in the catalogue but no provider for it is configured on this gateway.
+    pub fn model_unavailable(model: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable_error",
+            "model_unavailable",
+            format!(
+                "`{}` is not available on this gateway: no provider for it is configured. GET /api/v1/models lists the models it can serve.",
+                clip(model)
+            ),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

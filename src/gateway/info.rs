@@ -52,8 +52,12 @@ pub async fn models(
         .iter()
         .filter(|m| key.allows_model(&m.id))
         .filter_map(|m| {
-            let regions: Vec<&str> =
-                cat.model_regions(m).into_iter().filter(|r| key.region.as_deref().is_none_or(|k| k == *r)).collect();
+            // Only regions where a configured provider serves the model.
+            let regions: Vec<&str> = cat
+                .model_regions(m, |p| state.upstreams.is_usable(p))
+                .into_iter()
+                .filter(|r| key.region.as_deref().is_none_or(|k| k == *r))
+                .collect();
             (!regions.is_empty()).then(|| {
                 json!({
                     "id": m.id, "object": "model", "created": 0, "owned_by": m.id.split('/').next().unwrap_or(""),

@@ -22,8 +22,7 @@ use crate::catalogue::{Catalogue, Provider, ProviderKind};
 pub struct Upstreams {
     /// Tells this instance's clients apart in [`CLIENTS`] (tests run several in a process).
     id: u64,
-    connect_timeout: Duration,
-    timeout: Duration,
+    timeouts: Timeouts,
     /// Provider id -> where its chat completions go; only providers with credentials.
     endpoints: HashMap<String, Endpoint>,
 }
@@ -42,10 +41,32 @@ thread_local! {
     static CLIENTS: RefCell<HashMap<u64, reqwest::Client>> = RefCell::new(HashMap::new());
 }
 
+/// How long a provider may take. None of them cuts a healthy stream that keeps sending:
+///
+/// - `connect`: to open the connection;
+/// - `first_byte`: from sending the request to the response's status and headers (the
+///   model's time to first token, for a stream);
+/// - `idle`: between two reads of the response body (a stalled stream);
+/// - `total`: the whole exchange. This bounds how long a request, and so its hold on the
+///   key's limits and the account's balance, can live; the reservation sweeper releases
+///   holds only once they are older than this (plus a margin).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
 /// Why a provider attempt did not produce a usable response.
 pub enum Failure {
     /// Nothing reached the client yet: the next provider may be tried.
     Retryable(String),
+    /// The provider refused the operator's credentials (401/403): a configuration fault of
+    /// the gateway, never the client's key. Logged loudly; the next provider is tried.
+    ProviderAuth(StatusCode),
+    /// The provider rate-limited us (429), asking to wait this many seconds if it said.
+    RateLimited(Option<u64>),
     /// The provider refused the request (4xx): passed back to the client as is.
     Rejected {
         status: StatusCode,
@@ -54,11 +75,7 @@ pub enum Failure {
 }
 
 impl Upstreams {
-    pub fn new(
-        catalogue: &Catalogue,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn new(catalogue: &Catalogue, timeouts: Timeouts) -> anyhow::Result<Self> {
         let mut endpoints = HashMap::new();
         for p in catalogue
             .providers
@@ -89,8 +106,7 @@ impl Upstreams {
         }
         let upstreams = Upstreams {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            connect_timeout,
-            timeout,
+            timeouts,
             endpoints,
         };
         upstreams.build_client()?; // Fail at start, not at the first request.
@@ -99,8 +115,9 @@ impl Upstreams {
 
     fn build_client(&self) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.timeout)
+            .connect_timeout(self.timeouts.connect)
+            .read_timeout(self.timeouts.idle)
+            .timeout(self.timeouts.total)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -140,22 +157,31 @@ impl Upstreams {
         if let Some(auth) = &endpoint.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Failure::Retryable(describe(&e)))?;
+        let first_byte = self.timeouts.first_byte.min(self.timeouts.total);
+        let resp = match tokio::time::timeout(first_byte, req.send()).await {
+            Err(_) => return Err(Failure::Retryable("timed out before responding".into())),
+            Ok(r) => r.map_err(|e| Failure::Retryable(describe(&e)))?,
+        };
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         if status.is_success() {
             Ok(resp)
-        } else if status.is_client_error()
-            && status != StatusCode::REQUEST_TIMEOUT
-            && status != StatusCode::TOO_MANY_REQUESTS
-        {
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            tracing::error!(provider = %p.id, status = status.as_u16(),
+                "the provider refused this gateway's credentials: check its API key variable");
+            Err(Failure::ProviderAuth(status))
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            Err(Failure::RateLimited(wait))
+        } else if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
             let body = resp.bytes().await.unwrap_or_default();
             Err(Failure::Rejected { status, body })
         } else {
-            // 5xx, 408 and 429: this provider cannot serve it now; another may.
+            // 5xx and 408: this provider cannot serve it now; another may.
             Err(Failure::Retryable(format!(
                 "provider answered {}",
                 status.as_u16()

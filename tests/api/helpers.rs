@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::StreamExt;
 use lowrouter::config::Settings;
 use lowrouter::startup::Application;
 use reqwest::redirect::Policy;
@@ -309,6 +310,29 @@ async fn fake_chat(
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             HttpResponse::Ok().json(json!({}))
+        }
+        "unauthorized" | "forbidden" => {
+            let status = if model == "forbidden" { 403 } else { 401 };
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(json!({"error": {
+                "message": "Incorrect API key provided: sk-upstr***********test.", "type": "invalid_request_error", "code": "invalid_api_key"}}))
+        }
+        m if m.starts_with("ratelimited-") => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", m.trim_start_matches("ratelimited-")))
+            .json(json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})),
+        "drip" | "stall" => {
+            // `drip`: six chunks 400 ms apart; `stall`: one chunk, then silence for 5 s.
+            let gaps: Vec<u64> = if model == "drip" { vec![400; 6] } else { vec![0, 5000] };
+            let event = web::Bytes::from(format!("data: {}\n\n", json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": "tick "}, "finish_reason": null}]})));
+            let events = futures_util::stream::unfold(gaps.into_iter(), move |mut gaps| {
+                let event = event.clone();
+                async move {
+                    let gap = gaps.next()?;
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
+                    Some((Ok::<_, actix_web::Error>(event), gaps))
+                }
+            })
+            .chain(futures_util::stream::iter([Ok(web::Bytes::from("data: [DONE]\n\n"))]));
+            HttpResponse::Ok().content_type("text/event-stream").streaming(events)
         }
         _ if body["stream"] == json!(true) => {
             let include = body["stream_options"]["include_usage"] == json!(true);

@@ -10,6 +10,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod keys;
+mod providers;
 mod sdk;
 mod security;
 mod usage;

@@ -1,0 +1,106 @@
+//! What the client sees when providers misbehave: their credentials refused, rate limits,
+//! streams that are slow but healthy or stalled, models no provider is configured for.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn ask(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn provider_credential_failures_are_the_gateways_not_the_clients() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+
+    // The first provider refuses our credentials; the next one serves.
+    let r = app.chat(&token, ask("test/auth-then-ok", false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-lowrouter-provider"], "fake-us");
+
+    // Only a provider that refuses them: 502, never a 401 blaming the client's key, and
+    // nothing of the provider's answer (which names the operator's masked key).
+    let r = app.chat(&token, ask("test/auth", false)).await;
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("www-authenticate").is_none());
+    let text = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "upstream_auth_error");
+    assert!(
+        !text.contains("sk-upstr") && !text.contains("Incorrect API key"),
+        "{text}"
+    );
+    // The key still works, and nothing was charged for the failure.
+    let key = app.api_json(&token, "/api/v1/key").await;
+    assert_eq!(key["data"]["name"], "k");
+}
+
+#[tokio::test]
+async fn every_provider_rate_limited_is_a_429_with_the_longest_retry_after() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    let r = app.chat(&token, ask("test/ratelimited", false)).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_rate_limited");
+}
+
+#[tokio::test]
+async fn a_slow_healthy_stream_is_not_cut_but_a_stalled_one_is() {
+    // In all 2 s: a drip of 2.4 s would have been cut by a total deadline of 2 s; now the
+    // total is generous and the idle deadline (between chunks) is what bounds a stream.
+    let app = spawn_app_with(|s| {
+        s.upstream_timeout = Duration::from_secs(30);
+        s.upstream_idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+
+    let r = app.chat(&token, ask("test/drip", true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("tick").count(), 6, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    let started = std::time::Instant::now();
+    let r = app.chat(&token, ask("test/stall", true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut by the idle deadline"
+    );
+    assert_eq!(text.matches("tick").count(), 1, "{text}");
+    assert!(
+        !text.ends_with("data: [DONE]\n\n"),
+        "a cut stream does not claim to be done"
+    );
+    assert!(text.contains("upstream_error"), "{text}");
+}
+
+#[tokio::test]
+async fn models_without_a_configured_provider_are_not_listed_and_answer_503() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    let models = app.api_json(&token, "/api/v1/models").await;
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"test/ok"));
+    assert!(!ids.contains(&"test/unconfigured"), "{ids:?}");
+    let r = app.chat(&token, ask("test/unconfigured", false)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_unavailable");
+}
