@@ -55,6 +55,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Largest accepted request body (dashboard forms and gateway JSON).
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (see `transport`).
+    pub body_read_timeout: Duration,
     /// Failed logins allowed per email and per IP within `login_window` before throttling.
     pub login_max_failures: u32,
     pub login_window: Duration,
@@ -75,6 +77,7 @@ impl Default for Settings {
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30 * 60),
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
         }
@@ -96,6 +99,7 @@ struct FileSettings {
     upstream_idle_timeout_secs: Option<u64>,
     upstream_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
+    body_read_timeout_secs: Option<u64>,
     login_max_failures: Option<u32>,
     login_window_minutes: Option<u64>,
 }
@@ -176,6 +180,9 @@ impl Settings {
         }
         if let Some(v) = f.max_body_bytes {
             self.max_body_bytes = v;
+        }
+        if let Some(v) = f.body_read_timeout_secs {
+            self.body_read_timeout = Duration::from_secs(v);
         }
         if let Some(v) = f.login_max_failures {
             self.login_max_failures = v;

@@ -9,4 +9,5 @@ pub mod gateway;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 pub mod web;

@@ -117,7 +117,9 @@ impl Application {
             actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
         let secure = settings.cookie_secure;
         let max_body = settings.max_body_bytes;
+        let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
         let server = HttpServer::new(move || {
+            let bodies = bodies.clone();
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
                 .cookie_name("lowrouter_session".into())
                 .cookie_secure(secure)
@@ -130,6 +132,9 @@ impl Application {
                 )
                 .build();
             App::new()
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    crate::transport::guard_bodies(bodies.clone(), req, next)
+                }))
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(crate::gateway::routes)

@@ -173,8 +173,11 @@ fn refuse_unpriced_fields(body: &serde_json::Map<String, Value>) -> Result<(), A
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::invalid_request("The request body could not be read."))?;
+        let chunk = chunk.map_err(|_| {
+            ApiError::invalid_request(
+                "The request body could not be read: it was cut off or arrived too slowly.",
+            )
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }

@@ -363,3 +363,49 @@ async fn failed_authentications_are_bounded_per_address_but_valid_keys_pass() {
         "a valid key from the same address is served"
     );
 }
+
+/// Opens a connection that sends a form POST's headers and a few bytes of a 1000-byte body,
+/// then nothing.
+async fn stalled_post(app: &TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nemail=a";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Reads until the server answers and closes, or `limit` passes; what it sent.
+async fn read_answer(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[tokio::test]
+async fn slow_bodies_get_a_deadline_and_uncredentialed_ones_are_bounded() {
+    use std::time::Duration;
+    let app = spawn_app_with(|s| s.body_read_timeout = Duration::from_secs(1)).await;
+    let bound = lowrouter::transport::PER_ADDRESS;
+    let mut stalled = Vec::new();
+    for _ in 0..bound {
+        stalled.push(stalled_post(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One more from the same address is turned away at once, before its body is read.
+    let mut extra = stalled_post(&app).await;
+    let answer = read_answer(&mut extra, Duration::from_millis(900)).await;
+    let answer = answer.expect("answered before the others' deadline");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // The stalled ones are answered and closed after the deadline, not held open.
+    for mut s in stalled {
+        let answer = read_answer(&mut s, Duration::from_secs(8)).await;
+        let answer = answer.expect("closed after the body deadline");
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    }
+    // Their slots are back: an ordinary sign-up goes through.
+    assert_eq!(app.signup("after@example.com").await.status(), 303);
+}
