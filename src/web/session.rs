@@ -66,8 +66,13 @@ impl TypedSession {
         self.0.remove_as::<String>(FLASH).and_then(Result::ok)
     }
 
-    /// Records a New key form as used. Returns false if it was used before.
+    /// Records a New key form as used. Returns false if it was used before, or is not a
+    /// form id this server could have issued ([`random_token`]): nothing a client invents is
+    /// stored in its session.
     pub fn consume_form(&self, form_id: &str) -> SessionResult<bool> {
+        if form_id.len() != 32 || !form_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(false);
+        }
         let mut used: Vec<String> = self
             .0
             .get(USED_FORMS)

@@ -409,3 +409,31 @@ async fn slow_bodies_get_a_deadline_and_uncredentialed_ones_are_bounded() {
     // Their slots are back: an ordinary sign-up goes through.
     assert_eq!(app.signup("after@example.com").await.status(), 303);
 }
+
+#[tokio::test]
+async fn a_forged_form_id_creates_nothing_and_is_not_stored() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let page = app.get_html("/keys/new").await;
+    let csrf = csrf_of(&page);
+    let huge = "x".repeat(500_000);
+    for forged in ["a\u{0}b", huge.as_str(), ""] {
+        let r = app
+            .client
+            .post(app.url("/keys"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("form_id", forged),
+                ("name", "forged"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection(), "{}", r.status());
+    }
+    assert_eq!(app.scalar_i64("select count(*) from api_keys").await, 0);
+    let longest = app
+        .scalar_i64("select cast(coalesce(max(length(state)), 0) as bigint) from sessions")
+        .await;
+    assert!(longest < 10_000, "the session stayed small: {longest}");
+}
