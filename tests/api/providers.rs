@@ -104,3 +104,25 @@ async fn models_without_a_configured_provider_are_not_listed_and_answer_503() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "model_unavailable");
 }
+
+#[tokio::test]
+async fn a_forwarded_stream_without_the_usage_chunk_keeps_clean_framing() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    // The gateway asks the provider for usage; the client did not, so that chunk is removed
+    // with the blank line that ended it.
+    let r = app.chat(&token, ask("test/ok", true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("\"usage\""), "{text}");
+    assert!(!text.contains("\n\n\n"), "no stray blank line: {text:?}");
+    assert!(text.ends_with("}\n\ndata: [DONE]\n\n"), "{text:?}");
+    // Every event is one `data:` line and a blank line.
+    for event in text.trim_end().split("\n\n") {
+        assert!(
+            event.starts_with("data: ") && !event.contains('\n'),
+            "{event:?}"
+        );
+    }
+}

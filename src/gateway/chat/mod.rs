@@ -1,0 +1,105 @@
+//! `POST /api/v1/chat/completions`: authenticate, parse (`request`), resolve the model
+//! within the key's scope and reserve the worst-case cost (`resolve`), forward with fallback
+//! across providers (`forward`, `stream`), settle and record usage, awaiting its durability
+//! before the final bytes (`outcome`, `usage_writer`), answer.
+
+mod forward;
+mod outcome;
+mod request;
+mod resolve;
+mod stream;
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub use request::{new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, REREAD_AFTER};
+
+use super::auth::authenticate;
+use crate::domain::text::client_label;
+use crate::domain::time_util;
+use crate::startup::AppState;
+use forward::forward;
+use outcome::Ctx;
+use request::read_body;
+use resolve::{reserve_error, resolve_model, worst_case};
+
+pub async fn completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let started_ms = time_util::now_ms();
+    let authed = match authenticate(&state.store, req.headers(), started_ms).await {
+        Ok(a) => a,
+        Err(e) => return state.refusals.after_failed_auth(&req, e).into_response(),
+    };
+    let mut ctx = Ctx {
+        authed,
+        generation_id: new_generation_id(),
+        started_ms,
+        started,
+        requested_model: String::new(),
+        resolved_model: None,
+        provider: None,
+        region: None,
+        streamed: false,
+    };
+    let raw = match read_body(payload, state.settings.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    let chat = match parse_chat(&raw) {
+        Ok(c) => c,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    if started.elapsed() > REREAD_AFTER {
+        // A slow upload: the key (and what was settled) may have changed since the read.
+        match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
+            Ok(a) => ctx.authed = a,
+            Err(e) => return e.into_response(),
+        }
+    }
+    ctx.requested_model = client_label(&chat.model);
+    ctx.streamed = chat.stream;
+    let model = match resolve_model(&state, &ctx.authed, &chat.model) {
+        Ok(m) => m,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    ctx.resolved_model = Some(model.id.clone());
+
+    let (echo_plan, hold) = worst_case(&state, model, &chat);
+    let reserved = match &state.holds {
+        Some(book) => book.reserve(&ctx.authed.key, hold, started_ms),
+        _ => {
+            state
+                .store
+                .reserve(&ctx.authed.key.key, hold, started_ms)
+                .await
+        }
+    };
+    let reservation = match reserved {
+        Ok(r) => r,
+        Err(e) => {
+            let e = reserve_error(e, &ctx.authed, hold, started_ms);
+            return ctx.fail(&state, e, None).await;
+        }
+    };
+    forward(&state, ctx, model, chat, echo_plan, reservation).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_generation_id;
+
+    #[test]
+    fn generation_ids_sort_by_creation_time() {
+        let first = new_generation_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_generation_id();
+        assert!(first < second, "{first} then {second}");
+        assert_eq!(first.len(), "gen-".len() + 13 + 1 + 16);
+        assert_ne!(first[18..], second[18..]);
+    }
+}

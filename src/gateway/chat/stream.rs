@@ -1,0 +1,210 @@
+//! Streams: the provider's SSE passes through line by line as it arrives; usage is read
+//! from its final chunk, and the closing `data: [DONE]` is held back until the usage row
+//! is durable.
+
+use actix_web::HttpResponse;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::forward::{ReplyMessage, ReplyUsage};
+use super::outcome::{prompt_bound, Ctx, Outcome};
+use super::request::ChatRequest;
+use crate::catalogue::Model;
+use crate::domain::Credits;
+use crate::gateway::error::ApiError;
+use crate::startup::AppState;
+use crate::store::ledger::Reservation;
+use crate::store::usage::UsageStatus;
+
+/// A stream to pass through: everything its recording needs once it ends.
+pub(super) struct StreamJob {
+    state: AppState,
+    ctx: Ctx,
+    model: Model,
+    reservation: Reservation,
+    /// For the prompt bound, when the provider reports no usage.
+    body_len: usize,
+    /// The client asked for the usage chunk (`stream_options.include_usage`); the gateway
+    /// always asks the provider for it, and removes it when the client did not.
+    client_wants_usage: bool,
+}
+
+/// What the pump saw of the stream.
+#[derive(Default)]
+struct Seen {
+    usage: Option<(u64, u64)>,
+    content_bytes: u64,
+    failure: Option<String>,
+    client_gone: bool,
+}
+
+impl StreamJob {
+    pub fn new(
+        state: &AppState,
+        ctx: Ctx,
+        model: &Model,
+        reservation: Reservation,
+        chat: &ChatRequest,
+        client_wants_usage: bool,
+    ) -> Self {
+        StreamJob {
+            state: state.clone(),
+            ctx,
+            model: model.clone(),
+            reservation,
+            body_len: chat.body_len,
+            client_wants_usage,
+        }
+    }
+
+    /// Answers 200 with the stream, pumped by a task of its own.
+    pub fn respond(self, upstream: BoxStream<'static, Result<Bytes, String>>) -> HttpResponse {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, actix_web::Error>>(32);
+        let mut r = HttpResponse::Ok();
+        self.ctx.headers(&self.state, &mut r, Credits::ZERO);
+        actix_web::rt::spawn(self.pump(upstream, tx));
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        r.content_type("text/event-stream")
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+            .streaming(body)
+    }
+
+    async fn pump(
+        self,
+        mut upstream: BoxStream<'static, Result<Bytes, String>>,
+        tx: mpsc::Sender<Result<Bytes, actix_web::Error>>,
+    ) {
+        let mut pending = BytesMut::new();
+        let mut held = BytesMut::new();
+        let mut seen = Seen::default();
+        // The blank line that ends an event removed from the stream goes with it.
+        let mut drop_blank = false;
+        loop {
+            let chunk = match upstream.next().await {
+                None => break,
+                Some(Err(e)) => {
+                    seen.failure = Some(e);
+                    break;
+                }
+                Some(Ok(c)) => c,
+            };
+            pending.extend_from_slice(&chunk);
+            let mut out = BytesMut::new();
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line = pending.split_to(nl + 1);
+                if !held.is_empty() {
+                    held.extend_from_slice(&line);
+                    continue;
+                }
+                if std::mem::take(&mut drop_blank) && matches!(&line[..], b"\n" | b"\r\n") {
+                    continue;
+                }
+                match scan_line(&line) {
+                    Line::Done => held.extend_from_slice(&line),
+                    Line::Data(chunk) => {
+                        seen.content_bytes += chunk.content_bytes();
+                        let usage_only = chunk.choices.as_ref().is_some_and(Vec::is_empty);
+                        if let Some(u) = chunk.usage {
+                            seen.usage = Some((u.prompt_tokens, u.completion_tokens));
+                        }
+                        if usage_only && !self.client_wants_usage {
+                            drop_blank = true;
+                        } else {
+                            out.extend_from_slice(&line);
+                        }
+                    }
+                    Line::Other => out.extend_from_slice(&line),
+                }
+            }
+            if !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
+                seen.client_gone = true;
+                break;
+            }
+        }
+        if !pending.is_empty() && held.is_empty() && seen.failure.is_none() && !seen.client_gone {
+            let _ = tx.send(Ok(pending.split().freeze())).await;
+        }
+        let client_gone = seen.client_gone;
+        let (outcome, failure) = self.outcome(seen);
+        let recorded = self
+            .ctx
+            .record(&self.state, &outcome, Some(self.reservation))
+            .await;
+        if client_gone {
+            return;
+        }
+        let tail = match (recorded, failure) {
+            (Ok(_), None) => held.freeze(),
+            (Err(e), _) => Bytes::from(format!("data: {}\n\n", e.body())),
+            (Ok(_), Some(why)) => {
+                let e = ApiError::upstream(format!("The provider stream failed: {why}."));
+                Bytes::from(format!("data: {}\n\n", e.body()))
+            }
+        };
+        if !tail.is_empty() {
+            let _ = tx.send(Ok(tail)).await;
+        }
+    }
+
+    /// The stream's outcome: the provider's usage, or the prompt bound and the visible
+    /// output; whatever was delivered is charged, a cut stream too.
+    fn outcome(&self, seen: Seen) -> (Outcome, Option<String>) {
+        let (prompt, completion) = seen
+            .usage
+            .unwrap_or((prompt_bound(self.body_len), seen.content_bytes.div_ceil(4)));
+        let mut o = Outcome::served(&self.model, prompt, completion);
+        if seen.failure.is_some() {
+            o.status = UsageStatus::UpstreamError;
+            o.error_code = Some("upstream_error");
+        } else if seen.client_gone {
+            o.error_code = Some("client_disconnected");
+        }
+        (o, seen.failure)
+    }
+}
+
+enum Line {
+    Done,
+    Data(ChunkSummary),
+    Other,
+}
+
+fn scan_line(line: &[u8]) -> Line {
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
+    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+    let Some(data) = trimmed.strip_prefix(b"data:") else {
+        return Line::Other;
+    };
+    let data = data.strip_prefix(b" ").unwrap_or(data);
+    if data == b"[DONE]" {
+        return Line::Done;
+    }
+    serde_json::from_slice(data).map_or(Line::Other, Line::Data)
+}
+
+/// What the gateway reads of a stream chunk (the rest is skipped, not built).
+#[derive(serde::Deserialize)]
+struct ChunkSummary {
+    choices: Option<Vec<ChunkChoice>>,
+    usage: Option<ReplyUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkChoice {
+    delta: Option<ReplyMessage>,
+}
+
+impl ChunkSummary {
+    fn content_bytes(&self) -> u64 {
+        self.choices
+            .iter()
+            .flatten()
+            .filter_map(|c| c.delta.as_ref()?.content.as_ref())
+            .map(|s| s.len() as u64)
+            .sum()
+    }
+}
