@@ -156,14 +156,17 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await?;
-            return Ok(Store {
+            let store = Store {
                 pools: Pools::Sqlite { read, write },
                 instance: 0,
                 _liveness: None,
                 sqlite: Some(std::sync::Arc::new(sqlite_direct::SqliteFile::new(path))),
-            });
+            };
+            store.backfill_name_skeletons().await?;
+            return Ok(store);
         };
         store.migrate().await?;
+        store.backfill_name_skeletons().await?;
         Ok(store)
     }
 
