@@ -129,6 +129,9 @@ impl Application {
                     web::scope("")
                         .wrap(sessions)
                         .wrap(crate::web::headers::security_headers())
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::web::headers::head_as_get,
+                        ))
                         .configure(crate::web::routes)
                         .default_service(web::to(|| async {
                             Err::<actix_web::HttpResponse, _>(crate::web::error::WebError::NotFound)
