@@ -190,3 +190,42 @@ async fn head_on_dashboard_pages_answers_like_get_without_a_body() {
         .contains("content-type: text/html"));
     assert_eq!(body, "", "no body after a HEAD");
 }
+
+/// The SQLite file, its WAL and shared memory, the usage journal and the lock file hold
+/// account data: readable by the service's user only, whatever the umask.
+#[tokio::test]
+async fn sqlite_files_are_created_owner_only() {
+    if is_postgres() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lowrouter.db");
+    let url = format!("sqlite://{}", db.display());
+    let app = spawn_app_with(|s| s.database_url = url).await;
+    app.signed_up().await;
+    let token = app.create_key("files", &[]).await;
+    assert_eq!(app.echo(&token, "hello").await.status(), 200);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("lowrouter.db") {
+            continue;
+        }
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        seen.push(name);
+    }
+    seen.sort();
+    for expected in [
+        "lowrouter.db",
+        "lowrouter.db-shm",
+        "lowrouter.db-wal",
+        "lowrouter.db.lock",
+        "lowrouter.db.usage-journal-0",
+        "lowrouter.db.usage-journal-1",
+    ] {
+        assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
+    }
+}
