@@ -142,6 +142,9 @@ impl Application {
                     web::scope("")
                         .wrap(sessions)
                         .wrap(crate::web::headers::security_headers())
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::web::headers::head_as_get,
+                        ))
                         .configure(crate::web::routes)
                         .default_service(web::to(|| async {
                             Err::<actix_web::HttpResponse, _>(crate::web::error::WebError::NotFound)
@@ -184,7 +187,8 @@ fn lock_sqlite(url: &str) -> anyhow::Result<File> {
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     let lock_path = format!("{path}.lock");
-    let file = File::create(&lock_path).with_context(|| format!("creating {lock_path}"))?;
+    let file = crate::store::create_private(std::path::Path::new(&lock_path))
+        .with_context(|| format!("creating {lock_path}"))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(_) => anyhow::bail!(

@@ -4,10 +4,9 @@
 use time::Date;
 
 use super::credits::Credits;
+pub use super::key_name::{name_skeleton, parse_name, NAME_MAX_CHARS};
 use super::time_util;
 use crate::catalogue::Catalogue;
-
-pub const NAME_MAX_CHARS: usize = 64;
 
 /// What the user typed, unchanged, so a form with errors comes back exactly as it was.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +22,7 @@ pub struct KeyFormInput {
 /// A key's name and scoping, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySpec {
+    /// NFC, without invisible characters (see `key_name`).
     pub name: String,
     /// Empty: every model.
     pub models: Vec<String>,
@@ -47,20 +47,6 @@ impl FieldErrors {
     pub fn is_empty(&self) -> bool {
         *self == FieldErrors::default()
     }
-}
-
-pub fn parse_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err("Give the key a name, such as prod-server or local-dev.".into());
-    }
-    if name.chars().count() > NAME_MAX_CHARS {
-        return Err(format!("Use at most {NAME_MAX_CHARS} characters."));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("Use letters, digits, spaces and punctuation only.".into());
-    }
-    Ok(name.to_owned())
 }
 
 fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
@@ -164,6 +150,11 @@ impl KeyFormInput {
 }
 
 impl KeySpec {
+    /// The name's confusable skeleton, which the store keeps unique among live keys.
+    pub fn name_skeleton(&self) -> String {
+        name_skeleton(&self.name)
+    }
+
     /// The instant the key stops working: the start of the UTC day after `expires_on`.
     pub fn expires_at_ms(&self) -> Option<i64> {
         self.expires_on

@@ -4,6 +4,7 @@
 pub mod credits;
 pub mod email;
 pub mod key_form;
+pub mod key_name;
 pub mod password;
 pub mod text;
 pub mod time_util;

@@ -4,7 +4,7 @@ use sqlx::FromRow;
 use time::Date;
 
 use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
-use crate::domain::key_form::KeySpec;
+use crate::domain::key_form::{name_skeleton, KeySpec};
 use crate::domain::token::{masked, TokenHash};
 use crate::domain::{time_util, ApiToken, Credits};
 
@@ -187,7 +187,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
 
 impl Store {
     /// Stores a new key: only the token's hash, prefix and last four characters.
-    /// `Conflict` when the account already has a live key of that name.
+    /// `Conflict` when the account already has a live key of that name, or of a name that
+    /// looks the same (same confusable skeleton, see `domain::key_name`).
     pub async fn create_key(
         &self,
         account_id: i64,
@@ -198,8 +199,8 @@ impl Store {
         on_write!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, models, region, \
-                 daily_limit, monthly_limit, expires_at, created_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id",
+                 daily_limit, monthly_limit, expires_at, created_at, name_skeleton) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning id",
             )
             .bind(account_id)
             .bind(&spec.name)
@@ -212,6 +213,7 @@ impl Store {
             .bind(spec.monthly_limit.map(Credits::micros))
             .bind(spec.expires_at_ms())
             .bind(now)
+            .bind(spec.name_skeleton())
             .fetch_one(pool)
             .await
             .map_err(conflict_on_unique)
@@ -240,12 +242,13 @@ impl Store {
         })
     }
 
-    /// Replaces name and scoping of a live key. Spend counters stay.
+    /// Replaces name and scoping of a live key. Spend counters stay. `Conflict` as for
+    /// [`Store::create_key`].
     pub async fn update_key(&self, account_id: i64, key_id: i64, spec: &KeySpec) -> Result<()> {
         let done = on_write!(self, pool => {
             sqlx::query(
                 "update api_keys set name = $1, models = $2, region = $3, daily_limit = $4, monthly_limit = $5, \
-                 expires_at = $6 where id = $7 and account_id = $8 and status <> 'revoked'",
+                 expires_at = $6, name_skeleton = $9 where id = $7 and account_id = $8 and status <> 'revoked'",
             )
             .bind(&spec.name)
             .bind(spec.models.join(","))
@@ -255,6 +258,7 @@ impl Store {
             .bind(spec.expires_at_ms())
             .bind(key_id)
             .bind(account_id)
+            .bind(spec.name_skeleton())
             .execute(pool)
             .await
             .map_err(conflict_on_unique)?
@@ -297,6 +301,41 @@ impl Store {
             .rows_affected()
         });
         one_row(done)
+    }
+
+    /// Fills `name_skeleton` where it is missing: rows from before migration 0007, or written
+    /// by a previous version during a rolling upgrade. A live key that looks like an older
+    /// live key of its account keeps its name and gets a marked skeleton (see the migration).
+    /// Idempotent, and safe to run from several processes at once.
+    pub(crate) async fn backfill_name_skeletons(&self) -> Result<()> {
+        let rows: Vec<(i64, String)> = on_write!(self, pool => {
+            sqlx::query_as("select id, name from api_keys where name_skeleton is null order by id")
+                .fetch_all(pool)
+                .await?
+        });
+        for (id, name) in rows {
+            let skeleton = name_skeleton(&name);
+            let marked = format!("{skeleton}\u{1}{id}");
+            for value in [skeleton, marked] {
+                let set = on_write!(self, pool => {
+                    sqlx::query("update api_keys set name_skeleton = $1 where id = $2 and name_skeleton is null")
+                        .bind(&value)
+                        .bind(id)
+                        .execute(pool)
+                        .await
+                        .map(|_| ())
+                        .map_err(conflict_on_unique)
+                });
+                match set {
+                    Err(StoreError::Conflict) => continue,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The gateway's one read per request: the key by token hash, with its account's balance.

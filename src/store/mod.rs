@@ -90,6 +90,20 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Opens `path` for writing, creating it with mode 0600 (whatever the umask) if missing, and
+/// never truncating: for the SQLite file, its lock file and the usage journal, which hold
+/// account data and must be readable by the service's user only. Existing files keep their
+/// mode (an operator may have chosen another one).
+pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -174,6 +188,11 @@ impl Store {
                 // memory budget (the OS page cache holds the rest of the file).
                 .pragma("cache_size", "-4000");
             let path = opts.get_filename().to_owned();
+            // Created 0600 before SQLite opens it (SQLite would make it 0644 less the umask);
+            // SQLite gives the -wal and -shm files the database file's mode.
+            if path.as_os_str() != ":memory:" && !path.exists() {
+                create_private(&path).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+            }
             // No ping before each use (a round trip to the connection's thread). No automatic
             // checkpoint inside commits: `Store::start_checkpointer` runs beside the writer instead.
             let write = SqlitePoolOptions::new()
@@ -192,14 +211,17 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await?;
-            return Ok(Store {
+            let store = Store {
                 pools: Pools::Sqlite { read, write },
                 instance: 0,
                 _liveness: None,
                 sqlite: Some(std::sync::Arc::new(sqlite_direct::SqliteFile::new(path))),
-            });
+            };
+            store.backfill_name_skeletons().await?;
+            return Ok(store);
         };
         store.migrate().await?;
+        store.backfill_name_skeletons().await?;
         Ok(store)
     }
 

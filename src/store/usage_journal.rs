@@ -23,6 +23,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::usage::UsageEntry;
@@ -81,6 +82,7 @@ impl Journal {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o600)
                 .open(&path)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;

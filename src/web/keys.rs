@@ -178,8 +178,9 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-const NAME_TAKEN: &str =
-    "You already have a key with this name. Choose another, or delete the old key first.";
+/// The same name, or one that looks the same (same confusable skeleton: `domain::key_name`).
+const NAME_TAKEN: &str = "You already have a key with this name, or with a name that looks the \
+    same. Choose another, or delete the old key first.";
 
 pub async fn new_form(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let page = form_page(

@@ -376,3 +376,173 @@ async fn accounts_never_see_each_others_keys() {
         "nothing changed"
     );
 }
+
+/// The form error beside the name field, for a refused create.
+async fn name_error(app: &TestApp, name: &str) -> String {
+    let r = app.create_key_response(&key_fields(name, &[])).await;
+    assert_eq!(r.status(), 422, "{name:?} refused");
+    let html = r.text().await.unwrap();
+    assert!(token_of(&html).is_none());
+    html
+}
+
+const LOOKS_THE_SAME: &str = "with a name that looks the same";
+
+#[tokio::test]
+async fn names_that_look_the_same_are_one_name() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    app.create_key("prod", &[]).await;
+    // Cyrillic er, Cyrillic o, fullwidth p, mathematical bold p, doubled inner space later.
+    for alike in ["\u{440}rod", "pr\u{43e}d", "\u{ff50}rod", "\u{1d429}rod"] {
+        assert!(
+            name_error(&app, alike).await.contains(LOOKS_THE_SAME),
+            "{alike:?}"
+        );
+    }
+    // NFD typed, NFC stored: one name either way.
+    app.create_key("cafe\u{301}", &[]).await;
+    assert!(app.get_html("/keys").await.contains(">caf\u{e9}</a>"));
+    assert!(name_error(&app, "caf\u{e9}").await.contains(LOOKS_THE_SAME));
+    // Inner runs of spaces are one space (as HTML shows them).
+    app.create_key("blue  green", &[]).await;
+    assert!(app.get_html("/keys").await.contains(">blue green</a>"));
+    assert!(name_error(&app, "blue green")
+        .await
+        .contains(LOOKS_THE_SAME));
+    // Case is kept: "Prod" looks different.
+    app.create_key("Prod", &[]).await;
+    assert_eq!(app.get_html("/keys").await.matches(">prod</a>").count(), 1);
+}
+
+#[tokio::test]
+async fn invisible_and_direction_changing_characters_are_refused_by_name() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    for (name, named) in [
+        ("\u{202e}gnp.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("prod\u{200b}", "U+200B ZERO WIDTH SPACE"),
+        ("a\u{2067}b", "U+2067 RIGHT-TO-LEFT ISOLATE"),
+        ("\u{feff}bom", "U+FEFF ZERO WIDTH NO-BREAK SPACE (BOM)"),
+        ("nul\u{0}byte", "U+0000 NULL"),
+        ("\u{3164}", "U+3164 HANGUL FILLER"),
+        ("\u{2800}", "U+2800 BRAILLE PATTERN BLANK"),
+        ("x\u{ffa0}", "U+FFA0 HALFWIDTH HANGUL FILLER"),
+        ("a\u{a0}b", "U+00A0 NO-BREAK SPACE"),
+    ] {
+        let html = name_error(&app, name).await;
+        assert!(
+            html.contains(&format!("{named} cannot be used in a key name")),
+            "{name:?}"
+        );
+    }
+    assert!(app.get_html("/keys").await.contains("No API keys yet"));
+}
+
+#[tokio::test]
+async fn renames_keep_look_alike_names_apart_and_revoked_keys_free_theirs() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    app.create_key("prod", &[]).await;
+    app.create_key("dev", &[]).await;
+    let dev = app.key_id("dev").await;
+    let rename = |id: i64, name: &'static str| {
+        let app = &app;
+        async move {
+            app.post_form(
+                &format!("/keys/{id}/edit"),
+                &format!("/keys/{id}/edit"),
+                &key_fields(name, &[]),
+            )
+            .await
+        }
+    };
+    let r = rename(dev, "\u{440}rod").await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains(LOOKS_THE_SAME));
+    let r = rename(dev, "dev\u{200d}").await;
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("U+200D ZERO WIDTH JOINER cannot be used"));
+    // A key may be renamed to a look-alike of its own name.
+    let prod = app.key_id("prod").await;
+    assert_eq!(rename(prod, "pr\u{43e}d").await.status(), 303);
+    // Revoked keys' names are free again, as before: their skeletons too.
+    app.post_form(&format!("/keys/{prod}/delete"), "/keys", &[])
+        .await;
+    assert_eq!(rename(dev, "prod").await.status(), 303);
+    assert!(app.get_html("/keys").await.contains(">prod</a>"));
+}
+
+/// Keys stored before migration 0007 get their skeleton when the store starts; look-alikes
+/// among them do not stop the migration, and new look-alikes of the oldest are refused.
+#[tokio::test]
+async fn existing_look_alike_names_survive_the_skeleton_migration() {
+    use sqlx::Connection;
+    use std::borrow::Cow;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let setup = [
+        "insert into accounts (email, password_hash, created_at) values ('a@example.com', 'x', 0)",
+        "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, created_at) \
+         values (1, 'prod', 'h1', 'lr-sk-aaaa', 'aaaa', 0)",
+        "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, created_at) \
+         values (1, 'prod\u{200b}', 'h2', 'lr-sk-bbbb', 'bbbb', 0)",
+        "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, created_at) \
+         values (1, '\u{440}rod', 'h3', 'lr-sk-cccc', 'cccc', 0)",
+    ];
+    if is_postgres() {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut m = sqlx::migrate!("./migrations/postgres");
+        m.migrations = Cow::Owned(m.migrations[..5].to_vec());
+        m.run(&mut c).await.unwrap();
+        for sql in setup {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    } else {
+        let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut m = sqlx::migrate!("./migrations/sqlite");
+        m.migrations = Cow::Owned(m.migrations[..5].to_vec());
+        m.run(&mut c).await.unwrap();
+        for sql in setup {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+    let store = lowrouter::store::Store::connect(&url).await.unwrap();
+    let skeletons = if is_postgres() {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_as::<_, (Option<String>,)>("select name_skeleton from api_keys order by id")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_as::<_, (Option<String>,)>("select name_skeleton from api_keys order by id")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    };
+    let skeletons: Vec<_> = skeletons.into_iter().map(|(s,)| s.unwrap()).collect();
+    // The oldest keeps the plain skeleton; its look-alikes get marked ones.
+    assert_eq!(skeletons, ["prod", "prod\u{1}2", "prod\u{1}3"]);
+    let spec = lowrouter::domain::key_form::KeySpec {
+        name: "pr\u{43e}d".into(),
+        models: vec![],
+        region: None,
+        daily_limit: None,
+        monthly_limit: None,
+        expires_on: None,
+    };
+    let token = lowrouter::domain::ApiToken::generate();
+    assert!(matches!(
+        store.create_key(1, &spec, &token).await,
+        Err(lowrouter::store::StoreError::Conflict)
+    ));
+    store.close().await;
+}

@@ -128,3 +128,104 @@ async fn hostile_form_input_is_escaped_and_never_a_500() {
         .unwrap();
     assert_eq!(r.status(), 413, "body limit");
 }
+
+#[tokio::test]
+async fn dashboard_pages_are_no_store_and_static_assets_keep_their_caching() {
+    let app = spawn_app().await;
+    for path in ["/login", "/signup"] {
+        assert_eq!(
+            app.get(path).await.headers()["cache-control"],
+            "no-store",
+            "{path}"
+        );
+    }
+    app.signed_up().await;
+    app.create_key("cached", &[]).await;
+    let id = app.key_id("cached").await;
+    for path in [
+        "/".to_owned(),
+        "/keys".to_owned(),
+        "/keys/new".to_owned(),
+        format!("/keys/{id}/edit"),
+        format!("/keys/{id}/delete"),
+        "/usage".to_owned(),
+        "/usage.csv".to_owned(),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+    let r = app.get("/static/app.css").await;
+    assert_eq!(r.headers()["cache-control"], "public, max-age=3600");
+}
+
+#[tokio::test]
+async fn head_on_dashboard_pages_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    for path in ["/", "/keys", "/keys/new", "/usage", "/static/app.css"] {
+        let get = app.get(path).await;
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        for h in ["content-type", "cache-control", "content-security-policy"] {
+            assert_eq!(head.headers().get(h), get.headers().get(h), "{path} {h}");
+        }
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    // Byte for byte: headers, then nothing (no body on the wire).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    s.write_all(b"HEAD /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: text/html"));
+    assert_eq!(body, "", "no body after a HEAD");
+}
+
+/// The SQLite file, its WAL and shared memory, the usage journal and the lock file hold
+/// account data: readable by the service's user only, whatever the umask.
+#[tokio::test]
+async fn sqlite_files_are_created_owner_only() {
+    if is_postgres() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lowrouter.db");
+    let url = format!("sqlite://{}", db.display());
+    let app = spawn_app_with(|s| s.database_url = url).await;
+    app.signed_up().await;
+    let token = app.create_key("files", &[]).await;
+    assert_eq!(app.echo(&token, "hello").await.status(), 200);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("lowrouter.db") {
+            continue;
+        }
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        seen.push(name);
+    }
+    seen.sort();
+    for expected in [
+        "lowrouter.db",
+        "lowrouter.db-shm",
+        "lowrouter.db-wal",
+        "lowrouter.db.lock",
+        "lowrouter.db.usage-journal-0",
+        "lowrouter.db.usage-journal-1",
+    ] {
+        assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
+    }
+}
