@@ -42,6 +42,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database task run on a blocking thread panicked or was cancelled.
+    #[error("blocking database task failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -23,7 +23,7 @@ use rusqlite::{Connection, ToSql, TransactionBehavior};
 use sqlx::QueryBuilder;
 
 use super::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
-use super::usage::{UsageEntry, UsageStatus};
+use super::usage::{NewUsage, UsageEntry, UsageStatus};
 use super::{sqlite_direct, usage_journal, Pools, Result, Store};
 use crate::domain::time_util;
 
@@ -98,6 +98,101 @@ fn add_on_conflict(table: &str, key: &[&str]) -> String {
 fn one_row(n: usize) -> String {
     let ps: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
     format!("values ({})", ps.join(", "))
+}
+
+/// One bound value of a batch statement: both executors bind the same rows from the same
+/// lists ([`usage_cells`], [`daily_cells`], [`daily_keys_cells`]), in the order of the
+/// column lists above, so no bind list is written twice.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Int(i64),
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+}
+
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Cell::Int(i) => i.to_sql(),
+            Cell::Text(t) => t.to_sql(),
+            Cell::MaybeText(t) => t.to_sql(),
+        }
+    }
+}
+
+/// Binds `cells` in order (PostgreSQL's multi-row statements).
+fn push_cells<'q>(
+    b: &mut sqlx::query_builder::Separated<'_, 'q, sqlx::Postgres, &'static str>,
+    cells: &[Cell<'q>],
+) {
+    for c in cells {
+        match *c {
+            Cell::Int(i) => b.push_bind(i),
+            Cell::Text(t) => b.push_bind(t),
+            Cell::MaybeText(t) => b.push_bind(t),
+        };
+    }
+}
+
+/// A usage row, in the order of [`INSERT_USAGE_COLUMNS`].
+fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
+    use Cell::{Int, MaybeText, Text};
+    [
+        Text(&u.generation_id),
+        Int(u.account_id),
+        Int(u.key_id),
+        Text(&u.key_name),
+        Text(&u.requested_model),
+        MaybeText(u.resolved_model.as_deref()),
+        MaybeText(u.provider.as_deref()),
+        MaybeText(u.region.as_deref()),
+        Int(u.prompt_tokens),
+        Int(u.completion_tokens),
+        Int(u.prompt_tokens + u.completion_tokens),
+        Int(u.cost),
+        Text(u.status.as_str()),
+        Int(i64::from(u.http_status)),
+        MaybeText(u.error_code.as_deref()),
+        Int(i64::from(u.streamed)),
+        Int(u.latency_ms),
+        Int(u.started_at),
+        Int(u.completed_at),
+    ]
+}
+
+/// A `usage_daily` row: [`DAILY_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
+fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 13] {
+    use Cell::{Int, Text};
+    [
+        Int(k.account_id),
+        Int(k.day),
+        Int(k.key_id),
+        Text(k.key_name),
+        Text(k.model),
+        Text(k.provider),
+        Text(k.region),
+        Text(k.status),
+        Int(n[0]),
+        Int(n[1]),
+        Int(n[2]),
+        Int(n[3]),
+        Int(n[4]),
+    ]
+}
+
+/// A `usage_daily_keys` row: [`DAILY_KEYS_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
+fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 8] {
+    use Cell::{Int, Text};
+    [
+        Int(k.0),
+        Int(k.1),
+        Text(k.2),
+        Int(n[0]),
+        Int(n[1]),
+        Int(n[2]),
+        Int(n[3]),
+        Int(n[4]),
+    ]
 }
 
 /// Single-row statements for the SQLite executor, built once.
@@ -295,9 +390,7 @@ impl Store {
                 let store = self.clone();
                 let batch = batch.to_vec();
                 // Number 0: leaves every account's `settled_seq` as it is.
-                tokio::task::spawn_blocking(move || store.apply_blocking(&batch, 0, rows))
-                    .await
-                    .map_err(|_| super::StoreError::Db(sqlx::Error::WorkerCrashed))?
+                tokio::task::spawn_blocking(move || store.apply_blocking(&batch, 0, rows)).await?
             }
             Pools::Postgres(pool) => write_postgres(pool, batch, rows).await,
         }
@@ -367,28 +460,7 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -
     let written = if rows == Rows::Write { batch } else { &[] };
     for chunk in written.chunks(CHUNK) {
         let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
-        q.push_values(chunk, |mut b, e| {
-            let u = &e.usage;
-            b.push_bind(&u.generation_id)
-                .push_bind(u.account_id)
-                .push_bind(u.key_id)
-                .push_bind(&u.key_name)
-                .push_bind(&u.requested_model)
-                .push_bind(&u.resolved_model)
-                .push_bind(&u.provider)
-                .push_bind(&u.region)
-                .push_bind(u.prompt_tokens)
-                .push_bind(u.completion_tokens)
-                .push_bind(u.prompt_tokens + u.completion_tokens)
-                .push_bind(u.cost)
-                .push_bind(u.status.as_str())
-                .push_bind(i64::from(u.http_status))
-                .push_bind(&u.error_code)
-                .push_bind(i64::from(u.streamed))
-                .push_bind(u.latency_ms)
-                .push_bind(u.started_at)
-                .push_bind(u.completed_at);
-        });
+        q.push_values(chunk, |mut b, e| push_cells(&mut b, &usage_cells(&e.usage)));
         q.build().execute(&mut *tx).await?;
     }
     // Holds already released by the sweeper must not be released twice.
@@ -445,17 +517,7 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -
             &rollup_columns(&DAILY_DIMENSIONS),
         ));
         q.push_values(chunk, |mut b, (k, n)| {
-            b.push_bind(k.account_id)
-                .push_bind(k.day)
-                .push_bind(k.key_id)
-                .push_bind(k.key_name)
-                .push_bind(k.model)
-                .push_bind(k.provider)
-                .push_bind(k.region)
-                .push_bind(k.status);
-            for v in n.iter() {
-                b.push_bind(*v);
-            }
+            push_cells(&mut b, &daily_cells(k, n))
         });
         q.push(add_on_conflict("usage_daily", &DAILY_DIMENSIONS));
         q.build().execute(&mut *tx).await?;
@@ -465,13 +527,8 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -
             "usage_daily_keys",
             &rollup_columns(&DAILY_KEYS_DIMENSIONS),
         ));
-        q.push_values(chunk, |mut b, ((account_id, day, key_name), n)| {
-            b.push_bind(*account_id)
-                .push_bind(*day)
-                .push_bind(*key_name);
-            for v in n.iter() {
-                b.push_bind(*v);
-            }
+        q.push_values(chunk, |mut b, (k, n)| {
+            push_cells(&mut b, &daily_keys_cells(k, n))
         });
         q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
         q.build().execute(&mut *tx).await?;
@@ -495,30 +552,7 @@ fn write_sqlite(
         let mut insert = tx.prepare_cached(&sql.usage)?;
         for e in batch {
             let u = &e.usage;
-            execute_numbered(
-                &mut insert,
-                &[
-                    &u.generation_id,
-                    &u.account_id,
-                    &u.key_id,
-                    &u.key_name,
-                    &u.requested_model,
-                    &u.resolved_model,
-                    &u.provider,
-                    &u.region,
-                    &u.prompt_tokens,
-                    &u.completion_tokens,
-                    &(u.prompt_tokens + u.completion_tokens),
-                    &u.cost,
-                    &u.status.as_str(),
-                    &i64::from(u.http_status),
-                    &u.error_code,
-                    &i64::from(u.streamed),
-                    &u.latency_ms,
-                    &u.started_at,
-                    &u.completed_at,
-                ],
-            )?;
+            execute_numbered(&mut insert, &usage_cells(u))?;
         }
     }
     if !plan.reservation_ids.is_empty() {
@@ -552,31 +586,11 @@ fn write_sqlite(
     {
         let mut daily = tx.prepare_cached(&sql.daily)?;
         for (k, n) in sorted(&plan.daily) {
-            execute_numbered(
-                &mut daily,
-                &[
-                    &k.account_id,
-                    &k.day,
-                    &k.key_id,
-                    &k.key_name,
-                    &k.model,
-                    &k.provider,
-                    &k.region,
-                    &k.status,
-                    &n[0],
-                    &n[1],
-                    &n[2],
-                    &n[3],
-                    &n[4],
-                ],
-            )?;
+            execute_numbered(&mut daily, &daily_cells(k, n))?;
         }
         let mut daily_keys = tx.prepare_cached(&sql.daily_keys)?;
-        for ((account_id, day, key_name), n) in sorted(&plan.daily_keys) {
-            execute_numbered(
-                &mut daily_keys,
-                &[account_id, day, key_name, &n[0], &n[1], &n[2], &n[3], &n[4]],
-            )?;
+        for (k, n) in sorted(&plan.daily_keys) {
+            execute_numbered(&mut daily_keys, &daily_keys_cells(k, n))?;
         }
     }
     tx.commit()
@@ -586,9 +600,9 @@ fn write_sqlite(
 /// `values[i]` to `$i+1`. SQLite numbers `$n` parameters in order of first appearance, not
 /// by their digits: where they appear in order (the inserts) the index is the number, read
 /// in O(1); elsewhere it is looked up by name.
-fn execute_numbered(
+fn execute_numbered<V: ToSql>(
     stmt: &mut rusqlite::CachedStatement<'_>,
-    values: &[&dyn ToSql],
+    values: &[V],
 ) -> rusqlite::Result<usize> {
     const NAMES: [&str; 19] = [
         "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14",

@@ -447,23 +447,42 @@ async fn nul_bytes_anywhere_are_answered_without_a_server_error() {
     let fields = |email: &str| vec![("email", email.to_owned()), ("password", nul.to_owned())];
     for path in ["/signup", "/login"] {
         let r = app.post_form(path, path, &fields(nul)).await;
-        assert!(r.status().is_client_error() || r.status() == 200, "{path}: {}", r.status());
+        assert!(
+            r.status().is_client_error() || r.status() == 200,
+            "{path}: {}",
+            r.status()
+        );
         let r = app.post_form(path, path, &fields("x@example.com")).await;
         assert!(!r.status().is_server_error(), "{path}: {}", r.status());
     }
     app.signed_up().await;
     let token = app.create_key("k", &[]).await;
     let id = app.key_id("k").await;
-    for field in ["name", "models", "region", "daily_limit", "monthly_limit", "expires_at"] {
+    for field in [
+        "name",
+        "models",
+        "region",
+        "daily_limit",
+        "monthly_limit",
+        "expires_at",
+    ] {
         let mut f = key_fields("n", &[]);
         f.retain(|(k, _)| *k != field);
         f.push((field, nul.into()));
         let r = app.create_key_response(&f).await;
-        assert!(!r.status().is_server_error(), "create {field}: {}", r.status());
+        assert!(
+            !r.status().is_server_error(),
+            "create {field}: {}",
+            r.status()
+        );
         let r = app
             .post_form(&format!("/keys/{id}/edit"), &format!("/keys/{id}/edit"), &f)
             .await;
-        assert!(!r.status().is_server_error(), "edit {field}: {}", r.status());
+        assert!(
+            !r.status().is_server_error(),
+            "edit {field}: {}",
+            r.status()
+        );
     }
     for path in [
         "/usage?key=%00&model=%00&provider=%00&region=%00&status=%00&from=%00&to=%00&before=%00",
