@@ -57,6 +57,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive (see `transport`).
     pub body_read_timeout: Duration,
+    /// Browser origins (`https://app.example.com`) allowed to call the gateway (`/api/v1`)
+    /// across origins: none by default. The dashboard never answers CORS.
+    pub cors_allowed_origins: Vec<String>,
     /// Failed logins allowed per email and per IP within `login_window` before throttling.
     pub login_max_failures: u32,
     pub login_window: Duration,
@@ -78,6 +81,7 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(30 * 60),
             max_body_bytes: 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
+            cors_allowed_origins: Vec::new(),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
         }
@@ -100,8 +104,27 @@ struct FileSettings {
     upstream_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     body_read_timeout_secs: Option<u64>,
+    cors_allowed_origins: Option<Vec<String>>,
     login_max_failures: Option<u32>,
     login_window_minutes: Option<u64>,
+}
+
+/// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
+/// checked here so that a typo fails at start with a message, not in the CORS middleware.
+fn parse_origins(name: &'static str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for o in &list {
+        let exact = reqwest::Url::parse(o)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.origin().ascii_serialization());
+        if exact.as_deref() != Some(o.as_str()) {
+            return Err(ConfigError::Env {
+                name,
+                message: format!("{o:?} is not an origin like https://app.example.com (no path, no trailing slash)"),
+            });
+        }
+    }
+    Ok(list)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +207,9 @@ impl Settings {
         if let Some(v) = f.body_read_timeout_secs {
             self.body_read_timeout = Duration::from_secs(v);
         }
+        if let Some(v) = f.cors_allowed_origins {
+            self.cors_allowed_origins = parse_origins("cors_allowed_origins", v)?;
+        }
         if let Some(v) = f.login_max_failures {
             self.login_max_failures = v;
         }
@@ -224,6 +250,14 @@ impl Settings {
         }
         if let Some(v) = get("LOWROUTER_CATALOGUE") {
             self.catalogue_path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("LOWROUTER_CORS_ALLOWED_ORIGINS") {
+            let list = v
+                .split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty());
+            self.cors_allowed_origins =
+                parse_origins("LOWROUTER_CORS_ALLOWED_ORIGINS", list.collect())?;
         }
         if let Some(v) = get("LOWROUTER_UPSTREAM_TIMEOUT_SECS") {
             self.upstream_timeout =

@@ -118,8 +118,10 @@ impl Application {
         let secure = settings.cookie_secure;
         let max_body = settings.max_body_bytes;
         let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
+        let cors_origins = settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             let bodies = bodies.clone();
+            let cors_origins = cors_origins.clone();
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
                 .cookie_name("lowrouter_session".into())
                 .cookie_secure(secure)
@@ -137,7 +139,7 @@ impl Application {
                 }))
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .configure(crate::gateway::routes)
+                .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
                 .service(
                     web::scope("")
                         .wrap(sessions)

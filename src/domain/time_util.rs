@@ -65,6 +65,19 @@ pub fn format_second(ms: i64) -> String {
     )
 }
 
+/// RFC 3339 in UTC with a `Z` (`2026-11-30T08:35:10Z`), for JSON: what `datetime.fromisoformat`,
+/// `Date.parse` and every JSON client read.
+pub fn format_rfc3339(ms: i64) -> String {
+    let d = from_ms(ms);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        d.date(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
+}
+
 pub fn format_date(ms: i64) -> String {
     from_ms(ms).date().to_string()
 }

@@ -5,9 +5,11 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, Authed};
 use super::error::ApiError;
+use crate::catalogue::Model;
 use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits};
 use crate::startup::AppState;
+use crate::store::keys::KeyRow;
 
 fn ok(balance: Credits, body: Value) -> HttpResponse {
     HttpResponse::Ok()
@@ -39,40 +41,62 @@ async fn authenticate_settled(
     Ok(authed)
 }
 
+/// A model as this key sees it: only if the key may use it and a configured provider serves
+/// it in a region the key may use (`None` otherwise).
+fn model_json(state: &AppState, key: &KeyRow, m: &Model) -> Option<Value> {
+    if !key.allows_model(&m.id) {
+        return None;
+    }
+    let regions: Vec<&str> = state
+        .catalogue
+        .model_regions(m, |p| state.upstreams.is_usable(p))
+        .into_iter()
+        .filter(|r| key.region.as_deref().is_none_or(|k| k == *r))
+        .collect();
+    (!regions.is_empty()).then(|| {
+        json!({
+            "id": m.id, "object": "model", "created": 0, "owned_by": m.id.split('/').next().unwrap_or(""),
+            "name": m.name,
+            "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "credits"},
+            "max_output_tokens": m.max_output_tokens,
+            "regions": regions,
+        })
+    })
+}
+
 /// Only what this key may use, in its region.
 pub async fn models(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
-    let key = &authed.key.key;
-    let cat = &state.catalogue;
-    let data: Vec<Value> = cat
+    let data: Vec<Value> = state
+        .catalogue
         .models
         .iter()
-        .filter(|m| key.allows_model(&m.id))
-        .filter_map(|m| {
-            // Only regions where a configured provider serves the model.
-            let regions: Vec<&str> = cat
-                .model_regions(m, |p| state.upstreams.is_usable(p))
-                .into_iter()
-                .filter(|r| key.region.as_deref().is_none_or(|k| k == *r))
-                .collect();
-            (!regions.is_empty()).then(|| {
-                json!({
-                    "id": m.id, "object": "model", "created": 0, "owned_by": m.id.split('/').next().unwrap_or(""),
-                    "name": m.name,
-                    "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "credits"},
-                    "max_output_tokens": m.max_output_tokens,
-                    "regions": regions,
-                })
-            })
-        })
+        .filter_map(|m| model_json(&state, &authed.key.key, m))
         .collect();
     Ok(ok(
         authed.available(),
         json!({"object": "list", "data": data}),
     ))
+}
+
+/// One model (`models.retrieve` in the SDKs): 404 unless `/models` would list it.
+pub async fn model(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
+    let found = state
+        .catalogue
+        .model(&path)
+        .and_then(|m| model_json(&state, &authed.key.key, m));
+    match found {
+        Some(m) => Ok(ok(authed.available(), m)),
+        None => Err(ApiError::model_not_found(&path)),
+    }
 }
 
 pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -95,12 +119,12 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "region": k.region,
         "daily_limit": exact(k.daily_limit),
         "monthly_limit": exact(k.monthly_limit),
-        "expires_at": k.expires_at.map(time_util::format_second),
+        "expires_at": k.expires_at.map(time_util::format_rfc3339),
         "spend_today": Credits::from_micros(today).exact(),
         "spend_this_month": Credits::from_micros(month).exact(),
         "remaining_today": remaining(k.daily_limit, today),
         "remaining_this_month": remaining(k.monthly_limit, month),
-        "created_at": time_util::format_second(k.created_at),
+        "created_at": time_util::format_rfc3339(k.created_at),
     }});
     Ok(ok(authed.available(), body))
 }
@@ -157,8 +181,8 @@ pub async fn generation(
         "error_code": row.error_code,
         "streamed": row.streamed != 0,
         "latency_ms": row.latency_ms,
-        "started_at": time_util::format_second(row.started_at),
-        "completed_at": time_util::format_second(row.completed_at),
+        "started_at": time_util::format_rfc3339(row.started_at),
+        "completed_at": time_util::format_rfc3339(row.completed_at),
     }});
     Ok(ok(authed.available(), body))
 }

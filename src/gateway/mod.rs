@@ -12,18 +12,49 @@ pub mod refusals;
 pub mod upstream;
 pub mod usage_writer;
 
+use actix_web::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use actix_web::web;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The gateway's routes; `cors_origins` may call it from browsers (none: no CORS at all).
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
+    let cors = cors_origins
+        .iter()
+        .fold(actix_cors::Cors::default(), |c, o| c.allowed_origin(o))
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([AUTHORIZATION, CONTENT_TYPE, ACCEPT])
+        .expose_headers([
+            "x-credit-balance",
+            "x-lowrouter-generation-id",
+            "retry-after",
+        ])
+        .max_age(3600);
     cfg.service(
         web::scope("/api/v1")
-            .route("/chat/completions", web::post().to(chat::completions))
+            .wrap(actix_web::middleware::Condition::new(
+                !cors_origins.is_empty(),
+                cors,
+            ))
+            .service(
+                web::resource("/chat/completions")
+                    .route(web::post().to(chat::completions))
+                    .default_service(web::to(post_only)),
+            )
             .route("/models", web::get().to(info::models))
+            .route("/models/{id:.+}", web::get().to(info::model))
             .route("/key", web::get().to(info::key))
             .route("/credits", web::get().to(info::credits))
             .route("/generation/{id}", web::get().to(info::generation))
             .default_service(web::to(not_found)),
     );
+}
+
+/// Any other method on a POST endpoint: 405 with `Allow`, in the API's error shape.
+async fn post_only() -> actix_web::HttpResponse {
+    let e = error::ApiError::method_not_allowed("POST");
+    let body = e.body();
+    e.response()
+        .insert_header((actix_web::http::header::ALLOW, "POST"))
+        .json(body)
 }
 
 async fn not_found() -> actix_web::HttpResponse {

@@ -126,3 +126,82 @@ async fn a_forwarded_stream_without_the_usage_chunk_keeps_clean_framing() {
         );
     }
 }
+
+#[tokio::test]
+async fn api_shapes_clients_expect_methods_models_times_and_cors() {
+    let app =
+        spawn_app_with(|s| s.cors_allowed_origins = vec!["https://app.example.com".into()]).await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[("models", "test/ok")]).await;
+
+    // A GET on the POST endpoint: 405 with Allow, in the API's error shape.
+    let r = app
+        .client
+        .get(app.url("/api/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+
+    // models.retrieve: what /models lists, and nothing else.
+    let m = app.api_json(&token, "/api/v1/models/test/ok").await;
+    assert_eq!(m["id"], "test/ok");
+    for other in ["lowrouter/echo", "test/unconfigured", "no/such"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/v1/models/{other}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{other}");
+    }
+
+    // Times in JSON are RFC 3339.
+    let key = app.api_json(&token, "/api/v1/key").await;
+    let created = key["data"]["created_at"].as_str().unwrap();
+    assert!(
+        created.len() == 20 && created.as_bytes()[10] == b'T' && created.ends_with('Z'),
+        "{created}"
+    );
+
+    // CORS for the allowed origin only, preflight included.
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                app.url("/api/v1/chat/completions"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn without_cors_origins_no_response_carries_cors_headers() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/models"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
