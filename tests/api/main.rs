@@ -11,4 +11,6 @@ mod helpers;
 mod keys;
 mod sdk;
 mod security;
+mod sessions;
+mod throttle;
 mod usage;
