@@ -347,6 +347,25 @@ mod tests {
     }
 
     #[test]
+    fn abuse_settings_from_the_file() {
+        let path = std::env::temp_dir().join(format!("lowrouter-test-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nsignup_max_per_hour = 2\n\
+             session_max_age_days = 1\npassword_hash_workers = 0\npassword_hash_queue = 3\n",
+        )
+        .unwrap();
+        let mut s = Settings::default();
+        s.apply_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.signup_max_per_hour, 2);
+        assert_eq!(s.session_max_age, Duration::from_secs(86_400));
+        assert_eq!(s.password_hash_workers, 1, "at least one worker");
+        assert_eq!(s.password_hash_queue, 3);
+    }
+
+    #[test]
     fn relative_sqlite_paths_follow_the_config_file() {
         assert_eq!(
             resolve_sqlite_url("sqlite://x.db", Path::new("/etc/lr")),
