@@ -85,7 +85,8 @@ async fn main() -> anyhow::Result<()> {
     let email =
         Email::parse(&format!("bench-{now}@example.com")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let hash = lowrouter::web::password::hash(
-        &Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        &Password::parse(PASSWORD.to_owned(), Some(&email))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let account_id = store

@@ -82,8 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: UserCommand::Create { email },
         } => {
             let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-            let password =
-                Password::parse(read_password()?).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            let password = Password::parse(read_password()?, Some(&email))
+                .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let store = Store::connect(&settings.database_url).await?;
             let hash = crate::web::password::hash_blocking(password)
                 .await

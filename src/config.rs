@@ -3,9 +3,11 @@
 //! never against the working directory.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::domain::Credits;
@@ -60,13 +62,29 @@ pub struct Settings {
     /// Browser origins (`https://app.example.com`) allowed to call the gateway (`/api/v1`)
     /// across origins: none by default. The dashboard never answers CORS.
     pub cors_allowed_origins: Vec<String>,
-    /// Failed logins allowed per email and per IP within `login_window` before throttling.
+    /// Failed logins allowed per (email, client address) within `login_window`; each email
+    /// and each client address alone gets [`crate::web::throttle::LOOSE_FACTOR`] times as
+    /// many (see `web::throttle`).
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// Addresses (or CIDR ranges) of reverse proxies whose `Forwarded` / `X-Forwarded-For` /
+    /// `X-Forwarded-Host` are believed. Empty: the TCP peer is the client, and forwarding
+    /// headers are ignored (anyone could send them).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Sign-ups accepted per client address per hour.
+    pub signup_max_per_hour: u32,
+    /// A session ends this long after its login however active it is (on top of the idle
+    /// expiry). Whole days in the file and the environment; any duration here (tests).
+    pub session_max_age: Duration,
+    /// Password hashes (argon2, 19 MiB each) run at once; default: the number of cores.
+    pub password_hash_workers: usize,
+    /// Hashes that may wait for a worker; beyond them the request gets 503 + Retry-After.
+    pub password_hash_queue: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Settings {
             bind: "127.0.0.1:8080".into(),
             database_url: "sqlite://lowrouter.db".into(),
@@ -84,6 +102,11 @@ impl Default for Settings {
             cors_allowed_origins: Vec::new(),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
+            signup_max_per_hour: 5,
+            session_max_age: Duration::from_secs(7 * 86_400),
+            password_hash_workers: cores,
+            password_hash_queue: 4 * cores,
         }
     }
 }
@@ -107,6 +130,11 @@ struct FileSettings {
     cors_allowed_origins: Option<Vec<String>>,
     login_max_failures: Option<u32>,
     login_window_minutes: Option<u64>,
+    trusted_proxies: Option<Vec<String>>,
+    signup_max_per_hour: Option<u32>,
+    session_max_age_days: Option<u64>,
+    password_hash_workers: Option<usize>,
+    password_hash_queue: Option<usize>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -141,6 +169,8 @@ pub enum ConfigError {
     },
     #[error("environment variable {name}: {message}")]
     Env { name: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Settings {
@@ -163,6 +193,7 @@ impl Settings {
             path: shown.clone(),
             source,
         })?;
+        let shown_again = shown.clone();
         let f: FileSettings = toml::from_str(&text).map_err(|source| ConfigError::Toml {
             path: shown,
             source,
@@ -216,6 +247,27 @@ impl Settings {
         if let Some(v) = f.login_window_minutes {
             self.login_window = Duration::from_secs(v * 60);
         }
+        if let Some(v) = f.trusted_proxies {
+            self.trusted_proxies = v
+                .iter()
+                .map(|p| parse_proxy(p))
+                .collect::<Result<_, _>>()
+                .map_err(|m| {
+                    ConfigError::Invalid(format!("{shown_again}: trusted_proxies: {m}"))
+                })?;
+        }
+        if let Some(v) = f.signup_max_per_hour {
+            self.signup_max_per_hour = v;
+        }
+        if let Some(v) = f.session_max_age_days {
+            self.session_max_age = Duration::from_secs(v * 86_400);
+        }
+        if let Some(v) = f.password_hash_workers {
+            self.password_hash_workers = v.max(1);
+        }
+        if let Some(v) = f.password_hash_queue {
+            self.password_hash_queue = v;
+        }
         Ok(())
     }
 
@@ -263,6 +315,25 @@ impl Settings {
             self.upstream_timeout =
                 Duration::from_secs(parse("LOWROUTER_UPSTREAM_TIMEOUT_SECS", &v)?);
         }
+        if let Some(v) = get("LOWROUTER_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(parse_proxy)
+                .collect::<Result<_, _>>()
+                .map_err(|message| ConfigError::Env {
+                    name: "LOWROUTER_TRUSTED_PROXIES",
+                    message,
+                })?;
+        }
+        if let Some(v) = get("LOWROUTER_SIGNUP_MAX_PER_HOUR") {
+            self.signup_max_per_hour = parse("LOWROUTER_SIGNUP_MAX_PER_HOUR", &v)?;
+        }
+        if let Some(v) = get("LOWROUTER_SESSION_MAX_AGE_DAYS") {
+            self.session_max_age =
+                Duration::from_secs(parse::<u64>("LOWROUTER_SESSION_MAX_AGE_DAYS", &v)? * 86_400);
+        }
         Ok(())
     }
 
@@ -270,6 +341,15 @@ impl Settings {
         self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://")
     }
+}
+
+/// One `trusted_proxies` entry: an address (`10.0.0.1`, `::1`) or a CIDR range
+/// (`10.0.0.0/8`, `fd00::/8`).
+pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
 }
 
 /// `sqlite://relative.db` in a config file means relative to that file.
@@ -302,6 +382,43 @@ mod tests {
         let bad = Settings::default()
             .apply_env(|k| (k == "LOWROUTER_SIGNUP_GRANT").then(|| "lots".into()));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_environment() {
+        let mut s = Settings::default();
+        assert!(s.trusted_proxies.is_empty(), "none by default");
+        s.apply_env(|k| {
+            (k == "LOWROUTER_TRUSTED_PROXIES").then(|| "10.0.0.0/8, 127.0.0.1,::1".into())
+        })
+        .unwrap();
+        let want: Vec<IpNet> = ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(s.trusted_proxies, want);
+        let bad = Settings::default()
+            .apply_env(|k| (k == "LOWROUTER_TRUSTED_PROXIES").then(|| "10.0.0.0/8,proxy".into()));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn abuse_settings_from_the_file() {
+        let path = std::env::temp_dir().join(format!("lowrouter-test-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nsignup_max_per_hour = 2\n\
+             session_max_age_days = 1\npassword_hash_workers = 0\npassword_hash_queue = 3\n",
+        )
+        .unwrap();
+        let mut s = Settings::default();
+        s.apply_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.signup_max_per_hour, 2);
+        assert_eq!(s.session_max_age, Duration::from_secs(86_400));
+        assert_eq!(s.password_hash_workers, 1, "at least one worker");
+        assert_eq!(s.password_hash_queue, 3);
     }
 
     #[test]

@@ -22,7 +22,10 @@ use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Backend, Store};
-use crate::web::throttle::LoginThrottle;
+use crate::web::client::TrustedProxies;
+use crate::web::form::FormKey;
+use crate::web::password::HashPool;
+use crate::web::throttle::{LoginThrottle, SignupThrottle};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -31,6 +34,11 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub settings: Arc<Settings>,
     pub throttle: Arc<LoginThrottle>,
+    pub signups: Arc<SignupThrottle>,
+    /// Runs every argon2 hash and verification, bounded (see its doc).
+    pub hasher: Arc<HashPool>,
+    /// Whose forwarding headers are believed (`trusted_proxies`).
+    pub proxies: Arc<TrustedProxies>,
     pub usage: UsageWriter,
     pub upstreams: Arc<Upstreams>,
     /// SQLite: reservations held in memory (this process owns the database).
@@ -40,6 +48,11 @@ pub struct AppState {
     pub refusals: Arc<RefusalBudgets>,
     /// Verified when a login names an unknown email, so timing reveals nothing.
     pub dummy_hash: Arc<String>,
+    /// Encrypts the session cookie (read back by "Log out other sessions" to know which
+    /// session to keep).
+    pub session_key: Key,
+    /// Signs the sign-up and log-in forms' CSRF nonce (see `web::form`).
+    pub form_key: Arc<FormKey>,
 }
 
 pub struct Application {
@@ -103,8 +116,16 @@ impl Application {
                 settings.login_max_failures,
                 settings.login_window,
             )),
+            signups: Arc::new(SignupThrottle::new(settings.signup_max_per_hour)),
+            hasher: Arc::new(HashPool::new(
+                settings.password_hash_workers,
+                settings.password_hash_queue,
+            )),
+            proxies: Arc::new(TrustedProxies::new(settings.trusted_proxies.clone())),
             upstreams: Arc::new(upstreams),
             dummy_hash: Arc::new(dummy_hash),
+            form_key: Arc::new(FormKey::derive(&session_key)),
+            session_key: session_key.clone(),
             settings: Arc::new(settings.clone()),
         };
 
@@ -112,7 +133,10 @@ impl Application {
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state);
-        let session_store = DbSessionStore(store);
+        let session_store = DbSessionStore {
+            store,
+            max_age: settings.session_max_age,
+        };
         let idle =
             actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
         let secure = settings.cookie_secure;
@@ -123,7 +147,7 @@ impl Application {
             let bodies = bodies.clone();
             let cors_origins = cors_origins.clone();
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
-                .cookie_name("lowrouter_session".into())
+                .cookie_name(crate::web::SESSION_COOKIE.into())
                 .cookie_secure(secure)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)

@@ -926,3 +926,70 @@ async fn two_processes_enforce_each_others_changes_at_once() {
         assert_eq!(r.status, 401, "{} after Delete on A", server.base);
     }
 }
+
+/// A `VmRSS`/`VmHWM` line of /proc/<pid>/status, in MiB.
+fn memory_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kb / 1024
+}
+
+/// Issue 12, item 5: 96 concurrent sign-ups took RSS from 32 to 1,823 MiB, and it stayed
+/// there. Now at most one argon2 run per core exists at once (the rest wait in a short queue
+/// or get 503), and each run's 19 MiB goes back to the system when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_bursts_use_bounded_memory_and_give_it_back() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let server = Server::start(
+        dir.path(),
+        &db_url,
+        "burst",
+        &[("LOWROUTER_SIGNUP_MAX_PER_HOUR", "100000")],
+    )
+    .await;
+    let pid = server.pid();
+    let idle = memory_mib(pid, "VmRSS:");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+    for burst in 0..3 {
+        let browsers: Vec<Browser> = (0..96).map(|_| Browser::new(&server)).collect();
+        let emails: Vec<String> = (0..96)
+            .map(|_| format!("{}@example.com", unique("burst")))
+            .collect();
+        let fields: Vec<[(&str, &str); 2]> = emails
+            .iter()
+            .map(|e| [("email", e.as_str()), ("password", PASSWORD)])
+            .collect();
+        let posts = browsers
+            .iter()
+            .zip(&fields)
+            .map(|(b, f)| b.post_form("/signup", "/signup", f));
+        let statuses: Vec<u16> = futures_util::future::join_all(posts)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        assert!(
+            statuses.iter().all(|s| *s == 303 || *s == 503),
+            "burst {burst}: {statuses:?}"
+        );
+        assert!(statuses.contains(&303), "burst {burst}: some get through");
+        let rss = memory_mib(pid, "VmRSS:");
+        assert!(
+            rss <= idle + 40,
+            "burst {burst}: RSS {rss} MiB after the burst (idle {idle} MiB)"
+        );
+    }
+    let peak = memory_mib(pid, "VmHWM:");
+    assert!(
+        peak <= idle + 40 + cores * 25,
+        "peak RSS {peak} MiB (idle {idle} MiB, {cores} cores)"
+    );
+}

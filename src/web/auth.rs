@@ -1,13 +1,16 @@
-//! Sign up, log in, log out.
+//! Sign up, log in, log out, log out other sessions.
+//!
+//! The sign-up and log-in pages write no session (see `web::form` for their CSRF token); a
+//! session row is first written when someone actually signs in.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::error::{WebError, WebResult};
-use super::form::CsrfForm;
+use super::form::{public_form_token, CsrfForm, PublicForm};
 use super::session::TypedSession;
-use super::{password, see_other};
+use super::{see_other, Dashboard};
 use crate::domain::{Email, Password};
 use crate::startup::AppState;
 use crate::store::StoreError;
@@ -30,12 +33,22 @@ fn render(page: AuthPage, status: StatusCode) -> WebResult<HttpResponse> {
         .body(page.render()?))
 }
 
-async fn form_page(session: TypedSession, signup: bool) -> WebResult<HttpResponse> {
+/// The form's CSRF token for a re-rendered page (the POST carried a valid nonce cookie).
+fn public_csrf(state: &AppState, req: &HttpRequest) -> String {
+    public_form_token(req, &state.form_key, state.settings.cookie_secure).0
+}
+
+async fn form_page(
+    state: web::Data<AppState>,
+    session: TypedSession,
+    req: HttpRequest,
+    signup: bool,
+) -> WebResult<HttpResponse> {
     if session.account_id()?.is_some() {
         return Ok(see_other("/keys"));
     }
-    let csrf = session.ensure_csrf_token()?;
-    render(
+    let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
+    let mut response = render(
         AuthPage {
             signup,
             csrf,
@@ -43,28 +56,43 @@ async fn form_page(session: TypedSession, signup: bool) -> WebResult<HttpRespons
             ..Default::default()
         },
         StatusCode::OK,
-    )
+    )?;
+    if let Some(cookie) = cookie {
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| WebError::Internal(format!("form cookie: {e}")))?;
+    }
+    Ok(response)
 }
 
-pub async fn signup_form(session: TypedSession) -> WebResult<HttpResponse> {
-    form_page(session, true).await
+pub async fn signup_form(
+    state: web::Data<AppState>,
+    session: TypedSession,
+    req: HttpRequest,
+) -> WebResult<HttpResponse> {
+    form_page(state, session, req, true).await
 }
 
-pub async fn login_form(session: TypedSession) -> WebResult<HttpResponse> {
-    form_page(session, false).await
+pub async fn login_form(
+    state: web::Data<AppState>,
+    session: TypedSession,
+    req: HttpRequest,
+) -> WebResult<HttpResponse> {
+    form_page(state, session, req, false).await
 }
 
 pub async fn signup(
     state: web::Data<AppState>,
     session: TypedSession,
-    mut form: CsrfForm,
+    req: HttpRequest,
+    mut form: PublicForm,
 ) -> WebResult<HttpResponse> {
     let raw_email = form.take("email");
     let email = Email::parse(&raw_email);
-    let password = Password::parse(form.take("password"));
+    let password = Password::parse(form.take("password"), email.as_ref().ok());
     let mut page = AuthPage {
         signup: true,
-        csrf: session.ensure_csrf_token()?,
+        csrf: public_csrf(&state, &req),
         email: raw_email,
         ..Default::default()
     };
@@ -77,9 +105,24 @@ pub async fn signup(
     let (Ok(email), Ok(password)) = (email, password) else {
         return render(page, StatusCode::UNPROCESSABLE_ENTITY);
     };
-    let hash = password::hash_blocking(password)
-        .await
-        .map_err(WebError::Internal)?;
+    // Counted before hashing (each sign-up costs an argon2 run), per client address.
+    let attempt = match state.signups.begin(state.proxies.client_ip(&req)) {
+        Ok(a) => a,
+        Err(wait) => {
+            page.error = Some(format!(
+                "Too many accounts were created from your network. Try again in {}.",
+                minutes(wait)
+            ));
+            return render(page, StatusCode::TOO_MANY_REQUESTS);
+        }
+    };
+    let hash = match state.hasher.hash(password).await {
+        Ok(h) => h,
+        Err(e) => {
+            state.signups.abandoned(attempt);
+            return Err(e.into());
+        }
+    };
     match state
         .store
         .create_account(&email, &hash, state.settings.signup_grant)
@@ -107,13 +150,13 @@ pub async fn login(
     state: web::Data<AppState>,
     session: TypedSession,
     req: HttpRequest,
-    mut form: CsrfForm,
+    mut form: PublicForm,
 ) -> WebResult<HttpResponse> {
     let raw_email = form.take("email");
     let candidate = form.take("password");
     let mut page = AuthPage {
         signup: false,
-        csrf: session.ensure_csrf_token()?,
+        csrf: public_csrf(&state, &req),
         email: raw_email.clone(),
         ..Default::default()
     };
@@ -124,38 +167,48 @@ pub async fn login(
             return render(page, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
-    let ip = format!(
-        "ip:{}",
-        req.peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default()
-    );
-    let email_key = format!("email:{}", email.as_str());
-    let keys = [email_key.as_str(), ip.as_str()];
-    if let Some(wait) = state.throttle.blocked_for(&keys) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        page.error = Some(format!(
-            "Too many failed attempts. For your security, wait {minutes} minute{} and try again.",
-            if minutes == 1 { "" } else { "s" }
-        ));
-        return render(page, StatusCode::TOO_MANY_REQUESTS);
-    }
+    // Counted before argon2 runs, as one step with the check (see `web::throttle`).
+    let attempt = match state
+        .throttle
+        .begin(email.as_str(), state.proxies.client_ip(&req))
+    {
+        Ok(a) => a,
+        Err(wait) => {
+            page.error = Some(format!(
+                "Too many failed attempts. For your security, wait {} and try again.",
+                minutes(wait)
+            ));
+            return render(page, StatusCode::TOO_MANY_REQUESTS);
+        }
+    };
     // Unknown email and wrong password take the same path through argon2 and give the
     // same answer.
-    let account = state.store.account_by_email(&email).await?;
+    let account = match state.store.account_by_email(&email).await {
+        Ok(a) => a,
+        Err(e) => {
+            state.throttle.abandoned(attempt);
+            return Err(e.into());
+        }
+    };
     let phc = account
         .as_ref()
         .map_or_else(|| state.dummy_hash.to_string(), |a| a.password_hash.clone());
-    let ok = password::verify_blocking(candidate, phc).await;
+    let ok = match state.hasher.verify(candidate, phc).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.throttle.abandoned(attempt);
+            return Err(e.into());
+        }
+    };
     match account {
         Some(a) if ok => {
-            state.throttle.clear(&email_key);
+            state.throttle.succeeded(attempt);
             session.log_in(a.id)?;
             tracing::info!(account_id = a.id, "logged in");
             Ok(see_other("/keys"))
         }
         _ => {
-            state.throttle.record_failure(&keys);
+            drop(attempt); // a failure: it stays counted
             page.error = Some("Email or password is incorrect.".into());
             render(page, StatusCode::UNAUTHORIZED)
         }
@@ -165,6 +218,47 @@ pub async fn login(
 pub async fn logout(session: TypedSession, _form: CsrfForm) -> WebResult<HttpResponse> {
     session.log_out();
     Ok(see_other("/login"))
+}
+
+/// "1 minute", "15 minutes" (rounded up, at least one).
+fn minutes(wait: std::time::Duration) -> String {
+    let m = wait.as_secs().div_ceil(60).max(1);
+    format!("{m} minute{}", if m == 1 { "" } else { "s" })
+}
+
+/// Ends every other session of the signed-in account: other browsers, other devices, a
+/// cookie someone copied. The current session is recognised by its cookie (encrypted with the
+/// session key; the store keeps only its id's hash).
+pub async fn log_out_others(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    req: HttpRequest,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let current = current_session_hash(&req, &state.session_key)
+        .ok_or_else(|| WebError::Internal("signed in without a readable session cookie".into()))?;
+    let ended = state
+        .store
+        .delete_other_sessions(user.id(), &current)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    tracing::info!(account_id = user.id(), ended, "logged out other sessions");
+    user.session.set_flash(&match ended {
+        0 => "There were no other sessions to log out.".to_owned(),
+        1 => "Logged out 1 other session.".to_owned(),
+        n => format!("Logged out {n} other sessions."),
+    })?;
+    Ok(see_other("/"))
+}
+
+/// The stored hash of the session this request carries, read from its (encrypted) cookie
+/// the way actix-session reads it.
+fn current_session_hash(req: &HttpRequest, key: &actix_web::cookie::Key) -> Option<String> {
+    let cookie = req.cookie(super::SESSION_COOKIE)?;
+    let mut jar = actix_web::cookie::CookieJar::new();
+    jar.add_original(cookie);
+    let id = jar.private(key).get(super::SESSION_COOKIE)?;
+    Some(crate::store::sessions::session_id_hash(id.value()))
 }
 
 fn capitalise(s: &str) -> String {

@@ -18,9 +18,24 @@ pub enum WebError {
     Csrf,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// Too many password hashes at once (see `web::password::HashPool`): try again shortly.
+    #[error("busy")]
+    Busy,
     /// Details go to the log, never to the page.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// `Retry-After` on a busy answer: a few argon2 runs' time.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
+
+impl From<crate::web::password::HashError> for WebError {
+    fn from(e: crate::web::password::HashError) -> Self {
+        match e {
+            crate::web::password::HashError::Busy => WebError::Busy,
+            crate::web::password::HashError::Failed(m) => WebError::Internal(m),
+        }
+    }
 }
 
 impl From<StoreError> for WebError {
@@ -52,6 +67,7 @@ impl ResponseError for WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,6 +83,10 @@ impl ResponseError for WebError {
                 "This form expired or was sent from another site. Go back, reload the page and try again.",
             ),
             WebError::BadRequest(m) => ("Bad request", m.as_str()),
+            WebError::Busy => (
+                "Busy",
+                "The server is handling many sign-ins right now. Nothing was changed; wait a few seconds and try again.",
+            ),
             WebError::Internal(detail) => {
                 tracing::error!(error = %detail, "dashboard request failed");
                 ("Something went wrong", "The server could not complete this request. Nothing was changed; try again.")
@@ -75,9 +95,11 @@ impl ResponseError for WebError {
         let body = ErrorPage { title, message }
             .render()
             .unwrap_or_else(|_| message.to_owned());
-        HttpResponse::build(self.status_code())
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, WebError::Busy) {
+            response.insert_header((header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.to_string()));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
     }
 }
 

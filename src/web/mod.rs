@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod form;
 pub mod headers;
@@ -31,6 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(auth::login_form))
         .route("/login", web::post().to(auth::login))
         .route("/logout", web::post().to(auth::logout))
+        .route(
+            "/sessions/others/logout",
+            web::post().to(auth::log_out_others),
+        )
         .route("/keys", web::get().to(keys::list))
         .route("/keys", web::post().to(keys::create))
         .route("/keys/new", web::get().to(keys::new_form))
@@ -45,6 +50,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/usage/{generation_id}", web::get().to(usage::detail))
         .route("/static/{file}", web::get().to(assets::serve));
 }
+
+/// The session cookie's name (set in `startup`).
+pub const SESSION_COOKIE: &str = "lowrouter_session";
 
 /// What every dashboard page's layout shows: who is signed in, the balance, and the CSRF
 /// token for the logout button (and the page's own forms).

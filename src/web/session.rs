@@ -10,7 +10,8 @@ use std::future::{ready, Ready};
 
 use super::error::WebError;
 
-const USER_ID: &str = "account_id";
+/// The store reads this entry to know whose session a row is (`store::sessions`).
+const USER_ID: &str = crate::store::sessions::ACCOUNT_ID_KEY;
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
 const USED_FORMS: &str = "used_forms";
@@ -62,7 +63,10 @@ impl TypedSession {
         self.0.insert(FLASH, message).map_err(internal)
     }
 
+    /// The flash message, removed. Reads first: removing marks the session changed even when
+    /// there was nothing to remove, and an anonymous session must not be written for nothing.
     pub fn take_flash(&self) -> Option<String> {
+        self.0.get::<String>(FLASH).ok().flatten()?;
         self.0.remove_as::<String>(FLASH).and_then(Result::ok)
     }
 

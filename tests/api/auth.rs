@@ -155,3 +155,45 @@ async fn session_expires_after_idle_time() {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(app.get("/keys").await.status(), 303, "idle session expired");
 }
+
+#[tokio::test]
+async fn weak_passwords_are_refused_with_the_reason() {
+    let app = spawn_app().await;
+    let email = "dana.scully@example.com";
+    for (password, why) in [
+        ("password12", "most commonly used passwords"),
+        ("1234567890", "most commonly used passwords"),
+        ("abcdefghijkl", "simple sequence"),
+        ("          ", "single repeated character"),
+        (email, "your email address"),
+        ("Dana.Scully rules", "your email address"),
+        ("my lowrouter key", "name of this service"),
+    ] {
+        let r = app
+            .post_form(
+                "/signup",
+                "/signup",
+                &[("email", email.into()), ("password", password.into())],
+            )
+            .await;
+        assert_eq!(r.status(), 422, "{password:?}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(why), "{password:?}: {why}");
+    }
+    assert_eq!(
+        app.scalar_i64("select count(*) from accounts").await,
+        0,
+        "none was created"
+    );
+    let r = app
+        .post_form(
+            "/signup",
+            "/signup",
+            &[
+                ("email", email.into()),
+                ("password", "tea kettle on the moon".into()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "a passphrase without composition rules");
+}

@@ -54,6 +54,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         database_url: db_url.clone(),
         catalogue_path: Some(catalogue_path),
         login_max_failures: 5,
+        // Many tests sign up several accounts from 127.0.0.1; the throttle's own tests set
+        // their limit.
+        signup_max_per_hour: 1000,
         upstream_timeout: Duration::from_secs(2),
         ..Settings::default()
     };

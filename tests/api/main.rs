@@ -13,4 +13,6 @@ mod keys;
 mod providers;
 mod sdk;
 mod security;
+mod sessions;
+mod throttle;
 mod usage;

@@ -11,6 +11,7 @@ async fn csrf_is_checked_on_every_post() {
         "/signup".to_owned(),
         "/login".to_owned(),
         "/logout".to_owned(),
+        "/sessions/others/logout".to_owned(),
         "/keys".to_owned(),
         format!("/keys/{id}/edit"),
         format!("/keys/{id}/disable"),

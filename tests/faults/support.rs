@@ -122,6 +122,11 @@ impl Server {
     }
 
     /// SIGKILL: no destructor, no flush, no graceful shutdown.
+    /// The process id (to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
