@@ -90,7 +90,8 @@ const ISOLATION_TABLE: &[Case] = &[
 ];
 
 /// Routes with a path parameter that is not an account's id.
-const NOT_ID_ROUTES: &[(&str, &str)] = &[("GET", "/static/{file}")];
+const NOT_ID_ROUTES: &[(&str, &str)] =
+    &[("GET", "/static/{file}"), ("GET", "/api/v1/models/{id:.+}")];
 
 /// `(METHOD, path)` of every `.route("…", web::method()…)` in a routes file, prefixed with
 /// the file's `web::scope("…")` if it has one.

@@ -34,11 +34,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 !cors_origins.is_empty(),
                 cors,
             ))
-            .service(
-                web::resource("/chat/completions")
-                    .route(web::post().to(chat::completions))
-                    .default_service(web::to(post_only)),
-            )
+            .route("/chat/completions", web::post().to(chat::completions))
+            .route("/chat/completions", web::route().to(post_only))
             .route("/models", web::get().to(info::models))
             .route("/models/{id:.+}", web::get().to(info::model))
             .route("/key", web::get().to(info::key))

@@ -28,8 +28,10 @@ use super::error::ApiError;
 
 pub const KEY_BURST: u32 = 60;
 pub const KEY_PER_MINUTE: u32 = 60;
-pub const ADDRESS_BURST: u32 = 60;
-pub const ADDRESS_PER_MINUTE: u32 = 60;
+/// Generous: a client still retrying a key that was just deleted should see its 401s (a
+/// 429 invites retries); this trips on floods only.
+pub const ADDRESS_BURST: u32 = 1000;
+pub const ADDRESS_PER_MINUTE: u32 = 600;
 
 /// Keys tracked before idle entries are dropped (bounds memory under a spray of keys).
 const RETAIN_AT: usize = 100_000;
