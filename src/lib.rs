@@ -1,6 +1,9 @@
 //! LowRouter Keys: the API-key dashboard and the key-enforcing OpenAI-compatible gateway.
 //! See ARCHITECTURE.md for the map.
 
+// One `unsafe` block in all (a glibc malloc tuning call, `web::password`), allowed there alone.
+#![deny(unsafe_code)]
+
 pub mod catalogue;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,5 @@
 //! The gateway's error type: OpenAI-style JSON `{"error": {"message", "type", "code"}}` with
-//! the status of SPEC.md's table. Messages never contain the token.
+//! the status of the error table in README.md (the product contract's table). Messages never contain the token.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, HttpResponseBuilder};

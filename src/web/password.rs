@@ -139,6 +139,7 @@ impl HashPool {
 const MMAP_THRESHOLD_BYTES: i32 = 4 << 20;
 
 /// See [`HashPool`]: a fixed mmap threshold (glibc adjusts it upwards by default).
+#[allow(unsafe_code)]
 fn return_large_blocks_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
