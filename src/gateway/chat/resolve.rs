@@ -44,32 +44,34 @@ pub(super) fn reserve_error(
     now_ms: i64,
 ) -> ApiError {
     let key = &authed.key.key;
-    let left = |limit: Option<i64>, spent: Credits| {
-        Credits::from_micros(limit.map_or(0, |l| (l - spent.micros()).max(0)))
+    // A limit's refusal: what is left of it, and when it resets.
+    let refused = |code, what, reset: i64, limit: Option<i64>, spent: Credits| {
+        let left = Credits::from_micros(limit.map_or(0, |l| (l - spent.micros()).max(0)));
+        let retry_after = (reset - now_ms + 999) / 1000;
+        ApiError::limit(
+            code,
+            what,
+            retry_after,
+            &time_util::format_minute(reset),
+            left,
+            hold,
+        )
     };
     match e {
-        ReserveError::DailyLimit => {
-            let reset = time_util::next_day_start_ms(now_ms);
-            ApiError::limit(
-                "daily_limit_reached",
-                "daily",
-                (reset - now_ms + 999) / 1000,
-                &time_util::format_minute(reset),
-                left(key.daily_limit, key.spent_today(now_ms)),
-                hold,
-            )
-        }
-        ReserveError::MonthlyLimit => {
-            let reset = time_util::next_month_start_ms(now_ms);
-            ApiError::limit(
-                "monthly_limit_reached",
-                "monthly",
-                (reset - now_ms + 999) / 1000,
-                &time_util::format_minute(reset),
-                left(key.monthly_limit, key.spent_this_month(now_ms)),
-                hold,
-            )
-        }
+        ReserveError::DailyLimit => refused(
+            "daily_limit_reached",
+            "daily",
+            time_util::next_day_start_ms(now_ms),
+            key.daily_limit,
+            key.spent_today(now_ms),
+        ),
+        ReserveError::MonthlyLimit => refused(
+            "monthly_limit_reached",
+            "monthly",
+            time_util::next_month_start_ms(now_ms),
+            key.monthly_limit,
+            key.spent_this_month(now_ms),
+        ),
         ReserveError::InsufficientCredits => ApiError::insufficient_credits(),
         ReserveError::KeyInactive => {
             ApiError::unauthorized("This API key was disabled or deleted.")
