@@ -22,7 +22,8 @@ async fn the_official_openai_sdk_works() {
         eprintln!("skipped: the openai Python package is not installed");
         return;
     }
-    let app = spawn_app().await;
+    // A short idle deadline, so that the stalled stream is cut quickly.
+    let app = spawn_app_with(|s| s.upstream_idle_timeout = std::time::Duration::from_secs(1)).await;
     app.signed_up().await;
     let token = app.create_key("sdk", &[]).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_compat.py");

@@ -57,4 +57,44 @@ except openai.NotFoundError as e:
 else:
     raise AssertionError("an unknown model must raise NotFoundError")
 
+# models.retrieve, and timestamps Python parses.
+m = client.models.retrieve("test/ok")
+assert m.id == "test/ok", m
+import datetime
+key = client.get("/key", cast_to=object)
+datetime.datetime.fromisoformat(key["data"]["created_at"].replace("Z", "+00:00"))
+
+# Every provider rate-limited: RateLimitError with the provider's Retry-After.
+try:
+    client.chat.completions.create(model="test/ratelimited", messages=[{"role": "user", "content": "x"}])
+except openai.RateLimitError as e:
+    assert e.code == "upstream_rate_limited", e
+    assert e.response.headers.get("retry-after") == "7", e.response.headers
+else:
+    raise AssertionError("all providers rate-limited must raise RateLimitError")
+
+# A provider refusing the operator's credentials is not the client's 401.
+try:
+    client.chat.completions.create(model="test/auth", messages=[{"role": "user", "content": "x"}])
+except openai.AuthenticationError:
+    raise AssertionError("the provider's 401 must not blame the client's key")
+except openai.APIStatusError as e:
+    assert e.status_code == 502 and e.code == "upstream_auth_error", e
+else:
+    raise AssertionError("a provider credentials failure must raise")
+
+# A stream cut after its first bytes raises from the iteration, after the content so far.
+got = ""
+try:
+    for chunk in client.chat.completions.create(
+        model="test/stall", stream=True, messages=[{"role": "user", "content": "x"}]
+    ):
+        if chunk.choices:
+            got += chunk.choices[0].delta.content or ""
+except openai.APIError as e:
+    assert "stream failed" in str(e), e
+else:
+    raise AssertionError("a cut stream must raise")
+assert got == "tick ", got
+
 print("openai sdk: all checks passed")
