@@ -296,14 +296,100 @@ impl Batch {
 }
 
 async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let late = Late::start(store.clone());
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         for job in jobs.drain(..) {
             batch.push(job);
         }
-        let recorded = write_isolating(&store, &batch.entries).await;
+        let fates = write_isolating(&store, &batch.entries).await;
+        late.keep_failed(&batch.entries, &fates);
+        let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
         batch.finish(&recorded);
+    }
+}
+
+/// What became of a row of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Recorded,
+    /// The database refused its data: settled without it ([`settle_refused`]).
+    Refused,
+    /// The database could not be reached or failed otherwise, through every retry.
+    Failed,
+}
+
+/// PostgreSQL: rows whose record failed through every retry (the database unreachable).
+/// Their requests got their error, but their holds are still in place, and a stream's
+/// content was already delivered. So they are finished later, in the background, once the
+/// database takes writes again: a stream's row is written (released and charged, as if on
+/// time: a delivered stream is paid for), a complete answer's hold is released uncharged
+/// (its body was withheld). Bounded: beyond [`LATE_MAX`] waiting rows, the newest are
+/// logged and left to the sweeper (which releases holds uncharged).
+struct Late {
+    tx: mpsc::Sender<UsageEntry>,
+}
+
+const LATE_MAX: usize = 100_000;
+/// Pause between two attempts at the late rows.
+const LATE_PAUSE: Duration = Duration::from_secs(2);
+
+impl Late {
+    fn start(store: Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<UsageEntry>(LATE_MAX);
+        tokio::spawn(async move {
+            let mut waiting: Vec<UsageEntry> = Vec::new();
+            loop {
+                if waiting.is_empty() {
+                    match rx.recv().await {
+                        Some(e) => waiting.push(e),
+                        None => return,
+                    }
+                }
+                while let Ok(e) = rx.try_recv() {
+                    waiting.push(e);
+                }
+                tokio::time::sleep(LATE_PAUSE).await;
+                let (streams, answers): (Vec<_>, Vec<_>) =
+                    waiting.drain(..).partition(|e| e.usage.streamed);
+                let fates = write_isolating(&store, &streams).await;
+                waiting.extend(
+                    streams
+                        .into_iter()
+                        .zip(fates)
+                        .filter(|(_, f)| *f == Fate::Failed)
+                        .map(|(e, _)| e),
+                );
+                if !answers.is_empty() {
+                    if let Err(e) = store.settle_unrecorded(&answers).await {
+                        tracing::warn!(error = %e, rows = answers.len(), "holds of failed answers not released yet");
+                        waiting.extend(answers);
+                    }
+                }
+                if waiting.is_empty() {
+                    tracing::info!("usage rows that had failed are settled");
+                }
+            }
+        });
+        Late { tx }
+    }
+
+    /// Keeps the rows that failed (a complete answer's as a release: cost 0).
+    fn keep_failed(&self, entries: &[UsageEntry], fates: &[Fate]) {
+        for (e, _) in entries
+            .iter()
+            .zip(fates)
+            .filter(|(_, f)| **f == Fate::Failed)
+        {
+            let mut e = e.clone();
+            if !e.usage.streamed {
+                e.usage.cost = 0;
+            }
+            if self.tx.try_send(e).is_err() {
+                tracing::error!("a failed usage row is left to the sweeper: too many rows wait for the database");
+            }
+        }
     }
 }
 
@@ -342,22 +428,23 @@ impl Bisect {
     }
 }
 
-/// PostgreSQL: writes a batch (see [`Bisect`]); per row, whether it was recorded.
-async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<bool> {
-    let mut recorded = vec![false; entries.len()];
+/// PostgreSQL: writes a batch (see [`Bisect`]); what became of each row.
+async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<Fate> {
+    let mut fates = vec![Fate::Failed; entries.len()];
     let mut bisect = Bisect::new(entries.len());
     while let Some(r) = bisect.next_range() {
         match write_retrying(store, &entries[r.clone()]).await {
-            Ok(()) => recorded[r].fill(true),
+            Ok(()) => fates[r].fill(Fate::Recorded),
             Err(e) if e.is_refused_data() => {
                 if !bisect.refused(r.clone()) {
                     settle_refused(store, &entries[r.start], &e).await;
+                    fates[r.start] = Fate::Refused;
                 }
             }
             Err(e) => tracing::error!(error = %e, rows = r.len(), "usage batch failed for good"),
         }
     }
-    recorded
+    fates
 }
 
 /// Writes rows, retrying after [`ATTEMPT_PAUSES_MS`] unless the database refused their data.

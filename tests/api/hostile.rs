@@ -511,3 +511,65 @@ async fn nul_bytes_anywhere_are_answered_without_a_server_error() {
     app.get_html("/usage").await;
     assert!(app.scalar_i64("select count(*) from usage").await >= 3);
 }
+
+/// PostgreSQL: the database fails every usage write for a while (not for the data: an
+/// outage). A stream delivered meanwhile is still charged once the database is back, and a
+/// complete answer that got its 500 has its hold released. (SQLite journals usage before
+/// answering, so an outage of the database file cannot lose it.)
+#[tokio::test]
+async fn a_database_outage_at_record_time_still_charges_delivered_streams() {
+    if !is_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    app.execute_sql("create table planted_outage (x int)").await;
+    app.execute_sql(
+        "create function planted_outage_fn() returns trigger language plpgsql as $$ begin \
+         if exists (select 1 from planted_outage) then \
+         raise exception 'planted outage' using errcode = '55P03'; end if; return new; end $$",
+    )
+    .await;
+    app.execute_sql(
+        "create trigger planted_outage before insert on usage for each row \
+         execute function planted_outage_fn()",
+    )
+    .await;
+    app.execute_sql("insert into planted_outage values (1)")
+        .await;
+
+    let (stream, plain) = tokio::join!(
+        app.chat(&token, body("lowrouter/echo", true)),
+        app.chat(&token, body("lowrouter/echo", false))
+    );
+    let text = stream.text().await.unwrap();
+    assert!(
+        text.contains("hi") && !text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert_eq!(plain.status(), 500);
+
+    app.execute_sql("delete from planted_outage").await;
+    let mut settled = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let rows = app.scalar_i64("select count(*) from usage").await;
+        let held = app
+            .scalar_i64("select cast(sum(reserved) as bigint) from accounts")
+            .await;
+        if rows == 1 && held == 0 {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the stream's row written and every hold released");
+    let cost = app.scalar_i64("select cost from usage").await;
+    let spent = app.scalar_i64("select day_spend from api_keys").await;
+    assert!(cost > 0);
+    assert_eq!(
+        spent, cost,
+        "the delivered stream is charged, the withheld answer is not"
+    );
+    assert_eq!(app.scalar_i64("select count(*) from reservations").await, 0);
+}
