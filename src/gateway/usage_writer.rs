@@ -326,6 +326,7 @@ async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
         if !ok {
             tracing::error!(rows = batch.entries.len(), "usage batch failed for good");
         }
+        store.leases_settled(&batch.entries, ok);
         batch.finish(ok);
     }
 }
