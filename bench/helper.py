@@ -98,7 +98,7 @@ def table(results_path, meta_path):
                f"after load {meta.get('rss_after_kib', 0) / 1024:.1f} MiB, "
                f"peak (VmHWM) {meta.get('rss_peak_kib', 0) / 1024:.1f} MiB.")
     if "usage_rows" in meta:
-        total = sum(r["requests"] for r in rows if r["target"] == "gateway")
+        total = sum(r["requests"] for r in rows if r["target"] in ("gateway", "lb-1proc", "lb-2proc"))
         out.append(f"Usage rows recorded: {meta['usage_rows']:,} "
                    f"(gateway requests completed in measured runs: {total:,}; "
                    f"rows also include warm-ups and requests in flight when wrk stopped).")
@@ -121,6 +121,27 @@ def table(results_path, meta_path):
     if g32 and p32:
         share = rps(g32) / rps(p32)
         checks.append(("gateway >= 60% of plain proxy at 32 conns", f"{share * 100:.1f}%", share >= 0.6))
+    if meta.get("db") == "postgres":
+        sq32 = by.get(("plain", "gateway-sqlite", 32))
+        if g1 and d1:
+            a50 = ms(g1["p50_us"] - d1["p50_us"])
+            a99 = ms(g1["p99_us"] - d1["p99_us"])
+            checks.append(("issue 11: added p50 at 1 conn <= 0.5 ms", f"{a50:.3f} ms", a50 <= 0.5))
+            checks.append(("issue 11: added p99 at 1 conn <= 2 ms", f"{a99:.3f} ms", a99 <= 2.0))
+        if g32:
+            checks.append(("issue 11: >= 8,000 req/s at 32 conns", f"{rps(g32):,.0f}", rps(g32) >= 8000))
+        if g32 and sq32:
+            share = rps(g32) / rps(sq32)
+            checks.append(("issue 11: >= 40% of the SQLite gateway at 32 conns",
+                           f"{share * 100:.1f}% of {rps(sq32):,.0f}", share >= 0.4))
+        l1, l2 = by.get(("plain", "lb-1proc", 32)), by.get(("plain", "lb-2proc", 32))
+        if l1 and l2:
+            share = rps(l2) / rps(l1)
+            checks.append(("issue 11: 2 processes >= 80% of 1 (behind nginx, 32 conns)",
+                           f"{share * 100:.1f}%", share >= 0.8))
+        if meta.get("spend_check"):
+            checks.append(("issue 11: key spend = sum of usage rows after the run",
+                           meta["spend_check"], meta["spend_check"].startswith("ok")))
     peak = meta.get("rss_peak_kib", 0) / 1024
     idle_rss = meta.get("rss_idle_kib", 0) / 1024
     checks.append(("peak RSS <= 100 MiB", f"{peak:.1f} MiB", peak <= 100))

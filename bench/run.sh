@@ -5,7 +5,13 @@
 #
 #   bench/run.sh [--postgres] [--duration SECONDS] [--no-build] [--no-stream]
 #                [--idle-threshold 0.80] [--idle-timeout 60] [--keep] [--profile] [--only-profile]
-#                [--hold]
+#                [--hold] [--processes 2]
+#
+# --postgres also runs the SQLite gateway in the same invocation (target `gateway-sqlite`),
+# for the issue-11 ratio. --processes 2 (with --postgres): a second gateway process on the
+# same database, and two nginx round-robin balancers in front (`lb-1proc`: the first process
+# only; `lb-2proc`: both), loaded at 32 connections; afterwards the key's spend must equal the
+# sum of its usage rows.
 #
 # --profile: afterwards, sample the gateway with `perf record -e cpu-clock` during a
 # 32-connection run and count its syscalls with `strace -c -f` during a 1-connection run;
@@ -28,6 +34,7 @@ KEEP=0
 PROFILE=0
 ONLY_PROFILE=0
 HOLD=0
+PROCESSES=1
 PG_BASE=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 
 while [ $# -gt 0 ]; do
@@ -42,11 +49,15 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=1; KEEP=1 ;;
     --only-profile) PROFILE=1; ONLY_PROFILE=1; KEEP=1 ;;
     --hold) HOLD=1; KEEP=1 ;;
-    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+    --processes) PROCESSES=$2; shift ;;
+    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+[ "$PROCESSES" = 1 ] || { [ "$PROCESSES" = 2 ] && [ "$DB" = postgres ]; } || {
+  echo "--processes 2 needs --postgres (SQLite serves one process)" >&2; exit 2; }
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -101,7 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r UP_PORT PX_PORT GW_PORT < <(python3 "$BENCH/helper.py" ports 3)
+read -r UP_PORT PX_PORT GW_PORT GW2_PORT SQ_PORT LB1_PORT LB2_PORT < <(python3 "$BENCH/helper.py" ports 7)
 log "work dir $WORK; upstream :$UP_PORT, proxy :$PX_PORT, gateway :$GW_PORT ($DB)"
 
 wait_port() { # port, pid
@@ -244,9 +255,12 @@ EOF
 EMAIL=bench@example.com
 PASSWORD="bench-password-$RANDOM$RANDOM"
 export RUST_LOG=${RUST_LOG:-info,sqlx=warn}
-printf '%s\n' "$PASSWORD" | "$BIN" --config "$CFG" user create --email "$EMAIL" >/dev/null
-# The parser caps one grant at 999,999,999 credits; one grant covers ~10^10 bench requests.
-"$BIN" --config "$CFG" credits grant --email "$EMAIL" --amount 999999999 >/dev/null
+account() { # config
+  printf '%s\n' "$PASSWORD" | "$BIN" --config "$1" user create --email "$EMAIL" >/dev/null
+  # The parser caps one grant at 999,999,999 credits; one grant covers ~10^10 bench requests.
+  "$BIN" --config "$1" credits grant --email "$EMAIL" --amount 999999999 >/dev/null
+}
+account "$CFG"
 
 "$BIN" --config "$CFG" serve >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
@@ -255,27 +269,75 @@ sleep 1
 read -r RSS_IDLE _ < <(python3 "$BENCH/helper.py" rss "$GW_PID")
 
 # A key through the dashboard, as a person would: log in, New key, Create, read the reveal.
-GW="http://127.0.0.1:$GW_PORT"
-JAR="$WORK/cookies.txt"
 hidden() { grep -o "name=\"$1\" value=\"[^\"]*\"" | head -1 | sed 's/.*value="\([^"]*\)"/\1/'; }
-CSRF=$(curl -sf -c "$JAR" -b "$JAR" "$GW/login" | hidden csrf_token)
-code=$(curl -s -o /dev/null -w '%{http_code}' -c "$JAR" -b "$JAR" -H "Origin: $GW" \
-  --data-urlencode "csrf_token=$CSRF" --data-urlencode "email=$EMAIL" \
-  --data-urlencode "password=$PASSWORD" "$GW/login")
-[ "$code" = 303 ] || { echo "login answered $code" >&2; exit 1; }
-FORM=$(curl -sf -c "$JAR" -b "$JAR" "$GW/keys/new")
-CSRF=$(hidden csrf_token <<<"$FORM")
-FORM_ID=$(hidden form_id <<<"$FORM")
-# Every check on: model scope, region pin, daily and monthly limits.
-TOKEN=$(curl -sf -c "$JAR" -b "$JAR" -H "Origin: $GW" \
-  --data-urlencode "csrf_token=$CSRF" --data-urlencode "form_id=$FORM_ID" \
-  --data-urlencode "name=bench" --data-urlencode "models=bench/fast" \
-  --data-urlencode "models=bench/stream" --data-urlencode "region=eu-west" \
-  --data-urlencode "daily_limit=999999999" --data-urlencode "monthly_limit=999999999" \
-  --data-urlencode "expires=" "$GW/keys" | grep -o 'value="lr-sk-[A-Za-z0-9]*"' | sed 's/value="\(.*\)"/\1/')
+make_key() { # gateway base URL, cookie jar; prints the token
+  local gw=$1 jar=$2 csrf code form form_id
+  csrf=$(curl -sf -c "$jar" -b "$jar" "$gw/login" | hidden csrf_token)
+  code=$(curl -s -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" -H "Origin: $gw" \
+    --data-urlencode "csrf_token=$csrf" --data-urlencode "email=$EMAIL" \
+    --data-urlencode "password=$PASSWORD" "$gw/login")
+  [ "$code" = 303 ] || { echo "login answered $code" >&2; return 1; }
+  form=$(curl -sf -c "$jar" -b "$jar" "$gw/keys/new")
+  csrf=$(hidden csrf_token <<<"$form")
+  form_id=$(hidden form_id <<<"$form")
+  # Every check on: model scope, region pin, daily and monthly limits.
+  curl -sf -c "$jar" -b "$jar" -H "Origin: $gw" \
+    --data-urlencode "csrf_token=$csrf" --data-urlencode "form_id=$form_id" \
+    --data-urlencode "name=bench" --data-urlencode "models=bench/fast" \
+    --data-urlencode "models=bench/stream" --data-urlencode "region=eu-west" \
+    --data-urlencode "daily_limit=999999999" --data-urlencode "monthly_limit=999999999" \
+    --data-urlencode "expires=" "$gw/keys" | grep -o 'value="lr-sk-[A-Za-z0-9]*"' | sed 's/value="\(.*\)"/\1/'
+}
+GW="http://127.0.0.1:$GW_PORT"
+TOKEN=$(make_key "$GW" "$WORK/cookies.txt")
 [ -n "$TOKEN" ] || { echo "no token on the reveal page" >&2; exit 1; }
 log "key created: ${TOKEN:0:10}...${TOKEN: -4}"
 export BENCH_TOKEN="$TOKEN"
+
+# --postgres: the SQLite gateway too, for the ratio measured in the same invocation.
+SQ_TOKEN=""
+if [ "$DB" = postgres ]; then
+  SQ_CFG="$WORK/sqlite.toml"
+  printf 'bind = "127.0.0.1:%s"\ndatabase_url = "sqlite://%s/bench.db"\ncatalogue_path = "%s/catalogue.toml"\n' \
+    "$SQ_PORT" "$WORK" "$WORK" >"$SQ_CFG"
+  account "$SQ_CFG"
+  "$BIN" --config "$SQ_CFG" serve >"$WORK/gateway-sqlite.log" 2>&1 &
+  SQ_PID=$!; PIDS+=("$SQ_PID")
+  wait_port "$SQ_PORT" "$SQ_PID"
+  SQ_TOKEN=$(make_key "http://127.0.0.1:$SQ_PORT" "$WORK/cookies-sqlite.txt")
+  [ -n "$SQ_TOKEN" ] || { echo "no token from the SQLite gateway" >&2; exit 1; }
+fi
+
+# --processes 2: a second process on the same database, and round-robin balancers.
+if [ "$PROCESSES" = 2 ]; then
+  sed "s/^bind = .*/bind = \"127.0.0.1:$GW2_PORT\"/" "$CFG" >"$WORK/lowrouter-2.toml"
+  "$BIN" --config "$WORK/lowrouter-2.toml" serve >"$WORK/gateway-2.log" 2>&1 &
+  GW2_PID=$!; PIDS+=("$GW2_PID")
+  wait_port "$GW2_PORT" "$GW2_PID"
+  lb_conf() { # dir, port, servers...
+    local dir=$1 port=$2; shift 2
+    local servers=""
+    for p in "$@"; do servers+="server 127.0.0.1:$p; "; done
+    nginx_conf "$dir" "
+  upstream gateways { $servers keepalive 128; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://gateways;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+  }
+  lb_conf "$WORK/lb1" "$LB1_PORT" "$GW_PORT"
+  lb_conf "$WORK/lb2" "$LB2_PORT" "$GW_PORT" "$GW2_PORT"
+  for lb in lb1 lb2; do
+    "$NGINX" -p "$WORK/$lb" -c "$WORK/$lb/nginx.conf" 2>>"$WORK/$lb/logs/error.log" &
+    PIDS+=("$!")
+  done
+  wait_port "$LB1_PORT" "$GW_PID"
+  wait_port "$LB2_PORT" "$GW_PID"
+fi
 
 # --- sanity: every target answers 200 with a usage object ----------------------------------
 check() { # url model stream expect
@@ -322,7 +384,9 @@ run_wrk() { # variant target url conns threads model stream
   local idle out line
   idle=$(python3 "$BENCH/helper.py" idle "$IDLE_THRESHOLD" "$IDLE_TIMEOUT")
   log "$variant $target c=$conns t=$threads (idle share $idle) ${DURATION}s"
-  out=$(BENCH_MODEL=$model BENCH_STREAM=$stream wrk -t"$threads" -c"$conns" -d"${DURATION}s" \
+  local token=$BENCH_TOKEN
+  [ "$target" = gateway-sqlite ] && token=$SQ_TOKEN
+  out=$(BENCH_TOKEN=$token BENCH_MODEL=$model BENCH_STREAM=$stream wrk -t"$threads" -c"$conns" -d"${DURATION}s" \
     --latency -s "$BENCH/chat.lua" "$url")
   echo "$out" >>"$WORK/wrk.log"
   line=$(grep '^BENCHJSON ' <<<"$out" | sed 's/^BENCHJSON //')
@@ -336,8 +400,8 @@ print(json.dumps(r))
 PY
 }
 
-warm() { # url model stream
-  BENCH_MODEL=$2 BENCH_STREAM=$3 wrk -t2 -c32 -d"${WARMUP}s" -s "$BENCH/chat.lua" "$1" >/dev/null
+warm() { # url model stream [token]
+  BENCH_TOKEN=${4:-$BENCH_TOKEN} BENCH_MODEL=$2 BENCH_STREAM=$3 wrk -t2 -c32 -d"${WARMUP}s" -s "$BENCH/chat.lua" "$1" >/dev/null
 }
 
 declare -A URL=(
@@ -352,6 +416,20 @@ for target in direct proxy gateway; do
   run_wrk plain "$target" "${URL[$target]}" 1 1 bench/fast 0
   run_wrk plain "$target" "${URL[$target]}" 32 2 bench/fast 0
 done
+if [ "$DB" = postgres ] && [ "$ONLY_PROFILE" = 0 ]; then
+  SQ_URL="http://127.0.0.1:$SQ_PORT/api/v1/chat/completions"
+  warm "$SQ_URL" bench/fast 0 "$SQ_TOKEN"
+  run_wrk plain gateway-sqlite "$SQ_URL" 1 1 bench/fast 0
+  run_wrk plain gateway-sqlite "$SQ_URL" 32 2 bench/fast 0
+fi
+if [ "$PROCESSES" = 2 ] && [ "$ONLY_PROFILE" = 0 ]; then
+  for lb in 1 2; do
+    port_var="LB${lb}_PORT"
+    LB_URL="http://127.0.0.1:${!port_var}/api/v1/chat/completions"
+    warm "$LB_URL" bench/fast 0
+    run_wrk plain "lb-${lb}proc" "$LB_URL" 32 2 bench/fast 0
+  done
+fi
 if [ "$STREAM" = 1 ]; then
   declare -A SURL=(
     [direct]="http://127.0.0.1:$UP_PORT/stream/v1/chat/completions"
@@ -396,7 +474,22 @@ fi
 
 sleep 1
 read -r RSS_AFTER RSS_PEAK < <(python3 "$BENCH/helper.py" rss "$GW_PID")
+SPEND_CHECK=""
 if [ "$DB" = postgres ]; then
+  # Every process gives its unused lease slices back when the key is read; then the key's
+  # spend (day and month counters) must equal the sum of its usage rows, and nothing be held.
+  for port in "$GW_PORT" $([ "$PROCESSES" = 2 ] && echo "$GW2_PORT"); do
+    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/api/v1/key" >/dev/null
+  done
+  read -r DAY_SPEND MONTH_SPEND USAGE_SUM RESERVED < <(psql -qtA -F ' ' "$DATABASE_URL" -c \
+    "select k.day_spend, k.month_spend, (select coalesce(sum(cost), 0) from usage u where u.key_id = k.id), a.reserved
+     from api_keys k join accounts a on a.id = k.account_id where k.name = 'bench'")
+  if [ "$DAY_SPEND" = "$USAGE_SUM" ] && [ "$MONTH_SPEND" = "$USAGE_SUM" ] && [ "$RESERVED" = 0 ]; then
+    SPEND_CHECK="ok: spend $USAGE_SUM micro-credits = sum of usage rows, reserved 0"
+  else
+    SPEND_CHECK="MISMATCH: day_spend $DAY_SPEND, month_spend $MONTH_SPEND, usage sum $USAGE_SUM, reserved $RESERVED"
+  fi
+  log "spend check: $SPEND_CHECK"
   USAGE_ROWS=$(psql -qtA "$DATABASE_URL" -c "select count(*) from usage")
 else
   USAGE_ROWS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from usage').fetchone()[0])" "$WORK/bench.db")
@@ -405,7 +498,8 @@ fi
 WAL_BYTES=$(stat -c %s "$WORK/bench.db-wal" 2>/dev/null || echo 0)
 cat >"$WORK/meta.json" <<EOF
 {"db": "$DB", "rss_idle_kib": $RSS_IDLE, "rss_after_kib": $RSS_AFTER, "rss_peak_kib": $RSS_PEAK,
- "usage_rows": $USAGE_ROWS, "wal_bytes": $WAL_BYTES}
+ "usage_rows": $USAGE_ROWS, "wal_bytes": $WAL_BYTES, "processes": $PROCESSES,
+ "spend_check": "$SPEND_CHECK"}
 EOF
 
 [ "$ONLY_PROFILE" = 1 ] && exit 0
@@ -414,4 +508,5 @@ echo "LowRouter gateway benchmark — $(date -u '+%Y-%m-%d %H:%M UTC') — $DB, 
 echo "binary: $BIN_SRC (built $(date -u -r "$BIN_SRC" '+%H:%M:%S UTC'), build-id $(readelf -n "$BIN" 2>/dev/null | awk '/Build ID/ {print substr($3, 1, 12)}')); repo HEAD $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src migrations Cargo.toml 2>/dev/null || echo ' + uncommitted changes in src/')"
 echo
 python3 "$BENCH/helper.py" table "$RESULTS" "$WORK/meta.json"
+case "$SPEND_CHECK" in MISMATCH*) echo "spend check failed: $SPEND_CHECK" >&2; exit 1 ;; esac
 cp "$RESULTS" "$WORK/meta.json" "${BENCH_RESULTS_DIR:-$WORK}/" 2>/dev/null || true

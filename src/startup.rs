@@ -92,6 +92,7 @@ impl Application {
             tracing::info!(released, "released reservations left by a previous process");
         }
         spawn_housekeeping(store.clone(), sweep_age);
+        store.spawn_lease_returns();
 
         let upstreams = Upstreams::new(
             &catalogue,

@@ -678,14 +678,18 @@ async fn ledger(db: &Db, account: i64) -> Ledger {
                 "select reserved from accounts where id = {account}"
             ))
             .await,
+        // Reservation rows and lease rows (PostgreSQL's budget leases: slices held by a
+        // process, counted in `reserved` like holds).
         holds: db
             .i64(&format!(
-                "select count(*) from reservations where account_id = {account}"
+                "select (select count(*) from reservations where account_id = {account}) \
+                 + (select count(*) from leases where account_id = {account} and amount <> 0)"
             ))
             .await,
         held: db
             .i64(&format!(
-                "select cast(coalesce(sum(amount), 0) as bigint) from reservations where account_id = {account}"
+                "select cast(coalesce((select sum(amount) from reservations where account_id = {account}), 0) \
+                 + coalesce((select sum(amount) from leases where account_id = {account}), 0) as bigint)"
             ))
             .await,
         charged: db
@@ -712,7 +716,7 @@ async fn generation_ids(db: &Db, account: i64) -> HashSet<String> {
 }
 
 /// The books balance: what was charged left the balance, and `reserved` is exactly the
-/// sum of the live holds.
+/// sum of the live holds and leased slices.
 fn assert_books(l: &Ledger, what: &str) {
     assert_eq!(
         l.balance + l.charged,
@@ -993,4 +997,184 @@ async fn sign_up_bursts_use_bounded_memory_and_give_it_back() {
         peak <= idle + 40 + cores * 25,
         "peak RSS {peak} MiB (idle {idle} MiB, {cores} cores)"
     );
+}
+
+/// 200 concurrent requests, half on each process, `text` each: how many were answered 200.
+async fn hammer_two(a: &Server, b: &Server, token: &str, text: &str) -> (usize, Vec<u16>) {
+    let api = api_client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base }.clone();
+        let (api, token, text) = (api.clone(), token.to_owned(), text.to_owned());
+        tasks.push(tokio::spawn(async move {
+            echo(&api, &base, &token, &text, i % 4 == 1).await.unwrap()
+        }));
+    }
+    let mut ok = 0;
+    let mut refused: Vec<u16> = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 200 {
+            assert!(r.complete, "a 200 arrives complete");
+            ok += 1;
+        } else {
+            refused.push(r.status);
+        }
+    }
+    if refused.iter().any(|s| *s >= 500) {
+        for s in [a, b] {
+            let logs = s.logs();
+            let errors: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                .collect();
+            eprintln!("{} errors and warnings:\n{}", s.base, errors.join("\n"));
+        }
+    }
+    (ok, refused)
+}
+
+/// Reads `/credits` on both processes: each gives back its unused lease slices of the
+/// account first (PostgreSQL), so the books are at rest afterwards.
+async fn settle_both(a: &Server, b: &Server, token: &str) {
+    let api = api_client();
+    for s in [a, b] {
+        let r = api
+            .get(s.url("/api/v1/credits"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// Limits, balance and revocation stay exact with budget leases in two processes: a hot key
+/// with a small daily limit, then an account with a small balance, each hit by 200 concurrent
+/// requests spread over both; then a Delete on one process is refused by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_never_pass_a_limit_or_the_balance() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set LOWROUTER_TEST_DATABASE_URL to run two processes on PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_postgres(&admin).await;
+    let db = Db(db_url.clone());
+    let a = Server::start(dir.path(), &db_url, "lease-a", &[]).await;
+    let b = Server::start(dir.path(), &db_url, "lease-b", &[]).await;
+    let on_a = Browser::new(&a);
+    let email = on_a.signed_up().await;
+    let account = db.account_id(&email).await;
+    let text = "z".repeat(40); // 0.024 credits each: at most 20 fit in 0.5
+
+    // (1) The daily limit: 0.5 credits.
+    let token = on_a.create_key("hot", &[("daily_limit", "0.5")]).await;
+    let (ok, refused) = hammer_two(&a, &b, &token, &text).await;
+    eprintln!("daily limit over two processes: {ok} answered, refused: {refused:?}");
+    assert!(refused.iter().all(|s| *s == 429), "{refused:?}");
+    assert!(ok <= 20, "{ok} requests fit where 20 do");
+    assert!(ok >= 18, "only {ok} of the 20 that fit were served");
+    settle_both(&a, &b, &token).await;
+    let key = format!("(select id from api_keys where account_id = {account} and name = 'hot')");
+    let spent = db
+        .i64(&format!(
+            "select cast(coalesce(sum(cost), 0) as bigint) from usage where key_id = {key}"
+        ))
+        .await;
+    assert_eq!(spent, ok as i64 * 24_000, "every answered request charged");
+    assert!(spent <= 500_000, "spent {spent} > limit");
+    assert_eq!(
+        db.i64(&format!("select day_spend from api_keys where id = {key}"))
+            .await,
+        spent,
+        "the key's spend is the sum of its usage rows"
+    );
+    let books = ledger(&db, account).await;
+    assert_eq!(books.reserved, 0, "nothing reserved or leased at rest");
+    // One row per request, but for refusals beyond each process's budget of recorded
+    // refusals for the key (gateway::refusals): answered 429, not recorded.
+    let budget = i64::from(lowrouter::gateway::refusals::KEY_BURST);
+    assert!(
+        books.rows >= (ok as i64 + budget).min(200) && books.rows <= 200,
+        "{} usage rows for 200 requests ({ok} served)",
+        books.rows
+    );
+
+    // (2) The balance: 0.3 credits left, no key limit; 12 requests fit.
+    let charged = books.charged;
+    let rest = 300_000;
+    db.i64(&format!(
+        "update accounts set balance = {rest} where id = {account} returning balance"
+    ))
+    .await;
+    let free = on_a.create_key("free", &[]).await;
+    let (ok, refused) = hammer_two(&a, &b, &free, &text).await;
+    eprintln!("balance over two processes: {ok} answered, refused: {refused:?}");
+    // 402, or 429 beyond each process's budget of recorded refusals for the key.
+    assert!(
+        refused.iter().all(|s| *s == 402 || *s == 429),
+        "{refused:?}"
+    );
+    assert!((10..=12).contains(&ok), "{ok} requests where 12 fit");
+    settle_both(&a, &b, &free).await;
+    let books = ledger(&db, account).await;
+    assert!(books.balance >= 0);
+    assert_eq!(
+        books.balance + (books.charged - charged),
+        rest,
+        "balance + charged = what was there"
+    );
+    assert_eq!(books.charged - charged, ok as i64 * 24_000);
+    assert_eq!(books.reserved, 0);
+    assert_eq!(
+        db.i64("select count(*) from leases where amount <> 0")
+            .await,
+        0
+    );
+
+    // (3) Delete on B while A holds a lease on the key: A refuses the very next request.
+    let on_b = Browser::at(&b.base);
+    let cookie = on_a.cookies_seen.lock().unwrap().last().unwrap().clone();
+    let api = api_client();
+    db.i64(&format!(
+        "update accounts set balance = balance + 1000000 where id = {account} returning balance"
+    ))
+    .await;
+    assert!(
+        echo(&api, &a.base, &free, "lease", false)
+            .await
+            .unwrap()
+            .complete
+    );
+    let id = on_a.key_id("free").await;
+    let r = on_b
+        .client
+        .get(b.url(&format!("/keys/{id}/delete")))
+        .header("cookie", format!("lowrouter_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "A's session works on B");
+    let html = r.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let r = on_b
+        .client
+        .post(b.url(&format!("/keys/{id}/delete")))
+        .header("cookie", format!("lowrouter_session={cookie}"))
+        .header("origin", &b.base)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "deleted on B");
+    for stream in [false, true] {
+        let r = echo(&api, &a.base, &free, "deleted?", stream)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status, 401,
+            "A refuses a key deleted on B (stream: {stream})"
+        );
+    }
 }

@@ -103,7 +103,37 @@ impl Book {
     }
 }
 
+/// What a key read (at its account's `settled_seq`) does not include yet, for reports.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outstanding {
+    /// Held or charged against the key's day / month beyond the read.
+    pub key_day: i64,
+    pub key_month: i64,
+    /// The account's holds of requests in flight.
+    pub account_held: i64,
+    /// The account's holds in flight and charges beyond the read: what its spendable
+    /// balance lacks.
+    pub account_extra: i64,
+}
+
 impl HoldBook {
+    /// What `gk` does not include: holds in flight and charges settled after its read.
+    pub fn outstanding(&self, gk: &GatewayKey, now_ms: i64) -> Outstanding {
+        let day = time_util::day_number(now_ms);
+        let month = time_util::month_number(now_ms);
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (key_day, key_month, _) = extra(guard.keys.get(&gk.key.id), gk.settled_seq, day, month);
+        let account = guard.accounts.get(&gk.key.account_id);
+        let (_, _, account_extra) = extra(account, gk.settled_seq, day, month);
+        let account_held = account.map_or(0, |b| b.in_flight.iter().map(|h| h.2).sum());
+        Outstanding {
+            key_day,
+            key_month,
+            account_held,
+            account_extra,
+        }
+    }
+
     /// Holds `amount` for a request whose key row (with its account's `settled_seq`) is `gk`.
     pub fn reserve(
         &self,
@@ -156,6 +186,7 @@ impl HoldBook {
             day,
             month,
             in_db: false,
+            lease: None,
         })
     }
 

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, Authed};
 use super::error::ApiError;
+use super::holds::Outstanding;
 use crate::catalogue::Model;
 use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits};
@@ -35,7 +36,11 @@ async fn authenticate_settled(
     let authed = authenticate(&state.store, req.headers(), now_ms)
         .await
         .map_err(|e| state.refusals.after_failed_auth(req, e))?;
-    if state.usage.settled().await {
+    // PostgreSQL: this process's unused lease slices of the account go back first, so an
+    // account at rest reports nothing reserved (other processes' slices show as reserved).
+    let account = authed.key.key.account_id;
+    let returned = state.store.return_account_leases(account).await;
+    if state.usage.settled().await || returned {
         return authenticate(&state.store, req.headers(), now_ms).await;
     }
     Ok(authed)
@@ -62,6 +67,15 @@ fn model_json(state: &AppState, key: &KeyRow, m: &Model) -> Option<Value> {
             "regions": regions,
         })
     })
+}
+
+/// Holds in flight the key read does not include (SQLite's hold book; on PostgreSQL holds and
+/// leased slices are in the rows already).
+fn outstanding(state: &AppState, authed: &Authed, now_ms: i64) -> Outstanding {
+    state
+        .holds
+        .as_ref()
+        .map_or_else(Outstanding::default, |b| b.outstanding(&authed.key, now_ms))
 }
 
 /// Only what this key may use, in its region.
@@ -103,9 +117,11 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     let now = time_util::now_ms();
     let authed = authenticate_settled(&state, &req, now).await?;
     let k = &authed.key.key;
-    let today = k.spent_today(now).micros();
-    let month = k.spent_this_month(now).micros();
-    let available = authed.available().micros();
+    let held = outstanding(&state, &authed, now);
+    // Spend includes what is held for requests in flight (and leased, on PostgreSQL).
+    let today = k.spent_today(now).micros() + held.key_day;
+    let month = k.spent_this_month(now).micros() + held.key_month;
+    let available = (authed.available().micros() - held.account_extra).max(0);
     let remaining = |limit: Option<i64>, spent: i64| {
         let left = limit
             .map_or(available, |l| (l - spent).min(available))
@@ -126,19 +142,24 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "remaining_this_month": remaining(k.monthly_limit, month),
         "created_at": time_util::format_rfc3339(k.created_at),
     }});
-    Ok(ok(authed.available(), body))
+    Ok(ok(Credits::from_micros(available), body))
 }
 
+/// `balance`: spendable now; `reserved`: set aside for requests in flight (their worst-case
+/// cost) and, on PostgreSQL, slices leased by other gateway processes and not yet used.
 pub async fn credits(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
+    let now = time_util::now_ms();
+    let authed = authenticate_settled(&state, &req, now).await?;
+    let held = outstanding(&state, &authed, now);
+    let balance = Credits::from_micros((authed.available().micros() - held.account_extra).max(0));
     let body = json!({"data": {
-        "balance": authed.available().exact(),
-        "reserved": Credits::from_micros(authed.key.reserved).exact(),
+        "balance": balance.exact(),
+        "reserved": Credits::from_micros(authed.key.reserved + held.account_held).exact(),
     }});
-    Ok(ok(authed.available(), body))
+    Ok(ok(balance, body))
 }
 
 /// One usage row of this key's account.

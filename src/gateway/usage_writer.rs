@@ -329,6 +329,7 @@ enum Fate {
 /// logged and left to the sweeper (which releases holds uncharged).
 struct Late {
     tx: mpsc::Sender<UsageEntry>,
+    store: Store,
 }
 
 const LATE_MAX: usize = 100_000;
@@ -338,6 +339,10 @@ const LATE_PAUSE: Duration = Duration::from_secs(2);
 impl Late {
     fn start(store: Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<UsageEntry>(LATE_MAX);
+        let late = Late {
+            tx,
+            store: store.clone(),
+        };
         tokio::spawn(async move {
             let mut waiting: Vec<UsageEntry> = Vec::new();
             loop {
@@ -362,9 +367,12 @@ impl Late {
                         .map(|(e, _)| e),
                 );
                 if !answers.is_empty() {
-                    if let Err(e) = store.settle_unrecorded(&answers).await {
-                        tracing::warn!(error = %e, rows = answers.len(), "holds of failed answers not released yet");
-                        waiting.extend(answers);
+                    match store.settle_unrecorded(&answers).await {
+                        Ok(()) => store.leases_settled(&answers, true),
+                        Err(e) => {
+                            tracing::warn!(error = %e, rows = answers.len(), "holds of failed answers not released yet");
+                            waiting.extend(answers);
+                        }
                     }
                 }
                 if waiting.is_empty() {
@@ -372,7 +380,7 @@ impl Late {
                 }
             }
         });
-        Late { tx }
+        late
     }
 
     /// Keeps the rows that failed (a complete answer's as a release: cost 0).
@@ -386,8 +394,12 @@ impl Late {
             if !e.usage.streamed {
                 e.usage.cost = 0;
             }
-            if self.tx.try_send(e).is_err() {
+            if let Err(full) = self.tx.try_send(e) {
                 tracing::error!("a failed usage row is left to the sweeper: too many rows wait for the database");
+                let e = match full {
+                    mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
+                };
+                self.store.leases_settled(std::slice::from_ref(&e), false);
             }
         }
     }
@@ -434,7 +446,11 @@ async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<Fate> {
     let mut bisect = Bisect::new(entries.len());
     while let Some(r) = bisect.next_range() {
         match write_retrying(store, &entries[r.clone()]).await {
-            Ok(()) => fates[r].fill(Fate::Recorded),
+            Ok(()) => {
+                // Leased holds leave the book before their requests are answered.
+                store.leases_settled(&entries[r.clone()], true);
+                fates[r].fill(Fate::Recorded);
+            }
             Err(e) if e.is_refused_data() => {
                 if !bisect.refused(r.clone()) {
                     settle_refused(store, &entries[r.start], &e).await;
@@ -477,13 +493,14 @@ async fn settle_refused(store: &Store, entry: &UsageEntry, e: &StoreError) {
     if !settlement.usage.streamed {
         settlement.usage.cost = 0;
     }
-    if let Err(e) = store
+    let settled = store
         .settle_unrecorded(std::slice::from_ref(&settlement))
-        .await
-    {
+        .await;
+    if let Err(e) = &settled {
         tracing::error!(error = %e, generation_id = %entry.usage.generation_id,
             "hold of a refused usage row not settled; the sweeper releases it");
     }
+    store.leases_settled(std::slice::from_ref(&settlement), settled.is_ok());
 }
 
 /// SQLite: applies journaled entries numbered `last - n + 1 ..= last` (see [`Bisect`]),

@@ -33,6 +33,11 @@ pub struct Reservation {
     /// A row in `reservations` (PostgreSQL), or a hold in the process's memory (SQLite,
     /// see `gateway::holds`), whose settlement only adds the charge.
     pub in_db: bool,
+    /// PostgreSQL: served from this process's budget lease, the `leases` row with this id
+    /// (`store::lease_book`); `in_db` is then false. Settlement charges the account and the
+    /// lease; the key's counters already count the hold as part of the slice.
+    #[serde(default)]
+    pub lease: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,13 +107,18 @@ pub(crate) const CHARGE_KEY: &str = "update api_keys set \
     where id = $5";
 
 impl Store {
-    /// Holds `amount` against the key's limits and the account's balance, atomically.
+    /// Holds `amount` against the key's limits and the account's balance, atomically: from
+    /// this process's budget lease when it has one (PostgreSQL, `store::lease_book`), else
+    /// with a reservation row.
     pub async fn reserve(
         &self,
         key: &KeyRow,
         amount: Credits,
         now_ms: i64,
     ) -> Result<Reservation, ReserveError> {
+        if let Some(book) = &self.leases {
+            return self.reserve_leased(book, key, amount, now_ms).await;
+        }
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let id = Alphanumeric.sample_string(&mut rand::rng(), 24);
@@ -155,6 +165,7 @@ impl Store {
                 day,
                 month,
                 in_db: true,
+                lease: None,
             }),
             Some(ReserveError::DailyLimit) => Err(self
                 .why_key_refused(key.account_id, key.id, amount, now_ms)
@@ -211,7 +222,8 @@ impl Store {
             return Ok(0);
         };
         let owners: Vec<i64> = sqlx::query_scalar(
-            "select distinct instance_id from reservations where instance_id <> $1",
+            "select instance_id from reservations where instance_id <> $1 \
+             union select instance_id from leases where instance_id <> $1",
         )
         .bind(self.instance)
         .fetch_all(pool)
@@ -232,6 +244,7 @@ impl Store {
                 .fetch_all(&mut *conn)
                 .await?;
                 released += self.release_holds(holds).await?;
+                released += self.release_leases_of(owner).await?;
                 sqlx::query("select pg_advisory_unlock($1, $2::int4)")
                     .bind(LIVENESS_LOCK_CLASS)
                     .bind(owner)

@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod keys;
+pub mod lease_book;
 pub mod ledger;
 pub mod secrets;
 pub mod sessions;
@@ -127,6 +128,9 @@ pub struct Store {
     /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
     /// as the process lives; PostgreSQL drops it the moment the process dies.
     _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
+    /// PostgreSQL: this process's budget leases (`lease_book`); None on SQLite, or with
+    /// `LOWROUTER_LEASES=off` (a reservation row per request, for comparison).
+    pub(crate) leases: Option<std::sync::Arc<lease_book::LeaseBook>>,
     /// SQLite: the database file, for in-thread access (`sqlite_direct`).
     pub(crate) sqlite: Option<std::sync::Arc<sqlite_direct::SqliteFile>>,
 }
@@ -176,6 +180,8 @@ impl Store {
                 pools: Pools::Postgres(pool),
                 instance,
                 _liveness: Some(std::sync::Arc::new(liveness)),
+                leases: (std::env::var("LOWROUTER_LEASES").as_deref() != Ok("off"))
+                    .then(std::sync::Arc::default),
                 sqlite: None,
             }
         } else {
@@ -218,6 +224,7 @@ impl Store {
                 pools: Pools::Sqlite { read, write },
                 instance: 0,
                 _liveness: None,
+                leases: None,
                 sqlite: Some(std::sync::Arc::new(sqlite_direct::SqliteFile::new(path))),
             };
             store.backfill_name_skeletons().await?;

@@ -99,6 +99,7 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
             day: time_util::day_number(now),
             month: time_util::month_number(now),
             in_db: false,
+            lease: None,
         }),
     }
 }

@@ -27,6 +27,8 @@ use super::usage::{NewUsage, UsageEntry, UsageStatus};
 use super::{sqlite_direct, usage_journal, Pools, Result, Store};
 use crate::domain::time_util;
 
+mod one_statement;
+
 /// Rows in one multi-row statement (PostgreSQL): well under its bind-parameter limit.
 const CHUNK: usize = 500;
 
@@ -261,6 +263,8 @@ struct BatchPlan<'a> {
     daily: HashMap<DailyKey<'a>, [i64; 5]>,
     daily_keys: HashMap<DailyKeysKey<'a>, [i64; 5]>,
     reservation_ids: Vec<&'a str>,
+    /// Holds served from budget leases (PostgreSQL): lease id -> charge.
+    leases: HashMap<i64, i64>,
 }
 
 impl<'a> BatchPlan<'a> {
@@ -273,10 +277,21 @@ impl<'a> BatchPlan<'a> {
             daily: HashMap::new(),
             daily_keys: HashMap::new(),
             reservation_ids: Vec::new(),
+            leases: HashMap::new(),
         };
         for e in batch {
             let u = &e.usage;
             match &e.reservation {
+                Some(r) if r.lease.is_some() => {
+                    // The key's counters count the whole slice already (`store::lease_book`).
+                    let charge = u.cost.min(r.amount.micros());
+                    let a = plan.accounts.entry(r.account_id).or_default();
+                    a.0 += charge;
+                    a.1 += charge;
+                    *plan.leases.entry(r.lease.unwrap_or_default()).or_default() += charge;
+                    let k = plan.keys.entry((u.key_id, -1, -1)).or_default();
+                    k.last_used = k.last_used.max(u.completed_at);
+                }
                 Some(r) if !r.in_db => {
                     let charge = u.cost.min(r.amount.micros());
                     plan.accounts.entry(r.account_id).or_default().1 += charge;
@@ -456,6 +471,9 @@ impl Store {
 /// (no hold book: holds are rows), so `settled_seq` stays 0.
 async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -> Result<()> {
     let mut plan = BatchPlan::new(batch, rows);
+    if rows == Rows::Write && one_statement::fits(&plan) {
+        return one_statement::write(pool, batch, &plan).await;
+    }
     let mut tx = pool.begin().await?;
     let written = if rows == Rows::Write { batch } else { &[] };
     for chunk in written.chunks(CHUNK) {
@@ -508,6 +526,7 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &[UsageEntry], rows: Rows) -
             .execute(&mut *tx)
             .await?;
     }
+    super::lease_book::settle_leases(&mut tx, &plan.leases).await?;
     let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
         dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
     };

@@ -106,6 +106,7 @@ impl FromRequest for Dashboard {
             // Every page shows the balance, and several show usage and spend: all of them
             // must see every request answered so far.
             state.usage.settled().await;
+            state.store.return_account_leases(id).await;
             let account = match state.store.account(id).await {
                 Ok(a) => a,
                 Err(crate::store::StoreError::NotFound) => {

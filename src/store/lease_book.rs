@@ -1,0 +1,611 @@
+//! Budget leases (PostgreSQL): holds served from memory, limits still exact across processes.
+//!
+//! A per-request reservation row costs a transaction on the key's and the account's rows for
+//! every request, and every request of a hot key queues on those two row locks (and behind
+//! the group commit, which holds them until its WAL flush). Instead, a process **leases** a
+//! slice of the key's and its account's headroom in one transaction ([`Store::take_lease`]):
+//! the slice is added to the key's day/month counters and to the account's `reserved`, under
+//! the same conditions as a reservation (`spend + slice <= limit`, `balance - reserved >=
+//! slice`), and recorded as a row of `leases` owned by the process's instance id. Holds are
+//! then taken from the slice in memory ([`LeaseBook`]), under one mutex, with no I/O.
+//!
+//! Why limits stay exact with several processes: the database counts every slice as spent
+//! (key) and reserved (account) from the moment it is leased, so the sum of all processes'
+//! slices, holds and settled charges can never pass a limit; a process serves a hold only
+//! from its own slice's free part. Slices shrink as a limit nears: a slice is at most
+//! 1/[`HEADROOM_SHARE`] of the remaining headroom, and at least the hold that asked for it, so
+//! the last credits go one hold at a time, as with reservations. Unused parts go back
+//! after [`IDLE_RETURN`] without a request, when a read endpoint or a dashboard page of the
+//! account is served (so an account at rest shows `reserved` 0), and when the day or month
+//! changes. A process that dies keeps its slices until the liveness sweep of another process
+//! (every 10 s, and at start) finds its advisory lock free and releases them
+//! (`Store::sweep_dead_instances`).
+//!
+//! Settlement: the usage batch charges the account (`balance` and `reserved` down by the
+//! charge) and lowers the lease's `amount` by it, in the same transaction as the usage row;
+//! the key's counters already count the charge (it was part of the slice). The writer then
+//! tells the book ([`Store::leases_settled`]): the hold leaves, the charge leaves the slice,
+//! the rest of the hold is free again. Every transaction here locks key, then account, then
+//! lease rows, like the usage batch (no deadlocks).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::keys::KeyRow;
+use super::ledger::{Reservation, ReserveError, SETTLE_ACCOUNT};
+use super::usage::UsageEntry;
+use super::{Pools, Result, Store};
+use crate::domain::{time_util, Credits};
+
+/// A slice covers this many holds of the request that asked for it...
+const SLICE_HOLDS: i64 = 64;
+/// ...but at most this share of the remaining headroom (key day, key month, account).
+const HEADROOM_SHARE: i64 = 8;
+/// Unused slices go back after this long without a request on them.
+pub const IDLE_RETURN: Duration = Duration::from_millis(200);
+/// A lease whose free part falls under 1/this of its last grant is topped up in the
+/// background, so requests rarely wait for a top-up.
+const LOW_WATER: i64 = 4;
+/// Empty leases are forgotten after this long.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// (key, day, month): a slice counts in the day and month it was taken in.
+type Bucket = (i64, i64, i64);
+
+/// This process's leases, in memory.
+#[derive(Default)]
+pub struct LeaseBook {
+    leases: Mutex<HashMap<Bucket, Lease>>,
+}
+
+struct Lease {
+    account_id: i64,
+    /// The `leases` row (None until the first grant).
+    id: Option<i64>,
+    /// Leased and not yet charged, as far as this process's settled batches go.
+    granted: i64,
+    /// Holds of requests in flight (their usage not yet committed).
+    in_flight: i64,
+    last_grant: i64,
+    used_at: Instant,
+    /// One top-up at a time per lease.
+    refill: Arc<tokio::sync::Mutex<()>>,
+    /// A background top-up is running.
+    refilling: bool,
+}
+
+impl Lease {
+    fn free(&self) -> i64 {
+        self.granted - self.in_flight
+    }
+}
+
+/// A part of a slice taken out of the book, to give back to the database.
+struct Detached {
+    bucket: Bucket,
+    account_id: i64,
+    id: i64,
+    amount: i64,
+}
+
+enum Take {
+    /// Served from the slice: the lease's row id, and whether to top up in the background.
+    Taken(i64, bool),
+    /// Not enough free: the lease's top-up lock.
+    Short(Arc<tokio::sync::Mutex<()>>),
+}
+
+impl LeaseBook {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Bucket, Lease>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `hold` from the slice if its free part covers `need` (the hold, or 1 for a free
+    /// request: the account must still have something spendable).
+    fn take(&self, bucket: Bucket, account_id: i64, hold: i64, need: i64) -> Take {
+        let mut leases = self.lock();
+        let lease = leases.entry(bucket).or_insert_with(|| Lease {
+            account_id,
+            id: None,
+            granted: 0,
+            in_flight: 0,
+            last_grant: 0,
+            used_at: Instant::now(),
+            refill: Arc::default(),
+            refilling: false,
+        });
+        lease.used_at = Instant::now();
+        match lease.id {
+            Some(id) if lease.free() >= need => {
+                lease.in_flight += hold;
+                let low = lease.free() < lease.last_grant / LOW_WATER;
+                let prefetch = low && !lease.refilling;
+                lease.refilling |= prefetch;
+                Take::Taken(id, prefetch)
+            }
+            _ => Take::Short(lease.refill.clone()),
+        }
+    }
+
+    fn free(&self, bucket: Bucket) -> i64 {
+        self.lock().get(&bucket).map_or(0, Lease::free)
+    }
+
+    fn lease_id(&self, bucket: Bucket) -> Option<i64> {
+        self.lock().get(&bucket).and_then(|l| l.id)
+    }
+
+    fn granted(&self, bucket: Bucket, id: i64, amount: i64) {
+        if let Some(l) = self.lock().get_mut(&bucket).filter(|_| amount > 0) {
+            l.id = Some(id);
+            l.granted += amount;
+            l.last_grant = amount;
+        }
+    }
+
+    fn refilled(&self, bucket: Bucket) {
+        if let Some(l) = self.lock().get_mut(&bucket) {
+            l.refilling = false;
+        }
+    }
+
+    /// Takes the free part of every lease `pick` selects out of the book (nothing can hold
+    /// against it any more), to give it back.
+    fn detach(&self, mut pick: impl FnMut(&Bucket, &Lease) -> bool) -> Vec<Detached> {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut leases = self.lock();
+        for (bucket, lease) in leases.iter_mut() {
+            let free = lease.free();
+            if free > 0 && pick(bucket, lease) {
+                if let Some(id) = lease.id {
+                    lease.granted -= free;
+                    out.push(Detached {
+                        bucket: *bucket,
+                        account_id: lease.account_id,
+                        id,
+                        amount: free,
+                    });
+                }
+            }
+        }
+        leases.retain(|_, l| {
+            l.granted > 0 || l.in_flight > 0 || now.duration_since(l.used_at) < FORGET_AFTER
+        });
+        out
+    }
+
+    /// A give-back failed: the part is this process's again.
+    fn reattach(&self, d: &Detached) {
+        if let Some(l) = self.lock().get_mut(&d.bucket) {
+            l.granted += d.amount;
+        }
+    }
+
+    /// Leased but not held, per account: what this process could give back now.
+    pub fn unused(&self, account_id: i64) -> i64 {
+        self.lock()
+            .values()
+            .filter(|l| l.account_id == account_id)
+            .map(|l| l.free().max(0))
+            .sum()
+    }
+}
+
+/// Key counters down by `$2` in the bucket `$1` (day) / `$3` (month) only: a slice of a day
+/// that has passed is no longer counted.
+const RELEASE_KEY: &str = "update api_keys set \
+    day_spend = case when spend_day = $1 then (case when day_spend < $2 then 0 else day_spend - $2 end) else day_spend end, \
+    month_spend = case when spend_month = $3 then (case when month_spend < $2 then 0 else month_spend - $2 end) else month_spend end \
+    where id = $4";
+
+/// The counters of a key, locked for a top-up.
+type KeyCounters = (String, Option<i64>, Option<i64>, i64, i64, i64, i64);
+
+impl Store {
+    /// A hold served from this process's lease on the key, topping the lease up (one
+    /// transaction) when its free part does not cover the hold.
+    pub(crate) async fn reserve_leased(
+        &self,
+        book: &Arc<LeaseBook>,
+        key: &KeyRow,
+        amount: Credits,
+        now_ms: i64,
+    ) -> Result<Reservation, ReserveError> {
+        let day = time_util::day_number(now_ms);
+        let month = time_util::month_number(now_ms);
+        let bucket = (key.id, day, month);
+        let hold = amount.micros();
+        let need = hold.max(1);
+        let reservation = |lease: i64| Reservation {
+            id: String::new(),
+            account_id: key.account_id,
+            key_id: key.id,
+            amount,
+            day,
+            month,
+            in_db: false,
+            lease: Some(lease),
+        };
+        loop {
+            let refill = match book.take(bucket, key.account_id, hold, need) {
+                Take::Taken(id, prefetch) => {
+                    if prefetch {
+                        self.spawn_top_up(book.clone(), key.account_id, bucket, need);
+                    }
+                    return Ok(reservation(id));
+                }
+                Take::Short(refill) => refill,
+            };
+            let _one_at_a_time = refill.lock().await;
+            let shortfall = need - book.free(bucket);
+            if shortfall <= 0 {
+                continue; // Topped up while this request waited.
+            }
+            let want = shortfall.max(need.saturating_mul(SLICE_HOLDS));
+            let (id, granted) = self
+                .take_lease(
+                    key.id,
+                    key.account_id,
+                    book.lease_id(bucket),
+                    (day, month),
+                    (shortfall, want),
+                    false,
+                    now_ms,
+                )
+                .await?;
+            book.granted(bucket, id, granted);
+        }
+    }
+
+    /// Tops a lease up before it runs dry, only while the headroom is ample (near a limit,
+    /// slices are taken by the requests that need them, so none sits unused here).
+    fn spawn_top_up(&self, book: Arc<LeaseBook>, account_id: i64, bucket: Bucket, need: i64) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let refill = match book.lock().get(&bucket) {
+                Some(l) => l.refill.clone(),
+                None => return,
+            };
+            let _one_at_a_time = refill.lock().await;
+            let want = need.saturating_mul(SLICE_HOLDS);
+            let (key_id, day, month) = bucket;
+            match store
+                .take_lease(
+                    key_id,
+                    account_id,
+                    book.lease_id(bucket),
+                    (day, month),
+                    (want, want),
+                    true,
+                    time_util::now_ms(),
+                )
+                .await
+            {
+                Ok((id, granted)) => book.granted(bucket, id, granted),
+                Err(ReserveError::Store(e)) => tracing::warn!(error = %e, "lease top-up failed"),
+                Err(_) => {}
+            }
+            book.refilled(bucket);
+        });
+    }
+
+    /// One transaction: locks the key's and the account's rows, and leases at least `need`
+    /// (`amounts.0`) and at most `want` (`amounts.1`), capped at 1/[`HEADROOM_SHARE`] of the
+    /// headroom; refused as a reservation would be when the headroom is below `need`.
+    /// `ample_only` (background top-up): leases `want` only if that is within the share,
+    /// else nothing. Returns the lease row's id and the amount granted.
+    #[allow(clippy::too_many_arguments)]
+    async fn take_lease(
+        &self,
+        key_id: i64,
+        account_id: i64,
+        lease_id: Option<i64>,
+        (day, month): (i64, i64),
+        (need, want): (i64, i64),
+        ample_only: bool,
+        now_ms: i64,
+    ) -> Result<(i64, i64), ReserveError> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return Err(ReserveError::KeyInactive);
+        };
+        let mut tx = pool.begin().await?;
+        let row: Option<KeyCounters> = sqlx::query_as(
+            "select status, daily_limit, monthly_limit, spend_day, day_spend, spend_month, month_spend \
+             from api_keys where id = $1 for update",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, daily, monthly, spend_day, day_spend, spend_month, month_spend)) = row
+        else {
+            tx.rollback().await?;
+            return Err(ReserveError::KeyInactive);
+        };
+        let (balance, reserved): (i64, i64) =
+            sqlx::query_as("select balance, reserved from accounts where id = $1 for update")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // Counters of a passed bucket read as zero (as in `RESERVE_KEY`).
+        let day_spent = if spend_day == day { day_spend } else { 0 };
+        let month_spent = if spend_month == month { month_spend } else { 0 };
+        let day_room = daily.map_or(i64::MAX, |l| l - day_spent);
+        let month_room = monthly.map_or(i64::MAX, |l| l - month_spent);
+        let account_room = balance - reserved;
+        let room = day_room.min(month_room).min(account_room);
+        let decision = if status != "active" {
+            Err(ReserveError::KeyInactive)
+        } else if ample_only {
+            Ok(if room / HEADROOM_SHARE >= want {
+                want
+            } else {
+                0
+            })
+        } else if day_room < need {
+            Err(ReserveError::DailyLimit)
+        } else if month_room < need {
+            Err(ReserveError::MonthlyLimit)
+        } else if account_room < need || account_room <= 0 {
+            Err(ReserveError::InsufficientCredits)
+        } else {
+            Ok(need.max(want.min(room / HEADROOM_SHARE)).min(room))
+        };
+        // Roll back explicitly: a dropped transaction's rollback waits for the connection's
+        // next use, and until then the key and account rows stay locked.
+        let grant = match decision {
+            Ok(g) if g > 0 => g,
+            Ok(_) => {
+                tx.rollback().await?;
+                return Ok((lease_id.unwrap_or(0), 0));
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
+        sqlx::query(
+            "update api_keys set spend_day = $1, day_spend = $2, spend_month = $3, month_spend = $4 \
+             where id = $5",
+        )
+        .bind(day)
+        .bind(day_spent + grant)
+        .bind(month)
+        .bind(month_spent + grant)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("update accounts set reserved = reserved + $1 where id = $2")
+            .bind(grant)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        let topped_up = match lease_id {
+            Some(id) => {
+                sqlx::query("update leases set amount = amount + $1 where id = $2")
+                    .bind(grant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            }
+            None => false,
+        };
+        let id = match (topped_up, lease_id) {
+            (true, Some(id)) => id,
+            _ => {
+                sqlx::query_scalar(
+                    "insert into leases (instance_id, account_id, key_id, day, month, amount, created_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7) returning id",
+                )
+                .bind(self.instance)
+                .bind(account_id)
+                .bind(key_id)
+                .bind(day)
+                .bind(month)
+                .bind(grant)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        // Durable (unlike a reservation's commit): the process serves many requests from a
+        // slice, which must not vanish in a database crash while the process goes on.
+        tx.commit().await?;
+        Ok((id, grant))
+    }
+
+    /// After a usage batch: its leased holds leave the book; if it committed, their charges
+    /// leave the slices (the batch lowered the rows' `amount` by them). Called before the
+    /// batch's requests are answered.
+    pub fn leases_settled(&self, batch: &[UsageEntry], committed: bool) {
+        let Some(book) = &self.leases else { return };
+        let mut leases = book.lock();
+        for e in batch {
+            let Some(r) = e.reservation.as_ref().filter(|r| r.lease.is_some()) else {
+                continue;
+            };
+            if let Some(l) = leases.get_mut(&(r.key_id, r.day, r.month)) {
+                l.in_flight -= r.amount.micros();
+                if committed {
+                    l.granted -= e.usage.cost.min(r.amount.micros());
+                }
+            }
+        }
+    }
+
+    /// Gives back the unused part of every lease idle for [`IDLE_RETURN`] or of a passed
+    /// day or month. Returns the amount given back.
+    pub async fn return_idle_leases(&self) -> i64 {
+        let Some(book) = &self.leases else { return 0 };
+        let now = Instant::now();
+        let day = time_util::day_number(time_util::now_ms());
+        let month = time_util::month_number(time_util::now_ms());
+        let parts = book.detach(|(_, d, m), l| {
+            *d != day || *m != month || now.duration_since(l.used_at) >= IDLE_RETURN
+        });
+        self.give_back(book, parts).await
+    }
+
+    /// Starts the task that gives idle slices back, every half [`IDLE_RETURN`] (PostgreSQL
+    /// with leases; nothing otherwise).
+    pub fn spawn_lease_returns(&self) {
+        if self.leases.is_none() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_RETURN / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                store.return_idle_leases().await;
+            }
+        });
+    }
+
+    /// Gives back the unused part of this process's leases on an account's keys, so a read
+    /// of its balance shows no slice of this process as reserved. Whether anything went back.
+    pub async fn return_account_leases(&self, account_id: i64) -> bool {
+        let Some(book) = &self.leases else {
+            return false;
+        };
+        if book.unused(account_id) == 0 {
+            return false;
+        }
+        let parts = book.detach(|_, l| l.account_id == account_id);
+        self.give_back(book, parts).await > 0
+    }
+
+    async fn give_back(&self, book: &LeaseBook, parts: Vec<Detached>) -> i64 {
+        let mut total = 0;
+        for d in parts {
+            match self.release_lease_part(&d).await {
+                Ok(()) => total += d.amount,
+                Err(e) => {
+                    tracing::warn!(error = %e, "returning an unused lease failed");
+                    book.reattach(&d);
+                }
+            }
+        }
+        total
+    }
+
+    /// Key counters, account's `reserved` and the lease row down by the part; the row goes
+    /// once nothing is left in it.
+    async fn release_lease_part(&self, d: &Detached) -> Result<()> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return Ok(());
+        };
+        let (key_id, day, month) = d.bucket;
+        let mut tx = pool.begin().await?;
+        release_in_tx(&mut tx, key_id, day, month, d.account_id, d.amount).await?;
+        sqlx::query("update leases set amount = amount - $1 where id = $2")
+            .bind(d.amount)
+            .bind(d.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("delete from leases where id = $1 and amount <= 0")
+            .bind(d.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The liveness sweep: releases every lease of a process that is gone. Returns how many.
+    pub(crate) async fn release_leases_of(&self, owner: i64) -> Result<u64> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return Ok(0);
+        };
+        let ids: Vec<i64> = sqlx::query_scalar("select id from leases where instance_id = $1")
+            .bind(owner)
+            .fetch_all(pool)
+            .await?;
+        let mut released = 0;
+        for id in ids {
+            let mut tx = pool.begin().await?;
+            // Key, account, then lease row: the lease row's content is read (and locked)
+            // last, like every other transaction here.
+            let row: Option<(i64, i64, i64, i64)> =
+                sqlx::query_as("select account_id, key_id, day, month from leases where id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((account_id, key_id, day, month)) = row else {
+                tx.rollback().await?;
+                continue;
+            };
+            sqlx::query("select 1 from api_keys where id = $1 for update")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query("select 1 from accounts where id = $1 for update")
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let amount: Option<i64> =
+                sqlx::query_scalar("delete from leases where id = $1 returning amount")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(amount) = amount.filter(|a| *a > 0) {
+                release_in_tx(&mut tx, key_id, day, month, account_id, amount).await?;
+            }
+            tx.commit().await?;
+            released += 1;
+        }
+        Ok(released)
+    }
+}
+
+/// A slice's part no longer counted: key counters (its bucket only) and account `reserved`.
+async fn release_in_tx(
+    tx: &mut sqlx::PgConnection,
+    key_id: i64,
+    day: i64,
+    month: i64,
+    account_id: i64,
+    amount: i64,
+) -> Result<()> {
+    sqlx::query(RELEASE_KEY)
+        .bind(day)
+        .bind(amount)
+        .bind(month)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(SETTLE_ACCOUNT)
+        .bind(amount)
+        .bind(0i64)
+        .bind(account_id)
+        .bind(0i64)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// In the usage batch's transaction, after the accounts: each lease's row down by what the
+/// batch charged against it (`lease id -> charge`).
+pub(crate) async fn settle_leases(
+    tx: &mut sqlx::PgConnection,
+    charges: &HashMap<i64, i64>,
+) -> Result<()> {
+    if charges.is_empty() {
+        return Ok(());
+    }
+    let mut pairs: Vec<(i64, i64)> = charges.iter().map(|(k, v)| (*k, *v)).collect();
+    pairs.sort_unstable();
+    let (ids, amounts): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+    sqlx::query(
+        "update leases set amount = leases.amount - v.charge \
+         from unnest($1::bigint[], $2::bigint[]) as v(id, charge) where leases.id = v.id",
+    )
+    .bind(ids)
+    .bind(amounts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! PostgreSQL: a whole usage batch as **one statement** (data-modifying CTEs over `unnest`ed
+//! arrays), run in autocommit: one round trip, which also commits (durably). The
+//! multi-statement transaction of `write_postgres` took eight round trips per batch (begin,
+//! rows, keys, accounts, leases, two rollups, commit), and held the hot key and account rows
+//! locked across the last five of them: at one connection those round trips were most of a
+//! request's added latency, and under load most of the group commit's time (bench/RESULTS.md).
+//!
+//! It covers the batches the gateway writes with budget leases or without holds: at most one
+//! settlement per key, no reservation rows, no in-memory (SQLite) holds. Any other batch (a
+//! day boundary inside a batch, `LOWROUTER_LEASES=off`) takes the transaction.
+//! Row locks are taken keys, then accounts, then leases, as everywhere else: PostgreSQL runs
+//! unreferenced data-modifying CTEs in no promised order, so each of these three waits for
+//! the one before it (`(select count(*) from k) >= 0`: an init plan that runs `k` first).
+
+use super::{sorted, BatchPlan, UsageEntry};
+use crate::store::Result;
+
+/// Whether [`write`] can apply this plan.
+pub(super) fn fits(plan: &BatchPlan<'_>) -> bool {
+    if !plan.reservation_ids.is_empty() || !plan.charges.is_empty() {
+        return false;
+    }
+    let mut keys: Vec<i64> = plan.keys.keys().map(|(k, _, _)| *k).collect();
+    keys.sort_unstable();
+    keys.windows(2).all(|w| w[0] != w[1])
+}
+
+const SQL: &str = "with \
+ins as (insert into usage (generation_id, account_id, key_id, key_name, requested_model, resolved_model, \
+    provider, region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, \
+    streamed, latency_ms, started_at, completed_at) \
+  select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], \
+    $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])), \
+k as (update api_keys set \
+    day_spend = case when spend_day = v.day then (case when day_spend + v.charge < v.release then 0 else day_spend + v.charge - v.release end) else day_spend end, \
+    month_spend = case when spend_month = v.month then (case when month_spend + v.charge < v.release then 0 else month_spend + v.charge - v.release end) else month_spend end, \
+    last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
+  from unnest($20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[]) \
+    as v(id, day, month, release, charge, last_used) where api_keys.id = v.id returning 1), \
+a as (update accounts set \
+    balance = case when balance < v.charge then 0 else balance - v.charge end, \
+    reserved = case when reserved < v.release then 0 else reserved - v.release end \
+  from unnest($26::bigint[], $27::bigint[], $28::bigint[]) as v(id, release, charge) \
+  where accounts.id = v.id and (select count(*) from k) >= 0 returning 1), \
+l as (update leases set amount = leases.amount - v.charge \
+  from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
+  where leases.id = v.id and (select count(*) from a) >= 0), \
+d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
+    requests, errors, prompt_tokens, completion_tokens, cost) \
+  select * from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
+    $37::text[], $38::text[], $39::bigint[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[]) \
+  on conflict (account_id, day, key_id, key_name, model, provider, region, status) do update set \
+    requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
+    prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+    cost = usage_daily.cost + excluded.cost) \
+insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost) \
+  select * from unnest($44::bigint[], $45::bigint[], $46::text[], $47::bigint[], $48::bigint[], $49::bigint[], \
+    $50::bigint[], $51::bigint[]) \
+  on conflict (account_id, day, key_name) do update set \
+    requests = usage_daily_keys.requests + excluded.requests, errors = usage_daily_keys.errors + excluded.errors, \
+    prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
+    cost = usage_daily_keys.cost + excluded.cost";
+
+/// Column `i` of each row, as one array.
+fn col<T, R>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// Applies the batch in one statement (see the module's doc); `plan` must [`fits`].
+pub(super) async fn write(
+    pool: &sqlx::PgPool,
+    batch: &[UsageEntry],
+    plan: &BatchPlan<'_>,
+) -> Result<()> {
+    let rows: Vec<_> = batch.iter().map(|e| &e.usage).collect();
+    let keys = sorted(&plan.keys);
+    let accounts = sorted(&plan.accounts);
+    let leases = sorted(&plan.leases);
+    let daily = sorted(&plan.daily);
+    let daily_keys = sorted(&plan.daily_keys);
+    let q = sqlx::query(SQL)
+        .bind(col(&rows, |r| r.generation_id.clone()))
+        .bind(col(&rows, |r| r.account_id))
+        .bind(col(&rows, |r| r.key_id))
+        .bind(col(&rows, |r| r.key_name.clone()))
+        .bind(col(&rows, |r| r.requested_model.clone()))
+        .bind(col(&rows, |r| r.resolved_model.clone()))
+        .bind(col(&rows, |r| r.provider.clone()))
+        .bind(col(&rows, |r| r.region.clone()))
+        .bind(col(&rows, |r| r.prompt_tokens))
+        .bind(col(&rows, |r| r.completion_tokens))
+        .bind(col(&rows, |r| r.prompt_tokens + r.completion_tokens))
+        .bind(col(&rows, |r| r.cost))
+        .bind(col(&rows, |r| r.status.as_str().to_owned()))
+        .bind(col(&rows, |r| i64::from(r.http_status)))
+        .bind(col(&rows, |r| r.error_code.clone()))
+        .bind(col(&rows, |r| i64::from(r.streamed)))
+        .bind(col(&rows, |r| r.latency_ms))
+        .bind(col(&rows, |r| r.started_at))
+        .bind(col(&rows, |r| r.completed_at))
+        .bind(col(&keys, |((id, _, _), _)| *id))
+        .bind(col(&keys, |((_, day, _), _)| *day))
+        .bind(col(&keys, |((_, _, month), _)| *month))
+        .bind(col(&keys, |(_, d)| d.release))
+        .bind(col(&keys, |(_, d)| d.charge))
+        .bind(col(&keys, |(_, d)| d.last_used))
+        .bind(col(&accounts, |(id, _)| **id))
+        .bind(col(&accounts, |(_, (release, _))| *release))
+        .bind(col(&accounts, |(_, (_, charge))| *charge))
+        .bind(col(&leases, |(id, _)| **id))
+        .bind(col(&leases, |(_, charge)| **charge))
+        .bind(col(&daily, |(k, _)| k.account_id))
+        .bind(col(&daily, |(k, _)| k.day))
+        .bind(col(&daily, |(k, _)| k.key_id))
+        .bind(col(&daily, |(k, _)| k.key_name.to_owned()))
+        .bind(col(&daily, |(k, _)| k.model.to_owned()))
+        .bind(col(&daily, |(k, _)| k.provider.to_owned()))
+        .bind(col(&daily, |(k, _)| k.region.to_owned()))
+        .bind(col(&daily, |(k, _)| k.status.to_owned()))
+        .bind(col(&daily, |(_, n)| n[0]))
+        .bind(col(&daily, |(_, n)| n[1]))
+        .bind(col(&daily, |(_, n)| n[2]))
+        .bind(col(&daily, |(_, n)| n[3]))
+        .bind(col(&daily, |(_, n)| n[4]))
+        .bind(col(&daily_keys, |((a, _, _), _)| *a))
+        .bind(col(&daily_keys, |((_, d, _), _)| *d))
+        .bind(col(&daily_keys, |((_, _, name), _)| (*name).to_owned()))
+        .bind(col(&daily_keys, |(_, n)| n[0]))
+        .bind(col(&daily_keys, |(_, n)| n[1]))
+        .bind(col(&daily_keys, |(_, n)| n[2]))
+        .bind(col(&daily_keys, |(_, n)| n[3]))
+        .bind(col(&daily_keys, |(_, n)| n[4]));
+    q.execute(pool).await?;
+    Ok(())
+}
