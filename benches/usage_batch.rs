@@ -99,7 +99,7 @@ fn journal(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             // Everything counts as applied, so the segments take turns as in the gateway.
-            journal.append(n, &one, n - 1).unwrap()
+            journal.append_blocking(n, &one, n - 1).unwrap()
         })
     });
 }

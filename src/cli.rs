@@ -1,4 +1,7 @@
-//! The command line: `serve` (default), `migrate`, `user create`, `credits grant`.
+//! The command line: `serve` (default), `migrate`, `user create`, `credits grant`,
+//! `journal inspect | set-aside` (`cli::journal`).
+
+mod journal;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -40,6 +43,12 @@ pub enum Command {
     Credits {
         #[command(subcommand)]
         command: CreditsCommand,
+    },
+    /// Read or set aside the usage journal (SQLite), e.g. when the server refuses to start
+    /// because of a record it cannot read.
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
     },
 }
 
@@ -121,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
+        Command::Journal { command } => journal::run(&settings, command)?,
     }
     Ok(())
 }

@@ -108,6 +108,7 @@ impl Application {
         let holds = (store.backend() == Backend::Sqlite).then(|| Arc::new(HoldBook::default()));
         let state = AppState {
             usage: UsageWriter::start(store.clone(), holds.clone())
+                .await
                 .context("starting the usage writer")?,
             holds,
             refusals: Arc::default(),
@@ -207,8 +208,9 @@ impl Application {
 }
 
 /// One process serves an SQLite file: reservations live in it, and a second server would
-/// contend for its single writer. The CLI's admin commands do not take this lock.
-fn lock_sqlite(url: &str) -> anyhow::Result<File> {
+/// contend for its single writer. The CLI's admin commands do not take this lock, except
+/// `journal set-aside`, which must not move the journal of a running server.
+pub(crate) fn lock_sqlite(url: &str) -> anyhow::Result<File> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");

@@ -154,20 +154,6 @@ impl serde::Serialize for Credits {
     }
 }
 
-/// Serde as an integer of micro-credits (`#[serde(with = "...")]`), for internal records
-/// (the usage journal): any amount, with no decimal text to parse back.
-pub mod as_micros {
-    use super::Credits;
-
-    pub fn serialize<S: serde::Serializer>(c: &Credits, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(c.0)
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Credits, D::Error> {
-        <i64 as serde::Deserialize>::deserialize(d).map(Credits)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,10 @@
 //! answered request. Measured against the alternatives (bench/RESULTS.md): an SQLite commit
 //! per batch cost about eleven page writes and met the checkpointer's `fsync`s, and a writer
 //! thread between the request and the journal cost two cross-thread wake-ups per request.
-//! At start, journaled entries missing from SQLite are applied before serving.
+//! So the append blocks a runtime worker on purpose ([`Journaled::record_blocking`]: about a
+//! microsecond; the journal warns when one is slow). At start, journaled entries missing
+//! from SQLite are applied before serving, on a thread of their own that start-up awaits
+//! without blocking a runtime worker.
 //!
 //! **PostgreSQL**: durable means committed, by group commit: a writer task batches the rows
 //! of many requests into one transaction while the previous one commits. There is no
@@ -61,10 +64,13 @@ pub struct RecordError;
 
 impl UsageWriter {
     /// Starts the writer. SQLite: first applies what a previous process journaled but did
-    /// not apply, then starts the applier thread. PostgreSQL: a task on the current runtime.
-    pub fn start(store: Store, holds: Option<Arc<HoldBook>>) -> anyhow::Result<Self> {
+    /// not apply, then starts the applier thread; fails if the journal cannot be read
+    /// (`usage_journal::JournalError`). PostgreSQL: a task on the current runtime.
+    pub async fn start(store: Store, holds: Option<Arc<HoldBook>>) -> anyhow::Result<Self> {
         let inner = match store.backend() {
-            Backend::Sqlite => Inner::Sqlite(Journaled::start(store, holds.unwrap_or_default())?),
+            Backend::Sqlite => {
+                Inner::Sqlite(Journaled::start(store, holds.unwrap_or_default()).await?)
+            }
             // PostgreSQL keeps holds as rows (`store::ledger`): there is no hold book to settle.
             Backend::Postgres => {
                 let (tx, rx) = mpsc::channel(QUEUE);
@@ -84,7 +90,7 @@ impl UsageWriter {
                     // Backpressure: the applier cannot keep up (it logs why).
                     j.wait_applied(behind).await;
                 }
-                j.record(entry)
+                j.record_blocking(entry)
             }
             Inner::Postgres(tx) => {
                 let (done, wait) = oneshot::channel();
@@ -134,12 +140,14 @@ struct State {
 
 impl Journaled {
     /// Replays the journal, then starts the `usage-applier` thread.
-    fn start(store: Store, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
+    async fn start(store: Store, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
         let path = store.sqlite_file().path.clone();
-        // On a thread of its own: its SQLite connection goes with it.
-        let (journal, last) = {
+        // On a thread of its own (its SQLite connection goes with it), awaited without
+        // holding a runtime worker: replay reads the files and writes one transaction.
+        let (done, replayed) = oneshot::channel();
+        let replay = {
             let store = store.clone();
-            std::thread::spawn(move || -> anyhow::Result<(Journal, i64)> {
+            move || -> anyhow::Result<(Journal, i64)> {
                 let (mut journal, records) = Journal::open(&path)?;
                 let journaled = records.iter().map(|r| r.seq).max().unwrap_or(0);
                 let replayed = store.replay_usage_journal(records)?;
@@ -151,10 +159,16 @@ impl Journaled {
                 }
                 journal.clear()?;
                 Ok((journal, journaled.max(store.max_settled_seq()?)))
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("usage journal replay panicked"))??
+            }
         };
+        std::thread::Builder::new()
+            .name("usage-replay".into())
+            .spawn(move || {
+                let _ = done.send(replay());
+            })?;
+        let (journal, last) = replayed
+            .await
+            .map_err(|_| anyhow::anyhow!("usage journal replay panicked"))??;
         book.applied(last);
         let journaled = Arc::new(Journaled {
             state: Mutex::new(State {
@@ -179,8 +193,9 @@ impl Journaled {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Numbers, settles and journals one entry, on the calling thread.
-    fn record(&self, entry: UsageEntry) -> Result<(), RecordError> {
+    /// Numbers, settles and journals one entry, blocking the calling thread (a runtime
+    /// worker: see the module's doc) for the journal's mutex and one `write`.
+    fn record_blocking(&self, entry: UsageEntry) -> Result<(), RecordError> {
         let applied = *self.applied.borrow();
         let encoded = Encoded::new(std::slice::from_ref(&entry)).map_err(|e| {
             tracing::error!(error = %e, "usage entry not serializable");
@@ -190,7 +205,7 @@ impl Journaled {
         let seq = s.seq + 1;
         let settles = entry.reservation.as_ref().map(|r| (r, entry.usage.cost));
         self.book.settling(seq, settles.into_iter());
-        if let Err(e) = s.journal.append_encoded(seq, &encoded, applied) {
+        if let Err(e) = s.journal.append_encoded_blocking(seq, &encoded, applied) {
             tracing::error!(error = %e, "usage journal write failed");
             if let Some(r) = &entry.reservation {
                 self.book.unsettle(seq, std::iter::once(r));

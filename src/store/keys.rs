@@ -339,18 +339,30 @@ impl Store {
     }
 
     /// The gateway's one read per request: the key by token hash, with its account's balance.
-    /// SQLite: in-thread (see `sqlite_direct`); PostgreSQL: through the pool.
+    /// SQLite: on the calling thread, which it blocks ([`Store::gateway_key_blocking`]);
+    /// PostgreSQL: through the pool.
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
         if let Some(file) = &self.sqlite {
-            return Ok(super::sqlite_direct::query_one(
-                &file.path,
-                GATEWAY_KEY_SQL,
-                &hash.0,
-                gateway_key_from_row,
-            )?);
+            return Self::gateway_key_blocking(file, hash);
         }
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, GatewayKey>(GATEWAY_KEY_SQL).bind(&hash.0).fetch_optional(pool).await?
         }))
+    }
+
+    /// SQLite: the gateway's key read, blocking the calling thread (a runtime worker) on
+    /// purpose: one indexed read on this thread's own read-only connection takes
+    /// microseconds and never waits for the writer (WAL), whereas a hop to sqlx's connection
+    /// thread and back cost more than the rest of the request (see `sqlite_direct`).
+    fn gateway_key_blocking(
+        file: &super::sqlite_direct::SqliteFile,
+        hash: &TokenHash,
+    ) -> Result<Option<GatewayKey>> {
+        Ok(super::sqlite_direct::query_one_blocking(
+            &file.path,
+            GATEWAY_KEY_SQL,
+            &hash.0,
+            gateway_key_from_row,
+        )?)
     }
 }

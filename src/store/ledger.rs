@@ -21,12 +21,12 @@ use super::{on_read, on_write, Pools, Result, Store, StoreError};
 type StaleHold = (String, i64, i64, i64, i64, i64);
 use crate::domain::{time_util, Credits};
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// A hold. Journaled as part of `usage_journal::EntryV1` (its own struct).
+#[derive(Debug, Clone)]
 pub struct Reservation {
     pub id: String,
     pub account_id: i64,
     pub key_id: i64,
-    #[serde(with = "crate::domain::credits::as_micros")]
     pub amount: Credits,
     pub day: i64,
     pub month: i64,
@@ -36,7 +36,6 @@ pub struct Reservation {
     /// PostgreSQL: served from this process's budget lease, the `leases` row with this id
     /// (`store::lease_book`); `in_db` is then false. Settlement charges the account and the
     /// lease; the key's counters already count the hold as part of the slice.
-    #[serde(default)]
     pub lease: Option<i64>,
 }
 

@@ -7,7 +7,8 @@
 //! read that hop cost more CPU than everything else the request does. Here each thread that
 //! serves requests keeps its own read-only connection (rusqlite, the same SQLite library sqlx
 //! links) and runs the one indexed lookup synchronously: microseconds, and in WAL mode a
-//! reader never waits for the writer. The usage batch likewise runs on the usage applier's
+//! reader never waits for the writer. So the key read blocks a runtime worker on purpose
+//! ([`query_one_blocking`], called by `Store::gateway_key`). The usage batch runs on the usage applier's
 //! thread through a read-write connection of that thread. Everything else goes through sqlx
 //! (and WAL checkpoints, below, run on a connection of their own).
 
@@ -87,8 +88,9 @@ pub(crate) fn with_connection<T>(
     })
 }
 
-/// One row by a query with one text parameter, mapped by `map`.
-pub(crate) fn query_one<T>(
+/// One row by a query with one text parameter, mapped by `map`, on the calling thread
+/// (which it blocks: callers on the async runtime do so on purpose, see the module's doc).
+pub(crate) fn query_one_blocking<T>(
     path: &Path,
     sql: &str,
     param: &str,

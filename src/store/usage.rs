@@ -7,7 +7,7 @@ use super::ledger::Reservation;
 use super::{on_read, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageStatus {
     Ok,
     ClientError,
@@ -33,8 +33,9 @@ impl UsageStatus {
     }
 }
 
-/// One authenticated gateway request, as recorded (and journaled, see `usage_journal`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// One authenticated gateway request, as recorded. Journaled as `usage_journal::EntryV1`
+/// (its own struct: a change here changes nothing on disk).
+#[derive(Debug, Clone)]
 pub struct NewUsage {
     pub generation_id: String,
     pub account_id: i64,
@@ -58,7 +59,7 @@ pub struct NewUsage {
 }
 
 /// A usage row plus the reservation it settles (if the request got that far).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct UsageEntry {
     pub usage: NewUsage,
     pub reservation: Option<Reservation>,

@@ -686,8 +686,10 @@ mod tests {
             entry("gen-c", account, key),
         );
         let (mut journal, _) = Journal::open(&db).unwrap();
-        journal.append(1, &[a.clone(), b.clone()], 0).unwrap();
-        journal.append(2, &[c], 0).unwrap();
+        journal
+            .append_blocking(1, &[a.clone(), b.clone()], 0)
+            .unwrap();
+        journal.append_blocking(2, &[c], 0).unwrap();
         // The applier had applied `a` (and only `a`) when the process died.
         store.apply_usage_blocking(&[a], 1).unwrap();
         drop(journal);

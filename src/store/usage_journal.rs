@@ -10,44 +10,86 @@
 //! (`usage.generation_id` is unique, and an entry's row and its settlement commit together,
 //! so "its row exists" is exactly "it was applied").
 //!
-//! Format: records of `[u32 length][u32 CRC-32 of the payload][payload]` (little-endian),
-//! the payload being `{"seq": n, "entries": [...]}` as JSON. A record cut short by a kill,
-//! or whose checksum fails, ends the file: it and anything after it is dropped (its requests
-//! were never answered, since the answer waits for the whole write).
-//!
 //! Two segments, `<db>.usage-journal-0` and `-1`, take turns: appends go to the current one,
 //! and once it passes [`ROTATE_AT`] bytes the other one is emptied and becomes current, as
 //! soon as every record in it has been applied. So neither grows past about `ROTATE_AT`
 //! while the applier keeps up, and no append ever waits for the applier.
+//!
+//! Appending blocks the calling thread, on purpose: it is one `pwrite` into the page cache
+//! (about 1 µs, bench/RESULTS.md), which costs less than handing the entry to another thread;
+//! the gateway calls it under the journal's mutex from the request's own thread. An append
+//! slower than [`SLOW_APPEND`] (the disk or the kernel's dirty-page throttling holding
+//! writers back) is logged as a warning, at most once every [`SLOW_WARN_EVERY`].
+//!
+//! # Format
+//!
+//! A segment is a sequence of records, little-endian:
+//!
+//! ```text
+//! offset  size   field
+//! 0       4      n: the payload's length in bytes, u32 (at least 1)
+//! 4       4      CRC-32 (IEEE) of the n payload bytes, u32
+//! 8       1      format version: 1
+//! 9       n - 1  JSON (UTF-8): {"seq": <batch number>, "entries": [<entry>, ...]}
+//! ```
+//!
+//! An entry is `{"usage": {...}, "reservation": {...} | null}`, with exactly the fields of
+//! [`format::EntryV1`] (money in micro-credits, instants in unix ms). Version 0 is what
+//! builds before versioning wrote: no version byte, the payload is the same JSON (so its
+//! first byte is `{`). A new format gets a new version; this build reads 0 and 1.
+//!
+//! # Reading at start
+//!
+//! - A **torn tail** is cut off: a header or payload that stops at the end of the file, a
+//!   last record whose checksum fails, or zeros to the end. It is what a write cut short by
+//!   a kill leaves, and its request was never answered (the answer waits for the write).
+//! - Anything else that cannot be read **refuses the start** ([`JournalError::Unreadable`],
+//!   naming the file and the offset; nothing is changed on disk): a record whose checksum
+//!   holds but whose version is unknown or whose JSON does not decode (say, a journal left
+//!   by another build), or a damaged record with bytes after it. Such a record was written
+//!   whole, so its requests were answered: dropping it would lose charges. The operator
+//!   reads the records with `lowrouter journal inspect` and either starts the build that
+//!   wrote them or moves the files aside with `lowrouter journal set-aside` (`cli::journal`).
+
+mod format;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::usage::UsageEntry;
+use format::{decode_payload, frame_at, split_version, write_payload, Frame, HEADER};
+pub use format::{Encoded, EntryV1, Record, VERSION};
 
 /// A segment's size after which appends move to the other segment (once it is applied).
 pub const ROTATE_AT: u64 = 4 << 20;
+/// An append slower than this is logged (a healthy one takes microseconds).
+pub const SLOW_APPEND: Duration = Duration::from_millis(10);
+/// At most one slow-append warning per this long (each counts the slow appends since).
+pub const SLOW_WARN_EVERY: Duration = Duration::from_secs(10);
 
-const HEADER: usize = 8;
-
-/// One journal record: the entries of one batch of requests, and the batch's number.
-#[derive(Debug, serde::Deserialize)]
-pub struct Record {
-    pub seq: i64,
-    pub entries: Vec<UsageEntry>,
-}
-
-/// Entries serialized for [`Journal::append_encoded`], ahead of taking the journal (so the
-/// lock around it covers only the write).
-pub struct Encoded(Vec<u8>);
-
-impl Encoded {
-    pub fn new(entries: &[UsageEntry]) -> io::Result<Self> {
-        Ok(Encoded(serde_json::to_vec(entries)?))
-    }
+/// Why the journal cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("usage journal: {0}")]
+    Io(#[from] io::Error),
+    /// A record that is not a torn tail and cannot be read (see the module's doc).
+    #[error(
+        "usage journal {}: the record at byte offset {offset} {reason}. It may hold answered \
+         requests, so lowrouter does not start rather than drop them. Run `lowrouter journal \
+         inspect` (with this configuration) to see the records; then start the lowrouter \
+         version that wrote them, or run `lowrouter journal set-aside` to move the journal \
+         files aside (they are kept) and start without their records",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 }
 
 struct Segment {
@@ -57,10 +99,12 @@ struct Segment {
     last_seq: i64,
 }
 
+/// The open journal. Every method does file I/O on the calling thread.
 pub struct Journal {
     segments: [Segment; 2],
     current: usize,
     buf: Vec<u8>,
+    slow: SlowAppends,
 }
 
 impl Journal {
@@ -71,11 +115,11 @@ impl Journal {
         PathBuf::from(p)
     }
 
-    /// Opens (creating) both segments of the journal of `db`, and returns every intact record
-    /// in them, in batch-number order. A torn tail is cut off the file.
-    pub fn open(db: &Path) -> io::Result<(Journal, Vec<Record>)> {
-        let mut records = Vec::new();
-        let mut open = |i| -> io::Result<Segment> {
+    /// Opens (creating) both segments of the journal of `db`, and returns every record in
+    /// them, in batch-number order. A torn tail is cut off the file; a record that cannot
+    /// be read otherwise is an error, and then no file is changed.
+    pub fn open(db: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
+        let read = |i| -> Result<_, JournalError> {
             let path = Self::segment_path(db, i);
             let mut file = OpenOptions::new()
                 .read(true)
@@ -86,24 +130,31 @@ impl Journal {
                 .open(&path)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
-            let (found, intact) = decode(&bytes);
-            if intact < bytes.len() {
-                tracing::warn!(
-                    path = %path.display(),
-                    dropped = bytes.len() - intact,
-                    "usage journal: dropped a torn record at the end"
-                );
-                file.set_len(intact as u64)?;
-            }
-            let last_seq = found.iter().map(|r| r.seq).max().unwrap_or(0);
-            records.extend(found);
-            Ok(Segment {
-                file,
-                len: intact as u64,
-                last_seq,
-            })
+            let (found, intact) = scan(&path, &bytes)?;
+            Ok((path, file, bytes.len(), found, intact))
         };
-        let segments = [open(0)?, open(1)?];
+        // Both segments are read before either is cut: a refusal changes nothing.
+        let [first, second] = [read(0)?, read(1)?];
+        let mut records = Vec::new();
+        let mut finish =
+            |(path, file, len, found, intact): (PathBuf, File, usize, Vec<Record>, usize)| {
+                if intact < len {
+                    tracing::warn!(
+                        path = %path.display(),
+                        dropped = len - intact,
+                        "usage journal: dropped a torn record at the end"
+                    );
+                    file.set_len(intact as u64)?;
+                }
+                let last_seq = found.iter().map(|r| r.seq).max().unwrap_or(0);
+                records.extend(found);
+                io::Result::Ok(Segment {
+                    file,
+                    len: intact as u64,
+                    last_seq,
+                })
+            };
+        let segments = [finish(first)?, finish(second)?];
         records.sort_by_key(|r| r.seq);
         let current = usize::from(segments[1].last_seq > segments[0].last_seq);
         Ok((
@@ -111,19 +162,54 @@ impl Journal {
                 segments,
                 current,
                 buf: Vec::new(),
+                slow: SlowAppends::default(),
             },
             records,
         ))
     }
 
-    /// Appends one record in one write. On failure nothing of it stays in the file.
-    /// `applied`: every batch numbered up to it is in SQLite (for the rotation).
-    pub fn append(&mut self, seq: i64, entries: &[UsageEntry], applied: i64) -> io::Result<()> {
-        self.append_encoded(seq, &Encoded::new(entries)?, applied)
+    /// The records of the journal of `db` as [`Journal::open`] would return them (a torn
+    /// tail left out), without creating or changing any file.
+    pub fn read(db: &Path) -> Result<Vec<Record>, JournalError> {
+        let mut records = Vec::new();
+        for i in 0..2 {
+            let path = Self::segment_path(db, i);
+            match std::fs::read(&path) {
+                Ok(bytes) => records.extend(scan(&path, &bytes)?.0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        records.sort_by_key(|r| r.seq);
+        Ok(records)
     }
 
-    /// [`Journal::append`] for entries serialized beforehand.
-    pub fn append_encoded(&mut self, seq: i64, entries: &Encoded, applied: i64) -> io::Result<()> {
+    /// Appends one record in one write, blocking the calling thread. On failure nothing of
+    /// it stays in the file. `applied`: every batch numbered up to it is in SQLite (for the
+    /// rotation).
+    pub fn append_blocking(
+        &mut self,
+        seq: i64,
+        entries: &[UsageEntry],
+        applied: i64,
+    ) -> io::Result<()> {
+        self.append_encoded_blocking(seq, &Encoded::new(entries)?, applied)
+    }
+
+    /// [`Journal::append_blocking`] for entries serialized beforehand.
+    pub fn append_encoded_blocking(
+        &mut self,
+        seq: i64,
+        entries: &Encoded,
+        applied: i64,
+    ) -> io::Result<()> {
+        let started = Instant::now();
+        let written = self.append_now(seq, entries, applied);
+        self.slow.note(started.elapsed());
+        written
+    }
+
+    fn append_now(&mut self, seq: i64, entries: &Encoded, applied: i64) -> io::Result<()> {
         let other = 1 - self.current;
         if self.segments[self.current].len >= ROTATE_AT && applied >= self.segments[other].last_seq
         {
@@ -135,10 +221,7 @@ impl Journal {
         }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
-        // The payload is `{"seq": n, "entries": [...]}`, assembled around the encoded entries.
-        write!(self.buf, "{{\"seq\":{seq},\"entries\":")?;
-        self.buf.extend_from_slice(&entries.0);
-        self.buf.push(b'}');
+        write_payload(&mut self.buf, seq, entries);
         let payload_len = u32::try_from(self.buf.len() - HEADER)
             .map_err(|_| io::Error::other("usage journal record over 4 GiB"))?;
         let crc = crc32fast::hash(&self.buf[HEADER..]);
@@ -166,26 +249,126 @@ impl Journal {
     }
 }
 
-/// The intact records at the start of `bytes`, and how many bytes they span.
-fn decode(bytes: &[u8]) -> (Vec<Record>, usize) {
+/// The records of one segment's `bytes` and how many bytes they span (the rest is a torn
+/// tail), or the first record that is neither readable nor a torn tail.
+fn scan(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, usize), JournalError> {
+    let unreadable = |offset: usize, reason: String| JournalError::Unreadable {
+        path: path.to_owned(),
+        offset: offset as u64,
+        reason,
+    };
     let mut records = Vec::new();
     let mut at = 0;
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-            break;
+    loop {
+        let (payload, next) = match frame_at(bytes, at) {
+            Frame::End | Frame::Torn => return Ok((records, at)),
+            Frame::Damaged { reason } => return Err(unreadable(at, reason)),
+            Frame::Whole { payload, next } => (payload, next),
         };
-        if crc32fast::hash(payload) != crc {
-            break;
+        match decode_payload(payload) {
+            Ok((_, record)) => records.push(record),
+            Err(reason) => return Err(unreadable(at, reason)),
         }
-        match serde_json::from_slice::<Record>(payload) {
-            Ok(r) => records.push(r),
-            Err(_) => break,
-        }
-        at += HEADER + len;
+        at = next;
     }
-    (records, at)
+}
+
+/// One record of a segment as `lowrouter journal inspect` shows it: read without decoding
+/// into this build's types, so records of other versions show too.
+#[derive(Debug)]
+pub enum Inspected<'a> {
+    /// A record whose checksum holds: its version byte (0: unversioned), its JSON, and why
+    /// this build cannot read it, if it cannot.
+    Record {
+        offset: u64,
+        version: u8,
+        json: &'a [u8],
+        error: Option<String>,
+    },
+    /// A torn tail, which a start cuts off.
+    Torn { offset: u64, bytes: u64 },
+    /// A damaged record with bytes after it: the segment cannot be read past it.
+    Damaged {
+        offset: u64,
+        bytes: u64,
+        reason: String,
+    },
+}
+
+/// Every record of a segment's `bytes`, readable or not (see [`Inspected`]).
+pub fn inspect(bytes: &[u8]) -> Vec<Inspected<'_>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let offset = at as u64;
+        let rest = (bytes.len() - at) as u64;
+        match frame_at(bytes, at) {
+            Frame::End => return out,
+            Frame::Torn => {
+                out.push(Inspected::Torn {
+                    offset,
+                    bytes: rest,
+                });
+                return out;
+            }
+            Frame::Damaged { reason } => {
+                out.push(Inspected::Damaged {
+                    offset,
+                    bytes: rest,
+                    reason,
+                });
+                return out;
+            }
+            Frame::Whole { payload, next } => {
+                let (version, json) = split_version(payload).unwrap_or((payload[0], &payload[1..]));
+                out.push(Inspected::Record {
+                    offset,
+                    version,
+                    json,
+                    error: decode_payload(payload).err(),
+                });
+                at = next;
+            }
+        }
+    }
+}
+
+/// Slow appends since the last warning about them.
+#[derive(Default)]
+struct SlowAppends {
+    count: u64,
+    worst: Duration,
+    last_warned: Option<Instant>,
+}
+
+impl SlowAppends {
+    /// Counts an append that took `took` if it was slow, and warns unless it warned less
+    /// than [`SLOW_WARN_EVERY`] ago. Whether it warned.
+    fn note(&mut self, took: Duration) -> bool {
+        if took < SLOW_APPEND {
+            return false;
+        }
+        self.count += 1;
+        self.worst = self.worst.max(took);
+        let now = Instant::now();
+        if self
+            .last_warned
+            .is_some_and(|t| now.duration_since(t) < SLOW_WARN_EVERY)
+        {
+            return false;
+        }
+        tracing::warn!(
+            slow_appends = self.count,
+            worst_ms = self.worst.as_millis() as u64,
+            threshold_ms = SLOW_APPEND.as_millis() as u64,
+            "usage journal: slow appends (each request waits for its own); is the disk saturated?"
+        );
+        *self = SlowAppends {
+            last_warned: Some(now),
+            ..SlowAppends::default()
+        };
+        true
+    }
 }
 
 #[cfg(test)]
@@ -214,8 +397,8 @@ mod tests {
         let db = dir.path().join("x.db");
         let (mut j, found) = Journal::open(&db).unwrap();
         assert!(found.is_empty());
-        j.append(1, &[entry("a"), entry("b")], 0).unwrap();
-        j.append(2, &[entry("c")], 0).unwrap();
+        j.append_blocking(1, &[entry("a"), entry("b")], 0).unwrap();
+        j.append_blocking(2, &[entry("c")], 0).unwrap();
         drop(j);
         // A kill in the middle of a write: half a record at the end.
         let path = Journal::segment_path(&db, 0);
@@ -232,18 +415,145 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), full, "tail cut");
         // Appends continue after the intact records.
-        j.append(3, &[entry("d")], 0).unwrap();
+        j.append_blocking(3, &[entry("d")], 0).unwrap();
         drop(j);
         let (_, found) = Journal::open(&db).unwrap();
         assert_eq!(found.last().map(|r| r.seq), Some(3));
         assert_eq!(found.len(), 3);
 
-        // A flipped byte fails the checksum: that record and the rest are dropped.
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER + 5] ^= 1;
+        // A flipped byte in the last record fails its checksum: a torn tail, cut.
+        let before = std::fs::read(&path).unwrap();
+        let mut bytes = before.clone();
+        *bytes.last_mut().unwrap() ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let (_, found) = Journal::open(&db).unwrap();
-        assert!(found.is_empty());
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            full,
+            "torn record cut"
+        );
+
+        // In the first record, with records after it: not a torn tail; refused, kept as is.
+        let mut bytes = before;
+        bytes[HEADER + 5] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Journal::open(&db).err().expect("refused");
+        assert!(
+            matches!(&e, JournalError::Unreadable { offset: 0, reason, .. } if reason.contains("checksum")),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "unchanged");
+    }
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// A record whose checksum holds but that this build cannot read stops the start, names
+    /// the file, the offset and the way out, and leaves both segments as they were (even
+    /// the other one's torn tail).
+    #[test]
+    fn a_whole_record_that_does_not_decode_refuses_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let (mut j, _) = Journal::open(&db).unwrap();
+        j.append_blocking(1, &[entry("a")], 0).unwrap();
+        drop(j);
+        let (seg0, seg1) = (Journal::segment_path(&db, 0), Journal::segment_path(&db, 1));
+        let good = std::fs::read(&seg0).unwrap();
+        let mut torn = good.clone();
+        torn.extend_from_slice(&good[..5]);
+        std::fs::write(&seg0, &torn).unwrap();
+        let v2 = framed(b"\x02{\"seq\":2,\"entries\":[]}");
+        let not_v1 = framed(b"\x01{\"seq\":2,\"rows\":[]}");
+        for bad in [v2, not_v1] {
+            let mut planted = good.clone();
+            planted.extend_from_slice(&bad);
+            std::fs::write(&seg1, &planted).unwrap();
+            let e = Journal::open(&db).err().expect("refused");
+            let JournalError::Unreadable { path, offset, .. } = &e else {
+                panic!("{e}")
+            };
+            assert_eq!((path, *offset), (&seg1, good.len() as u64));
+            let message = e.to_string();
+            for part in [
+                seg1.display().to_string(),
+                format!("offset {}", good.len()),
+                "valid checksum".into(),
+                "lowrouter journal set-aside".into(),
+            ] {
+                assert!(message.contains(&part), "{part} in {message}");
+            }
+            assert_eq!(std::fs::read(&seg0).unwrap(), torn);
+            assert_eq!(std::fs::read(&seg1).unwrap(), planted);
+        }
+        let inspected = inspect(&std::fs::read(&seg1).unwrap()).len();
+        assert_eq!(inspected, 2);
+    }
+
+    /// A journal an unversioned build left (its JSON is version 1's) is read and applied.
+    #[test]
+    fn an_unversioned_journal_from_an_earlier_build_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let encoded = Encoded::new(&[entry("old")]).unwrap();
+        let mut payload = b"{\"seq\":5,\"entries\":".to_vec();
+        payload.extend_from_slice(&encoded.0);
+        payload.push(b'}');
+        std::fs::write(Journal::segment_path(&db, 0), framed(&payload)).unwrap();
+        let (_, found) = Journal::open(&db).unwrap();
+        assert_eq!(ids(&found), [(5, "old".into())]);
+    }
+
+    #[test]
+    fn inspect_shows_every_record_whatever_its_version() {
+        let mut bytes = framed(b"\x01{\"seq\":1,\"entries\":[]}");
+        bytes.extend(framed(b"\x07{\"seq\":2}"));
+        bytes.extend(framed(b"{\"seq\":3,\"entries\":[]}"));
+        bytes.extend_from_slice(&[9, 0, 0]);
+        let found = inspect(&bytes);
+        let summary: Vec<String> = found
+            .iter()
+            .map(|i| match i {
+                Inspected::Record {
+                    version,
+                    json,
+                    error,
+                    ..
+                } => format!(
+                    "{version} {} {}",
+                    String::from_utf8_lossy(json),
+                    error.is_some()
+                ),
+                Inspected::Torn { bytes, .. } => format!("torn {bytes}"),
+                Inspected::Damaged { .. } => "damaged".into(),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                r#"1 {"seq":1,"entries":[]} false"#,
+                r#"7 {"seq":2} true"#,
+                r#"0 {"seq":3,"entries":[]} false"#,
+                "torn 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn slow_appends_warn_at_most_once_per_period() {
+        let mut slow = SlowAppends::default();
+        assert!(!slow.note(Duration::from_micros(5)));
+        assert!(slow.note(SLOW_APPEND * 2));
+        assert!(!slow.note(SLOW_APPEND * 3), "rate-limited");
+        assert_eq!((slow.count, slow.worst), (1, SLOW_APPEND * 3));
+        slow.last_warned = Instant::now().checked_sub(SLOW_WARN_EVERY);
+        assert!(slow.note(SLOW_APPEND));
+        assert_eq!(slow.count, 0);
     }
 
     #[test]
@@ -255,23 +565,24 @@ mod tests {
         let mut seq = 0;
         while j.segments[0].len < ROTATE_AT {
             seq += 1;
-            j.append(seq, &big, 0).unwrap();
+            j.append_blocking(seq, &big, 0).unwrap();
         }
         // Segment 1 is empty (last_seq 0): the next append moves there.
         seq += 1;
-        j.append(seq, &big, 0).unwrap();
+        j.append_blocking(seq, &big, 0).unwrap();
         assert_eq!(j.current, 1);
         while j.segments[1].len < ROTATE_AT {
             seq += 1;
-            j.append(seq, &big, 0).unwrap();
+            j.append_blocking(seq, &big, 0).unwrap();
         }
         // Segment 0 holds an unapplied record: it must not be emptied.
         let first_segment_last = j.segments[0].last_seq;
         seq += 1;
-        j.append(seq, &big, first_segment_last - 1).unwrap();
+        j.append_blocking(seq, &big, first_segment_last - 1)
+            .unwrap();
         assert_eq!(j.current, 1);
         seq += 1;
-        j.append(seq, &big, first_segment_last).unwrap();
+        j.append_blocking(seq, &big, first_segment_last).unwrap();
         assert_eq!(j.current, 0);
         drop(j);
         let (_, found) = Journal::open(&db).unwrap();

@@ -142,6 +142,45 @@ impl Server {
     }
 }
 
+/// Runs the binary with `args` in `dir` (the same clean environment as [`Server::start`],
+/// listening on any free port) until it exits; panics if it is still running after 60 s.
+/// Its exit status, stdout and stderr (ANSI colours removed).
+pub async fn run_to_exit(
+    dir: &Path,
+    db_url: &str,
+    args: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let out = dir.join(format!("{}.stdout.log", unique("run")));
+    let err = dir.join(format!("{}.stderr.log", unique("run")));
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("LOWROUTER_BIND", "127.0.0.1:0")
+        .env("LOWROUTER_DATABASE_URL", db_url)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap())
+        .spawn()
+        .expect("spawn the lowrouter binary");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lowrouter {args:?} still running after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let read = |p: &Path| strip_ansi(&std::fs::read_to_string(p).unwrap_or_default());
+    (status, read(&out), read(&err))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();

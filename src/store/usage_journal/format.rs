@@ -1,0 +1,424 @@
+//! The usage journal's record format on disk (the byte layout is in the parent module's
+//! doc): framing, format versions, and the on-disk structs of version 1.
+//!
+//! The on-disk structs ([`EntryV1`] and its parts) are written out field by field, apart
+//! from the in-memory [`UsageEntry`]: changing `NewUsage` or `Reservation` changes nothing
+//! on disk, and the conversions below destructure every field, so such a change does not
+//! compile until someone decides what the journal does about it (map it onto version 1, or
+//! add a version 2 and keep reading 1). Version 0 is the unversioned format of earlier
+//! builds, whose JSON is exactly version 1's.
+
+use std::borrow::Cow;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Credits;
+use crate::store::ledger::Reservation;
+use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
+
+/// `[u32 length][u32 CRC-32]` before each payload.
+pub(super) const HEADER: usize = 8;
+/// The version this build writes.
+pub const VERSION: u8 = 1;
+/// Version 0 has no version byte: its payload starts with the JSON object.
+const LEGACY_FIRST_BYTE: u8 = b'{';
+
+/// One journal record: the entries of one batch of requests, and the batch's number.
+#[derive(Debug)]
+pub struct Record {
+    pub seq: i64,
+    pub entries: Vec<UsageEntry>,
+}
+
+/// Entries serialized in the current version for `Journal::append_encoded_blocking`, ahead
+/// of taking the journal (so the lock around it covers only the write).
+pub struct Encoded(pub(super) Vec<u8>);
+
+impl Encoded {
+    pub fn new(entries: &[UsageEntry]) -> io::Result<Self> {
+        let mut json = Vec::with_capacity(512 * entries.len());
+        serde::Serializer::collect_seq(
+            &mut serde_json::Serializer::new(&mut json),
+            entries.iter().map(EntryV1::from),
+        )?;
+        Ok(Encoded(json))
+    }
+}
+
+/// Writes the payload of record `seq` into `buf`: the version byte, then
+/// `{"seq":n,"entries":[...]}` assembled around the encoded entries.
+pub(super) fn write_payload(buf: &mut Vec<u8>, seq: i64, entries: &Encoded) {
+    buf.push(VERSION);
+    buf.extend_from_slice(format!("{{\"seq\":{seq},\"entries\":").as_bytes());
+    buf.extend_from_slice(&entries.0);
+    buf.push(b'}');
+}
+
+/// What the bytes at one offset of a segment hold.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Frame<'a> {
+    /// Nothing: the end of the segment.
+    End,
+    /// A record whose checksum holds, and the offset of the next one.
+    Whole { payload: &'a [u8], next: usize },
+    /// What a write cut short leaves at the end: a header or payload that stops at the end
+    /// of the file, a last record whose checksum fails, or zeros to the end (a file grown by
+    /// power loss before its data was written). Its request was never answered.
+    Torn,
+    /// A record whose checksum fails (or whose length is 0) with bytes after it: not what an
+    /// interrupted write leaves, and the records after it cannot be trusted to be framed.
+    Damaged { reason: String },
+}
+
+/// The frame at `at` in `bytes`.
+pub(super) fn frame_at(bytes: &[u8], at: usize) -> Frame<'_> {
+    let rest = &bytes[at.min(bytes.len())..];
+    if rest.is_empty() {
+        return Frame::End;
+    }
+    if rest.iter().all(|b| *b == 0) {
+        return Frame::Torn;
+    }
+    let Some(header) = rest.get(..HEADER) else {
+        return Frame::Torn;
+    };
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let Some(payload) = rest.get(HEADER..HEADER + len) else {
+        return Frame::Torn;
+    };
+    let after = rest.len() - HEADER - len;
+    if len > 0 && crc32fast::hash(payload) == crc {
+        Frame::Whole {
+            payload,
+            next: at + HEADER + len,
+        }
+    } else if after == 0 && len > 0 {
+        Frame::Torn
+    } else {
+        let what = if len == 0 {
+            "has length 0"
+        } else {
+            "fails its checksum"
+        };
+        Frame::Damaged {
+            reason: format!(
+                "{what}, and {after} bytes follow it (a cut write leaves nothing after)"
+            ),
+        }
+    }
+}
+
+/// A payload's format version and the JSON after it (version 0 has no version byte), or
+/// its first byte if that names no version this build reads.
+pub(super) fn split_version(payload: &[u8]) -> Result<(u8, &[u8]), u8> {
+    match payload.first() {
+        Some(&LEGACY_FIRST_BYTE) => Ok((0, payload)),
+        Some(&VERSION) => Ok((VERSION, &payload[1..])),
+        Some(&other) => Err(other),
+        None => Err(0),
+    }
+}
+
+/// Decodes a payload whose checksum holds; returns its format version too, or why it does
+/// not decode.
+pub(super) fn decode_payload(payload: &[u8]) -> Result<(u8, Record), String> {
+    let (version, json) = split_version(payload).map_err(|v| {
+        format!(
+            "has a valid checksum but format version {v}, which this build of lowrouter does \
+             not read (it reads version {VERSION}, and unversioned records starting with `{{`)"
+        )
+    })?;
+    let r = serde_json::from_slice::<RecordV1>(json).map_err(|e| {
+        format!("has a valid checksum but does not decode as format version {version}: {e}")
+    })?;
+    let entries = r.entries.into_iter().map(UsageEntry::from).collect();
+    Ok((
+        version,
+        Record {
+            seq: r.seq,
+            entries,
+        },
+    ))
+}
+
+/// A record of version 1 (and 0) on disk: `{"seq": n, "entries": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV1 {
+    seq: i64,
+    entries: Vec<EntryV1<'static>>,
+}
+
+/// A usage entry on disk, version 1: the usage row and the hold it settles.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryV1<'a> {
+    usage: UsageV1<'a>,
+    reservation: Option<ReservationV1<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageV1<'a> {
+    generation_id: Cow<'a, str>,
+    account_id: i64,
+    key_id: i64,
+    key_name: Cow<'a, str>,
+    requested_model: Cow<'a, str>,
+    resolved_model: Option<Cow<'a, str>>,
+    provider: Option<Cow<'a, str>>,
+    region: Option<Cow<'a, str>>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    /// Micro-credits charged.
+    cost: i64,
+    status: StatusV1,
+    http_status: u16,
+    error_code: Option<Cow<'a, str>>,
+    streamed: bool,
+    latency_ms: i64,
+    started_at: i64,
+    completed_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum StatusV1 {
+    Ok,
+    ClientError,
+    UpstreamError,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReservationV1<'a> {
+    id: Cow<'a, str>,
+    account_id: i64,
+    key_id: i64,
+    /// Micro-credits held.
+    amount: i64,
+    day: i64,
+    month: i64,
+    in_db: bool,
+}
+
+fn borrowed(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
+    fn from(e: &'a UsageEntry) -> Self {
+        let NewUsage {
+            generation_id,
+            account_id,
+            key_id,
+            key_name,
+            requested_model,
+            resolved_model,
+            provider,
+            region,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            status,
+            http_status,
+            error_code,
+            streamed,
+            latency_ms,
+            started_at,
+            completed_at,
+        } = &e.usage;
+        EntryV1 {
+            usage: UsageV1 {
+                generation_id: Cow::Borrowed(generation_id),
+                account_id: *account_id,
+                key_id: *key_id,
+                key_name: Cow::Borrowed(key_name),
+                requested_model: Cow::Borrowed(requested_model),
+                resolved_model: borrowed(resolved_model),
+                provider: borrowed(provider),
+                region: borrowed(region),
+                prompt_tokens: *prompt_tokens,
+                completion_tokens: *completion_tokens,
+                cost: *cost,
+                status: match status {
+                    UsageStatus::Ok => StatusV1::Ok,
+                    UsageStatus::ClientError => StatusV1::ClientError,
+                    UsageStatus::UpstreamError => StatusV1::UpstreamError,
+                },
+                http_status: *http_status,
+                error_code: borrowed(error_code),
+                streamed: *streamed,
+                latency_ms: *latency_ms,
+                started_at: *started_at,
+                completed_at: *completed_at,
+            },
+            reservation: e.reservation.as_ref().map(|r| {
+                let Reservation {
+                    id,
+                    account_id,
+                    key_id,
+                    amount,
+                    day,
+                    month,
+                    in_db,
+                    // Leases are PostgreSQL's; the journal is SQLite's: never one here.
+                    lease: _,
+                } = r;
+                ReservationV1 {
+                    id: Cow::Borrowed(id),
+                    account_id: *account_id,
+                    key_id: *key_id,
+                    amount: amount.micros(),
+                    day: *day,
+                    month: *month,
+                    in_db: *in_db,
+                }
+            }),
+        }
+    }
+}
+
+impl From<EntryV1<'_>> for UsageEntry {
+    fn from(e: EntryV1<'_>) -> Self {
+        let u = e.usage;
+        UsageEntry {
+            usage: NewUsage {
+                generation_id: u.generation_id.into_owned(),
+                account_id: u.account_id,
+                key_id: u.key_id,
+                key_name: u.key_name.into_owned(),
+                requested_model: u.requested_model.into_owned(),
+                resolved_model: u.resolved_model.map(Cow::into_owned),
+                provider: u.provider.map(Cow::into_owned),
+                region: u.region.map(Cow::into_owned),
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                cost: u.cost,
+                status: match u.status {
+                    StatusV1::Ok => UsageStatus::Ok,
+                    StatusV1::ClientError => UsageStatus::ClientError,
+                    StatusV1::UpstreamError => UsageStatus::UpstreamError,
+                },
+                http_status: u.http_status,
+                error_code: u.error_code.map(Cow::into_owned),
+                streamed: u.streamed,
+                latency_ms: u.latency_ms,
+                started_at: u.started_at,
+                completed_at: u.completed_at,
+            },
+            reservation: e.reservation.map(|r| Reservation {
+                id: r.id.into_owned(),
+                account_id: r.account_id,
+                key_id: r.key_id,
+                amount: Credits::from_micros(r.amount),
+                day: r.day,
+                month: r.month,
+                in_db: r.in_db,
+                lease: None,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::usage::sample_entry;
+
+    fn payload(seq: i64, entries: &[UsageEntry]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_payload(&mut buf, seq, &Encoded::new(entries).unwrap());
+        buf
+    }
+
+    #[test]
+    fn entries_round_trip_through_version_1() {
+        let mut refused = sample_entry("gen-1", 3, 4);
+        refused.usage.status = UsageStatus::ClientError;
+        refused.usage.error_code = Some("bad \"model\"\n".into());
+        refused.usage.region = Some("eu".into());
+        refused.reservation = None;
+        let entries = vec![sample_entry("gen-0", 1, 2), refused];
+        let bytes = payload(7, &entries);
+        assert_eq!(bytes[0], VERSION);
+        let (version, record) = decode_payload(&bytes).unwrap();
+        assert_eq!((version, record.seq), (VERSION, 7));
+        assert_eq!(format!("{:?}", record.entries), format!("{entries:?}"));
+    }
+
+    /// Version 1's JSON, written out by hand: a record like this may sit in a journal while
+    /// the binary is upgraded, so this build must read it as it is. Never change this text;
+    /// a new format is a new version.
+    const V1_JSON: &str = r#"{"seq":42,"entries":[{"usage":{"generation_id":"gen-1","account_id":1,"key_id":2,"key_name":"k","requested_model":"m","resolved_model":"lowrouter/echo","provider":"lowrouter","region":null,"prompt_tokens":10,"completion_tokens":5,"cost":1000,"status":"UpstreamError","http_status":502,"error_code":"upstream_error","streamed":true,"latency_ms":3,"started_at":1700000000000,"completed_at":1700000000003},"reservation":{"id":"","account_id":1,"key_id":2,"amount":5000,"day":19675,"month":646,"in_db":false}}]}"#;
+
+    #[test]
+    fn versions_0_and_1_as_written_still_decode() {
+        let mut v1 = vec![1];
+        v1.extend_from_slice(V1_JSON.as_bytes());
+        for (payload, version) in [(v1, 1), (V1_JSON.as_bytes().to_vec(), 0)] {
+            let (v, record) = decode_payload(&payload).unwrap();
+            assert_eq!((v, record.seq), (version, 42));
+            let e = &record.entries[0];
+            assert_eq!(e.usage.status, UsageStatus::UpstreamError);
+            assert_eq!((e.usage.cost, e.usage.http_status), (1000, 502));
+            assert!(e.usage.streamed);
+            let r = e.reservation.as_ref().unwrap();
+            assert_eq!((r.amount.micros(), r.day, r.month), (5000, 19675, 646));
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_other_json_are_refused() {
+        let mut v2 = vec![2];
+        v2.extend_from_slice(V1_JSON.as_bytes());
+        let e = decode_payload(&v2).unwrap_err();
+        assert!(e.contains("format version 2"), "{e}");
+
+        // Version 1 with a field it does not have (say, from a build that added one without
+        // a new version): refused, not half-read.
+        let extra = V1_JSON.replace("\"streamed\":true", "\"streamed\":true,\"tier\":1");
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(extra.as_bytes());
+        let e = decode_payload(&bytes).unwrap_err();
+        assert!(
+            e.contains("as format version 1: unknown field `tier`"),
+            "{e}"
+        );
+
+        let e = decode_payload(br#"{"seq":1,"entries":[{"usage":{}}]}"#).unwrap_err();
+        assert!(e.contains("as format version 0: missing field"), "{e}");
+    }
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn frames_tell_a_torn_tail_from_damage() {
+        let one = framed(&payload(1, &[sample_entry("a", 1, 2)]));
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert!(matches!(frame_at(&two, 0), Frame::Whole { next, .. } if next == one.len()));
+        assert_eq!(frame_at(&two, two.len()), Frame::End);
+        // Cut anywhere inside the second record: torn.
+        for cut in [1, HEADER - 1, HEADER, one.len() - 1] {
+            assert_eq!(frame_at(&two[..one.len() + cut], one.len()), Frame::Torn);
+        }
+        // Zeros to the end: torn.
+        let mut zeros = one.clone();
+        zeros.extend_from_slice(&[0; 64]);
+        assert_eq!(frame_at(&zeros, one.len()), Frame::Torn);
+        // A flipped byte in the last record: torn. In the first, with a record after: damage.
+        let mut flipped = two.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(frame_at(&flipped, one.len()), Frame::Torn);
+        let mut flipped = two.clone();
+        flipped[HEADER + 3] ^= 1;
+        assert!(matches!(frame_at(&flipped, 0), Frame::Damaged { .. }));
+    }
+}
