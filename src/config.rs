@@ -60,6 +60,10 @@ pub struct Settings {
     /// Failed logins allowed per email and per IP within `login_window` before throttling.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// `host:port` of the Prometheus metrics listener (`GET /metrics`); `None`: no metrics.
+    pub metrics_bind: Option<String>,
+    /// On SIGTERM/Ctrl-C: how long in-flight requests and streams may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -80,6 +84,8 @@ impl Default for Settings {
             body_read_timeout: Duration::from_secs(30),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            metrics_bind: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -102,6 +108,8 @@ struct FileSettings {
     body_read_timeout_secs: Option<u64>,
     login_max_failures: Option<u32>,
     login_window_minutes: Option<u64>,
+    metrics_bind: Option<String>,
+    shutdown_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +198,12 @@ impl Settings {
         if let Some(v) = f.login_window_minutes {
             self.login_window = Duration::from_secs(v * 60);
         }
+        if let Some(v) = f.metrics_bind {
+            self.metrics_bind = Some(v);
+        }
+        if let Some(v) = f.shutdown_timeout_secs {
+            self.shutdown_timeout = Duration::from_secs(v);
+        }
         Ok(())
     }
 
@@ -224,6 +238,14 @@ impl Settings {
         }
         if let Some(v) = get("LOWROUTER_CATALOGUE") {
             self.catalogue_path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("LOWROUTER_METRICS_BIND") {
+            // Empty turns metrics off again (over the file's value).
+            self.metrics_bind = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = get("LOWROUTER_SHUTDOWN_TIMEOUT_SECS") {
+            self.shutdown_timeout =
+                Duration::from_secs(parse("LOWROUTER_SHUTDOWN_TIMEOUT_SECS", &v)?);
         }
         if let Some(v) = get("LOWROUTER_UPSTREAM_TIMEOUT_SECS") {
             self.upstream_timeout =

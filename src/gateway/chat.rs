@@ -368,6 +368,7 @@ pub async fn completions(
         region: None,
         streamed: false,
     };
+    tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     let raw = match read_body(payload, state.settings.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return ctx.fail(&state, e, None).await,
@@ -538,6 +539,9 @@ async fn forward(
         if !state.upstreams.is_usable(provider) {
             continue;
         }
+        if attempted > 0 {
+            crate::metrics::upstream_fallback(&model.id);
+        }
         ctx.provider = Some(provider.id.clone());
         ctx.region = Some(region.to_owned());
         if provider.kind == ProviderKind::Echo {
@@ -622,6 +626,7 @@ async fn forward(
             }
         }
         attempted += 1;
+        crate::metrics::upstream_error(&provider.id);
         tracing::warn!(provider = %provider.id, reason = %last_failure, "provider failed; trying the next");
     }
     let e = if attempted > 0 && rate_limited == attempted {
@@ -762,7 +767,8 @@ fn stream_response(
     ctx.headers(state, &mut r, Credits::ZERO);
     let state = state.clone();
     let model = model.clone();
-    actix_web::rt::spawn(async move {
+    // In the request's span: the stream's log lines name its request and generation.
+    actix_web::rt::spawn(tracing::Instrument::in_current_span(async move {
         pump(
             state,
             ctx,
@@ -774,7 +780,7 @@ fn stream_response(
             tx,
         )
         .await;
-    });
+    }));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });

@@ -30,16 +30,22 @@ impl LoginThrottle {
     pub fn blocked_for(&self, keys: &[&str]) -> Option<Duration> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        keys.iter()
+        let blocked = keys
+            .iter()
             .filter_map(|k| map.get(*k))
             .filter(|(n, start)| {
                 *n >= self.max_failures && now.duration_since(*start) < self.window
             })
             .map(|(_, start)| self.window - now.duration_since(*start))
-            .max()
+            .max();
+        if blocked.is_some() {
+            crate::metrics::login_throttled();
+        }
+        blocked
     }
 
     pub fn record_failure(&self, keys: &[&str]) {
+        crate::metrics::login_failure();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if map.len() >= PRUNE_AT {
