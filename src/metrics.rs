@@ -37,6 +37,9 @@ const BATCH_BUCKETS: [f64; 12] = [
 /// Installs the process-wide recorder (once; later calls return the same handle) and
 /// starts recording.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
+    // Two applications in one process (tests) may start at once: one installs.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
