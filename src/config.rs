@@ -80,6 +80,10 @@ pub struct Settings {
     pub password_hash_workers: usize,
     /// Hashes that may wait for a worker; beyond them the request gets 503 + Retry-After.
     pub password_hash_queue: usize,
+    /// `host:port` of the Prometheus metrics listener (`GET /metrics`); `None`: no metrics.
+    pub metrics_bind: Option<String>,
+    /// On SIGTERM/Ctrl-C: how long in-flight requests and streams may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -107,6 +111,8 @@ impl Default for Settings {
             session_max_age: Duration::from_secs(7 * 86_400),
             password_hash_workers: cores,
             password_hash_queue: 4 * cores,
+            metrics_bind: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -135,6 +141,8 @@ struct FileSettings {
     session_max_age_days: Option<u64>,
     password_hash_workers: Option<usize>,
     password_hash_queue: Option<usize>,
+    metrics_bind: Option<String>,
+    shutdown_timeout_secs: Option<u64>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -268,6 +276,12 @@ impl Settings {
         if let Some(v) = f.password_hash_queue {
             self.password_hash_queue = v;
         }
+        if let Some(v) = f.metrics_bind {
+            self.metrics_bind = Some(v);
+        }
+        if let Some(v) = f.shutdown_timeout_secs {
+            self.shutdown_timeout = Duration::from_secs(v);
+        }
         Ok(())
     }
 
@@ -310,6 +324,14 @@ impl Settings {
                 .filter(|o| !o.is_empty());
             self.cors_allowed_origins =
                 parse_origins("LOWROUTER_CORS_ALLOWED_ORIGINS", list.collect())?;
+        }
+        if let Some(v) = get("LOWROUTER_METRICS_BIND") {
+            // Empty turns metrics off again (over the file's value).
+            self.metrics_bind = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = get("LOWROUTER_SHUTDOWN_TIMEOUT_SECS") {
+            self.shutdown_timeout =
+                Duration::from_secs(parse("LOWROUTER_SHUTDOWN_TIMEOUT_SECS", &v)?);
         }
         if let Some(v) = get("LOWROUTER_UPSTREAM_TIMEOUT_SECS") {
             self.upstream_timeout =

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod gateway;
+pub mod health;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

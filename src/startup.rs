@@ -58,6 +58,10 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener (`metrics_bind`) and its port.
+    metrics: Option<(Server, u16)>,
+    usage: UsageWriter,
+    shutdown_timeout: Duration,
     /// SQLite only: held for the life of the process (see [`lock_sqlite`]).
     _lock: Option<File>,
 }
@@ -77,6 +81,11 @@ impl Application {
             .await
             .context("opening the database")?;
         let session_key = session_key(&settings, &store).await?;
+        // Before anything records: the recorder must be in place to count it.
+        let metrics = match &settings.metrics_bind {
+            Some(bind) => Some(crate::metrics::serve(bind, crate::metrics::install()?)?),
+            None => None,
+        };
 
         // With SQLite this process is the only one serving the file (the lock above), so every
         // hold left in the table belongs to a process that died: release them all now.
@@ -134,6 +143,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let usage = state.usage.clone();
         let data = web::Data::new(state);
         let session_store = DbSessionStore {
             store,
@@ -163,8 +173,11 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(move |req, next| {
                     crate::transport::guard_bodies(bodies.clone(), req, next)
                 }))
+                // Outermost: every request gets its id and span before anything else runs.
+                .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .configure(crate::health::routes)
                 .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
                 .service(
                     web::scope("")
@@ -188,11 +201,20 @@ impl Application {
         })
         .listen(listener)?
         .backlog(2048)
+        // SIGTERM or Ctrl-C: stop accepting, let in-flight requests and streams finish
+        // within this bound, then `run_until_stopped` drains the usage writer.
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
         .run();
         tracing::info!(port, "listening");
+        if let Some((_, metrics_port)) = &metrics {
+            tracing::info!(port = metrics_port, "serving metrics");
+        }
         Ok(Application {
             port,
             server,
+            metrics,
+            usage,
+            shutdown_timeout: settings.shutdown_timeout,
             _lock: lock,
         })
     }
@@ -201,9 +223,33 @@ impl Application {
         self.port
     }
 
+    /// The metrics listener's port, when `metrics_bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (graceful: see `shutdown_timeout`), then makes every
+    /// answered request's usage durable in the database before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let _lock = self._lock;
-        self.server.await
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
+        let served = self.server.await;
+        tracing::info!("stopped accepting; in-flight requests are done; flushing usage");
+        if self.usage.drain(self.shutdown_timeout).await {
+            tracing::info!("usage flushed; exiting");
+        } else {
+            tracing::warn!(
+                "usage not fully flushed in time; journaled entries are applied at the next start"
+            );
+        }
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        served
     }
 }
 

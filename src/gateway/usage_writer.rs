@@ -83,6 +83,7 @@ impl UsageWriter {
 
     /// Resolves once the row is durable (see the module's doc).
     pub async fn record(&self, entry: UsageEntry) -> Result<(), RecordError> {
+        crate::metrics::gateway_request(&entry.usage);
         match &self.inner {
             Inner::Sqlite(j) => {
                 let behind = j.journaled.load(Ordering::Acquire) - MAX_LAG;
@@ -94,9 +95,12 @@ impl UsageWriter {
             }
             Inner::Postgres(tx) => {
                 let (done, wait) = oneshot::channel();
-                tx.send(Job { entry, done })
-                    .await
-                    .map_err(|_| RecordError)?;
+                tx.send(Job {
+                    entry: Some(entry),
+                    done,
+                })
+                .await
+                .map_err(|_| RecordError)?;
                 match wait.await {
                     Ok(true) => Ok(()),
                     _ => Err(RecordError),
@@ -113,6 +117,30 @@ impl UsageWriter {
             Inner::Sqlite(j) => j.wait_applied(j.journaled.load(Ordering::Acquire)).await,
             Inner::Postgres(_) => false,
         }
+    }
+
+    /// Shutdown: waits until every record handed over so far is in the database, for at
+    /// most `limit` (true: it is). SQLite: everything journaled is applied (what is not
+    /// stays in the journal, applied at the next start). PostgreSQL: the group-commit queue
+    /// has drained (a barrier behind the last record resolves once the writer reaches it).
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let drained = async {
+            match &self.inner {
+                Inner::Sqlite(j) => {
+                    let target = j.journaled.load(Ordering::Acquire);
+                    let mut applied = j.applied.subscribe();
+                    j.lock().flush = true;
+                    j.wake.notify_one();
+                    let caught_up = applied.wait_for(|a| *a >= target).await.is_ok();
+                    caught_up
+                }
+                Inner::Postgres(tx) => {
+                    let (done, wait) = oneshot::channel();
+                    tx.send(Job { entry: None, done }).await.is_ok() && wait.await.is_ok()
+                }
+            }
+        };
+        tokio::time::timeout(limit, drained).await.unwrap_or(false)
     }
 }
 
@@ -270,9 +298,11 @@ fn run_applier(store: &Store, shared: &std::sync::Weak<Journaled>) {
             (std::mem::take(&mut s.pending), s.seq)
         };
         if !entries.is_empty() {
+            crate::metrics::usage_batch("sqlite", entries.len());
             apply_isolating(store, &entries, last);
             j.book.applied(last);
         }
+        crate::metrics::usage_journal_lag(j.journaled.load(Ordering::Acquire) - last);
         j.applied
             .send_if_modified(|a| std::mem::replace(a, last) != last);
         drop(j);
@@ -283,9 +313,10 @@ fn run_applier(store: &Store, shared: &std::sync::Weak<Journaled>) {
     }
 }
 
-/// PostgreSQL: a request's row and the request waiting for its commit.
+/// PostgreSQL: a request's row and the request waiting for its commit; without a row, a
+/// barrier ([`UsageWriter::drain`]) resolved once every earlier job is done.
 struct Job {
-    entry: UsageEntry,
+    entry: Option<UsageEntry>,
     done: oneshot::Sender<bool>,
 }
 
@@ -297,9 +328,9 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, job: Job) {
-        self.entries.push(job.entry);
-        self.waiters.push(job.done);
+    fn push(&mut self, entry: UsageEntry, done: oneshot::Sender<bool>) {
+        self.entries.push(entry);
+        self.waiters.push(done);
     }
 
     fn finish(&mut self, recorded: &[bool]) {
@@ -314,14 +345,24 @@ async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
     let late = Late::start(store.clone());
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
+    let mut barriers = Vec::new();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         for job in jobs.drain(..) {
-            batch.push(job);
+            match job.entry {
+                Some(entry) => batch.push(entry, job.done),
+                None => barriers.push(job.done),
+            }
+        }
+        if !batch.entries.is_empty() {
+            crate::metrics::usage_batch("postgres", batch.entries.len());
         }
         let fates = write_isolating(&store, &batch.entries).await;
         late.keep_failed(&batch.entries, &fates);
         let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
         batch.finish(&recorded);
+        for done in barriers.drain(..) {
+            let _ = done.send(true);
+        }
     }
 }
 
@@ -468,11 +509,15 @@ async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<Fate> {
             }
             Err(e) if e.is_refused_data() => {
                 if !bisect.refused(r.clone()) {
+                    crate::metrics::usage_batch_failure("refused");
                     settle_refused(store, &entries[r.start], &e).await;
                     fates[r.start] = Fate::Refused;
                 }
             }
-            Err(e) => tracing::error!(error = %e, rows = r.len(), "usage batch failed for good"),
+            Err(e) => {
+                crate::metrics::usage_batch_failure("abandoned");
+                tracing::error!(error = %e, rows = r.len(), "usage batch failed for good")
+            }
         }
     }
     fates
@@ -531,6 +576,7 @@ fn apply_isolating(store: &Store, entries: &[UsageEntry], last: i64) {
         let rows = &entries[r.clone()];
         let outcome = retry_blocking(rows.len(), || store.apply_usage_blocking(rows, seq));
         if outcome.is_err() && !bisect.refused(r.clone()) {
+            crate::metrics::usage_batch_failure("refused");
             tracing::error!(generation_id = %rows[0].usage.generation_id,
                 "the database refused a journaled usage row; applying its charge alone");
             let settled = retry_blocking(1, || store.settle_unrecorded_blocking(rows, seq));
@@ -563,6 +609,7 @@ fn retry_blocking(
 }
 
 fn warn_failed(e: &dyn std::fmt::Display, attempt: usize, rows: usize) {
+    crate::metrics::usage_batch_failure("retry");
     tracing::warn!(error = %e, attempt, rows, "usage batch failed");
 }
 

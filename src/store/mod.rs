@@ -12,6 +12,7 @@
 //! for one dashboard write).
 
 pub mod accounts;
+mod health;
 pub mod keys;
 pub mod lease_book;
 pub mod ledger;

@@ -209,6 +209,7 @@ pub async fn login(
         }
         _ => {
             drop(attempt); // a failure: it stays counted
+            crate::metrics::login_failure();
             page.error = Some("Email or password is incorrect.".into());
             render(page, StatusCode::UNAUTHORIZED)
         }

@@ -137,11 +137,13 @@ impl LoginThrottle {
             address: format!("addr:{address}"),
         };
         let loose = self.max_failures.saturating_mul(LOOSE_FACTOR);
-        self.counters.try_take(&[
-            (&attempt.pair, self.max_failures),
-            (&attempt.email, loose),
-            (&attempt.address, loose),
-        ])?;
+        self.counters
+            .try_take(&[
+                (&attempt.pair, self.max_failures),
+                (&attempt.email, loose),
+                (&attempt.address, loose),
+            ])
+            .inspect_err(|_| crate::metrics::login_throttled())?;
         Ok(attempt)
     }
 

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The metrics listener's port, when the test set `metrics_bind`.
+    pub metrics_port: Option<u16>,
     pub db_url: String,
     pub client: reqwest::Client,
     pub upstream: Option<FakeUpstream>,
@@ -63,10 +65,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         db_url,
         client: new_client(),
         upstream: Some(upstream),
@@ -79,6 +83,7 @@ pub fn spawn_clone(app: &TestApp) -> TestApp {
     TestApp {
         address: app.address.clone(),
         port: app.port,
+        metrics_port: app.metrics_port,
         db_url: app.db_url.clone(),
         client: new_client(),
         upstream: None,

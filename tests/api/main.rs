@@ -10,6 +10,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod keys;
+mod ops;
 mod providers;
 mod sdk;
 mod security;

@@ -134,6 +134,34 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (a `kill -s` name: TERM, INT) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
+    /// Waits for the process to exit by itself, for at most `limit`; its exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Everything the process wrote to stdout and stderr, ANSI colours removed.
     pub fn logs(&self) -> String {
         let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();

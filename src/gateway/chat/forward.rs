@@ -32,6 +32,7 @@ struct Attempts {
 
 impl Attempts {
     fn failed(&mut self, provider: &str, why: String) {
+        crate::metrics::upstream_error(provider);
         tracing::warn!(provider, reason = %why, "provider failed; trying the next");
         self.tried += 1;
         self.last = Some(why);
@@ -93,6 +94,9 @@ pub(super) async fn forward(
     for (route, provider, region) in routes {
         if !state.upstreams.is_usable(provider) {
             continue;
+        }
+        if attempts.tried > 0 {
+            crate::metrics::upstream_fallback(&model.id);
         }
         ctx.provider = Some(provider.id.clone());
         ctx.region = Some(region.to_owned());

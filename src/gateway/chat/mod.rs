@@ -46,6 +46,7 @@ pub async fn completions(
         region: None,
         streamed: false,
     };
+    tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     let raw = match read_body(payload, state.settings.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return ctx.fail(&state, e, None).await,

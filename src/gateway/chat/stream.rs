@@ -64,7 +64,10 @@ impl StreamJob {
         let (tx, rx) = mpsc::channel::<Result<Bytes, actix_web::Error>>(32);
         let mut r = HttpResponse::Ok();
         self.ctx.headers(&self.state, &mut r, Credits::ZERO);
-        actix_web::rt::spawn(self.pump(upstream, tx));
+        // In the request's span: the stream's log lines name its request and generation.
+        actix_web::rt::spawn(tracing::Instrument::in_current_span(
+            self.pump(upstream, tx),
+        ));
         let body = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
