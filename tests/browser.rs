@@ -481,7 +481,7 @@ async fn journey(js: bool) {
     assert!(row.contains(name), "{row}");
     assert!(row.contains("lowrouter/echo, openai/gpt-4o"), "{row}");
     assert!(row.contains("eu-west"), "{row}");
-    assert!(row.contains("Daily: 1.00"), "{row}");
+    assert!(row.contains("0.018 of 1.00 today"), "{row}");
     assert!(
         !b.source().await.contains(&token),
         "the list never shows the token"
@@ -619,11 +619,53 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// Full-page screenshots of the current page at desktop and phone widths, without reloading
-/// it. Also checks that the page never scrolls sideways (wide tables scroll inside their box).
-async fn shoot(b: &Browser, name: &str, problems: &mut Vec<String>) {
+/// Widths of the screenshots (phone, small laptop, desktop), each shot full page.
+const SHOT_WIDTHS: [u32; 3] = [390, 1024, 1440];
+/// Widths at which nothing may overflow: the screenshot widths and the narrowest phone.
+const CHECK_WIDTHS: [u32; 4] = [320, 390, 1024, 1440];
+
+/// Every visible element that sticks out of its parent's box sideways, or that scrolls
+/// sideways itself (content hidden behind a scrollbar counts as cut off), described as
+/// `tag.class "text" by Npx`. Skipped: the visually hidden (`.sr-only`, the skip link until
+/// focused) and SVG internals (the chart's own geometry).
+const OVERFLOW_JS: &str = r#"
+const out = [];
+const describe = (e, d) => {
+  const cls = typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\s+/).join('.') : '';
+  const text = (e.innerText || e.value || '').trim().replace(/\s+/g, ' ').slice(0, 40);
+  return `${e.tagName.toLowerCase()}${cls} "${text}" by ${Math.round(d)}px`;
+};
+for (const e of document.body.querySelectorAll('*')) {
+  if (e.closest('.sr-only, .skip, svg *, head, script, noscript, datalist, option')) continue;
+  const cs = getComputedStyle(e);
+  if (cs.display === 'none' || cs.visibility === 'hidden') continue;
+  const r = e.getBoundingClientRect();
+  if (r.width === 0 && r.height === 0) continue;
+  const p = e.parentElement;
+  if (p && p !== document.body && p !== document.documentElement) {
+    const pr = p.getBoundingClientRect();
+    const d = Math.max(r.right - pr.right, pr.left - r.left);
+    if (d > 1) out.push('sticks out of ' + p.tagName.toLowerCase() + ': ' + describe(e, d));
+  }
+  const scrolls = e.scrollWidth - e.clientWidth;
+  if (scrolls > 1 && e.tagName !== 'INPUT' && e.tagName !== 'HTML' && e.tagName !== 'BODY'
+      && cs.overflowX !== 'visible') {
+    out.push('scrolls sideways: ' + describe(e, scrolls));
+  }
+}
+const page = document.documentElement.scrollWidth - window.innerWidth;
+if (page > 0) out.push('the page scrolls sideways by ' + page + 'px');
+return out;
+"#;
+
+/// Full-page screenshots of the current page at [`SHOT_WIDTHS`], without reloading it, as
+/// `target/screenshots/{name}-{width}.png`. With `check_overflow`, also checks at
+/// [`CHECK_WIDTHS`] that nothing overflows its container sideways; every page is checked
+/// never to scroll sideways.
+async fn shoot(b: &Browser, name: &str, check_overflow: bool, problems: &mut Vec<String>) {
     let dir = screenshot_dir();
-    for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+    for w in CHECK_WIDTHS {
+        let h = if w < 800 { PHONE.1 } else { DESKTOP.1 };
         set_viewport(b, w, h).await;
         let inner = b
             .client
@@ -631,33 +673,28 @@ async fn shoot(b: &Browser, name: &str, problems: &mut Vec<String>) {
             .await
             .unwrap();
         assert_eq!(inner.as_u64(), Some(u64::from(w)), "viewport width");
-        let overflow = b
-            .client
-            .execute(
-                "return document.documentElement.scrollWidth - window.innerWidth",
-                vec![],
-            )
-            .await
-            .unwrap();
-        if overflow.as_i64().unwrap() > 0 {
-            problems.push(format!(
-                "{name} scrolls sideways by {overflow}px at {w}px wide"
-            ));
-        }
-        if (w, h) == DESKTOP {
-            // At desktop width no table needs its own sideways scrollbar either.
-            let wide = b
+        if check_overflow {
+            let found = b.client.execute(OVERFLOW_JS, vec![]).await.unwrap();
+            for f in found.as_array().into_iter().flatten() {
+                problems.push(format!("{name} at {w}px: {}", f.as_str().unwrap_or("?")));
+            }
+        } else {
+            let overflow = b
                 .client
                 .execute(
-                    "return [...document.querySelectorAll('.table-wrap')]\
-                     .map(e => e.scrollWidth - e.clientWidth).filter(d => d > 0)",
+                    "return document.documentElement.scrollWidth - window.innerWidth",
                     vec![],
                 )
                 .await
                 .unwrap();
-            if wide.as_array().is_some_and(|a| !a.is_empty()) {
-                problems.push(format!("{name} has a table too wide for {w}px: {wide}"));
+            if overflow.as_i64().unwrap() > 0 {
+                problems.push(format!(
+                    "{name} scrolls sideways by {overflow}px at {w}px wide"
+                ));
             }
+        }
+        if !SHOT_WIDTHS.contains(&w) {
+            continue;
         }
         let full = b
             .client
@@ -668,7 +705,7 @@ async fn shoot(b: &Browser, name: &str, problems: &mut Vec<String>) {
             .unwrap() as u32;
         set_viewport(b, w, full.max(h)).await;
         let png = b.client.screenshot().await.unwrap();
-        std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
+        std::fs::write(dir.join(format!("{name}-{w}.png")), png).unwrap();
     }
     set_viewport(b, DESKTOP.0, DESKTOP.1).await;
 }
@@ -685,6 +722,19 @@ async fn set_viewport(b: &Browser, w: u32, h: u32) {
         .unwrap_or(0) as u32;
     if chrome > 0 {
         b.client.set_window_size(w, h + chrome).await.unwrap();
+    }
+    // The page sees a resize a moment after the window gets it: wait for the new width.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let inner = b
+            .client
+            .execute("return window.innerWidth", vec![])
+            .await
+            .unwrap();
+        if inner.as_u64() == Some(u64::from(w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -705,7 +755,7 @@ async fn screenshots_of_the_main_pages() {
         .await
         .unwrap();
     assert_ne!(bg, "rgba(0, 0, 0, 0)", "app.css applies");
-    shoot(&b, "keys-empty", &mut problems).await;
+    shoot(&b, "keys-empty", true, &mut problems).await;
 
     // The New key form with validation errors.
     b.click_text("New key").await;
@@ -719,7 +769,7 @@ async fn screenshots_of_the_main_pages() {
         .is_displayed()
         .await
         .unwrap());
-    shoot(&b, "new-key-errors", &mut problems).await;
+    shoot(&b, "new-key-errors", false, &mut problems).await;
     b.click_text("Cancel").await;
     b.wait_path("/keys").await;
 
@@ -733,7 +783,7 @@ async fn screenshots_of_the_main_pages() {
         },
     )
     .await;
-    shoot(&b, "reveal", &mut problems).await;
+    shoot(&b, "reveal", false, &mut problems).await;
     b.click("a[href='/keys']").await;
 
     // Names are at most 64 characters: one long with hyphens, one without any break.
@@ -749,14 +799,21 @@ async fn screenshots_of_the_main_pages() {
     )
     .await;
     b.goto("/keys").await;
+    // 64 characters without a break, scoped to all four models, with a daily limit that
+    // two 40-byte echoes (0.024 credits each) use up exactly.
     let unbroken = "x".repeat(64);
-    let _ = create_key(
+    let full = create_key(
         &b,
         &NewKey {
             name: &unbroken,
-            models: &["lowrouter/echo"],
+            models: &[
+                "lowrouter/echo",
+                "openai/gpt-4o",
+                "openai/gpt-4o-mini",
+                "anthropic/claude-sonnet-4-5",
+            ],
             region: "us-west",
-            daily_limit: "0.50",
+            daily_limit: "0.048",
         },
     )
     .await;
@@ -765,6 +822,17 @@ async fn screenshots_of_the_main_pages() {
         &b,
         &NewKey {
             name: "local-dev",
+            models: &[],
+            region: "",
+            daily_limit: "",
+        },
+    )
+    .await;
+    b.goto("/keys").await;
+    let _old = create_key(
+        &b,
+        &NewKey {
+            name: "old-laptop",
             models: &[],
             region: "",
             daily_limit: "",
@@ -781,33 +849,50 @@ async fn screenshots_of_the_main_pages() {
         ),
         (&long, "Summarise this ticket"),
         (&local, "hi"),
+        (&full, &"x".repeat(40)),
+        (&full, &"x".repeat(40)),
     ] {
         let r = app.chat(token, "lowrouter/echo", text).await;
         assert_eq!(r.status(), 200);
     }
+    let r = app.chat(&full, "lowrouter/echo", &"x".repeat(40)).await;
+    assert_eq!(r.status(), 429, "the daily limit is used up");
     let r = app.chat(&prod, "anthropic/claude-sonnet-4-5", "hi").await;
     assert_eq!(r.status(), 403);
+    let r = app.chat(&prod, "nobody/no-such-model", "hi").await;
+    assert_eq!(r.status(), 404);
 
     // Disable one key, and delete another, so every state shows.
     b.click("button[aria-label='Disable local-dev']").await;
     // The new page, not the old one (both are /keys): the key now offers Enable.
     b.find("button[aria-label='Enable local-dev']").await;
-    b.click(&format!("a[aria-label='Delete {unbroken}']")).await;
+    b.click("a[aria-label='Delete old-laptop']").await;
     b.click_text("Delete key").await;
     b.wait_path("/keys").await;
-    shoot(&b, "keys", &mut problems).await;
+    let keys = b.source().await;
+    assert!(
+        keys.contains("Limit reached until 00:00 UTC"),
+        "the used-up key says so"
+    );
+    assert!(
+        keys.contains("0.048 of 0.048 today"),
+        "spend against its limit"
+    );
+    shoot(&b, "keys", true, &mut problems).await;
 
     see_usage_of(&b, long_name).await;
-    shoot(&b, "usage", &mut problems).await;
+    let usage = b.source().await;
+    assert!(usage.contains("429 · Daily limit reached") && usage.contains("404 · Unknown model"));
+    shoot(&b, "usage", true, &mut problems).await;
 
     b.click("nav[aria-label=Main] a[href='/']").await;
     b.wait_path("/").await;
-    shoot(&b, "home", &mut problems).await;
+    shoot(&b, "home", true, &mut problems).await;
 
     b.goto("/usage").await;
     b.click("table.usage td a").await;
     b.find("dl.details").await;
-    shoot(&b, "usage-detail", &mut problems).await;
+    shoot(&b, "usage-detail", false, &mut problems).await;
     b.close().await;
     assert!(problems.is_empty(), "layout problems: {problems:#?}");
 }

@@ -84,6 +84,51 @@ impl Credits {
         format!("{:.6}", Decimal(self.0))
     }
 
+    /// Decimals an amount needs to be shown exactly: two, or up to six for fractions of a
+    /// cent (the trailing zeros beyond two dropped).
+    pub fn places_needed(self) -> usize {
+        let frac = self.0.unsigned_abs() % 1_000_000;
+        let mut places = 6;
+        let mut f = frac;
+        while places > 2 && f.is_multiple_of(10) {
+            f /= 10;
+            places -= 1;
+        }
+        if frac == 0 {
+            2
+        } else {
+            places
+        }
+    }
+
+    /// The dashboard's one rule for amounts: two decimals, more (up to six) only when the
+    /// amount needs them, thousands separated by commas: `1,000,000.00`, `0.008`.
+    pub fn display(self) -> String {
+        self.display_places(self.places_needed())
+    }
+
+    /// As [`Credits::display`], with `places` decimals (2 to 6): a column of amounts uses
+    /// the most any of them needs, so that their decimal points line up.
+    pub fn display_places(self, places: usize) -> String {
+        let s = format!("{:.*}", places.clamp(2, 6), Decimal(self.0));
+        let (sign, rest) = s.strip_prefix('-').map_or(("", s.as_str()), |r| ("-", r));
+        let (whole, frac) = rest.split_once('.').unwrap_or((rest, ""));
+        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        format!("{sign}{grouped}.{frac}")
+    }
+
+    /// A column of amounts, formatted with the decimals the most precise of them needs.
+    pub fn display_column(amounts: &[Credits]) -> Vec<String> {
+        let places = amounts.iter().map(|c| c.places_needed()).max().unwrap_or(2);
+        amounts.iter().map(|c| c.display_places(places)).collect()
+    }
+
     /// Two decimals for amounts in whole cents, up to six where a cheap request needs them.
     pub fn display_precise(self) -> String {
         let s = format!("{:.6}", Decimal(self.0));
@@ -157,6 +202,21 @@ impl serde::Serialize for Credits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_for_amounts_on_the_dashboard() {
+        let c = |m: i64| Credits::from_micros(m);
+        assert_eq!(c(0).display(), "0.00");
+        assert_eq!(c(8_000).display(), "0.008");
+        assert_eq!(c(10_000).display(), "0.01");
+        assert_eq!(c(123_456).display(), "0.123456");
+        assert_eq!(c(1_000_000_000_000).display(), "1,000,000.00");
+        assert_eq!(c(-1_234_500_000).display(), "-1,234.50");
+        assert_eq!(
+            Credits::display_column(&[c(3_770_000), c(8_000), c(1_222_000_000)]),
+            ["3.770", "0.008", "1,222.000"]
+        );
+    }
 
     #[test]
     fn parses_decimal_amounts() {

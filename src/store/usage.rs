@@ -165,6 +165,9 @@ pub struct UsageFilter {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub status: Option<UsageStatus>,
+    /// One reason (`error_code`), from the status filter's choices. The rollups have no
+    /// such column: a filter with it reads raw rows.
+    pub error_code: Option<String>,
 }
 
 /// A bind value for SQL assembled at run time.
@@ -215,6 +218,9 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
         Some(t) if t.rem_euclid(DAY_MS) == 0 => Some(Some(t.div_euclid(DAY_MS))),
         Some(_) => None,
     };
+    if f.error_code.is_some() {
+        return None;
+    }
     let from_day = day_of(f.from_ms)?;
     let to_day = day_of(f.to_ms)?;
     let narrow =
@@ -260,6 +266,9 @@ fn add_dimension_filters<'a>(
     }
     if let Some(s) = f.status {
         add("status =", Bind::Text(s.as_str()));
+    }
+    if let Some(c) = &f.error_code {
+        add("error_code =", Bind::Text(c));
     }
 }
 

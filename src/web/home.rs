@@ -19,14 +19,17 @@ pub struct RankedView {
     pub cost: String,
 }
 
-impl From<Ranked> for RankedView {
-    fn from(r: Ranked) -> Self {
-        RankedView {
+/// Ranked lines whose costs share one number of decimals (aligned decimal points).
+fn ranked(rows: Vec<Ranked>) -> Vec<RankedView> {
+    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    rows.into_iter()
+        .zip(Credits::display_column(&costs))
+        .map(|(r, cost)| RankedView {
             name: r.name,
             requests: r.requests,
-            cost: Credits::from_micros(r.cost).display_precise(),
-        }
-    }
+            cost,
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -60,28 +63,14 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
         .list_usage(user.id(), &UsageFilter::default(), None, 8)
         .await?;
     let page = HomePage {
-        balance: user.account.available().to_string(),
-        spent_today: Credits::from_micros(store.spend_since_day(user.id(), today).await?)
-            .display_precise(),
+        balance: user.account.available().display_places(2),
+        spent_today: Credits::from_micros(store.spend_since_day(user.id(), today).await?).display(),
         spent_month: Credits::from_micros(store.spend_since_day(user.id(), month_start).await?)
-            .display_precise(),
+            .display(),
         active_keys: keys.iter().filter(|k| k.status != "revoked").count(),
-        top_keys: store
-            .top_since_day(user.id(), today - 29, true, 5)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-        top_models: store
-            .top_since_day(user.id(), today - 29, false, 5)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-        recent: recent
-            .iter()
-            .map(|r| UsageView::new(r, revoked.contains(&r.key_id)))
-            .collect(),
+        top_keys: ranked(store.top_since_day(user.id(), today - 29, true, 5).await?),
+        top_models: ranked(store.top_since_day(user.id(), today - 29, false, 5).await?),
+        recent: super::usage::views(&recent, &revoked),
         layout: user.layout("home"),
     };
     html(StatusCode::OK, page.render()?)

@@ -22,27 +22,96 @@ pub struct KeyView {
     pub masked: String,
     pub models: String,
     pub region: String,
-    pub daily_limit: String,
-    pub monthly_limit: String,
     pub expires: String,
     pub state: &'static str,
     pub state_class: &'static str,
     pub created: String,
     pub last_used: String,
-    pub spent_today: String,
-    pub spent_month: String,
+    /// Today's and this month's spend, each against its limit.
+    pub spend: [SpendView; 2],
+    pub limit_badge: Option<LimitBadge>,
     pub disabled: bool,
+}
+/// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
+pub struct SpendView {
+    pub spent: String,
+    pub limit: Option<String>,
+    pub period: &'static str,
+    pub no_limit: &'static str,
+    /// The meter's scale, in micro-credits.
+    pub max: i64,
+    pub value: i64,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl SpendView {
+    fn new(
+        spent: Credits,
+        limit: Option<i64>,
+        period: &'static str,
+        no_limit: &'static str,
+    ) -> Self {
+        let max = limit.unwrap_or(0).max(1);
+        SpendView {
+            spent: spent.display(),
+            limit: limit.map(|l| Credits::from_micros(l).display()),
+            period,
+            no_limit,
+            max,
+            value: spent.micros().min(max),
+            low: max / 2,
+            high: max / 10 * 8,
+        }
+    }
+}
+
+/// A badge beside a key that a limit stops, or soon will.
+pub struct LimitBadge {
+    pub text: String,
+    pub class: &'static str,
+}
+
+fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
+    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
+    if reached(k.daily_limit, k.spent_today(now)) {
+        return Some(LimitBadge {
+            text: "Limit reached until 00:00 UTC".into(),
+            class: "bad",
+        });
+    }
+    if reached(k.monthly_limit, k.spent_this_month(now)) {
+        let reset = time_util::next_month_start_ms(now);
+        return Some(LimitBadge {
+            text: format!(
+                "Monthly limit reached until {} 00:00 UTC",
+                time_util::format_date(reset)
+            ),
+            class: "bad",
+        });
+    }
+    // 80% or more of a limit used: the next requests may be refused.
+    let share = |limit: Option<i64>, spent: Credits| {
+        limit.filter(|l| *l > 0).map_or(0, |l| {
+            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
+        })
+    };
+    let day = share(k.daily_limit, k.spent_today(now));
+    let month = share(k.monthly_limit, k.spent_this_month(now));
+    let (pct, what) = if day >= month {
+        (day, "daily")
+    } else {
+        (month, "monthly")
+    };
+    (pct >= 80).then(|| LimitBadge {
+        text: format!("{pct}% of {what} limit used"),
+        class: "warn",
+    })
 }
 
 impl KeyView {
     pub fn new(k: &KeyRow, now: i64) -> Self {
         let state = k.state(now);
-        let limit = |l: Option<i64>| {
-            l.map_or_else(
-                || "None".to_owned(),
-                |m| Credits::from_micros(m).display_precise(),
-            )
-        };
         KeyView {
             id: k.id,
             name: k.name.clone(),
@@ -53,8 +122,6 @@ impl KeyView {
                 k.model_list().join(", ")
             },
             region: k.region.clone().unwrap_or_else(|| "Any".into()),
-            daily_limit: limit(k.daily_limit),
-            monthly_limit: limit(k.monthly_limit),
             expires: k
                 .expires_on()
                 .map_or_else(|| "Never".into(), |d| d.to_string()),
@@ -69,8 +136,16 @@ impl KeyView {
             last_used: k
                 .last_used_at
                 .map_or_else(|| "Never".into(), time_util::format_minute),
-            spent_today: k.spent_today(now).display_precise(),
-            spent_month: k.spent_this_month(now).display_precise(),
+            spend: [
+                SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
+                SpendView::new(
+                    k.spent_this_month(now),
+                    k.monthly_limit,
+                    "this month",
+                    "No monthly limit",
+                ),
+            ],
+            limit_badge: limit_badge(k, now),
             disabled: state == KeyState::Disabled,
         }
     }
@@ -137,8 +212,8 @@ fn form_page(
             name: m.name.clone(),
             prices: format!(
                 "{} / {} credits per 1M tokens in / out",
-                m.input_price.display_precise(),
-                m.output_price.display_precise()
+                m.input_price.display(),
+                m.output_price.display()
             ),
             checked: input.models.iter().any(|x| x == &m.id),
         })

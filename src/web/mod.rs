@@ -10,6 +10,7 @@ pub mod headers;
 pub mod home;
 pub mod keys;
 pub mod password;
+pub mod reasons;
 pub mod session;
 pub mod throttle;
 pub mod usage;
@@ -76,7 +77,7 @@ impl Dashboard {
     pub fn layout(&self, nav: &'static str) -> Layout {
         Layout {
             email: self.account.email.clone(),
-            balance: self.account.available().to_string(),
+            balance: self.account.available().display_places(2),
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),

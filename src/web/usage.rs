@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 
 use super::error::{WebError, WebResult};
 use super::keys::html;
+use super::reasons::{self, StatusChoice};
 use super::{Dashboard, Layout};
 use crate::domain::text::{has_control, GenerationId};
 use crate::domain::{time_util, Credits};
@@ -81,6 +82,7 @@ pub fn parse_filter(
         provider,
         region,
         status: None,
+        error_code: None,
     };
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
@@ -89,10 +91,14 @@ pub fn parse_filter(
             filter.to_ms = None;
         }
     }
+    // An outcome (ok, client_error, upstream_error) or one reason's code.
     if !input.status.is_empty() {
         filter.status = UsageStatus::parse(&input.status);
         if filter.status.is_none() {
-            errors.push("Status must be ok, client_error or upstream_error.".into());
+            match reasons::reason_of(&input.status) {
+                Some(_) => filter.error_code = Some(input.status.clone()),
+                None => errors.push("Status must be one of the choices in its list.".into()),
+            }
         }
     }
     let before = match q.get("before").map(|s| s.trim()) {
@@ -145,6 +151,16 @@ pub struct UsageView {
     pub latency_ms: i64,
     pub status: String,
     pub status_class: &'static str,
+    /// `429 · Daily limit reached`: the HTTP status and the plain reason (`reasons`).
+    pub status_line: String,
+    /// The catalogue model the request resolved to, or `—`.
+    pub model: String,
+    /// What the client asked for, whenever it differs from `model` (`lowrouter/auto`, or
+    /// a model that was refused): the Usage list and detail page show it as "asked: …";
+    /// Home shows no client text.
+    pub asked: Option<String>,
+    /// The reason's code, when the row has one.
+    pub code: Option<String>,
     pub http_status: i64,
     pub error_code: String,
     pub streamed: bool,
@@ -167,10 +183,19 @@ impl UsageView {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             total_tokens: r.total_tokens,
-            cost: Credits::from_micros(r.cost).display_precise(),
+            cost: Credits::from_micros(r.cost).display(),
             latency_ms: r.latency_ms,
             status: r.status.clone(),
-            status_class: if r.status == "ok" { "ok" } else { "bad" },
+            status_class: match (r.status.as_str(), r.error_code.is_some()) {
+                ("ok", false) => "ok",
+                ("ok", true) => "warn",
+                _ => "bad",
+            },
+            status_line: reasons::status_line(r.http_status, r.error_code.as_deref()),
+            model: dash(&r.resolved_model),
+            asked: (r.resolved_model.as_ref() != Some(&r.requested_model))
+                .then(|| r.requested_model.clone()),
+            code: r.error_code.clone(),
             http_status: r.http_status,
             error_code: dash(&r.error_code),
             streamed: r.streamed != 0,
@@ -178,6 +203,19 @@ impl UsageView {
             completed: time_util::format_second(r.completed_at),
         }
     }
+}
+
+/// Views of a page of rows; their costs share one number of decimals, so that the cost
+/// column's decimal points line up.
+pub fn views(rows: &[UsageRow], revoked: &[i64]) -> Vec<UsageView> {
+    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    rows.iter()
+        .zip(Credits::display_column(&costs))
+        .map(|(r, cost)| UsageView {
+            cost,
+            ..UsageView::new(r, revoked.contains(&r.key_id))
+        })
+        .collect()
 }
 
 pub struct TotalsView {
@@ -194,7 +232,7 @@ impl From<UsageTotals> for TotalsView {
             requests: t.requests,
             prompt_tokens: t.prompt_tokens,
             completion_tokens: t.completion_tokens,
-            cost: Credits::from_micros(t.cost).display_precise(),
+            cost: Credits::from_micros(t.cost).display(),
             errors: t.errors,
         }
     }
@@ -273,7 +311,7 @@ pub fn build_chart(rows: &[crate::store::usage::DailySpend], first_day: i64, day
             label: format!(
                 "{}: {} credits, {}",
                 time_util::format_date(r.day * 86_400_000),
-                Credits::from_micros(r.cost).display_precise(),
+                Credits::from_micros(r.cost).display(),
                 r.key_name
             ),
         });
@@ -282,7 +320,7 @@ pub fn build_chart(rows: &[crate::store::usage::DailySpend], first_day: i64, day
         .map(|i| AxisLabel {
             x: left - 6,
             y: top + plot_h - plot_h * i / 4 + 4,
-            text: Credits::from_micros(max * i / 4).display_precise(),
+            text: Credits::from_micros(max * i / 4).display(),
         })
         .collect();
     let step = (days / 6).max(1);
@@ -328,7 +366,8 @@ struct UsagePage {
     totals: TotalsView,
     chart: Chart,
     key_names: Vec<String>,
-    statuses: [&'static str; 3],
+    outcomes: &'static [StatusChoice],
+    reasons: Vec<StatusChoice>,
     next_query: Option<String>,
     first_query: Option<String>,
     csv_query: String,
@@ -377,14 +416,12 @@ pub async fn list(
         next_query: has_more.then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
         first_query: before.map(|_| base.clone()),
         csv_query: base.clone(),
-        rows: rows
-            .iter()
-            .map(|r| UsageView::new(r, revoked.contains(&r.key_id)))
-            .collect(),
+        rows: views(rows, &revoked),
         totals: totals.into(),
         chart: build_chart(&daily, first_day, days),
         key_names,
-        statuses: ["ok", "client_error", "upstream_error"],
+        outcomes: &reasons::OUTCOMES,
+        reasons: reasons::reason_choices().collect(),
         layout: user.layout("usage"),
         input,
         errors,

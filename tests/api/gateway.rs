@@ -214,7 +214,11 @@ async fn upstream_errors() {
     assert_eq!(c["data"]["reserved"], "0.000000");
     // Usage recorded the failures.
     let html = app.get_html("/usage?status=upstream_error").await;
-    assert_eq!(html.matches("badge bad\">upstream_error").count(), 2);
+    assert_eq!(
+        html.matches("badge bad wraps\">502 · Provider failed")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]

@@ -852,3 +852,61 @@ async fn home_shows_spend_top_keys_and_models_from_the_same_rows() {
     let recent = between(&html, "Recent requests", "</section>").unwrap();
     assert_eq!(recent.matches("href=\"/usage/gen-").count(), 4);
 }
+
+/// Issue 17, items 2 and 3: a refused request reads "429 · Daily limit reached" in the list
+/// and can be picked by its reason; the Keys page shows spend against each limit, and a key
+/// whose daily limit is used up says until when.
+#[tokio::test]
+async fn failures_read_as_status_and_reason_and_limits_show_on_keys() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let capped = app.create_key("capped", &[("daily_limit", "0.01")]).await;
+    let keys = app.get_html("/keys").await;
+    assert!(keys.contains("0.00 of 0.01 today"), "spend against limit");
+    assert!(keys.contains("No monthly limit") && !keys.contains("None"));
+
+    // 40 bytes of echo cost 0.024 credits: more than the limit allows.
+    let text = "x".repeat(40);
+    assert_eq!(app.echo(&capped, &text).await.status(), 429);
+    let usage = app.get_html("/usage").await;
+    assert!(
+        usage.contains("429 · Daily limit reached"),
+        "status and reason"
+    );
+    assert!(!usage.contains(">client_error<"), "no bare category");
+
+    let full = app.create_key("full", &[("daily_limit", "0.024")]).await;
+    assert_eq!(app.echo(&full, &text).await.status(), 200);
+    let r = app
+        .chat(
+            &full,
+            json!({"model": "nobody/none", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+
+    // The status filter picks one reason, or an outcome with every reason in it.
+    let rows = |html: &str| page_gens(html).len();
+    let limited = app.get_html("/usage?status=daily_limit_reached").await;
+    assert_eq!(rows(&limited), 1);
+    assert!(limited.contains("value=\"daily_limit_reached\" selected"));
+    assert!(
+        limited.contains("<span class=\"stat-value\">1</span>"),
+        "totals follow"
+    );
+    let unknown = app.get_html("/usage?status=model_not_found").await;
+    assert_eq!(rows(&unknown), 1);
+    assert!(unknown.contains("404 · Unknown model"));
+    assert_eq!(rows(&app.get_html("/usage?status=client_error").await), 2);
+    assert_eq!(rows(&app.get_html("/usage?status=ok").await), 1);
+    assert!(app
+        .get_html("/usage?status=no_such_reason")
+        .await
+        .contains("Status must be one of the choices"));
+
+    let keys = app.get_html("/keys").await;
+    assert!(keys.contains("0.024 of 0.024 today"), "used up");
+    assert!(keys.contains("Limit reached until 00:00 UTC"));
+    let home = app.get_html("/").await;
+    assert!(home.contains("429 · Daily limit reached") && home.contains("200 · OK"));
+}

@@ -1,0 +1,132 @@
+//! Plain reasons for the error codes a usage row can carry, in one table: the usage list,
+//! the detail page, Home and the status filter all read it, so a code reads the same
+//! everywhere ("429 · Daily limit reached").
+
+use crate::store::usage::UsageStatus;
+
+/// Every code the gateway records (`ApiError::code`, `forward`, `stream`), with its reason.
+/// A code missing here still shows, as the HTTP status's own phrase.
+pub const REASONS: [(&str, &str); 19] = [
+    ("daily_limit_reached", "Daily limit reached"),
+    ("monthly_limit_reached", "Monthly limit reached"),
+    ("insufficient_credits", "Not enough credits"),
+    ("model_not_allowed", "Model not allowed for this key"),
+    ("model_not_found", "Unknown model"),
+    ("model_unavailable", "Model not offered on this gateway"),
+    ("region_unavailable", "No provider in the key's region"),
+    ("invalid_request", "Invalid request"),
+    ("request_too_large", "Request too large"),
+    ("too_many_refused_requests", "Too many refused requests"),
+    ("too_many_failed_authentications", "Too many invalid keys"),
+    ("invalid_api_key", "Key disabled, expired or deleted"),
+    ("not_found", "Not found"),
+    ("upstream_rejected", "Provider rejected the request"),
+    ("upstream_rate_limited", "Providers busy (rate-limited)"),
+    ("upstream_auth_error", "Provider refused the gateway"),
+    ("upstream_error", "Provider failed"),
+    ("internal_error", "Gateway error"),
+    ("client_disconnected", "Client disconnected"),
+];
+
+/// The reason of one code, if the table has it.
+pub fn reason_of(code: &str) -> Option<&'static str> {
+    REASONS.iter().find(|(c, _)| *c == code).map(|(_, r)| *r)
+}
+
+/// `429 · Daily limit reached`: the HTTP status and a plain reason, for any row.
+pub fn status_line(http_status: i64, error_code: Option<&str>) -> String {
+    let reason = error_code
+        .and_then(reason_of)
+        .or_else(|| {
+            u16::try_from(http_status)
+                .ok()
+                .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+        })
+        .unwrap_or("Unknown");
+    format!("{http_status} · {reason}")
+}
+
+/// A choice of the Usage page's status filter: an outcome (`ok`, `client_error`,
+/// `upstream_error`) or one reason's code.
+pub struct StatusChoice {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+pub const OUTCOMES: [StatusChoice; 3] = [
+    StatusChoice {
+        value: "ok",
+        label: "Succeeded",
+    },
+    StatusChoice {
+        value: "client_error",
+        label: "Refused (4xx): any reason",
+    },
+    StatusChoice {
+        value: "upstream_error",
+        label: "Failed (5xx): any reason",
+    },
+];
+
+/// The reasons the filter offers: every code of the table that a recorded row can have
+/// (not the two answered before a row is written), and not `upstream_error`, which as a
+/// filter value means the outcome.
+pub fn reason_choices() -> impl Iterator<Item = StatusChoice> {
+    REASONS
+        .iter()
+        .filter(|(c, _)| {
+            UsageStatus::parse(c).is_none()
+                && !matches!(
+                    *c,
+                    "too_many_refused_requests" | "too_many_failed_authentications"
+                )
+        })
+        .map(|(value, label)| StatusChoice { value, label })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::error::ApiError;
+
+    #[test]
+    fn every_code_the_gateway_answers_has_a_reason() {
+        let c = crate::domain::Credits::ZERO;
+        let errors = [
+            ApiError::unauthorized("x"),
+            ApiError::invalid_request("x"),
+            ApiError::too_large(1),
+            ApiError::model_not_found("m"),
+            ApiError::model_not_allowed("m"),
+            ApiError::region_unavailable("m", "r"),
+            ApiError::limit("daily_limit_reached", "daily", 1, "t", c, c),
+            ApiError::limit("monthly_limit_reached", "monthly", 1, "t", c, c),
+            ApiError::too_many("too_many_refused_requests", "x", Default::default()),
+            ApiError::too_many("too_many_failed_authentications", "x", Default::default()),
+            ApiError::insufficient_credits(),
+            ApiError::upstream("x"),
+            ApiError::upstream_rate_limited("m", 1),
+            ApiError::upstream_auth("m"),
+            ApiError::model_unavailable("m"),
+            ApiError::internal(),
+            ApiError::not_found("x"),
+        ];
+        for e in errors {
+            assert!(reason_of(e.code).is_some(), "{} has no reason", e.code);
+        }
+        for code in ["upstream_rejected", "client_disconnected"] {
+            assert!(reason_of(code).is_some(), "{code} has no reason");
+        }
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            status_line(429, Some("daily_limit_reached")),
+            "429 · Daily limit reached"
+        );
+        assert_eq!(status_line(200, None), "200 · OK");
+        assert_eq!(status_line(418, Some("brand_new")), "418 · I'm a teapot");
+    }
+}
