@@ -253,7 +253,7 @@ catalogue_path = "$WORK/catalogue.toml"
 EOF
 
 EMAIL=bench@example.com
-PASSWORD="bench-password-$RANDOM$RANDOM"
+PASSWORD="load-test-secret-$RANDOM$RANDOM"  # not the email's name part (password rules)
 export RUST_LOG=${RUST_LOG:-info,sqlx=warn}
 account() { # config
   printf '%s\n' "$PASSWORD" | "$BIN" --config "$1" user create --email "$EMAIL" >/dev/null
