@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{warn_failed, Bisect, RecordError, ATTEMPT_PAUSES_MS};
 use crate::gateway::holds::HoldBook;
