@@ -1,0 +1,105 @@
+//! The PostgreSQL executor of a batch plan.
+
+use sqlx::QueryBuilder;
+
+use super::{
+    add_on_conflict, daily_cells, daily_keys_cells, insert_into, one_statement, push_cells, sorted,
+    usage_cells, BatchPlan, Rows, CHUNK, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
+    INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS,
+};
+use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
+use crate::store::usage::UsageEntry;
+use crate::store::Result;
+
+/// The PostgreSQL executor: multi-row statements, few round trips. Batches are not numbered
+/// (no hold book: holds are rows), so `settled_seq` stays 0.
+pub(super) async fn write_postgres(
+    pool: &sqlx::PgPool,
+    batch: &[UsageEntry],
+    rows: Rows,
+) -> Result<()> {
+    let mut plan = BatchPlan::new(batch, rows);
+    if rows == Rows::Write && one_statement::fits(&plan) {
+        return one_statement::write(pool, batch, &plan).await;
+    }
+    let mut tx = pool.begin().await?;
+    let written = if rows == Rows::Write { batch } else { &[] };
+    for chunk in written.chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into("usage", &INSERT_USAGE_COLUMNS));
+        q.push_values(chunk, |mut b, e| push_cells(&mut b, &usage_cells(&e.usage)));
+        q.build().execute(&mut *tx).await?;
+    }
+    // Holds already released by the sweeper must not be released twice.
+    let mut live: Vec<String> = Vec::new();
+    for chunk in plan.reservation_ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::new("delete from reservations where id in (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(") returning id");
+        let ids: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        live.extend(ids.into_iter().map(|(id,)| id));
+    }
+    if live.len() != plan.reservation_ids.len() {
+        plan.unrelease_swept(batch, &live);
+    }
+    for ((key_id, day, month), d) in sorted(&plan.keys) {
+        sqlx::query(SETTLE_KEY)
+            .bind(day)
+            .bind(d.release)
+            .bind(d.charge)
+            .bind(month)
+            .bind(d.last_used)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for ((key_id, day, month), c) in sorted(&plan.charges) {
+        sqlx::query(CHARGE_KEY)
+            .bind(day)
+            .bind(c.charge)
+            .bind(month)
+            .bind(c.last_used)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (account_id, (release, charge)) in sorted(&plan.accounts) {
+        sqlx::query(SETTLE_ACCOUNT)
+            .bind(release)
+            .bind(charge)
+            .bind(account_id)
+            .bind(0i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
+    let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
+        dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
+    };
+    for chunk in sorted(&plan.daily).chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into(
+            "usage_daily",
+            &rollup_columns(&DAILY_DIMENSIONS),
+        ));
+        q.push_values(chunk, |mut b, (k, n)| {
+            push_cells(&mut b, &daily_cells(k, n))
+        });
+        q.push(add_on_conflict("usage_daily", &DAILY_DIMENSIONS));
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in sorted(&plan.daily_keys).chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into(
+            "usage_daily_keys",
+            &rollup_columns(&DAILY_KEYS_DIMENSIONS),
+        ));
+        q.push_values(chunk, |mut b, (k, n)| {
+            push_cells(&mut b, &daily_keys_cells(k, n))
+        });
+        q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,82 @@
+use super::sqlite::SQLITE_SQL;
+use super::*;
+use crate::domain::key_form::KeySpec;
+use crate::domain::text::GenerationId;
+use crate::domain::{ApiToken, Credits, Email};
+use crate::store::usage::sample_entry as entry;
+use crate::store::usage_journal::Journal;
+
+/// What a killed process leaves: journaled entries, some applied and some not. Replay
+/// applies each missing one exactly once, however often it runs.
+#[tokio::test]
+async fn journal_replay_applies_each_missing_entry_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("replay.db");
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let email = Email::parse("replay@example.com").unwrap();
+    let account = store
+        .create_account(&email, "x", Credits::parse("10").unwrap())
+        .await
+        .unwrap();
+    let spec = KeySpec {
+        name: "local-dev".into(),
+        models: vec![],
+        region: None,
+        daily_limit: None,
+        monthly_limit: None,
+        expires_on: None,
+    };
+    let key = store
+        .create_key(account, &spec, &ApiToken::generate())
+        .await
+        .unwrap();
+    let (a, b, c) = (
+        entry("gen-a", account, key),
+        entry("gen-b", account, key),
+        entry("gen-c", account, key),
+    );
+    let (mut journal, _) = Journal::open(&db).unwrap();
+    journal
+        .append_blocking(1, &[a.clone(), b.clone()], 0)
+        .unwrap();
+    journal.append_blocking(2, &[c], 0).unwrap();
+    // The applier had applied `a` (and only `a`) when the process died.
+    store.apply_usage_blocking(&[a], 1).unwrap();
+    drop(journal);
+
+    let balance = |store: Store| async move { store.account(account).await.unwrap().balance };
+    assert_eq!(balance(store.clone()).await, 10_000_000 - 1_000);
+    let (_, records) = Journal::open(&db).unwrap();
+    assert_eq!(store.replay_usage_journal(records).unwrap(), 2);
+    assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
+    assert_eq!(store.max_settled_seq().unwrap(), 2);
+    let (_, records) = Journal::open(&db).unwrap();
+    assert_eq!(
+        store.replay_usage_journal(records).unwrap(),
+        0,
+        "idempotent"
+    );
+    assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
+    for id in ["gen-a", "gen-b", "gen-c"] {
+        assert_eq!(
+            store
+                .usage_by_generation(account, &GenerationId::parse(id).unwrap())
+                .await
+                .unwrap()
+                .cost,
+            1_000
+        );
+    }
+}
+
+#[test]
+fn sqlite_statements_number_every_parameter() {
+    let sql = &*SQLITE_SQL;
+    assert!(sql.usage.ends_with("$19)"), "{}", sql.usage);
+    assert!(sql.daily.contains("$13)"), "{}", sql.daily);
+    assert!(sql
+        .daily_keys
+        .contains("on conflict (account_id, day, key_name) do update set requests"));
+}
