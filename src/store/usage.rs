@@ -290,6 +290,9 @@ macro_rules! bind_all {
     }};
 }
 
+mod export;
+pub use export::{ExportCells, ExportRow};
+
 #[derive(Debug, Clone, Default, FromRow)]
 pub struct UsageTotals {
     pub requests: i64,
@@ -420,150 +423,6 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
-    }
-
-    /// One page of export rows, newest first, strictly older than `before_id`: the filter
-    /// and keyset of [`Store::list_usage`], each row's cells joined by the database into one
-    /// text value (see [`ExportRow`]).
-    pub async fn export_usage_page(
-        &self,
-        account_id: i64,
-        f: &UsageFilter,
-        before_id: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<ExportRow>> {
-        let (sql, binds) = keyset_page_sql(account_id, f, before_id, limit);
-        let joined = EXPORT_CELLS.join(&format!(" || '{EXPORT_SEP}' || "));
-        let sql = format!(
-            "select id, started_at, completed_at, {joined} as cells from usage{sql} order by id desc limit ${}",
-            binds.len()
-        );
-        let mut rows = on_read!(self, pool => bind_all!(sqlx::query_as::<_, ExportRow>(&sql), &binds).fetch_all(pool).await?);
-        // A cell holding the separator itself (only client-sent model names can): that row
-        // is read again column by column.
-        for r in rows.iter_mut().filter(|r| r.cells().is_none()) {
-            let sql =
-                format!("select {USAGE_COLUMNS} from usage where id = $1 and account_id = $2");
-            r.full = Some(on_read!(self, pool => {
-                sqlx::query_as::<_, UsageRow>(&sql).bind(r.id).bind(account_id).fetch_one(pool).await?
-            }));
-        }
-        Ok(rows)
-    }
-
-    /// Streams every row matching the filter, newest first, in pages of [`EXPORT_PAGE`]
-    /// rows, for CSV export: memory is two pages whatever the total.
-    pub fn stream_usage(
-        &self,
-        account_id: i64,
-        f: UsageFilter,
-    ) -> futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>> {
-        use futures_util::StreamExt;
-        let store = self.clone();
-        let fetch = move |before: Option<i64>| {
-            let store = store.clone();
-            let f = f.clone();
-            tokio::spawn(async move {
-                store
-                    .export_usage_page(account_id, &f, before, EXPORT_PAGE)
-                    .await
-            })
-        };
-        // Pages by keyset so no single query holds a read transaction open for the whole
-        // download (that would block WAL checkpoints on SQLite). The next page is fetched
-        // while the current one is formatted and sent.
-        futures_util::stream::unfold(Some(fetch(None)), move |pending| {
-            let fetch = fetch.clone();
-            async move {
-                let rows = match pending?.await {
-                    Ok(Ok(rows)) => rows,
-                    Ok(Err(e)) => return Some((Err(e), None)),
-                    Err(e) => {
-                        return Some((
-                            Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))),
-                            None,
-                        ))
-                    }
-                };
-                if rows.is_empty() {
-                    return None;
-                }
-                let next =
-                    (rows.len() as i64 == EXPORT_PAGE).then(|| fetch(rows.last().map(|r| r.id)));
-                Some((Ok(rows), next))
-            }
-        })
-        .boxed()
-    }
-}
-
-/// Separator of [`ExportRow`]'s cells: the ASCII unit separator.
-const EXPORT_SEP: char = '\u{1f}';
-
-/// The cells of an export row after the times, in CSV column order, as SQL both backends
-/// accept (`text || bigint` converts the number on both).
-const EXPORT_CELLS: [&str; 14] = [
-    "generation_id",
-    "key_name",
-    "requested_model",
-    "coalesce(resolved_model, '')",
-    "coalesce(provider, '')",
-    "coalesce(region, '')",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "latency_ms",
-    "status",
-    "http_status",
-    "coalesce(error_code, '')",
-];
-
-/// A usage row for CSV export: the cells joined into one text value by the database. One
-/// value per row instead of nineteen to copy, send and free: on SQLite those per-value
-/// copies dominated the export. Times stay numbers (the backends share no date format).
-#[derive(Debug, Clone, FromRow)]
-pub struct ExportRow {
-    pub id: i64,
-    pub started_at: i64,
-    pub completed_at: i64,
-    cells: String,
-    /// The row read column by column, when a cell held the separator.
-    #[sqlx(skip)]
-    full: Option<UsageRow>,
-}
-
-/// An export row's cells: generation id, key name, requested and resolved model, provider,
-/// region, prompt, completion and total tokens, cost (micro-credits), latency, status, HTTP
-/// status, error code. Absent values are empty.
-pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 14];
-
-impl ExportRow {
-    pub fn cells(&self) -> Option<ExportCells<'_>> {
-        use std::borrow::Cow;
-        if let Some(r) = &self.full {
-            let o = |s: &Option<String>| Cow::Owned(s.clone().unwrap_or_default());
-            let n = |n: i64| Cow::Owned(n.to_string());
-            return Some([
-                Cow::Owned(r.generation_id.clone()),
-                Cow::Owned(r.key_name.clone()),
-                Cow::Owned(r.requested_model.clone()),
-                o(&r.resolved_model),
-                o(&r.provider),
-                o(&r.region),
-                n(r.prompt_tokens),
-                n(r.completion_tokens),
-                n(r.total_tokens),
-                n(r.cost),
-                n(r.latency_ms),
-                Cow::Owned(r.status.clone()),
-                n(r.http_status),
-                o(&r.error_code),
-            ]);
-        }
-        let mut it = self.cells.split(EXPORT_SEP).map(Cow::Borrowed);
-        let cells: ExportCells<'_> = std::array::from_fn(|_| it.next().unwrap_or_default());
-        (self.cells.matches(EXPORT_SEP).count() == EXPORT_CELLS.len() - 1).then_some(cells)
     }
 }
 

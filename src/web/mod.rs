@@ -14,6 +14,7 @@ pub mod reasons;
 pub mod session;
 pub mod throttle;
 pub mod usage;
+mod usage_csv;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,7 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
         .route("/keys/{id}/delete", web::post().to(keys::delete))
         .route("/usage", web::get().to(usage::list))
-        .route("/usage.csv", web::get().to(usage::export_csv))
+        .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
         .route("/static/{file}", web::get().to(assets::serve));
 }

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use futures_util::StreamExt;
 
 use super::error::{WebError, WebResult};
 use super::keys::html;
@@ -15,7 +14,7 @@ use super::{Dashboard, Layout};
 use crate::domain::text::{has_control, GenerationId};
 use crate::domain::{time_util, Credits};
 use crate::startup::AppState;
-use crate::store::usage::{ExportRow, UsageFilter, UsageRow, UsageStatus, UsageTotals};
+use crate::store::usage::{UsageFilter, UsageRow, UsageStatus, UsageTotals};
 
 pub const PAGE_SIZE: i64 = 50;
 const CHART_DAYS_DEFAULT: i64 = 30;
@@ -473,179 +472,4 @@ pub async fn detail(
         layout: user.layout("usage"),
     };
     html(StatusCode::OK, page.render()?)
-}
-
-/// Spreadsheets execute cells starting with these; such text cells get a leading `'`.
-const FORMULA_PREFIXES: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
-
-fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.starts_with(FORMULA_PREFIXES) {
-        format!("'{s}").into()
-    } else {
-        s.into()
-    }
-}
-
-const CSV_HEADER: [&str; 16] = [
-    "generation_id",
-    "started_at",
-    "completed_at",
-    "key_name",
-    "requested_model",
-    "resolved_model",
-    "provider",
-    "region",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost_credits",
-    "latency_ms",
-    "status",
-    "http_status",
-    "error_code",
-];
-
-fn csv_writer(capacity: usize) -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(capacity))
-}
-
-fn csv_finish(w: csv::Writer<Vec<u8>>) -> std::io::Result<web::Bytes> {
-    w.into_inner()
-        .map(web::Bytes::from)
-        .map_err(|e| e.into_error())
-}
-
-/// One page of rows as CSV: one buffer per page, not per row. Text cells are defused
-/// against formula injection and quoted when they need it; numbers are written as they are.
-fn csv_page(rows: &[ExportRow]) -> web::Bytes {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(rows.len() * 200);
-    for r in rows {
-        // Rows whose cells cannot be read were re-read by the store; never skip silently.
-        let Some(c) = r.cells() else { continue };
-        csv_text_cell(&mut out, &c[0]);
-        out.push(',');
-        utc_second(&mut out, r.started_at);
-        out.push(',');
-        utc_second(&mut out, r.completed_at);
-        for (i, cell) in c.iter().enumerate().skip(1) {
-            out.push(',');
-            match i {
-                // Cost: micro-credits as credits with six decimals.
-                9 => match cell.parse::<i64>() {
-                    Ok(m) if m >= 0 => {
-                        let _ = write!(out, "{}.{:06}", m / 1_000_000, m % 1_000_000);
-                    }
-                    Ok(m) => out.push_str(&Credits::from_micros(m).exact()),
-                    Err(_) => csv_text_cell(&mut out, cell),
-                },
-                6..=8 | 10 | 12 => out.push_str(cell),
-                _ => csv_text_cell(&mut out, cell),
-            }
-        }
-        out.push_str("\r\n");
-    }
-    web::Bytes::from(out)
-}
-
-/// A text cell: defused, and quoted (RFC 4180) when it holds a comma, quote or line break.
-fn csv_text_cell(out: &mut String, s: &str) {
-    let s = defuse(s);
-    if s.contains([',', '"', '\r', '\n']) {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(&s);
-    }
-}
-
-/// `2026-11-27 14:03:05 UTC`, as `time_util::format_second` writes it, without allocating:
-/// the export formats two per row. Civil date from days (H. Hinnant's algorithm).
-fn utc_second(out: &mut String, ms: i64) {
-    use std::fmt::Write;
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-}
-
-/// Streams exactly the filtered rows as CSV, page by page: memory stays flat at any size.
-pub async fn export_csv(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    query: web::Query<HashMap<String, String>>,
-) -> WebResult<HttpResponse> {
-    let (input, filter, _, errors) = parse_filter(&query);
-    if !errors.is_empty() {
-        return Err(super::error::WebError::BadRequest(errors.join(" ")));
-    }
-    let from = if input.from.is_empty() {
-        "start".to_owned()
-    } else {
-        input.from.clone()
-    };
-    let to = if input.to.is_empty() {
-        time_util::format_date(time_util::now_ms())
-    } else {
-        input.to.clone()
-    };
-    let filename = format!("lowrouter-usage-{from}-to-{to}.csv");
-    let mut w = csv_writer(256);
-    w.write_record(CSV_HEADER)
-        .map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let header_row = csv_finish(w).map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let rows = state.store.stream_usage(user.id(), filter).map(|page| {
-        page.map(|rows| csv_page(&rows)).map_err(|e| {
-            tracing::error!(error = %e, "CSV export failed");
-            actix_web::error::ErrorInternalServerError(e)
-        })
-    });
-    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(header_row) })
-        .chain(rows);
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .streaming(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_times_match_the_pages() {
-        for ms in [
-            0,
-            951_782_400_000,
-            1_709_164_799_999,
-            1_764_201_785_123,
-            4_102_444_800_000,
-            253_402_300_799_000,
-        ] {
-            let mut s = String::new();
-            utc_second(&mut s, ms);
-            assert_eq!(s, time_util::format_second(ms), "{ms}");
-        }
-    }
 }
