@@ -61,7 +61,7 @@ fn key(models: &str) -> KeyRow {
         daily_limit: Some(1_000_000_000),
         monthly_limit: None,
         expires_at: None,
-        status: "active".into(),
+        status: lowrouter::store::keys::KeyStatus::Active,
         created_at: 0,
         revoked_at: None,
         last_used_at: None,

@@ -11,7 +11,7 @@ use lowrouter::domain::key_form::KeySpec;
 use lowrouter::domain::{ApiToken, Credits, Email};
 use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
 use lowrouter::store::usage_journal::Journal;
-use lowrouter::store::Store;
+use lowrouter::store::{Backend, Store};
 
 fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEntry> {
     let now = lowrouter::domain::time_util::now_ms();
@@ -74,6 +74,9 @@ fn batches(c: &mut Criterion) {
             .unwrap();
         (store, account, key)
     });
+    let Backend::Sqlite(sqlite) = store.backend() else {
+        panic!("the benchmark's store is SQLite")
+    };
     let mut seq = 0u64;
     let mut g = c.benchmark_group("usage batch (SQLite)");
     for n in [1usize, 32, 256] {
@@ -81,7 +84,7 @@ fn batches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter_batched(
                 || entries(account, key, n, &mut seq),
-                |batch| store.apply_usage_blocking(&batch, 0).unwrap(),
+                |batch| sqlite.apply_usage_blocking(&batch, 0).unwrap(),
                 criterion::BatchSize::SmallInput,
             )
         });

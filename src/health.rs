@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A probe's answer must come before the prober gives up (Kubernetes' default is 1 s).
 const READY_TIMEOUT: Duration = Duration::from_millis(900);

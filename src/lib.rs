@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod health;
 pub mod metrics;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -16,44 +16,16 @@ use anyhow::Context;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::domain::time_util;
-use crate::gateway::holds::HoldBook;
-use crate::gateway::refusals::RefusalBudgets;
+use crate::gateway::ledger::Ledger;
 use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
+use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use crate::web::client::TrustedProxies;
 use crate::web::form::FormKey;
 use crate::web::password::HashPool;
 use crate::web::throttle::{LoginThrottle, SignupThrottle};
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub catalogue: Arc<Catalogue>,
-    pub settings: Arc<Settings>,
-    pub throttle: Arc<LoginThrottle>,
-    pub signups: Arc<SignupThrottle>,
-    /// Runs every argon2 hash and verification, bounded (see its doc).
-    pub hasher: Arc<HashPool>,
-    /// Whose forwarding headers are believed (`trusted_proxies`).
-    pub proxies: Arc<TrustedProxies>,
-    pub usage: UsageWriter,
-    pub upstreams: Arc<Upstreams>,
-    /// SQLite: reservations held in memory (this process owns the database).
-    /// PostgreSQL: `None`, reservations are rows shared by every process.
-    pub holds: Option<Arc<HoldBook>>,
-    /// Budgets of refused requests per key and failed authentications per address.
-    pub refusals: Arc<RefusalBudgets>,
-    /// Verified when a login names an unknown email, so timing reveals nothing.
-    pub dummy_hash: Arc<String>,
-    /// Encrypts the session cookie (read back by "Log out other sessions" to know which
-    /// session to keep).
-    pub session_key: Key,
-    /// Signs the sign-up and log-in forms' CSRF nonce (see `web::form`).
-    pub form_key: Arc<FormKey>,
-}
 
 pub struct Application {
     port: u16,
@@ -91,17 +63,19 @@ impl Application {
         // hold left in the table belongs to a process that died: release them all now.
         // With PostgreSQL other processes may be mid-request; only stale holds go.
         let sweep_age = settings.upstream_timeout + Duration::from_secs(60);
-        let cutoff = match store.backend() {
-            Backend::Sqlite => time_util::now_ms() + 1,
-            Backend::Postgres => time_util::now_ms() - sweep_age.as_millis() as i64,
+        let ledger = Ledger::for_store(&store);
+        let (cutoff, dead) = match &ledger {
+            Ledger::InMemory { .. } => (time_util::now_ms() + 1, 0),
+            Ledger::Shared(pg) => (
+                time_util::now_ms() - sweep_age.as_millis() as i64,
+                pg.sweep_dead_instances().await?,
+            ),
         };
-        let released =
-            store.sweep_reservations(cutoff).await? + store.sweep_dead_instances().await?;
+        let released = store.sweep_reservations(cutoff).await? + dead;
         if released > 0 {
             tracing::info!(released, "released reservations left by a previous process");
         }
-        spawn_housekeeping(store.clone(), sweep_age);
-        store.spawn_lease_returns();
+        spawn_housekeeping(store.clone(), &ledger, sweep_age);
 
         let upstreams = Upstreams::new(
             &catalogue,
@@ -114,12 +88,11 @@ impl Application {
         )?;
         let dummy_hash =
             actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
-        let holds = (store.backend() == Backend::Sqlite).then(|| Arc::new(HoldBook::default()));
         let state = AppState {
-            usage: UsageWriter::start(store.clone(), holds.clone())
+            usage: UsageWriter::start(&ledger)
                 .await
                 .context("starting the usage writer")?,
-            holds,
+            ledger,
             refusals: Arc::default(),
             store: store.clone(),
             catalogue: Arc::new(catalogue),
@@ -299,18 +272,27 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
     Ok(Key::from(&raw))
 }
 
-/// The SQLite WAL checkpointer. Every 10 s: release the holds of processes that
-/// died (PostgreSQL). Every minute: holds past the longest possible request, and expired
-/// sessions.
-fn spawn_housekeeping(store: Store, sweep_age: Duration) {
+/// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:
+/// release the holds of processes that died (PostgreSQL). Every minute: holds past the
+/// longest possible request, and expired sessions.
+fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
     store.start_checkpointer();
+    let pg = match ledger {
+        Ledger::Shared(pg) => {
+            pg.spawn_lease_returns();
+            Some(pg.clone())
+        }
+        Ledger::InMemory { .. } => None,
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.tick().await;
         for round in 1u64.. {
             tick.tick().await;
-            if let Err(e) = store.sweep_dead_instances().await {
-                tracing::warn!(error = %e, "sweep of dead processes' reservations failed");
+            if let Some(pg) = &pg {
+                if let Err(e) = pg.sweep_dead_instances().await {
+                    tracing::warn!(error = %e, "sweep of dead processes' reservations failed");
+                }
             }
             if round % 6 != 0 {
                 continue;

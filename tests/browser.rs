@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use lowrouter::config::Settings;
-use lowrouter::startup::Application;
 use serde_json::{json, Value};
 
 mod common;
-use common::fresh_database;
+use common::{fresh_database, PASSWORD};
 
-const PASSWORD: &str = "correct horse battery";
 const DESKTOP: (u32, u32) = (1280, 900);
 const PHONE: (u32, u32) = (390, 844);
 
@@ -308,9 +306,6 @@ struct TestApp {
 
 /// The real app on a free port with a fresh database and the built-in catalogue.
 async fn spawn_app() -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        lowrouter::telemetry::init();
-    }
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
@@ -318,11 +313,8 @@ async fn spawn_app() -> TestApp {
         catalogue_path: None,
         ..Settings::default()
     };
-    let app = Application::build(settings).await.expect("app builds");
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address: common::serve(settings).await.address,
         http: reqwest::Client::new(),
         _dir: dir,
     }

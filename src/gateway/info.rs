@@ -9,7 +9,7 @@ use super::holds::Outstanding;
 use crate::catalogue::Model;
 use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::keys::KeyRow;
 
 fn ok(balance: Credits, body: Value) -> HttpResponse {
@@ -39,7 +39,7 @@ async fn authenticate_settled(
     // PostgreSQL: this process's unused lease slices of the account go back first, so an
     // account at rest reports nothing reserved (other processes' slices show as reserved).
     let account = authed.key.key.account_id;
-    let returned = state.store.return_account_leases(account).await;
+    let returned = state.ledger.return_account_leases(account).await;
     if state.usage.settled().await || returned {
         return authenticate(&state.store, req.headers(), now_ms).await;
     }
@@ -72,10 +72,7 @@ fn model_json(state: &AppState, key: &KeyRow, m: &Model) -> Option<Value> {
 /// Holds in flight the key read does not include (SQLite's hold book; on PostgreSQL holds and
 /// leased slices are in the rows already).
 fn outstanding(state: &AppState, authed: &Authed, now_ms: i64) -> Outstanding {
-    state
-        .holds
-        .as_ref()
-        .map_or_else(Outstanding::default, |b| b.outstanding(&authed.key, now_ms))
+    state.ledger.outstanding(&authed.key, now_ms)
 }
 
 /// Only what this key may use, in its region.

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod error;
 pub mod holds;
 pub mod info;
+pub mod ledger;
 pub mod refusals;
 pub mod upstream;
 pub mod usage_writer;

@@ -1,17 +1,17 @@
 //! Readiness: the database answers, and its schema is the one this binary expects.
 
-use super::{on_read, Pools, Result, Store};
+use super::{on_read, Engine, Result, Store};
 
 impl Store {
     /// Whether every migration this binary carries is applied (one trivial read, which also
     /// shows the database answers).
     pub async fn migrations_applied(&self) -> Result<bool> {
-        let expected = match &self.pools {
-            Pools::Sqlite { .. } => sqlx::migrate!("./migrations/sqlite")
+        let expected = match &self.engine {
+            Engine::Sqlite { .. } => sqlx::migrate!("./migrations/sqlite")
                 .iter()
                 .map(|m| m.version)
                 .max(),
-            Pools::Postgres(_) => sqlx::migrate!("./migrations/postgres")
+            Engine::Postgres { .. } => sqlx::migrate!("./migrations/postgres")
                 .iter()
                 .map(|m| m.version)
                 .max(),

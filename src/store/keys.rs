@@ -8,18 +8,54 @@ use crate::domain::key_form::{name_skeleton, KeySpec};
 use crate::domain::token::{masked, TokenHash};
 use crate::domain::{time_util, ApiToken, Credits};
 
-/// What the owner can set; `revoked` is final and reached only through [`Store::revoke_key`].
+/// A key's stored `status`, decoded by the store (never compared as a string elsewhere).
+/// `Revoked` is final and reached only through [`Store::revoke_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
     Active,
     Disabled,
+    Revoked,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown key status {0:?}")]
+pub struct UnknownKeyStatus(String);
+
 impl KeyStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             KeyStatus::Active => "active",
             KeyStatus::Disabled => "disabled",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl TryFrom<String> for KeyStatus {
+    type Error = UnknownKeyStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "active" => Ok(KeyStatus::Active),
+            "disabled" => Ok(KeyStatus::Disabled),
+            "revoked" => Ok(KeyStatus::Revoked),
+            _ => Err(UnknownKeyStatus(s)),
+        }
+    }
+}
+
+/// What the owner can switch a live key to (revoking is [`Store::revoke_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySwitch {
+    Enabled,
+    Disabled,
+}
+
+impl KeySwitch {
+    fn status(self) -> KeyStatus {
+        match self {
+            KeySwitch::Enabled => KeyStatus::Active,
+            KeySwitch::Disabled => KeyStatus::Disabled,
         }
     }
 }
@@ -61,7 +97,8 @@ pub struct KeyRow {
     pub daily_limit: Option<i64>,
     pub monthly_limit: Option<i64>,
     pub expires_at: Option<i64>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: KeyStatus,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -73,9 +110,9 @@ pub struct KeyRow {
 
 impl KeyRow {
     pub fn state(&self, now_ms: i64) -> KeyState {
-        match self.status.as_str() {
-            "revoked" => KeyState::Revoked,
-            "disabled" => KeyState::Disabled,
+        match self.status {
+            KeyStatus::Revoked => KeyState::Revoked,
+            KeyStatus::Disabled => KeyState::Disabled,
             _ if self.expires_at.is_some_and(|e| e <= now_ms) => KeyState::Expired,
             _ => KeyState::Active,
         }
@@ -170,7 +207,9 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             daily_limit: r.get(7)?,
             monthly_limit: r.get(8)?,
             expires_at: r.get(9)?,
-            status: r.get(10)?,
+            status: KeyStatus::try_from(r.get::<_, String>(10)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
+            })?,
             created_at: r.get(11)?,
             revoked_at: r.get(12)?,
             last_used_at: r.get(13)?,
@@ -271,11 +310,11 @@ impl Store {
         &self,
         account_id: i64,
         key_id: i64,
-        status: KeyStatus,
+        switch: KeySwitch,
     ) -> Result<()> {
         let done = on_write!(self, pool => {
             sqlx::query("update api_keys set status = $1 where id = $2 and account_id = $3 and status <> 'revoked'")
-                .bind(status.as_str())
+                .bind(switch.status().as_str())
                 .bind(key_id)
                 .bind(account_id)
                 .execute(pool)
@@ -342,7 +381,7 @@ impl Store {
     /// SQLite: on the calling thread, which it blocks ([`Store::gateway_key_blocking`]);
     /// PostgreSQL: through the pool.
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
-        if let Some(file) = &self.sqlite {
+        if let super::Engine::Sqlite { file, .. } = &self.engine {
             return Self::gateway_key_blocking(file, hash);
         }
         Ok(on_read!(self, pool => {

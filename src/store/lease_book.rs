@@ -3,7 +3,7 @@
 //! A per-request reservation row costs a transaction on the key's and the account's rows for
 //! every request, and every request of a hot key queues on those two row locks (and behind
 //! the group commit, which holds them until its WAL flush). Instead, a process **leases** a
-//! slice of the key's and its account's headroom in one transaction ([`Store::take_lease`]):
+//! slice of the key's and its account's headroom in one transaction ([`PgStore::take_lease`]):
 //! the slice is added to the key's day/month counters and to the account's `reserved`, under
 //! the same conditions as a reservation (`spend + slice <= limit`, `balance - reserved >=
 //! slice`), and recorded as a row of `leases` owned by the process's instance id. Holds are
@@ -19,12 +19,12 @@
 //! account is served (so an account at rest shows `reserved` 0), and when the day or month
 //! changes. A process that dies keeps its slices until the liveness sweep of another process
 //! (every 10 s, and at start) finds its advisory lock free and releases them
-//! (`Store::sweep_dead_instances`).
+//! (`PgStore::sweep_dead_instances`).
 //!
 //! Settlement: the usage batch charges the account (`balance` and `reserved` down by the
 //! charge) and lowers the lease's `amount` by it, in the same transaction as the usage row;
 //! the key's counters already count the charge (it was part of the slice). The writer then
-//! tells the book ([`Store::leases_settled`]): the hold leaves, the charge leaves the slice,
+//! tells the book ([`PgStore::leases_settled`]): the hold leaves, the charge leaves the slice,
 //! the rest of the hold is free again. Every transaction here locks key, then account, then
 //! lease rows, like the usage batch (no deadlocks).
 
@@ -32,10 +32,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::keys::KeyRow;
+use super::keys::{KeyRow, KeyStatus};
 use super::ledger::{Reservation, ReserveError, SETTLE_ACCOUNT};
 use super::usage::UsageEntry;
-use super::{Pools, Result, Store};
+use super::{PgStore, Result};
 use crate::domain::{time_util, Credits};
 
 mod book;
@@ -53,7 +53,7 @@ const RELEASE_KEY: &str = "update api_keys set \
 /// The counters of a key, locked for a top-up.
 type KeyCounters = (String, Option<i64>, Option<i64>, i64, i64, i64, i64);
 
-impl Store {
+impl PgStore {
     /// A hold served from this process's lease on the key, topping the lease up (one
     /// transaction) when its free part does not cover the hold.
     pub(crate) async fn reserve_leased(
@@ -157,9 +157,7 @@ impl Store {
         ample_only: bool,
         now_ms: i64,
     ) -> Result<(i64, i64), ReserveError> {
-        let Pools::Postgres(pool) = &self.pools else {
-            return Err(ReserveError::KeyInactive);
-        };
+        let pool = &self.pool;
         let mut tx = pool.begin().await?;
         let row: Option<KeyCounters> = sqlx::query_as(
             "select status, daily_limit, monthly_limit, spend_day, day_spend, spend_month, month_spend \
@@ -185,7 +183,7 @@ impl Store {
         let month_room = monthly.map_or(i64::MAX, |l| l - month_spent);
         let account_room = balance - reserved;
         let room = day_room.min(month_room).min(account_room);
-        let decision = if status != "active" {
+        let decision = if status != KeyStatus::Active.as_str() {
             Err(ReserveError::KeyInactive)
         } else if ample_only {
             Ok(if room / HEADROOM_SHARE >= want {
@@ -346,9 +344,7 @@ impl Store {
     /// Key counters, account's `reserved` and the lease row down by the part; the row goes
     /// once nothing is left in it.
     async fn release_lease_part(&self, d: &Detached) -> Result<()> {
-        let Pools::Postgres(pool) = &self.pools else {
-            return Ok(());
-        };
+        let pool = &self.pool;
         let (key_id, day, month) = d.bucket;
         let mut tx = pool.begin().await?;
         release_in_tx(&mut tx, key_id, day, month, d.account_id, d.amount).await?;
@@ -367,9 +363,7 @@ impl Store {
 
     /// The liveness sweep: releases every lease of a process that is gone. Returns how many.
     pub(crate) async fn release_leases_of(&self, owner: i64) -> Result<u64> {
-        let Pools::Postgres(pool) = &self.pools else {
-            return Ok(0);
-        };
+        let pool = &self.pool;
         let ids: Vec<i64> = sqlx::query_scalar("select id from leases where instance_id = $1")
             .bind(owner)
             .fetch_all(pool)

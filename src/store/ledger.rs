@@ -1,21 +1,21 @@
 //! Reservations: how limits and balances hold under concurrency.
 //!
-//! Before a request is forwarded, [`Store::reserve`] holds its worst-case cost in one
+//! Before a request is forwarded, [`PgStore::reserve`] holds its worst-case cost in one
 //! transaction: conditional `UPDATE`s raise the key's day and month counters and the
 //! account's `reserved` only if every limit still holds, and a `reservations` row records
 //! the hold. The conditions are evaluated by the database against the latest committed row
-//! (SQLite: one writer at a time; PostgreSQL: row locks and re-check under READ COMMITTED),
+//! (row locks and re-check under READ COMMITTED),
 //! so concurrent requests cannot together pass a limit. Settlement to the real cost happens
 //! in the usage batch (see `store::usage`), in the same transaction as the usage row.
 //! Every transaction here and in the usage batch locks key rows before account rows
 //! (deadlock freedom on PostgreSQL).
-//! A hold whose request died with its process is released by [`Store::sweep_dead_instances`]
+//! A hold whose request died with its process is released by [`PgStore::sweep_dead_instances`]
 //! as soon as that process is gone, or by age in [`Store::sweep_reservations`].
 
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::keys::KeyRow;
-use super::{on_read, on_write, Pools, Result, Store, StoreError};
+use super::{on_read, on_write, PgStore, Result, Store, StoreError};
 
 /// id, account, key, amount, day, month of a hold to release.
 type StaleHold = (String, i64, i64, i64, i64, i64);
@@ -105,10 +105,10 @@ pub(crate) const CHARGE_KEY: &str = "update api_keys set \
     last_used_at = case when last_used_at is null or last_used_at < $4 then $4 else last_used_at end \
     where id = $5";
 
-impl Store {
+impl PgStore {
     /// Holds `amount` against the key's limits and the account's balance, atomically: from
-    /// this process's budget lease when it has one (PostgreSQL, `store::lease_book`), else
-    /// with a reservation row.
+    /// this process's budget lease when it has one (`store::lease_book`), else with a
+    /// reservation row. (SQLite holds in memory instead: `gateway::holds`.)
     pub async fn reserve(
         &self,
         key: &KeyRow,
@@ -121,58 +121,107 @@ impl Store {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let id = Alphanumeric.sample_string(&mut rand::rng(), 24);
-        let postgres = matches!(self.pools, Pools::Postgres(_));
-        let outcome: Result<Option<ReserveError>, ReserveError> = on_write!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if postgres {
-                // A hold needs atomicity and isolation, not durability: the key and account
-                // rows stay locked only for the statements, not for a WAL flush, so requests
-                // of one key do not queue behind each other's fsync. A hold lost in a server
-                // crash is harmless: its settlement (a durable commit, which also flushes
-                // every earlier commit) finds no row and charges without releasing.
-                sqlx::query("set local synchronous_commit = off").execute(&mut *tx).await?;
-            }
-            let key_ok = sqlx::query(RESERVE_KEY)
-                .bind(day).bind(month).bind(amount.micros()).bind(key.id)
-                .execute(&mut *tx).await?.rows_affected() == 1;
-            if !key_ok {
-                tx.rollback().await?;
-                Ok(Some(ReserveError::DailyLimit))
-            } else {
-                let account_ok = sqlx::query(RESERVE_ACCOUNT)
-                    .bind(amount.micros()).bind(key.account_id)
-                    .execute(&mut *tx).await?.rows_affected() == 1;
-                if !account_ok {
-                    tx.rollback().await?;
-                    Ok(Some(ReserveError::InsufficientCredits))
-                } else {
-                    sqlx::query(INSERT_RESERVATION)
-                        .bind(&id).bind(key.account_id).bind(key.id).bind(amount.micros())
-                        .bind(day).bind(month).bind(now_ms).bind(self.instance)
-                        .execute(&mut *tx).await?;
-                    tx.commit().await?;
-                    Ok(None)
-                }
-            }
-        });
-        match outcome? {
-            None => Ok(Reservation {
-                id,
-                account_id: key.account_id,
-                key_id: key.id,
-                amount,
-                day,
-                month,
-                in_db: true,
-                lease: None,
-            }),
-            Some(ReserveError::DailyLimit) => Err(self
+        let mut tx = self.pool.begin().await?;
+        // A hold needs atomicity and isolation, not durability: the key and account rows stay
+        // locked only for the statements, not for a WAL flush, so requests of one key do not
+        // queue behind each other's fsync. A hold lost in a server crash is harmless: its
+        // settlement (a durable commit, which also flushes every earlier commit) finds no row
+        // and charges without releasing.
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let key_ok = sqlx::query(RESERVE_KEY)
+            .bind(day)
+            .bind(month)
+            .bind(amount.micros())
+            .bind(key.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !key_ok {
+            tx.rollback().await?;
+            return Err(self
+                .store
                 .why_key_refused(key.account_id, key.id, amount, now_ms)
-                .await),
-            Some(other) => Err(other),
+                .await);
         }
+        let account_ok = sqlx::query(RESERVE_ACCOUNT)
+            .bind(amount.micros())
+            .bind(key.account_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !account_ok {
+            tx.rollback().await?;
+            return Err(ReserveError::InsufficientCredits);
+        }
+        sqlx::query(INSERT_RESERVATION)
+            .bind(&id)
+            .bind(key.account_id)
+            .bind(key.id)
+            .bind(amount.micros())
+            .bind(day)
+            .bind(month)
+            .bind(now_ms)
+            .bind(self.instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Reservation {
+            id,
+            account_id: key.account_id,
+            key_id: key.id,
+            amount,
+            day,
+            month,
+            in_db: true,
+            lease: None,
+        })
     }
 
+    /// Releases at once every hold of a process that is gone, which is when its liveness
+    /// lock (a session advisory lock, dropped by PostgreSQL when the session ends) can be
+    /// taken. Holds of live processes are untouched.
+    pub async fn sweep_dead_instances(&self) -> Result<u64> {
+        let pool = &self.pool;
+        let owners: Vec<i64> = sqlx::query_scalar(
+            "select instance_id from reservations where instance_id <> $1 \
+             union select instance_id from leases where instance_id <> $1",
+        )
+        .bind(self.instance)
+        .fetch_all(pool)
+        .await?;
+        let mut released = 0;
+        for owner in owners {
+            let mut conn = pool.acquire().await?;
+            let dead: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2::int4)")
+                .bind(LIVENESS_LOCK_CLASS)
+                .bind(owner)
+                .fetch_one(&mut *conn)
+                .await?;
+            if dead {
+                let holds: Vec<StaleHold> = sqlx::query_as(
+                    "select id, account_id, key_id, amount, day, month from reservations where instance_id = $1",
+                )
+                .bind(owner)
+                .fetch_all(&mut *conn)
+                .await?;
+                released += self.store.release_holds(holds).await?;
+                released += self.release_leases_of(owner).await?;
+                sqlx::query("select pg_advisory_unlock($1, $2::int4)")
+                    .bind(LIVENESS_LOCK_CLASS)
+                    .bind(owner)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(released)
+    }
+}
+
+impl Store {
     /// After the key update matched no row: read the key again to say which rule refused.
     async fn why_key_refused(
         &self,
@@ -185,7 +234,7 @@ impl Store {
             Ok(k) => k,
             Err(e) => return e.into(),
         };
-        if key.status != "active" {
+        if key.status != super::keys::KeyStatus::Active {
             return ReserveError::KeyInactive;
         }
         let over = |limit: Option<i64>, spent: Credits| {
@@ -211,47 +260,6 @@ impl Store {
                 .await?
         });
         self.release_holds(stale).await
-    }
-
-    /// PostgreSQL: releases at once every hold of a process that is gone, which is when its
-    /// liveness lock (a session advisory lock, dropped by PostgreSQL when the session ends)
-    /// can be taken. Holds of live processes are untouched.
-    pub async fn sweep_dead_instances(&self) -> Result<u64> {
-        let Pools::Postgres(pool) = &self.pools else {
-            return Ok(0);
-        };
-        let owners: Vec<i64> = sqlx::query_scalar(
-            "select instance_id from reservations where instance_id <> $1 \
-             union select instance_id from leases where instance_id <> $1",
-        )
-        .bind(self.instance)
-        .fetch_all(pool)
-        .await?;
-        let mut released = 0;
-        for owner in owners {
-            let mut conn = pool.acquire().await?;
-            let dead: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2::int4)")
-                .bind(LIVENESS_LOCK_CLASS)
-                .bind(owner)
-                .fetch_one(&mut *conn)
-                .await?;
-            if dead {
-                let holds: Vec<StaleHold> = sqlx::query_as(
-                    "select id, account_id, key_id, amount, day, month from reservations where instance_id = $1",
-                )
-                .bind(owner)
-                .fetch_all(&mut *conn)
-                .await?;
-                released += self.release_holds(holds).await?;
-                released += self.release_leases_of(owner).await?;
-                sqlx::query("select pg_advisory_unlock($1, $2::int4)")
-                    .bind(LIVENESS_LOCK_CLASS)
-                    .bind(owner)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Ok(released)
     }
 
     async fn release_holds(&self, holds: Vec<StaleHold>) -> Result<u64> {

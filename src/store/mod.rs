@@ -1,4 +1,6 @@
-//! All SQL lives under this module, one file per table. The same SQL text (with `$1…`
+//! All SQL lives under this module: a table's queries in the file named for it (`accounts`,
+//! `keys`, `sessions`, `secrets`, `usage`), except the statements that hold and settle money
+//! across tables in one transaction (`ledger`, `lease_book`, `usage_batch`). The same SQL text (with `$1…`
 //! placeholders and portable syntax) runs on SQLite and PostgreSQL through sqlx's native
 //! drivers: `on_read!` / `on_write!` expand a body once per backend, so every query is
 //! type-checked against both drivers' encode/decode rules. (sqlx's `Any` driver was rejected:
@@ -24,6 +26,7 @@ mod usage_batch;
 pub mod usage_journal;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -109,39 +112,64 @@ pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> 
         .open(path)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The engine-specific side of a store ([`Store::backend`]): what only that engine can do.
+#[derive(Clone)]
 pub enum Backend {
-    Sqlite,
-    Postgres,
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
+/// What a store runs on, with what only that engine has: no field that makes sense for one
+/// backend only, and no path that assumes a backend without matching on it.
 #[derive(Clone)]
-pub(crate) enum Pools {
-    Sqlite { read: SqlitePool, write: SqlitePool },
-    Postgres(PgPool),
+pub(crate) enum Engine {
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        /// The database file, for in-thread access (`sqlite_direct`).
+        file: Arc<sqlite_direct::SqliteFile>,
+    },
+    Postgres {
+        pool: PgPool,
+        /// This process's id for the reservations and leases it holds (see `ledger`).
+        instance: i64,
+        /// This process's budget leases (`lease_book`); None with `LOWROUTER_LEASES=off` (a
+        /// reservation row per request, for comparison).
+        leases: Option<Arc<lease_book::LeaseBook>>,
+        /// A connection holding the session advisory lock on `instance` for as long as the
+        /// process lives; PostgreSQL drops it the moment the process dies.
+        _liveness: Arc<sqlx::PgConnection>,
+    },
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) pools: Pools,
-    /// This process's id for the reservations it holds (PostgreSQL; see `ledger`).
+    pub(crate) engine: Engine,
+}
+
+/// The SQLite side of a store, which only an SQLite store hands out ([`Store::backend`]): the
+/// usage journal's applier and replay write through it, on the calling thread.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) file: Arc<sqlite_direct::SqliteFile>,
+}
+
+/// The PostgreSQL side of a store, which only a PostgreSQL store hands out
+/// ([`Store::backend`]): holds shared by every process (`ledger`, `lease_book`).
+#[derive(Clone)]
+pub struct PgStore {
+    pub(crate) store: Store,
+    pub(crate) pool: PgPool,
     pub(crate) instance: i64,
-    /// PostgreSQL: a connection holding the session advisory lock on `instance` for as long
-    /// as the process lives; PostgreSQL drops it the moment the process dies.
-    _liveness: Option<std::sync::Arc<sqlx::PgConnection>>,
-    /// PostgreSQL: this process's budget leases (`lease_book`); None on SQLite, or with
-    /// `LOWROUTER_LEASES=off` (a reservation row per request, for comparison).
-    pub(crate) leases: Option<std::sync::Arc<lease_book::LeaseBook>>,
-    /// SQLite: the database file, for in-thread access (`sqlite_direct`).
-    pub(crate) sqlite: Option<std::sync::Arc<sqlite_direct::SqliteFile>>,
+    pub(crate) leases: Option<Arc<lease_book::LeaseBook>>,
 }
 
 /// Runs `$body` with `$pool` bound to the pool for reads, on whichever backend is in use.
 macro_rules! on_read {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pools {
-            $crate::store::Pools::Sqlite { read: $pool, .. } => $body,
-            $crate::store::Pools::Postgres($pool) => $body,
+        match &$store.engine {
+            $crate::store::Engine::Sqlite { read: $pool, .. } => $body,
+            $crate::store::Engine::Postgres { pool: $pool, .. } => $body,
         }
     };
 }
@@ -149,9 +177,9 @@ macro_rules! on_read {
 /// Runs `$body` with `$pool` bound to the pool for writes.
 macro_rules! on_write {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pools {
-            $crate::store::Pools::Sqlite { write: $pool, .. } => $body,
-            $crate::store::Pools::Postgres($pool) => $body,
+        match &$store.engine {
+            $crate::store::Engine::Sqlite { write: $pool, .. } => $body,
+            $crate::store::Engine::Postgres { pool: $pool, .. } => $body,
         }
     };
 }
@@ -178,12 +206,13 @@ impl Store {
                 .execute(&mut liveness)
                 .await?;
             Store {
-                pools: Pools::Postgres(pool),
-                instance,
-                _liveness: Some(std::sync::Arc::new(liveness)),
-                leases: (std::env::var("LOWROUTER_LEASES").as_deref() != Ok("off"))
-                    .then(std::sync::Arc::default),
-                sqlite: None,
+                engine: Engine::Postgres {
+                    pool,
+                    instance,
+                    leases: (std::env::var("LOWROUTER_LEASES").as_deref() != Ok("off"))
+                        .then(Arc::default),
+                    _liveness: Arc::new(liveness),
+                },
             }
         } else {
             // WAL with synchronous=NORMAL: a commit survives a killed process (it is in the
@@ -222,11 +251,11 @@ impl Store {
                 .connect_with(opts.read_only(true))
                 .await?;
             let store = Store {
-                pools: Pools::Sqlite { read, write },
-                instance: 0,
-                _liveness: None,
-                leases: None,
-                sqlite: Some(std::sync::Arc::new(sqlite_direct::SqliteFile::new(path))),
+                engine: Engine::Sqlite {
+                    read,
+                    write,
+                    file: Arc::new(sqlite_direct::SqliteFile::new(path)),
+                },
             };
             store.backfill_name_skeletons().await?;
             return Ok(store);
@@ -237,9 +266,13 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        match &self.pools {
-            Pools::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
-            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        match &self.engine {
+            Engine::Sqlite { write, .. } => {
+                sqlx::migrate!("./migrations/sqlite").run(write).await?
+            }
+            Engine::Postgres { pool, .. } => {
+                sqlx::migrate!("./migrations/postgres").run(pool).await?
+            }
         }
         Ok(())
     }
@@ -247,43 +280,35 @@ impl Store {
     /// SQLite: starts moving committed WAL pages into the database file, off the commit
     /// path, every 50 ms (the server calls this once; a no-op on PostgreSQL).
     pub fn start_checkpointer(&self) {
-        if let Some(file) = &self.sqlite {
+        if let Engine::Sqlite { file, .. } = &self.engine {
             sqlite_direct::spawn_checkpointer(file.clone(), Duration::from_millis(50));
         }
     }
 
-    /// SQLite: if the checkpointer found the WAL over its bound, checkpoints it completely and
-    /// starts it over, on the calling thread, which must be the one that writes usage (see
-    /// `SqliteFile::wal_full`). Blocks for a few milliseconds when it does. A no-op otherwise.
-    pub fn restart_wal_if_full(&self) -> Result<()> {
-        if let Some(file) = &self.sqlite {
-            file.restart_wal_if_full()?;
-        }
-        Ok(())
-    }
-
-    /// The SQLite file; only for paths that run on SQLite alone (the usage journal and its
-    /// applier).
-    pub(crate) fn sqlite_file(&self) -> &sqlite_direct::SqliteFile {
-        self.sqlite
-            .as_deref()
-            .expect("an SQLite-only path ran on PostgreSQL")
-    }
-
     pub fn backend(&self) -> Backend {
-        match self.pools {
-            Pools::Sqlite { .. } => Backend::Sqlite,
-            Pools::Postgres(_) => Backend::Postgres,
+        match &self.engine {
+            Engine::Sqlite { file, .. } => Backend::Sqlite(SqliteStore { file: file.clone() }),
+            Engine::Postgres {
+                pool,
+                instance,
+                leases,
+                ..
+            } => Backend::Postgres(PgStore {
+                store: self.clone(),
+                pool: pool.clone(),
+                instance: *instance,
+                leases: leases.clone(),
+            }),
         }
     }
 
     pub async fn close(&self) {
-        match &self.pools {
-            Pools::Sqlite { read, write } => {
+        match &self.engine {
+            Engine::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }
-            Pools::Postgres(p) => p.close().await,
+            Engine::Postgres { pool, .. } => pool.close().await,
         }
     }
 }

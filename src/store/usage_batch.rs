@@ -8,7 +8,7 @@
 //! statements, not several per request. Two executors apply a plan:
 //!
 //! - **PostgreSQL**, through sqlx: multi-row statements, few round trips.
-//! - **SQLite**, through rusqlite on the calling thread ([`Store::apply_usage_blocking`]):
+//! - **SQLite**, through rusqlite on the calling thread ([`SqliteStore::apply_usage_blocking`]):
 //!   the gateway's usage applier runs it on a thread of its own, for journaled entries
 //!   (see `usage_journal`). Through sqlx every statement
 //!   of the batch was a hop to sqlx's connection thread and back (eight per batch); those
@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use super::usage::{NewUsage, UsageEntry, UsageStatus};
-use super::{sqlite_direct, usage_journal, Pools, Result, Store};
+use super::{sqlite_direct, usage_journal, Engine, Result, SqliteStore, Store};
 use crate::domain::time_util;
 
 mod one_statement;
@@ -372,18 +372,27 @@ impl Store {
     }
 
     async fn write_batch(&self, batch: &[UsageEntry], rows: Rows) -> Result<()> {
-        match &self.pools {
-            Pools::Sqlite { .. } => {
-                let store = self.clone();
+        match &self.engine {
+            Engine::Sqlite { file, .. } => {
+                let sqlite = SqliteStore { file: file.clone() };
                 let batch = batch.to_vec();
                 // Number 0: leaves every account's `settled_seq` as it is.
-                tokio::task::spawn_blocking(move || store.apply_blocking(&batch, 0, rows)).await?
+                tokio::task::spawn_blocking(move || sqlite.apply_blocking(&batch, 0, rows)).await?
             }
-            Pools::Postgres(pool) => write_postgres(pool, batch, rows).await,
+            Engine::Postgres { pool, .. } => write_postgres(pool, batch, rows).await,
         }
     }
+}
 
-    /// SQLite: journaled entries into the database on the calling thread (it blocks for
+impl SqliteStore {
+    /// If the checkpointer found the WAL over its bound, checkpoints it completely and
+    /// starts it over, on the calling thread, which must be the one that writes usage (see
+    /// `SqliteFile::wal_full`). Blocks for a few milliseconds when it does.
+    pub fn restart_wal_if_full(&self) -> Result<()> {
+        Ok(self.file.restart_wal_if_full()?)
+    }
+
+    /// Journaled entries into the database on the calling thread (it blocks for
     /// the commit), through this thread's read-write connection. `seq`: the highest batch
     /// number among them, stored as `settled_seq` on the accounts they settle (the hold book
     /// counts the charges of batches above an account's number; see `gateway::holds`).
@@ -391,26 +400,24 @@ impl Store {
         self.apply_blocking(batch, seq, Rows::Write)
     }
 
-    /// SQLite: as [`Store::settle_unrecorded`], on the calling thread, numbered `seq`.
+    /// As [`Store::settle_unrecorded`], on the calling thread, numbered `seq`.
     pub fn settle_unrecorded_blocking(&self, batch: &[UsageEntry], seq: i64) -> Result<()> {
         self.apply_blocking(batch, seq, Rows::Skip)
     }
 
     fn apply_blocking(&self, batch: &[UsageEntry], seq: i64, rows: Rows) -> Result<()> {
-        sqlite_direct::with_writer(&self.sqlite_file().path, |c| {
-            write_sqlite(c, batch, seq, rows)
-        })?;
+        sqlite_direct::with_writer(&self.file.path, |c| write_sqlite(c, batch, seq, rows))?;
         Ok(())
     }
 
-    /// SQLite, at start: applies the journal's entries that are not in the database yet
+    /// At start: applies the journal's entries that are not in the database yet
     /// (a killed process answered them but had not applied them), in one transaction.
     /// Returns how many were missing.
     pub fn replay_usage_journal(&self, records: Vec<usage_journal::Record>) -> Result<usize> {
         let Some(seq) = records.iter().map(|r| r.seq).max() else {
             return Ok(0);
         };
-        let path = &self.sqlite_file().path;
+        let path = &self.file.path;
         let missing = sqlite_direct::with_writer(path, |c| {
             let mut exists = c.prepare("select 1 from usage where generation_id = ?1")?;
             let mut missing = Vec::new();
@@ -427,9 +434,9 @@ impl Store {
         Ok(missing.len())
     }
 
-    /// SQLite: the highest batch number any account's settlement stored.
+    /// The highest batch number any account's settlement stored.
     pub fn max_settled_seq(&self) -> Result<i64> {
-        Ok(sqlite_direct::with_writer(&self.sqlite_file().path, |c| {
+        Ok(sqlite_direct::with_writer(&self.file.path, |c| {
             c.query_row(
                 "select coalesce(max(settled_seq), 0) from accounts",
                 [],

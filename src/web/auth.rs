@@ -12,7 +12,7 @@ use super::form::{public_form_token, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
 use crate::domain::{Email, Password};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 #[derive(Template, Default)]

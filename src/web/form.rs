@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::WebError;
 use super::session::TypedSession;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const CSRF_FIELD: &str = "csrf_token";
 

@@ -10,7 +10,8 @@ use super::keys::html;
 use super::usage::UsageView;
 use super::{see_other, Dashboard, Layout};
 use crate::domain::{time_util, Credits};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::store::keys::KeyStatus;
 use crate::store::usage::{Ranked, UsageFilter};
 
 pub struct RankedView {
@@ -56,7 +57,7 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
     let keys = store.list_keys(user.id()).await?;
     let revoked: Vec<i64> = keys
         .iter()
-        .filter(|k| k.status == "revoked")
+        .filter(|k| k.status == KeyStatus::Revoked)
         .map(|k| k.id)
         .collect();
     let recent = store
@@ -67,7 +68,10 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
         spent_today: Credits::from_micros(store.spend_since_day(user.id(), today).await?).display(),
         spent_month: Credits::from_micros(store.spend_since_day(user.id(), month_start).await?)
             .display(),
-        active_keys: keys.iter().filter(|k| k.status != "revoked").count(),
+        active_keys: keys
+            .iter()
+            .filter(|k| k.status != KeyStatus::Revoked)
+            .count(),
         top_keys: ranked(store.top_since_day(user.id(), today - 29, true, 5).await?),
         top_models: ranked(store.top_since_day(user.id(), today - 29, false, 5).await?),
         recent: super::usage::views(&recent, &revoked),

@@ -11,8 +11,8 @@ use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
 use crate::domain::{time_util, ApiToken, Credits};
-use crate::startup::AppState;
-use crate::store::keys::{KeyRow, KeyState, KeyStatus};
+use crate::state::AppState;
+use crate::store::keys::{KeyRow, KeyState, KeyStatus, KeySwitch};
 use crate::store::StoreError;
 
 /// A key as the pages show it: never more of the token than prefix and last four.
@@ -162,7 +162,8 @@ struct KeysPage {
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let keys = state.store.list_keys(user.id()).await?;
-    let (revoked, active): (Vec<_>, Vec<_>) = keys.iter().partition(|k| k.status == "revoked");
+    let (revoked, active): (Vec<_>, Vec<_>) =
+        keys.iter().partition(|k| k.status == KeyStatus::Revoked);
     let page = KeysPage {
         layout: user.layout("keys"),
         active: active.into_iter().map(|k| KeyView::new(k, now)).collect(),
@@ -344,7 +345,7 @@ fn render_form_errors(
 
 async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
     let key = state.store.key(user.id(), id).await?;
-    if key.status == "revoked" {
+    if key.status == KeyStatus::Revoked {
         return Err(WebError::NotFound);
     }
     Ok(key)
@@ -404,17 +405,16 @@ async fn set_status(
     state: &AppState,
     user: &Dashboard,
     id: i64,
-    status: KeyStatus,
+    switch: KeySwitch,
 ) -> WebResult<HttpResponse> {
     let key = live_key(state, user, id).await?;
     state
         .store
-        .set_key_status(user.id(), key.id, status)
+        .set_key_status(user.id(), key.id, switch)
         .await?;
-    let verb = if status == KeyStatus::Active {
-        "enabled"
-    } else {
-        "disabled"
+    let verb = match switch {
+        KeySwitch::Enabled => "enabled",
+        KeySwitch::Disabled => "disabled",
     };
     user.session
         .set_flash(&format!("“{}” is {verb}.", key.name))?;
@@ -427,7 +427,7 @@ pub async fn disable(
     path: web::Path<i64>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeyStatus::Disabled).await
+    set_status(&state, &user, path.into_inner(), KeySwitch::Disabled).await
 }
 
 pub async fn enable(
@@ -436,7 +436,7 @@ pub async fn enable(
     path: web::Path<i64>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeyStatus::Active).await
+    set_status(&state, &user, path.into_inner(), KeySwitch::Enabled).await
 }
 
 #[derive(Template)]

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::accounts::AccountRow;
 use error::WebError;
 use session::TypedSession;
@@ -108,7 +108,7 @@ impl FromRequest for Dashboard {
             // Every page shows the balance, and several show usage and spend: all of them
             // must see every request answered so far.
             state.usage.settled().await;
-            state.store.return_account_leases(id).await;
+            state.ledger.return_account_leases(id).await;
             let account = match state.store.account(id).await {
                 Ok(a) => a,
                 Err(crate::store::StoreError::NotFound) => {

@@ -13,7 +13,8 @@ use super::reasons::{self, StatusChoice};
 use super::{Dashboard, Layout};
 use crate::domain::text::{has_control, GenerationId};
 use crate::domain::{time_util, Credits};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::store::keys::KeyStatus;
 use crate::store::usage::{UsageFilter, UsageRow, UsageStatus, UsageTotals};
 
 pub const PAGE_SIZE: i64 = 50;
@@ -445,7 +446,7 @@ async fn revoked_key_ids(state: &AppState, account_id: i64) -> WebResult<Vec<i64
         .list_keys(account_id)
         .await?
         .into_iter()
-        .filter(|k| k.status == "revoked")
+        .filter(|k| k.status == KeyStatus::Revoked)
         .map(|k| k.id)
         .collect())
 }

@@ -11,7 +11,7 @@ use super::error::WebResult;
 use super::usage::parse_filter;
 use super::Dashboard;
 use crate::domain::{time_util, Credits};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::usage::ExportRow;
 
 /// Spreadsheets execute cells starting with these; such text cells get a leading `'`.

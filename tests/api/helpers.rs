@@ -6,13 +6,10 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::StreamExt;
 use lowrouter::config::Settings;
-use lowrouter::startup::Application;
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-pub use crate::common::{between, csrf_of, fresh_database, token_of};
-
-pub const PASSWORD: &str = "correct horse battery";
+pub use crate::common::{between, csrf_of, fresh_database, token_of, PASSWORD};
 
 pub struct TestApp {
     pub address: String,
@@ -38,9 +35,6 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the app; `tweak` adjusts settings. A fake upstream is always started and the
 /// test catalogue (tests/fixtures/catalogue.toml with its URL filled in) is used.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        lowrouter::telemetry::init();
-    }
     let dir = tempfile::tempdir().unwrap();
     // The same value from every test, so setting it concurrently is harmless.
     std::env::set_var("LOWROUTER_TEST_UPSTREAM_KEY", "sk-upstream-test");
@@ -63,14 +57,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         ..Settings::default()
     };
     tweak(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
-    let port = app.port();
-    let metrics_port = app.metrics_port();
-    tokio::spawn(app.run_until_stopped());
+    let served = crate::common::serve(settings).await;
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        metrics_port,
+        address: served.address,
+        port: served.port,
+        metrics_port: served.metrics_port,
         db_url,
         client: new_client(),
         upstream: Some(upstream),

@@ -1,5 +1,6 @@
 //! Support shared by the test binaries (tests/api, tests/browser.rs, tests/faults.rs):
-//! a database of its own per test on either backend, and reading forms out of pages.
+//! the app served in-process, a database of its own per test on either backend, and
+//! reading forms out of pages.
 //! Each binary uses part of it.
 #![allow(dead_code)]
 
@@ -7,6 +8,36 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The password every test account signs up with (long, not a common one).
+pub const PASSWORD: &str = "Tr0ub4dor&3 horse battery staple";
+
+/// The app, running in this test's runtime.
+pub struct Served {
+    pub address: String,
+    pub port: u16,
+    /// The metrics listener's port, when the settings set `metrics_bind`.
+    pub metrics_port: Option<u16>,
+}
+
+/// Builds the app from `settings` (port 0: a free one) and serves it on the current
+/// runtime; `TEST_LOG=1` shows its logs. Every in-process test app starts here.
+pub async fn serve(settings: lowrouter::config::Settings) -> Served {
+    if std::env::var("TEST_LOG").is_ok() {
+        lowrouter::telemetry::init();
+    }
+    let app = lowrouter::startup::Application::build(settings)
+        .await
+        .expect("app builds");
+    let port = app.port();
+    let metrics_port = app.metrics_port();
+    tokio::spawn(app.run_until_stopped());
+    Served {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        metrics_port,
+    }
+}
 
 /// The PostgreSQL server named by LOWROUTER_TEST_DATABASE_URL, if the run targets one.
 pub fn postgres_admin_url() -> Option<String> {

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-pub use crate::common::{between, csrf_of, fresh_postgres, postgres_admin_url};
+pub use crate::common::{between, csrf_of, fresh_postgres, postgres_admin_url, PASSWORD};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lowrouter");
-pub const PASSWORD: &str = "Tr0ub4dor&3 horse battery staple";
 /// Credits granted at sign-up: plenty, so load never runs into the balance.
 pub const GRANT_CREDITS: i64 = 100_000;
 pub const GRANT_MICROS: i64 = GRANT_CREDITS * 1_000_000;

@@ -15,7 +15,7 @@ use crate::domain::Credits;
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
 use crate::gateway::upstream::{describe, Failure};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ledger::Reservation;
 use crate::store::usage::UsageStatus;
 

@@ -18,7 +18,7 @@ pub use request::{new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, REREA
 use super::auth::authenticate;
 use crate::domain::text::client_label;
 use crate::domain::time_util;
-use crate::startup::AppState;
+use crate::state::AppState;
 use forward::forward;
 use outcome::Ctx;
 use request::read_body;
@@ -71,16 +71,8 @@ pub async fn completions(
     ctx.resolved_model = Some(model.id.clone());
 
     let (echo_plan, hold) = worst_case(&state, model, &chat);
-    let reserved = match &state.holds {
-        Some(book) => book.reserve(&ctx.authed.key, hold, started_ms),
-        _ => {
-            state
-                .store
-                .reserve(&ctx.authed.key.key, hold, started_ms)
-                .await
-        }
-    };
-    let reservation = match reserved {
+    let reserved = state.ledger.reserve(&ctx.authed.key, hold, started_ms);
+    let reservation = match reserved.await {
         Ok(r) => r,
         Err(e) => {
             let e = reserve_error(e, &ctx.authed, hold, started_ms);

@@ -13,7 +13,7 @@ use crate::catalogue::Model;
 use crate::domain::{time_util, Credits};
 use crate::gateway::auth::Authed;
 use crate::gateway::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ledger::Reservation;
 use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 
@@ -134,9 +134,7 @@ impl Ctx {
     /// request's own, once recorded, among them); on PostgreSQL, this request's charge.
     pub fn headers(&self, state: &AppState, r: &mut HttpResponseBuilder, charged: Credits) {
         let gk = &self.authed.key;
-        let since_read = state.holds.as_ref().map_or(charged, |book| {
-            book.settled_after(gk.key.account_id, gk.settled_seq)
-        });
+        let since_read = state.ledger.charged_since_read(gk, charged);
         let balance = self.authed.available().saturating_sub(since_read);
         let mut set = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {

@@ -8,7 +8,7 @@ use crate::domain::{time_util, Credits};
 use crate::gateway::auth::Authed;
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ledger::ReserveError;
 
 /// The worst case a request can cost: exact for a model only echo serves (its plan, kept

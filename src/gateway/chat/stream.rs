@@ -14,7 +14,7 @@ use super::request::ChatRequest;
 use crate::catalogue::Model;
 use crate::domain::Credits;
 use crate::gateway::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ledger::Reservation;
 use crate::store::usage::UsageStatus;
 

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{warn_failed, Bisect, ATTEMPT_PAUSES_MS};
 use crate::store::usage::UsageEntry;
-use crate::store::{Store, StoreError};
+use crate::store::{PgStore, StoreError};
 
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -43,8 +43,8 @@ impl Batch {
     }
 }
 
-pub(super) async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
-    let late = Late::start(store.clone());
+pub(super) async fn run_async(pg: PgStore, mut rx: mpsc::Receiver<Job>) {
+    let late = Late::start(pg.clone());
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     let mut barriers = Vec::new();
@@ -58,7 +58,7 @@ pub(super) async fn run_async(store: Store, mut rx: mpsc::Receiver<Job>) {
         if !batch.entries.is_empty() {
             crate::metrics::usage_batch("postgres", batch.entries.len());
         }
-        let fates = write_isolating(&store, &batch.entries).await;
+        let fates = write_isolating(&pg, &batch.entries).await;
         late.keep_failed(&batch.entries, &fates);
         let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
         batch.finish(&recorded);
@@ -87,7 +87,7 @@ enum Fate {
 /// logged and left to the sweeper (which releases holds uncharged).
 struct Late {
     tx: mpsc::Sender<UsageEntry>,
-    store: Store,
+    pg: PgStore,
 }
 
 const LATE_MAX: usize = 100_000;
@@ -95,12 +95,9 @@ const LATE_MAX: usize = 100_000;
 const LATE_PAUSE: Duration = Duration::from_secs(2);
 
 impl Late {
-    fn start(store: Store) -> Self {
+    fn start(pg: PgStore) -> Self {
         let (tx, mut rx) = mpsc::channel::<UsageEntry>(LATE_MAX);
-        let late = Late {
-            tx,
-            store: store.clone(),
-        };
+        let late = Late { tx, pg: pg.clone() };
         tokio::spawn(async move {
             let mut waiting: Vec<UsageEntry> = Vec::new();
             loop {
@@ -116,7 +113,7 @@ impl Late {
                 tokio::time::sleep(LATE_PAUSE).await;
                 let (streams, answers): (Vec<_>, Vec<_>) =
                     waiting.drain(..).partition(|e| e.usage.streamed);
-                let fates = write_isolating(&store, &streams).await;
+                let fates = write_isolating(&pg, &streams).await;
                 waiting.extend(
                     streams
                         .into_iter()
@@ -125,8 +122,8 @@ impl Late {
                         .map(|(e, _)| e),
                 );
                 if !answers.is_empty() {
-                    match store.settle_unrecorded(&answers).await {
-                        Ok(()) => store.leases_settled(&answers, true),
+                    match pg.store.settle_unrecorded(&answers).await {
+                        Ok(()) => pg.leases_settled(&answers, true),
                         Err(e) => {
                             tracing::warn!(error = %e, rows = answers.len(), "holds of failed answers not released yet");
                             waiting.extend(answers);
@@ -157,27 +154,27 @@ impl Late {
                 let e = match full {
                     mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
                 };
-                self.store.leases_settled(std::slice::from_ref(&e), false);
+                self.pg.leases_settled(std::slice::from_ref(&e), false);
             }
         }
     }
 }
 
 /// PostgreSQL: writes a batch (see [`Bisect`]); what became of each row.
-async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<Fate> {
+async fn write_isolating(pg: &PgStore, entries: &[UsageEntry]) -> Vec<Fate> {
     let mut fates = vec![Fate::Failed; entries.len()];
     let mut bisect = Bisect::new(entries.len());
     while let Some(r) = bisect.next_range() {
-        match write_retrying(store, &entries[r.clone()]).await {
+        match write_retrying(pg, &entries[r.clone()]).await {
             Ok(()) => {
                 // Leased holds leave the book before their requests are answered.
-                store.leases_settled(&entries[r.clone()], true);
+                pg.leases_settled(&entries[r.clone()], true);
                 fates[r].fill(Fate::Recorded);
             }
             Err(e) if e.is_refused_data() => {
                 if !bisect.refused(r.clone()) {
                     crate::metrics::usage_batch_failure("refused");
-                    settle_refused(store, &entries[r.start], &e).await;
+                    settle_refused(pg, &entries[r.start], &e).await;
                     fates[r.start] = Fate::Refused;
                 }
             }
@@ -191,10 +188,10 @@ async fn write_isolating(store: &Store, entries: &[UsageEntry]) -> Vec<Fate> {
 }
 
 /// Writes rows, retrying after [`ATTEMPT_PAUSES_MS`] unless the database refused their data.
-async fn write_retrying(store: &Store, rows: &[UsageEntry]) -> Result<(), StoreError> {
+async fn write_retrying(pg: &PgStore, rows: &[UsageEntry]) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
-        match store.write_usage_batch(rows).await {
+        match pg.store.write_usage_batch(rows).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_refused_data() => return Err(e),
             Err(e) => {
@@ -213,19 +210,20 @@ async fn write_retrying(store: &Store, rows: &[UsageEntry]) -> Result<(), StoreE
 /// is settled at once without the row: released, and charged when the response was
 /// already delivered (a stream's content goes out before its usage record; a complete
 /// body is withheld instead, so it costs nothing).
-async fn settle_refused(store: &Store, entry: &UsageEntry, e: &StoreError) {
+async fn settle_refused(pg: &PgStore, entry: &UsageEntry, e: &StoreError) {
     tracing::error!(error = %e, generation_id = %entry.usage.generation_id,
         "the database refused a usage row; its request fails");
     let mut settlement = entry.clone();
     if !settlement.usage.streamed {
         settlement.usage.cost = 0;
     }
-    let settled = store
+    let settled = pg
+        .store
         .settle_unrecorded(std::slice::from_ref(&settlement))
         .await;
     if let Err(e) = &settled {
         tracing::error!(error = %e, generation_id = %entry.usage.generation_id,
             "hold of a refused usage row not settled; the sweeper releases it");
     }
-    store.leases_settled(std::slice::from_ref(&settlement), settled.is_ok());
+    pg.leases_settled(std::slice::from_ref(&settlement), settled.is_ok());
 }

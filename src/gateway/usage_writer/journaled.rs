@@ -12,7 +12,7 @@ use super::{warn_failed, Bisect, RecordError, ATTEMPT_PAUSES_MS};
 use crate::gateway::holds::HoldBook;
 use crate::store::usage::UsageEntry;
 use crate::store::usage_journal::{Encoded, Journal};
-use crate::store::{Store, StoreError};
+use crate::store::{SqliteStore, StoreError};
 
 /// How long the applier lets journaled entries gather before a transaction.
 const LINGER: Duration = Duration::from_millis(10);
@@ -47,8 +47,8 @@ pub(super) struct State {
 
 impl Journaled {
     /// Replays the journal, then starts the `usage-applier` thread.
-    pub async fn start(store: Store, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
-        let path = store.sqlite_file().path.clone();
+    pub async fn start(store: SqliteStore, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
+        let path = store.file.path.clone();
         // On a thread of its own (its SQLite connection goes with it), awaited without
         // holding a runtime worker: replay reads the files and writes one transaction.
         let (done, replayed) = oneshot::channel();
@@ -155,7 +155,7 @@ impl Journaled {
 /// The SQLite applier thread: journaled entries into SQLite, many per transaction, retried
 /// until they are in (they were answered; the journal keeps them meanwhile). Stops once
 /// every [`UsageWriter`] is gone (it holds only a weak reference between rounds).
-fn run_applier(store: &Store, shared: &std::sync::Weak<Journaled>) {
+fn run_applier(store: &SqliteStore, shared: &std::sync::Weak<Journaled>) {
     loop {
         let Some(j) = shared.upgrade() else { return };
         let (entries, last) = {
@@ -196,7 +196,7 @@ fn run_applier(store: &Store, shared: &std::sync::Weak<Journaled>) {
 /// retrying until each is in: they were answered, and the journal keeps them meanwhile. An
 /// entry the database refuses is applied as its settlement alone (its response was
 /// delivered, so it is charged) and logged with its generation id.
-fn apply_isolating(store: &Store, entries: &[UsageEntry], last: i64) {
+fn apply_isolating(store: &SqliteStore, entries: &[UsageEntry], last: i64) {
     let first = last - entries.len() as i64 + 1;
     let mut bisect = Bisect::new(entries.len());
     while let Some(r) = bisect.next_range() {

@@ -27,9 +27,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::holds::HoldBook;
+use super::ledger::Ledger;
 use crate::store::usage::UsageEntry;
-use crate::store::{Backend, Store};
 use group_commit::{run_async, Job, QUEUE};
 use journaled::{Journaled, MAX_LAG};
 
@@ -58,15 +57,15 @@ impl UsageWriter {
     /// Starts the writer. SQLite: first applies what a previous process journaled but did
     /// not apply, then starts the applier thread; fails if the journal cannot be read
     /// (`usage_journal::JournalError`). PostgreSQL: a task on the current runtime.
-    pub async fn start(store: Store, holds: Option<Arc<HoldBook>>) -> anyhow::Result<Self> {
-        let inner = match store.backend() {
-            Backend::Sqlite => {
-                Inner::Sqlite(Journaled::start(store, holds.unwrap_or_default()).await?)
+    pub async fn start(ledger: &Ledger) -> anyhow::Result<Self> {
+        let inner = match ledger {
+            Ledger::InMemory { book, sqlite } => {
+                Inner::Sqlite(Journaled::start(sqlite.clone(), book.clone()).await?)
             }
-            // PostgreSQL keeps holds as rows (`store::ledger`): there is no hold book to settle.
-            Backend::Postgres => {
+            // Shared holds are rows and leased slices, settled by the batch's transaction.
+            Ledger::Shared(pg) => {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run_async(store, rx));
+                tokio::spawn(run_async(pg.clone(), rx));
                 Inner::Postgres(tx)
             }
         };

@@ -5,6 +5,7 @@ use crate::domain::text::GenerationId;
 use crate::domain::{ApiToken, Credits, Email};
 use crate::store::usage::sample_entry as entry;
 use crate::store::usage_journal::Journal;
+use crate::store::Backend;
 
 /// What a killed process leaves: journaled entries, some applied and some not. Replay
 /// applies each missing one exactly once, however often it runs.
@@ -42,19 +43,22 @@ async fn journal_replay_applies_each_missing_entry_once() {
         .append_blocking(1, &[a.clone(), b.clone()], 0)
         .unwrap();
     journal.append_blocking(2, &[c], 0).unwrap();
+    let Backend::Sqlite(sqlite) = store.backend() else {
+        panic!("an SQLite store")
+    };
     // The applier had applied `a` (and only `a`) when the process died.
-    store.apply_usage_blocking(&[a], 1).unwrap();
+    sqlite.apply_usage_blocking(&[a], 1).unwrap();
     drop(journal);
 
     let balance = |store: Store| async move { store.account(account).await.unwrap().balance };
     assert_eq!(balance(store.clone()).await, 10_000_000 - 1_000);
     let (_, records) = Journal::open(&db).unwrap();
-    assert_eq!(store.replay_usage_journal(records).unwrap(), 2);
+    assert_eq!(sqlite.replay_usage_journal(records).unwrap(), 2);
     assert_eq!(balance(store.clone()).await, 10_000_000 - 3_000);
-    assert_eq!(store.max_settled_seq().unwrap(), 2);
+    assert_eq!(sqlite.max_settled_seq().unwrap(), 2);
     let (_, records) = Journal::open(&db).unwrap();
     assert_eq!(
-        store.replay_usage_journal(records).unwrap(),
+        sqlite.replay_usage_journal(records).unwrap(),
         0,
         "idempotent"
     );

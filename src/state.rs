@@ -1,0 +1,44 @@
+//! The state every handler shares. Built once by `startup`, which only wires.
+
+use std::sync::Arc;
+
+use actix_web::cookie::Key;
+
+use crate::catalogue::Catalogue;
+use crate::config::Settings;
+use crate::gateway::ledger::Ledger;
+use crate::gateway::refusals::RefusalBudgets;
+use crate::gateway::upstream::Upstreams;
+use crate::gateway::usage_writer::UsageWriter;
+use crate::store::Store;
+use crate::web::client::TrustedProxies;
+use crate::web::form::FormKey;
+use crate::web::password::HashPool;
+use crate::web::throttle::{LoginThrottle, SignupThrottle};
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub catalogue: Arc<Catalogue>,
+    pub settings: Arc<Settings>,
+    pub throttle: Arc<LoginThrottle>,
+    pub signups: Arc<SignupThrottle>,
+    /// Runs every argon2 hash and verification, bounded (see its doc).
+    pub hasher: Arc<HashPool>,
+    /// Whose forwarding headers are believed (`trusted_proxies`).
+    pub proxies: Arc<TrustedProxies>,
+    pub usage: UsageWriter,
+    pub upstreams: Arc<Upstreams>,
+    /// Where holds live: in memory (SQLite) or shared by every process (PostgreSQL).
+    pub ledger: Ledger,
+    /// Budgets of refused requests per key and failed authentications per address.
+    pub refusals: Arc<RefusalBudgets>,
+    /// Verified when a login names an unknown email, so timing reveals nothing.
+    pub dummy_hash: Arc<String>,
+    /// Encrypts the session cookie (read back by "Log out other sessions" to know which
+    /// session to keep).
+    pub session_key: Key,
+    /// Signs the sign-up and log-in forms' CSRF nonce (see `web::form`).
+    pub form_key: Arc<FormKey>,
+}
