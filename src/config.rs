@@ -101,7 +101,8 @@ impl Default for Settings {
             upstream_first_byte_timeout: Duration::from_secs(120),
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30 * 60),
-            max_body_bytes: 1024 * 1024,
+            // What providers take for a chat request with images (OpenAI: 20 MB per image).
+            max_body_bytes: 20 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
             login_max_failures: 5,
@@ -348,6 +349,9 @@ impl Settings {
                     name: "LOWROUTER_TRUSTED_PROXIES",
                     message,
                 })?;
+        }
+        if let Some(v) = get("LOWROUTER_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("LOWROUTER_MAX_BODY_BYTES", &v)?;
         }
         if let Some(v) = get("LOWROUTER_SIGNUP_MAX_PER_HOUR") {
             self.signup_max_per_hour = parse("LOWROUTER_SIGNUP_MAX_PER_HOUR", &v)?;

@@ -125,7 +125,6 @@ impl Application {
         let idle =
             actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
         let secure = settings.cookie_secure;
-        let max_body = settings.max_body_bytes;
         let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
         let cors_origins = settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -149,7 +148,8 @@ impl Application {
                 // Outermost: every request gets its id and span before anything else runs.
                 .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
-                .app_data(web::PayloadConfig::new(max_body))
+                // Dashboard forms; the gateway reads its bodies itself, up to `max_body_bytes`.
+                .app_data(web::PayloadConfig::new(crate::web::FORM_BODY_LIMIT))
                 .configure(crate::health::routes)
                 .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
                 .service(

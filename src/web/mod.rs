@@ -55,6 +55,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The session cookie's name (set in `startup`).
 pub const SESSION_COOKIE: &str = "lowrouter_session";
+/// The largest dashboard form body (the biggest, the key form with every model ticked, is a
+/// few KiB): the gateway's much larger `max_body_bytes` is for chat requests with images.
+pub const FORM_BODY_LIMIT: usize = 256 * 1024;
 
 /// What every dashboard page's layout shows: who is signed in, the balance, and the CSRF
 /// token for the logout button (and the page's own forms).

@@ -292,6 +292,14 @@ async fn fake_chat(
     body: web::Json<Value>,
 ) -> HttpResponse {
     hits.fetch_add(1, Ordering::SeqCst);
+    // Like OpenAI in strict modes: OpenRouter's gateway fields must never reach a provider.
+    for field in ["usage", "provider", "transforms", "route", "models"] {
+        if body.get(field).is_some() {
+            return HttpResponse::BadRequest().json(json!({"error": {
+                "message": format!("Unrecognized request argument supplied: {field}"),
+                "type": "invalid_request_error", "code": null}}));
+        }
+    }
     let model = body["model"].as_str().unwrap_or("").to_owned();
     let auth = req
         .headers()

@@ -8,7 +8,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::outcome::{prompt_bound, Ctx, Outcome};
-use super::request::ChatRequest;
+use super::reply;
+use super::request::{ChatRequest, GATEWAY_FIELDS};
 use super::stream::StreamJob;
 use crate::catalogue::{Model, ProviderKind};
 use crate::domain::Credits;
@@ -87,9 +88,10 @@ pub(super) async fn forward(
     reservation: Reservation,
 ) -> HttpResponse {
     let mut attempts = Attempts::default();
+    let region = ctx.authed.key.key.region.clone();
     let routes: Vec<_> = state
         .catalogue
-        .routes_in(model, ctx.authed.key.key.region.as_deref())
+        .routes_in(model, region.as_deref())
         .collect();
     for (route, provider, region) in routes {
         if !state.upstreams.is_usable(provider) {
@@ -119,15 +121,20 @@ pub(super) async fn forward(
                     .bytes_stream()
                     .map(|r| r.map_err(|e| describe(&e)))
                     .boxed();
-                let job = StreamJob::new(state, ctx, model, reservation, &chat, chat.include_usage);
+                let job =
+                    StreamJob::new(state, ctx, model, reservation, &chat, &route.upstream_model);
                 return job.respond(upstream);
             }
             Ok(resp) => match resp.bytes().await {
                 Ok(full) => {
                     let outcome = reply_outcome(model, &full, chat.body_len);
+                    let upstream_model = &route.upstream_model;
+                    let include_cost = chat.include_cost;
                     return ctx
-                        .finish(state, &outcome, reservation, |r| {
-                            r.content_type("application/json").body(full)
+                        .finish(state, &outcome, reservation, |r, charged| {
+                            let cost = include_cost.then_some(charged);
+                            let body = client_reply(full.into(), upstream_model, &model.id, cost);
+                            r.content_type("application/json").body(body)
                         })
                         .await;
                 }
@@ -147,6 +154,9 @@ pub(super) async fn forward(
 /// usage in streams); changed in place, no copy per attempt.
 fn upstream_body(chat: &mut ChatRequest, upstream_model: &str) -> serde_json::Result<Vec<u8>> {
     let body = &mut chat.body;
+    for field in GATEWAY_FIELDS {
+        body.remove(field);
+    }
     body.insert("model".into(), Value::String(upstream_model.to_owned()));
     if chat.stream {
         let opts = body
@@ -170,17 +180,24 @@ async fn answer_echo(
 ) -> HttpResponse {
     let created = ctx.started_ms / 1000;
     if chat.stream {
-        let mut chunks = echo::sse_chunks(&plan, &ctx.generation_id, &model.id, created);
-        if !chat.include_usage {
-            chunks.remove(chunks.len() - 2);
-        }
+        let chunks = echo::sse_chunks(&plan, &ctx.generation_id, &model.id, created);
         let body = futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed();
-        return StreamJob::new(state, ctx, model, reservation, chat, true).respond(body);
+        let job = StreamJob::new(state, ctx, model, reservation, chat, &model.id);
+        return job.respond(body);
     }
     let outcome = Outcome::served(model, plan.prompt_tokens, plan.completion_tokens);
     let body = echo::completion(&plan, &ctx.generation_id, &model.id, created);
-    ctx.finish(state, &outcome, reservation, |r| r.json(body))
-        .await
+    let body = body.to_string().into_bytes();
+    let include_cost = chat.include_cost;
+    ctx.finish(state, &outcome, reservation, |r, charged| {
+        r.content_type("application/json").body(client_reply(
+            body,
+            &model.id,
+            &model.id,
+            include_cost.then_some(charged),
+        ))
+    })
+    .await
 }
 
 /// What the gateway reads of a provider's reply; everything else passes through untouched
@@ -251,6 +268,21 @@ async fn upstream_rejected(
         completion_tokens: 0,
         cost: Credits::ZERO,
     };
-    ctx.finish(state, &outcome, reservation, |r| r.json(body))
+    ctx.finish(state, &outcome, reservation, |r, _| r.json(body))
         .await
+}
+
+/// A complete reply as the client gets it (see `reply`): the catalogue id as its model, and
+/// `usage.cost` when `cost` is given.
+fn client_reply(
+    body: Vec<u8>,
+    upstream_model: &str,
+    model_id: &str,
+    cost: Option<Credits>,
+) -> Vec<u8> {
+    let body = reply::rename_model(&body, upstream_model, model_id).unwrap_or(body);
+    match cost {
+        Some(c) => reply::with_cost(&body, c).unwrap_or(body),
+        None => body,
+    }
 }

@@ -5,6 +5,7 @@
 
 mod forward;
 mod outcome;
+mod reply;
 mod request;
 mod resolve;
 mod stream;

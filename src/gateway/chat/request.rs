@@ -13,6 +13,9 @@ pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
     pub include_usage: bool,
+    /// OpenRouter's `usage: {"include": true}`: the reply's `usage` carries `cost` (credits),
+    /// and a stream ends with its usage chunk.
+    pub include_cost: bool,
     pub max_tokens: Option<u64>,
     /// Completions asked for (`n`): the output bound is held once per choice.
     pub choices: u64,
@@ -20,7 +23,19 @@ pub struct ChatRequest {
     pub body_len: usize,
 }
 
+/// OpenRouter's request fields that are instructions to the gateway, not to a provider
+/// (a real OpenAI upstream may reject unknown top-level fields): read here, never forwarded.
+/// `provider`, `transforms` and `route` are routing hints this gateway does not act on
+/// (routing follows the catalogue's order within the key's region); `models`, OpenRouter's
+/// fallback list, is not supported yet: only `model` is served.
+pub const GATEWAY_FIELDS: [&str; 5] = ["usage", "provider", "transforms", "route", "models"];
+
 impl ChatRequest {
+    /// The client asked for the stream's usage chunk, in OpenAI's or OpenRouter's way.
+    pub fn wants_usage_chunk(&self) -> bool {
+        self.include_usage || self.include_cost
+    }
+
     /// Checked non-empty by [`parse_chat`].
     pub fn messages(&self) -> &[Value] {
         self.body
@@ -73,6 +88,11 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let include_cost = body
+        .get("usage")
+        .and_then(|u| u.get("include"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut max_tokens = None;
     for field in ["max_completion_tokens", "max_tokens"] {
         match body.get(field) {
@@ -105,6 +125,7 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         model,
         stream,
         include_usage,
+        include_cost,
         max_tokens,
         choices,
         body,

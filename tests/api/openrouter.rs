@@ -1,0 +1,92 @@
+//! What OpenRouter's clients expect of the reply: the catalogue id as `model`, OpenRouter's
+//! `usage: {"include": true}` cost, and its gateway fields never reaching a provider.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// Every `data:` payload of a stream, `[DONE]` included.
+fn events(text: &str) -> Vec<&str> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect()
+}
+
+#[tokio::test]
+async fn replies_name_the_catalogue_model_and_carry_their_cost_when_asked() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("openrouter-client", &[]).await;
+    let ask = |stream: bool| {
+        json!({"model": "test/ok", "stream": stream, "usage": {"include": true},
+            "provider": {"order": ["fake-eu"]}, "transforms": ["middle-out"], "route": "fallback",
+            "messages": [{"role": "user", "content": "hi"}]})
+    };
+
+    // A complete reply: the provider called the model `ok`; the client asked for `test/ok`.
+    let r = app.chat(&token, ask(false)).await;
+    assert_eq!(r.status(), 200, "gateway fields are not forwarded");
+    let generation = r.headers()["x-lowrouter-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "test/ok");
+    let recorded: Value = app
+        .api_json(&token, &format!("/api/v1/generation/{generation}"))
+        .await;
+    let cost = recorded["data"]["cost"].as_str().unwrap().to_owned();
+    assert_ne!(cost, "0.000000");
+    assert_eq!(
+        format!("{:.6}", body["usage"]["cost"].as_f64().unwrap()),
+        cost,
+        "usage.cost is what was charged"
+    );
+
+    // A stream: every chunk names `test/ok`, the usage chunk comes last with its cost, and
+    // the stream ends with exactly one blank line before `[DONE]`.
+    let r = app.chat(&token, ask(true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("}\n\ndata: [DONE]\n\n"), "{text:?}");
+    assert!(!text.contains("\n\n\n"), "{text:?}");
+    let events = events(&text);
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c["model"] == "test/ok"), "{text}");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert!(usage["cost"].as_f64().unwrap() > 0.0, "{text}");
+
+    // Without `usage.include`, no cost (and no usage chunk unless asked the OpenAI way).
+    let r = app
+        .chat(
+            &token,
+            json!({"model": "test/ok", "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("\"usage\""), "{text}");
+    assert!(text.ends_with("}\n\ndata: [DONE]\n\n"), "{text:?}");
+}
+
+#[tokio::test]
+async fn the_built_in_model_reports_its_cost_too() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("echo-cost", &[]).await;
+    let r = app
+        .chat(
+            &token,
+            json!({"model": "lowrouter/echo", "usage": {"include": true},
+            "messages": [{"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "lowrouter/echo");
+    assert!(body["usage"]["cost"].is_number(), "{body}");
+}
