@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/key", web::get().to(info::key))
             .route("/credits", web::get().to(info::credits))
             .route("/generation/{id}", web::get().to(info::generation))
+            .route("/generation", web::get().to(info::generation_by_query))
             .default_service(web::to(not_found)),
     );
 }

@@ -90,3 +90,67 @@ async fn the_built_in_model_reports_its_cost_too() {
     assert_eq!(body["model"], "lowrouter/echo");
     assert!(body["usage"]["cost"].is_number(), "{body}");
 }
+
+#[tokio::test]
+async fn key_credits_and_generation_reads_carry_openrouters_fields() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app
+        .create_key("limited", &[("daily_limit", "1"), ("monthly_limit", "3")])
+        .await;
+    let r = app
+        .chat(
+            &token,
+            json!({"model": "test/ok", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let generation = r.headers()["x-lowrouter-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let ours: Value = app
+        .api_json(&token, &format!("/api/v1/generation/{generation}"))
+        .await;
+    let theirs: Value = app
+        .api_json(&token, &format!("/api/v1/generation?id={generation}"))
+        .await;
+    assert_eq!(ours, theirs, "both spellings answer the same");
+    let g = &theirs["data"];
+    let cost = g["cost"].as_str().unwrap();
+    assert_eq!(format!("{:.6}", g["total_cost"].as_f64().unwrap()), cost);
+    assert_eq!(g["tokens_prompt"], g["prompt_tokens"]);
+    assert_eq!(g["tokens_completion"], g["completion_tokens"]);
+    assert_eq!(g["provider_name"], "fake-eu");
+    let r = app
+        .client
+        .get(app.url("/api/v1/generation"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "no id");
+
+    let key: Value = app.api_json(&token, "/api/v1/key").await;
+    let k = &key["data"];
+    assert_eq!(
+        k["limit"].as_f64(),
+        Some(1.0),
+        "the daily limit has less room"
+    );
+    assert_eq!(k["limit_reset"], "daily");
+    let spent = k["usage_daily"].as_f64().unwrap();
+    assert_eq!(format!("{spent:.6}"), cost);
+    assert_eq!(format!("{:.6}", k["usage"].as_f64().unwrap()), cost);
+    assert_eq!(
+        format!("{:.6}", k["limit_remaining"].as_f64().unwrap()),
+        k["remaining_today"].as_str().unwrap()
+    );
+    assert_eq!(k["label"], k["token"]);
+
+    let credits: Value = app.api_json(&token, "/api/v1/credits").await;
+    let c = &credits["data"];
+    assert_eq!(format!("{:.6}", c["total_usage"].as_f64().unwrap()), cost);
+    assert_eq!(c["total_credits"].as_f64(), Some(5.0), "the sign-up grant");
+}
