@@ -17,6 +17,12 @@ r = client.chat.completions.create(
 assert r.choices[0].message.content == "Hello from the SDK", r
 assert r.usage.prompt_tokens == 9 and r.usage.completion_tokens == 5, r.usage
 
+routed = client.chat.completions.create(
+    model="test/ok", messages=[{"role": "user", "content": "hi"}], extra_body={"usage": {"include": True}}
+)
+assert routed.model == "test/ok", routed.model  # the catalogue id, not the provider's name
+assert routed.usage.model_extra["cost"] > 0, routed.usage
+
 raw = client.chat.completions.with_raw_response.create(
     model="lowrouter/auto", messages=[{"role": "user", "content": "auto"}]
 )
