@@ -674,40 +674,39 @@ struct Ledger {
     rows: i64,
 }
 
+/// The account's books, read by one statement: one snapshot, so a commit the database
+/// finishes for a killed process while this reads cannot fall between two figures.
 async fn ledger(db: &Db, account: i64) -> Ledger {
-    Ledger {
-        balance: db
-            .i64(&format!("select balance from accounts where id = {account}"))
-            .await,
-        reserved: db
-            .i64(&format!(
-                "select reserved from accounts where id = {account}"
-            ))
-            .await,
+    let n = |sql: &str| format!("cast(({sql}) as text)");
+    let figures = [
+        n(&format!("select balance from accounts where id = {account}")),
+        n(&format!("select reserved from accounts where id = {account}")),
         // Reservation rows and lease rows (PostgreSQL's budget leases: slices held by a
         // process, counted in `reserved` like holds).
-        holds: db
-            .i64(&format!(
-                "select (select count(*) from reservations where account_id = {account}) \
-                 + (select count(*) from leases where account_id = {account} and amount <> 0)"
-            ))
-            .await,
-        held: db
-            .i64(&format!(
-                "select cast(coalesce((select sum(amount) from reservations where account_id = {account}), 0) \
-                 + coalesce((select sum(amount) from leases where account_id = {account}), 0) as bigint)"
-            ))
-            .await,
-        charged: db
-            .i64(&format!(
-                "select cast(coalesce(sum(cost), 0) as bigint) from usage where account_id = {account}"
-            ))
-            .await,
-        rows: db
-            .i64(&format!(
-                "select count(*) from usage where account_id = {account}"
-            ))
-            .await,
+        n(&format!(
+            "select (select count(*) from reservations where account_id = {account}) \
+             + (select count(*) from leases where account_id = {account} and amount <> 0)"
+        )),
+        n(&format!(
+            "select cast(coalesce((select sum(amount) from reservations where account_id = {account}), 0) \
+             + coalesce((select sum(amount) from leases where account_id = {account}), 0) as bigint)"
+        )),
+        n(&format!(
+            "select cast(coalesce(sum(cost), 0) as bigint) from usage where account_id = {account}"
+        )),
+        n(&format!("select count(*) from usage where account_id = {account}")),
+    ];
+    let row = db
+        .texts(&format!("select {}", figures.join(" || ',' || ")))
+        .await;
+    let v: Vec<i64> = row[0].split(',').map(|x| x.parse().unwrap()).collect();
+    Ledger {
+        balance: v[0],
+        reserved: v[1],
+        holds: v[2],
+        held: v[3],
+        charged: v[4],
+        rows: v[5],
     }
 }
 

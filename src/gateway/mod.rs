@@ -37,6 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             ))
             .route("/chat/completions", web::post().to(chat::completions))
             .route("/chat/completions", web::route().to(post_only))
+            .route("/embeddings", web::post().to(chat::embeddings))
+            .route("/embeddings", web::route().to(post_only))
             .route("/models", web::get().to(info::models))
             .route("/models/{id:.+}", web::get().to(info::model))
             .route("/key", web::get().to(info::key))

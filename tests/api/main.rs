@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod embeddings;
 mod gateway;
 mod helpers;
 mod hostile;

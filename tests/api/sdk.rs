@@ -67,7 +67,14 @@ async fn the_official_openai_python_sdk_works() {
 
 #[tokio::test]
 async fn the_official_openai_node_sdk_works() {
-    let available = runs("node", &["--input-type=module", "-e", "await import('./node/node_modules/openai/index.mjs')"]);
+    let available = runs(
+        "node",
+        &[
+            "--input-type=module",
+            "-e",
+            "await import('./node/node_modules/openai/index.mjs')",
+        ],
+    );
     drive_with(
         "node",
         "node/openai_compat.mjs",

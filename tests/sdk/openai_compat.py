@@ -44,6 +44,11 @@ for chunk in client.chat.completions.create(
 assert text == "one two three four five six", text
 assert usage is not None and usage.completion_tokens == 7, usage
 
+emb = client.embeddings.create(model="test/embed", input=["one", "two"])
+assert emb.model == "test/embed" and len(emb.data) == 2, emb
+assert emb.data[0].embedding == [0.25, -0.5, 0.125], emb.data[0]
+assert emb.usage.prompt_tokens == 6, emb.usage
+
 models = [m.id for m in client.models.list()]
 assert "lowrouter/echo" in models, models
 

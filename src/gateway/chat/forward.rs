@@ -11,7 +11,7 @@ use super::outcome::{prompt_bound, Ctx, Outcome};
 use super::reply;
 use super::request::{ChatRequest, GATEWAY_FIELDS};
 use super::stream::StreamJob;
-use crate::catalogue::{Model, ProviderKind};
+use crate::catalogue::{Model, ModelKind, ProviderKind};
 use crate::domain::Credits;
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
@@ -22,7 +22,7 @@ use crate::store::usage::UsageStatus;
 
 /// What the providers tried so far said, for the answer if none serves.
 #[derive(Default)]
-struct Attempts {
+pub(super) struct Attempts {
     tried: usize,
     rate_limited: usize,
     /// The longest `Retry-After` a rate-limiting provider asked for.
@@ -32,14 +32,14 @@ struct Attempts {
 }
 
 impl Attempts {
-    fn failed(&mut self, provider: &str, why: String) {
+    pub(super) fn failed(&mut self, provider: &str, why: String) {
         crate::metrics::upstream_error(provider);
         tracing::warn!(provider, reason = %why, "provider failed; trying the next");
         self.tried += 1;
         self.last = Some(why);
     }
 
-    fn note(&mut self, provider: &str, f: Failure) {
+    pub(super) fn note(&mut self, provider: &str, f: Failure) {
         match f {
             Failure::Retryable(why) => self.failed(provider, why),
             Failure::ProviderAuth(status) => {
@@ -61,7 +61,7 @@ impl Attempts {
 
     /// The answer when no provider served: rate limits only if every provider rate-limited
     /// us, a credentials problem if one refused ours, else the last failure.
-    fn error(self, model: &Model) -> ApiError {
+    pub(super) fn error(self, model: &Model) -> ApiError {
         if self.tried > 0 && self.rate_limited == self.tried {
             ApiError::upstream_rate_limited(&model.id, self.retry_after)
         } else if self.auth_refused {
@@ -115,7 +115,7 @@ pub(super) async fn forward(
                     .await;
             }
         };
-        match state.upstreams.send(provider, bytes).await {
+        match state.upstreams.send(provider, ModelKind::Chat, bytes).await {
             Ok(resp) if chat.stream => {
                 let upstream = resp
                     .bytes_stream()
@@ -245,7 +245,7 @@ fn reply_outcome(model: &Model, full: &Bytes, body_len: usize) -> Outcome {
 }
 
 /// A provider's 4xx goes back to the client in OpenAI form; nothing is charged.
-async fn upstream_rejected(
+pub(super) async fn upstream_rejected(
     state: &AppState,
     ctx: Ctx,
     status: StatusCode,
@@ -274,7 +274,7 @@ async fn upstream_rejected(
 
 /// A complete reply as the client gets it (see `reply`): the catalogue id as its model, and
 /// `usage.cost` when `cost` is given.
-fn client_reply(
+pub(super) fn client_reply(
     body: Vec<u8>,
     upstream_model: &str,
     model_id: &str,

@@ -1,8 +1,10 @@
-//! `POST /api/v1/chat/completions`: authenticate, parse (`request`), resolve the model
-//! within the key's scope and reserve the worst-case cost (`resolve`), forward with fallback
-//! across providers (`forward`, `stream`), settle and record usage, awaiting its durability
-//! before the final bytes (`outcome`, `usage_writer`), answer.
+//! The inference endpoints. `POST /api/v1/chat/completions`: authenticate, parse
+//! (`request`), resolve the model within the key's scope and reserve the worst-case cost
+//! (`resolve`), forward with fallback across providers (`forward`, `stream`), settle and
+//! record usage, awaiting its durability before the final bytes (`outcome`,
+//! `usage_writer`), answer. `POST /api/v1/embeddings` (`embeddings`) takes the same steps.
 
+mod embeddings;
 mod forward;
 mod outcome;
 mod reply;
@@ -16,10 +18,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use request::{new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, REREAD_AFTER};
 
+pub use embeddings::embeddings;
+
 use super::auth::authenticate;
+use super::error::ApiError;
+use crate::catalogue::ModelKind;
 use crate::domain::text::client_label;
-use crate::domain::time_util;
+use crate::domain::{time_util, Credits};
 use crate::state::AppState;
+use crate::store::ledger::Reservation;
 use forward::forward;
 use outcome::Ctx;
 use request::read_body;
@@ -30,13 +37,45 @@ pub async fn completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    let (mut ctx, raw) = match begin(&state, &req, payload).await {
+        Ok(begun) => begun,
+        Err(answer) => return answer,
+    };
+    let chat = match parse_chat(&raw) {
+        Ok(c) => c,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    if let Err(answer) = reread_after_slow_upload(&state, &req, &mut ctx).await {
+        return answer;
+    }
+    ctx.requested_model = client_label(&chat.model);
+    ctx.streamed = chat.stream;
+    let model = match resolve_model(&state, &ctx.authed, &chat.model, ModelKind::Chat) {
+        Ok(m) => m,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    ctx.resolved_model = Some(model.id.clone());
+    let (echo_plan, hold) = worst_case(&state, model, &chat);
+    match reserve(&state, &ctx, hold).await {
+        Ok(reservation) => forward(&state, ctx, model, chat, echo_plan, reservation).await,
+        Err(e) => ctx.fail(&state, e, None).await,
+    }
+}
+
+/// What every inference endpoint starts with: authenticate (a refusal is answered at once),
+/// open the request's context, read its body within the size limit and deadline.
+async fn begin(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Ctx, bytes::Bytes), HttpResponse> {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
     let authed = match authenticate(&state.store, req.headers(), started_ms).await {
         Ok(a) => a,
-        Err(e) => return state.refusals.after_failed_auth(&req, e).into_response(),
+        Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
     };
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         authed,
         generation_id: new_generation_id(),
         started_ms,
@@ -48,39 +87,34 @@ pub async fn completions(
         streamed: false,
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
-    let raw = match read_body(payload, state.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    let chat = match parse_chat(&raw) {
-        Ok(c) => c,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    if started.elapsed() > REREAD_AFTER {
-        // A slow upload: the key (and what was settled) may have changed since the read.
+    match read_body(payload, state.settings.max_body_bytes).await {
+        Ok(b) => Ok((ctx, b.freeze())),
+        Err(e) => Err(ctx.fail(state, e, None).await),
+    }
+}
+
+/// After a slow upload the key (and what was settled) may have changed since it was read.
+async fn reread_after_slow_upload(
+    state: &AppState,
+    req: &HttpRequest,
+    ctx: &mut Ctx,
+) -> Result<(), HttpResponse> {
+    if ctx.started.elapsed() > REREAD_AFTER {
         match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
             Ok(a) => ctx.authed = a,
-            Err(e) => return e.into_response(),
+            Err(e) => return Err(e.into_response()),
         }
     }
-    ctx.requested_model = client_label(&chat.model);
-    ctx.streamed = chat.stream;
-    let model = match resolve_model(&state, &ctx.authed, &chat.model) {
-        Ok(m) => m,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    ctx.resolved_model = Some(model.id.clone());
+    Ok(())
+}
 
-    let (echo_plan, hold) = worst_case(&state, model, &chat);
-    let reserved = state.ledger.reserve(&ctx.authed.key, hold, started_ms);
-    let reservation = match reserved.await {
-        Ok(r) => r,
-        Err(e) => {
-            let e = reserve_error(e, &ctx.authed, hold, started_ms);
-            return ctx.fail(&state, e, None).await;
-        }
-    };
-    forward(&state, ctx, model, chat, echo_plan, reservation).await
+/// Holds `hold` against the key's limits and the account's balance, or says which refused.
+async fn reserve(state: &AppState, ctx: &Ctx, hold: Credits) -> Result<Reservation, ApiError> {
+    state
+        .ledger
+        .reserve(&ctx.authed.key, hold, ctx.started_ms)
+        .await
+        .map_err(|e| reserve_error(e, &ctx.authed, hold, ctx.started_ms))
 }
 
 #[cfg(test)]

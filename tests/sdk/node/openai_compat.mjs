@@ -39,6 +39,17 @@ for await (const chunk of stream) {
 assert.equal(text, "one two three four five six");
 assert.equal(usage?.completion_tokens, 7);
 
+// Embeddings, metered like chat (the SDK asks for base64 vectors unless told otherwise).
+const emb = await client.embeddings.create({
+  model: "test/embed",
+  input: ["one", "two"],
+  encoding_format: "float",
+});
+assert.equal(emb.model, "test/embed");
+assert.equal(emb.data.length, 2);
+assert.deepEqual(emb.data[0].embedding, [0.25, -0.5, 0.125]);
+assert.equal(emb.usage.prompt_tokens, 6);
+
 // Models: the list and one model.
 const ids = [];
 for await (const m of client.models.list()) ids.push(m.id);
