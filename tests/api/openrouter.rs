@@ -154,3 +154,61 @@ async fn key_credits_and_generation_reads_carry_openrouters_fields() {
     assert_eq!(format!("{:.6}", c["total_usage"].as_f64().unwrap()), cost);
     assert_eq!(c["total_credits"].as_f64(), Some(5.0), "the sign-up grant");
 }
+
+#[tokio::test]
+async fn openrouters_models_list_falls_back_within_the_keys_scope() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("fallbacks", &[]).await;
+    let ask = |model: &str, models: Value| json!({"model": model, "models": models, "messages": [{"role": "user", "content": "hi"}]});
+
+    // Every provider of `test/fail` fails: `test/ok` serves, and the reply and the usage row
+    // say so.
+    let r = app.chat(&token, ask("test/fail", json!(["test/ok"]))).await;
+    assert_eq!(r.status(), 200);
+    let generation = r.headers()["x-lowrouter-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "test/ok");
+    let g: Value = app
+        .api_json(&token, &format!("/api/v1/generation/{generation}"))
+        .await;
+    assert_eq!(g["data"]["requested_model"], "test/fail");
+    assert_eq!(g["data"]["model"], "test/ok");
+    assert_eq!(g["data"]["status"], "ok");
+
+    // A model with no configured provider is passed over for the next; streams too.
+    let mut streamed = ask("test/unconfigured", json!(["test/ok"]));
+    streamed["stream"] = json!(true);
+    let r = app.chat(&token, streamed).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("\"model\":\"test/ok\""));
+
+    // Without a fallback that works, the failure is the asked model's.
+    let r = app
+        .chat(&token, ask("test/fail", json!(["test/fail"])))
+        .await;
+    assert_eq!(r.status(), 502);
+
+    // A fallback the key may not use, or that does not exist, is refused up front.
+    let scoped = app.create_key("scoped", &[("models", "test/fail")]).await;
+    let r = app
+        .chat(&scoped, ask("test/fail", json!(["test/ok"])))
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = app
+        .chat(&token, ask("test/ok", json!(["nope/nothing"])))
+        .await;
+    assert_eq!(r.status(), 404);
+    for bad in [
+        json!("test/ok"),
+        json!([1]),
+        json!([""]),
+        json!(vec!["test/ok"; 9]),
+    ] {
+        let r = app.chat(&token, ask("test/ok", bad.clone())).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}

@@ -79,27 +79,43 @@ impl Attempts {
     }
 }
 
+/// A model the request may be served by: the one asked for, then OpenRouter's `models`
+/// fallbacks, in order.
+pub(super) struct Candidate<'a> {
+    pub model: &'a Model,
+    /// The exact answer of a model only the built-in echo serves (see `resolve::worst_case`).
+    pub echo_plan: Option<echo::EchoPlan>,
+}
+
+/// Tries each candidate's providers in the catalogue's order until one answers; the next
+/// provider, then the next candidate, is tried when one fails before any byte was sent.
 pub(super) async fn forward(
     state: &AppState,
     mut ctx: Ctx,
-    model: &Model,
+    candidates: Vec<Candidate<'_>>,
     mut chat: ChatRequest,
-    echo_plan: Option<echo::EchoPlan>,
     reservation: Reservation,
 ) -> HttpResponse {
     let mut attempts = Attempts::default();
     let region = ctx.authed.key.key.region.clone();
-    let routes: Vec<_> = state
-        .catalogue
-        .routes_in(model, region.as_deref())
-        .collect();
-    for (route, provider, region) in routes {
+    let first = candidates[0].model;
+    let routes = candidates.into_iter().flat_map(|c| {
+        let plan = c.echo_plan;
+        let routes: Vec<_> = state
+            .catalogue
+            .routes_in(c.model, region.as_deref())
+            .collect();
+        routes.into_iter().map(move |r| (c.model, plan.clone(), r))
+    });
+    let routes: Vec<_> = routes.collect();
+    for (model, echo_plan, (route, provider, region)) in routes {
         if !state.upstreams.is_usable(provider) {
             continue;
         }
         if attempts.tried > 0 {
             crate::metrics::upstream_fallback(&model.id);
         }
+        ctx.resolved_model = Some(model.id.clone());
         ctx.provider = Some(provider.id.clone());
         ctx.region = Some(region.to_owned());
         if provider.kind == ProviderKind::Echo {
@@ -146,7 +162,8 @@ pub(super) async fn forward(
             Err(f) => attempts.note(&provider.id, f),
         }
     }
-    ctx.fail(state, attempts.error(model), Some(reservation))
+    ctx.resolved_model = Some(first.id.clone());
+    ctx.fail(state, attempts.error(first), Some(reservation))
         .await
 }
 

@@ -16,18 +16,20 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-pub use request::{new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, REREAD_AFTER};
+pub use request::{
+    new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, MAX_FALLBACKS, REREAD_AFTER,
+};
 
 pub use embeddings::embeddings;
 
 use super::auth::authenticate;
 use super::error::ApiError;
-use crate::catalogue::ModelKind;
+use crate::catalogue::{Model, ModelKind};
 use crate::domain::text::client_label;
 use crate::domain::{time_util, Credits};
 use crate::state::AppState;
 use crate::store::ledger::Reservation;
-use forward::forward;
+use forward::{forward, Candidate};
 use outcome::Ctx;
 use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
@@ -50,15 +52,50 @@ pub async fn completions(
     }
     ctx.requested_model = client_label(&chat.model);
     ctx.streamed = chat.stream;
-    let model = match resolve_model(&state, &ctx.authed, &chat.model, ModelKind::Chat) {
+    let models = match resolve_candidates(&state, &ctx, &chat) {
         Ok(m) => m,
         Err(e) => return ctx.fail(&state, e, None).await,
     };
-    ctx.resolved_model = Some(model.id.clone());
-    let (echo_plan, hold) = worst_case(&state, model, &chat);
+    ctx.resolved_model = Some(models[0].id.clone());
+    // The hold covers whichever candidate serves: the dearest one's worst case.
+    let mut hold = Credits::ZERO;
+    let candidates: Vec<Candidate> = models
+        .into_iter()
+        .map(|model| {
+            let (echo_plan, worst) = worst_case(&state, model, &chat);
+            hold = hold.max(worst);
+            Candidate { model, echo_plan }
+        })
+        .collect();
     match reserve(&state, &ctx, hold).await {
-        Ok(reservation) => forward(&state, ctx, model, chat, echo_plan, reservation).await,
+        Ok(reservation) => forward(&state, ctx, candidates, chat, reservation).await,
         Err(e) => ctx.fail(&state, e, None).await,
+    }
+}
+
+/// The asked model, then OpenRouter's `models` fallbacks (duplicates dropped). A fallback the
+/// key may not use, or that does not exist, is refused like the asked model would be; one
+/// with no provider available now (region, configuration) is skipped, unless none is left.
+fn resolve_candidates<'a>(
+    state: &'a AppState,
+    ctx: &Ctx,
+    chat: &ChatRequest,
+) -> Result<Vec<&'a Model>, ApiError> {
+    let mut models = Vec::new();
+    let mut unavailable = None;
+    for asked in std::iter::once(&chat.model).chain(&chat.fallbacks) {
+        match resolve_model(state, &ctx.authed, asked, ModelKind::Chat) {
+            Ok(m) if !models.iter().any(|x: &&Model| x.id == m.id) => models.push(m),
+            Ok(_) => {}
+            Err(e) if e.status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => {
+                unavailable.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match (models.is_empty(), unavailable) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(models),
     }
 }
 

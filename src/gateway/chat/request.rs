@@ -16,6 +16,9 @@ pub struct ChatRequest {
     /// OpenRouter's `usage: {"include": true}`: the reply's `usage` carries `cost` (credits),
     /// and a stream ends with its usage chunk.
     pub include_cost: bool,
+    /// OpenRouter's `models`: further models to try, in order, when the asked one's
+    /// providers all fail before answering.
+    pub fallbacks: Vec<String>,
     pub max_tokens: Option<u64>,
     /// Completions asked for (`n`): the output bound is held once per choice.
     pub choices: u64,
@@ -27,7 +30,7 @@ pub struct ChatRequest {
 /// (a real OpenAI upstream may reject unknown top-level fields): read here, never forwarded.
 /// `provider`, `transforms` and `route` are routing hints this gateway does not act on
 /// (routing follows the catalogue's order within the key's region); `models`, OpenRouter's
-/// fallback list, is not supported yet: only `model` is served.
+/// fallback list, is read into [`ChatRequest::fallbacks`].
 pub const GATEWAY_FIELDS: [&str; 5] = ["usage", "provider", "transforms", "route", "models"];
 
 impl ChatRequest {
@@ -93,6 +96,25 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         .and_then(|u| u.get("include"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let fallbacks = match body.get("models") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list))
+            if list.len() <= MAX_FALLBACKS
+                && list
+                    .iter()
+                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())) =>
+        {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_request(format!(
+                "`models` must be an array of at most {MAX_FALLBACKS} model ids."
+            )))
+        }
+    };
     let mut max_tokens = None;
     for field in ["max_completion_tokens", "max_tokens"] {
         match body.get(field) {
@@ -126,12 +148,16 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         stream,
         include_usage,
         include_cost,
+        fallbacks,
         max_tokens,
         choices,
         body,
         body_len: raw.len(),
     })
 }
+
+/// The most fallback models one request may name (each may cost a provider attempt).
+pub const MAX_FALLBACKS: usize = 8;
 
 /// The most completions one request may ask for (OpenAI's own bound).
 pub const MAX_CHOICES: u64 = 128;
