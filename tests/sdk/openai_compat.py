@@ -49,6 +49,20 @@ assert emb.model == "test/embed" and len(emb.data) == 2, emb
 assert emb.data[0].embedding == [0.25, -0.5, 0.125], emb.data[0]
 assert emb.usage.prompt_tokens == 6, emb.usage
 
+# A request with an ordinary photo (1.5 MB as a data URL) is accepted.
+photo = "data:image/jpeg;base64," + "A" * 1_500_000
+r = client.chat.completions.create(model="test/ok", messages=[{"role": "user", "content": [
+    {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": photo}}]}])
+assert r.model == "test/ok", r
+
+# Every provider failing (500, refused connection): a 502 the SDK raises as APIStatusError.
+try:
+    client.chat.completions.create(model="test/fail", messages=[{"role": "user", "content": "x"}])
+except openai.APIStatusError as e:
+    assert e.status_code == 502 and e.code == "upstream_error", e
+else:
+    raise AssertionError("a failing provider must raise")
+
 models = [m.id for m in client.models.list()]
 assert "lowrouter/echo" in models, models
 

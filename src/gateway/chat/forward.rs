@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::outcome::{prompt_bound, Ctx, Outcome};
+use super::outcome::{Ctx, Outcome};
 use super::reply;
 use super::request::{ChatRequest, GATEWAY_FIELDS};
 use super::stream::StreamJob;
@@ -143,7 +143,7 @@ pub(super) async fn forward(
             }
             Ok(resp) => match resp.bytes().await {
                 Ok(full) => {
-                    let outcome = reply_outcome(model, &full, chat.body_len);
+                    let outcome = reply_outcome(model, &full, chat.prompt_bound);
                     let upstream_model = &route.upstream_model;
                     let include_cost = chat.include_cost;
                     return ctx
@@ -246,7 +246,7 @@ pub(super) struct ReplyMessage {
 
 /// A complete reply's outcome: the provider's usage, or when it reports none, the prompt
 /// bound and the visible output (one token per 4 bytes).
-fn reply_outcome(model: &Model, full: &Bytes, body_len: usize) -> Outcome {
+fn reply_outcome(model: &Model, full: &Bytes, prompt_bound: u64) -> Outcome {
     let (prompt, completion) = match serde_json::from_slice::<ReplySummary>(full) {
         Ok(ReplySummary { usage: Some(u), .. }) => (u.prompt_tokens, u.completion_tokens),
         summary => {
@@ -255,7 +255,7 @@ fn reply_outcome(model: &Model, full: &Bytes, body_len: usize) -> Outcome {
                 .and_then(|s| s.choices.into_iter().next())
                 .and_then(|c| c.message.content)
                 .map_or(full.len(), |t| t.len());
-            (prompt_bound(body_len), (text as u64).div_ceil(4))
+            (prompt_bound, (text as u64).div_ceil(4))
         }
     };
     Outcome::served(model, prompt, completion)

@@ -1,7 +1,7 @@
 //! Which model serves the request (within the key's scope, region and the configured
 //! providers), what it may cost at worst, and how a refused reservation is explained.
 
-use super::outcome::{cost_of, prompt_bound};
+use super::outcome::cost_of;
 use super::request::ChatRequest;
 use crate::catalogue::{Model, ModelKind, ProviderKind, AUTO_MODEL};
 use crate::domain::{time_util, Credits};
@@ -34,7 +34,7 @@ pub(super) fn worst_case(
         .max_tokens
         .map_or(cap, |m| m.min(cap))
         .saturating_mul(chat.choices);
-    (None, cost_of(model, prompt_bound(chat.body_len), output))
+    (None, cost_of(model, chat.prompt_bound, output))
 }
 
 pub(super) fn reserve_error(

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::forward::{ReplyMessage, ReplyUsage};
-use super::outcome::{prompt_bound, Ctx, Outcome};
+use super::outcome::{Ctx, Outcome};
 use super::reply;
 use super::request::ChatRequest;
 use crate::catalogue::Model;
@@ -26,7 +26,7 @@ pub(super) struct StreamJob {
     model: Model,
     reservation: Reservation,
     /// For the prompt bound, when the provider reports no usage.
-    body_len: usize,
+    prompt_bound: u64,
     /// The client asked for the usage chunk (`stream_options.include_usage`, or OpenRouter's
     /// `usage.include`); the gateway always asks the provider for it, and removes it when
     /// the client did not.
@@ -61,7 +61,7 @@ impl StreamJob {
             ctx,
             model: model.clone(),
             reservation,
-            body_len: chat.body_len,
+            prompt_bound: chat.prompt_bound,
             client_wants_usage: chat.wants_usage_chunk(),
             include_cost: chat.include_cost,
             upstream_model: upstream_model.to_owned(),
@@ -196,7 +196,7 @@ impl StreamJob {
     fn outcome(&self, seen: Seen) -> (Outcome, Option<String>) {
         let (prompt, completion) = seen
             .usage
-            .unwrap_or((prompt_bound(self.body_len), seen.content_bytes.div_ceil(4)));
+            .unwrap_or((self.prompt_bound, seen.content_bytes.div_ceil(4)));
         let mut o = Outcome::served(&self.model, prompt, completion);
         if seen.failure.is_some() {
             o.status = UsageStatus::UpstreamError;

@@ -50,6 +50,24 @@ assert.equal(emb.data.length, 2);
 assert.deepEqual(emb.data[0].embedding, [0.25, -0.5, 0.125]);
 assert.equal(emb.usage.prompt_tokens, 6);
 
+// A request with an ordinary photo (1.5 MB as a data URL) is accepted.
+const photo = "data:image/jpeg;base64," + "A".repeat(1_500_000);
+const seen = await client.chat.completions.create({
+  model: "test/ok",
+  messages: [{ role: "user", content: [
+    { type: "text", text: "what is this?" },
+    { type: "image_url", image_url: { url: photo } },
+  ] }],
+});
+assert.equal(seen.model, "test/ok");
+
+// Every provider failing (500, refused connection): a 502.
+await assert.rejects(ask("test/fail", "x"), (e) => {
+  assert.equal(e.status, 502);
+  assert.equal(e.code, "upstream_error");
+  return true;
+});
+
 // Models: the list and one model.
 const ids = [];
 for await (const m of client.models.list()) ids.push(m.id);
