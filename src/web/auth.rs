@@ -146,11 +146,7 @@ pub async fn signup(
             let welcome = match &token {
                 Some(t) => {
                     super::verify::mail_link(&state, id, &email, t);
-                    format!(
-                        "Welcome! We sent a link to {} to verify your email address. Open it, \
-                         then create your first API key.",
-                        email.as_str()
-                    )
+                    format!("Welcome! We sent a link to {}.", email.as_str())
                 }
                 None => format!(
                     "Welcome! Your account has {grant} credits to start with. Create your first API key below."

@@ -40,8 +40,10 @@ struct VerifyPage {
 fn page(status: StatusCode, page: VerifyPage) -> WebResult<HttpResponse> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        // The page's own URL holds the token: never send it on as a Referer.
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // The page's URL holds the token: requests from the page (its stylesheet, the form)
+        // carry the origin alone as Referer. Not `no-referrer`: browsers then send the form's
+        // `Origin` as `null`, and the CSRF check refuses it.
+        .insert_header((header::REFERRER_POLICY, "strict-origin"))
         .body(page.render()?))
 }
 

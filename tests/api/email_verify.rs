@@ -113,7 +113,11 @@ async fn sign_up_mail_link_verify_then_create_a_key() {
     assert!(page.contains("Verify your email address before creating API keys"));
     let r = app.create_key_response(&key_fields("too-early", &[])).await;
     assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("Nothing was created"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Verify your email address before creating API keys"));
     assert_eq!(app.scalar_i64("select count(*) from api_keys").await, 0);
 
     // The mail: to the account, from the sender, the link in both parts.
@@ -147,7 +151,7 @@ async fn sign_up_mail_link_verify_then_create_a_key() {
     let other = spawn_clone(&app); // the mail opened on a phone, signed out
     let page = other.get(&link).await;
     assert_eq!(page.status(), 200);
-    assert_eq!(page.headers()[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(page.headers()[header::REFERRER_POLICY], "strict-origin");
     assert_eq!(app.get("/keys/new").await.status(), 403, "still unverified");
     let done = follow(&other, &link).await;
     assert_eq!(done.status(), 200);
