@@ -19,6 +19,7 @@ use crate::domain::time_util;
 use crate::gateway::ledger::Ledger;
 use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
+use crate::mail::Mailer;
 use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
 use crate::store::Store;
@@ -42,6 +43,8 @@ const SESSION_SECRET: &str = "session_key";
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        let mailer = mailer(&settings)?;
         let catalogue = Catalogue::load(settings.catalogue_path.as_deref())
             .context("loading the model catalogue")?;
         let lock = if settings.is_postgres() {
@@ -111,6 +114,7 @@ impl Application {
             form_key: Arc::new(FormKey::derive(&session_key)),
             session_key: session_key.clone(),
             settings: Arc::new(settings.clone()),
+            mailer,
         };
 
         let listener = TcpListener::bind(&settings.bind)
@@ -245,6 +249,19 @@ pub(crate) fn lock_sqlite(url: &str) -> anyhow::Result<File> {
     }
 }
 
+/// The mail transport, when `smtp_url` and `mail_from` are both set (checked now: a typo in
+/// either fails the start, not the first sign-up).
+fn mailer(settings: &Settings) -> anyhow::Result<Option<Arc<Mailer>>> {
+    match (&settings.smtp_url, &settings.mail_from) {
+        (Some(url), Some(from)) => Ok(Some(Arc::new(Mailer::new(url, from)?))),
+        (None, None) => Ok(None),
+        _ => {
+            tracing::warn!("smtp_url and mail_from go together; without both, no mail is sent");
+            Ok(None)
+        }
+    }
+}
+
 /// The session signing key: configured, or generated once and kept in the database so that
 /// restarts (and other processes on the same database) keep sessions valid.
 async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> {
@@ -274,7 +291,8 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
 
 /// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:
 /// release the holds of processes that died (PostgreSQL). Every minute: holds past the
-/// longest possible request, and expired sessions.
+/// longest possible request, expired sessions, and verification links a week past their
+/// expiry.
 fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
     store.start_checkpointer();
     let pg = match ledger {
@@ -303,6 +321,12 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
             }
             if let Err(e) = store.purge_expired_sessions().await {
                 tracing::warn!(error = %e, "session purge failed");
+            }
+            if let Err(e) = store
+                .purge_old_verification_tokens(time_util::now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "verification link purge failed");
             }
         }
     });

@@ -9,8 +9,10 @@ pub mod password;
 pub mod text;
 pub mod time_util;
 pub mod token;
+pub mod verify_token;
 
 pub use credits::Credits;
 pub use email::Email;
 pub use password::Password;
 pub use token::{ApiToken, TokenError, TokenHash};
+pub use verify_token::VerifyToken;

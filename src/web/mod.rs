@@ -8,6 +8,7 @@ pub mod error;
 pub mod form;
 pub mod headers;
 pub mod home;
+pub mod key_view;
 pub mod keys;
 pub mod password;
 pub mod reasons;
@@ -15,6 +16,7 @@ pub mod session;
 pub mod throttle;
 pub mod usage;
 mod usage_csv;
+pub mod verify;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +52,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
+        .route("/verify-email", web::get().to(verify::confirm_page))
+        .route("/verify-email", web::post().to(verify::verify))
+        .route("/verify-email/resend", web::post().to(verify::resend))
         .route("/static/{file}", web::get().to(assets::serve));
 }
 
@@ -67,6 +72,11 @@ pub struct Layout {
     pub csrf: String,
     pub nav: &'static str,
     pub flash: Option<String>,
+    /// The account must still verify its email (`require_email_verification`): the banner
+    /// with Resend shows, and key creation is refused.
+    pub unverified: bool,
+    /// What verification will add, for the banner ("" when nothing).
+    pub pending_grant: String,
 }
 
 /// A signed-in account. Extracting it from a request that has none answers with a
@@ -75,6 +85,9 @@ pub struct Dashboard {
     pub account: AccountRow,
     pub session: TypedSession,
     pub csrf: String,
+    /// See [`Layout::unverified`].
+    pub unverified: bool,
+    pending_grant: crate::domain::Credits,
 }
 
 impl Dashboard {
@@ -85,6 +98,13 @@ impl Dashboard {
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),
+            unverified: self.unverified,
+            pending_grant: if self.unverified && self.pending_grant != crate::domain::Credits::ZERO
+            {
+                self.pending_grant.to_string()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -121,10 +141,13 @@ impl FromRequest for Dashboard {
                 Err(e) => return Err(WebError::from(e).into()),
             };
             let csrf = session.ensure_csrf_token()?;
+            let unverified = state.settings.require_email_verification && !account.email_verified();
             Ok(Dashboard {
                 account,
                 session,
                 csrf,
+                unverified,
+                pending_grant: state.settings.signup_grant,
             })
         })
     }

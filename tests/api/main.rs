@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod email_verify;
 mod embeddings;
 mod gateway;
 mod helpers;
@@ -17,5 +18,6 @@ mod providers;
 mod sdk;
 mod security;
 mod sessions;
+mod smtp_sink;
 mod throttle;
 mod usage;
