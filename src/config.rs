@@ -84,6 +84,21 @@ pub struct Settings {
     pub metrics_bind: Option<String>,
     /// On SIGTERM/Ctrl-C: how long in-flight requests and streams may take to finish.
     pub shutdown_timeout: Duration,
+    /// The Keys page marks a key "rotate" when its current secret is this old.
+    pub rotate_after_days: u32,
+    /// ... and "unused" after this long without a request.
+    pub unused_after_days: u32,
+    /// Public keys that sign leaked-token reports (GitHub's format: identifier + PEM).
+    /// Empty: reports are accepted unsigned.
+    pub leak_report_public_keys: Vec<LeakReportKey>,
+}
+
+/// One public key of a secret-scanning programme, as GitHub publishes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakReportKey {
+    pub key_identifier: String,
+    pub key: String,
 }
 
 impl Default for Settings {
@@ -113,6 +128,9 @@ impl Default for Settings {
             password_hash_queue: 4 * cores,
             metrics_bind: None,
             shutdown_timeout: Duration::from_secs(30),
+            rotate_after_days: 90,
+            unused_after_days: 30,
+            leak_report_public_keys: Vec::new(),
         }
     }
 }
@@ -143,6 +161,9 @@ struct FileSettings {
     password_hash_queue: Option<usize>,
     metrics_bind: Option<String>,
     shutdown_timeout_secs: Option<u64>,
+    rotate_after_days: Option<u32>,
+    unused_after_days: Option<u32>,
+    leak_report_public_keys: Option<Vec<LeakReportKey>>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -281,6 +302,15 @@ impl Settings {
         }
         if let Some(v) = f.shutdown_timeout_secs {
             self.shutdown_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.rotate_after_days {
+            self.rotate_after_days = v;
+        }
+        if let Some(v) = f.unused_after_days {
+            self.unused_after_days = v;
+        }
+        if let Some(v) = f.leak_report_public_keys {
+            self.leak_report_public_keys = v;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ pub mod email;
 pub mod key_form;
 pub mod key_name;
 pub mod password;
+pub mod roll_form;
 pub mod text;
 pub mod time_util;
 pub mod token;

@@ -56,6 +56,11 @@ pub struct NewUsage {
     pub latency_ms: i64,
     pub started_at: i64,
     pub completed_at: i64,
+    /// The secret that served the request (`key_secrets.id`), for its last use; None in
+    /// entries journaled before secrets were recorded.
+    pub secret_id: Option<i64>,
+    /// Its last four characters, kept on the usage row.
+    pub secret_last4: Option<String>,
 }
 
 /// A usage row plus the reservation it settles (if the request got that far).
@@ -91,6 +96,8 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
             latency_ms: 1,
             started_at: now,
             completed_at: now,
+            secret_id: Some(key_id),
+            secret_last4: Some("x9Qz".into()),
         },
         reservation: Some(Reservation {
             id: String::new(),
@@ -126,13 +133,29 @@ pub struct UsageRow {
     pub latency_ms: i64,
     pub started_at: i64,
     pub completed_at: i64,
+    pub secret_last4: Option<String>,
 }
 
 pub(crate) const USAGE_COLUMNS: &str = "id, generation_id, key_id, key_name, requested_model, resolved_model, provider, \
     region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, streamed, \
-    latency_ms, started_at, completed_at";
+    latency_ms, started_at, completed_at, secret_last4";
 
 impl Store {
+    /// The model of the key's last recorded request (by its current name: the index on
+    /// `(account_id, key_name, id)` finds it in one step).
+    pub async fn last_model(&self, account_id: i64, key_name: &str) -> Result<Option<String>> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar(
+                "select coalesce(resolved_model, requested_model) from usage \
+                 where account_id = $1 and key_name = $2 order by id desc limit 1",
+            )
+            .bind(account_id)
+            .bind(key_name)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// One usage row of this account by generation id.
     pub async fn usage_by_generation(
         &self,

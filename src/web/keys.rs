@@ -10,146 +10,11 @@ use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
-use crate::domain::{time_util, ApiToken, Credits};
+use crate::domain::{time_util, ApiToken};
 use crate::state::AppState;
-use crate::store::keys::{KeyRow, KeyState, KeyStatus, KeySwitch};
+pub use super::key_view::KeyView;
+use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::StoreError;
-
-/// A key as the pages show it: never more of the token than prefix and last four.
-pub struct KeyView {
-    pub id: i64,
-    pub name: String,
-    pub masked: String,
-    pub models: String,
-    pub region: String,
-    pub expires: String,
-    pub state: &'static str,
-    pub state_class: &'static str,
-    pub created: String,
-    pub last_used: String,
-    /// Today's and this month's spend, each against its limit.
-    pub spend: [SpendView; 2],
-    pub limit_badge: Option<LimitBadge>,
-    pub disabled: bool,
-}
-/// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
-pub struct SpendView {
-    pub spent: String,
-    pub limit: Option<String>,
-    pub period: &'static str,
-    pub no_limit: &'static str,
-    /// The meter's scale, in micro-credits.
-    pub max: i64,
-    pub value: i64,
-    pub low: i64,
-    pub high: i64,
-}
-
-impl SpendView {
-    fn new(
-        spent: Credits,
-        limit: Option<i64>,
-        period: &'static str,
-        no_limit: &'static str,
-    ) -> Self {
-        let max = limit.unwrap_or(0).max(1);
-        SpendView {
-            spent: spent.display(),
-            limit: limit.map(|l| Credits::from_micros(l).display()),
-            period,
-            no_limit,
-            max,
-            value: spent.micros().min(max),
-            low: max / 2,
-            high: max / 10 * 8,
-        }
-    }
-}
-
-/// A badge beside a key that a limit stops, or soon will.
-pub struct LimitBadge {
-    pub text: String,
-    pub class: &'static str,
-}
-
-fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
-    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
-    if reached(k.daily_limit, k.spent_today(now)) {
-        return Some(LimitBadge {
-            text: "Limit reached until 00:00 UTC".into(),
-            class: "bad",
-        });
-    }
-    if reached(k.monthly_limit, k.spent_this_month(now)) {
-        let reset = time_util::next_month_start_ms(now);
-        return Some(LimitBadge {
-            text: format!(
-                "Monthly limit reached until {} 00:00 UTC",
-                time_util::format_date(reset)
-            ),
-            class: "bad",
-        });
-    }
-    // 80% or more of a limit used: the next requests may be refused.
-    let share = |limit: Option<i64>, spent: Credits| {
-        limit.filter(|l| *l > 0).map_or(0, |l| {
-            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
-        })
-    };
-    let day = share(k.daily_limit, k.spent_today(now));
-    let month = share(k.monthly_limit, k.spent_this_month(now));
-    let (pct, what) = if day >= month {
-        (day, "daily")
-    } else {
-        (month, "monthly")
-    };
-    (pct >= 80).then(|| LimitBadge {
-        text: format!("{pct}% of {what} limit used"),
-        class: "warn",
-    })
-}
-
-impl KeyView {
-    pub fn new(k: &KeyRow, now: i64) -> Self {
-        let state = k.state(now);
-        KeyView {
-            id: k.id,
-            name: k.name.clone(),
-            masked: k.masked(),
-            models: if k.models.is_empty() {
-                "All models".into()
-            } else {
-                k.model_list().join(", ")
-            },
-            region: k.region.clone().unwrap_or_else(|| "Any".into()),
-            expires: k
-                .expires_on()
-                .map_or_else(|| "Never".into(), |d| d.to_string()),
-            state: state.label(),
-            state_class: match state {
-                KeyState::Active => "ok",
-                KeyState::Disabled => "muted",
-                KeyState::Expired => "warn",
-                KeyState::Revoked => "bad",
-            },
-            created: time_util::format_date(k.created_at),
-            last_used: k
-                .last_used_at
-                .map_or_else(|| "Never".into(), time_util::format_minute),
-            spend: [
-                SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
-                SpendView::new(
-                    k.spent_this_month(now),
-                    k.monthly_limit,
-                    "this month",
-                    "No monthly limit",
-                ),
-            ],
-            limit_badge: limit_badge(k, now),
-            disabled: state == KeyState::Disabled,
-        }
-    }
-}
 
 #[derive(Template)]
 #[template(path = "keys.html")]
@@ -162,11 +27,15 @@ struct KeysPage {
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let keys = state.store.list_keys(user.id()).await?;
+    let secrets = state.store.account_secrets(user.id()).await?;
     let (revoked, active): (Vec<_>, Vec<_>) =
         keys.iter().partition(|k| k.status == KeyStatus::Revoked);
     let page = KeysPage {
         layout: user.layout("keys"),
-        active: active.into_iter().map(|k| KeyView::new(k, now)).collect(),
+        active: active
+            .into_iter()
+            .map(|k| KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now))
+            .collect(),
         revoked: revoked.into_iter().map(|k| KeyView::new(k, now)).collect(),
     };
     html(StatusCode::OK, page.render()?)
@@ -277,6 +146,31 @@ struct RevealPage {
     token: String,
     /// Where this dashboard is served, for the ready-to-paste curl example.
     base_url: String,
+    /// A new secret of an existing key (Roll), not a new key.
+    rolled: bool,
+}
+
+/// The one-time reveal of `token` (Create and Roll): the POST's own answer, `no-store`.
+pub(super) fn reveal(
+    user: &Dashboard,
+    req: &actix_web::HttpRequest,
+    name: String,
+    token: &ApiToken,
+    rolled: bool,
+) -> WebResult<HttpResponse> {
+    let info = req.connection_info();
+    let page = RevealPage {
+        layout: user.layout("keys"),
+        name,
+        token: token.expose().to_owned(),
+        base_url: format!("{}://{}", info.scheme(), info.host()),
+        rolled,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .body(page.render()?))
 }
 
 /// Create answers with the reveal page itself (no redirect, so the token is in no URL and
@@ -302,18 +196,7 @@ pub async fn create(
     match state.store.create_key(user.id(), &spec, &token).await {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
-            let info = req.connection_info();
-            let page = RevealPage {
-                layout: user.layout("keys"),
-                name: spec.name,
-                token: token.expose().to_owned(),
-                base_url: format!("{}://{}", info.scheme(), info.host()),
-            };
-            Ok(HttpResponse::Ok()
-                .content_type("text/html; charset=utf-8")
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::PRAGMA, "no-cache"))
-                .body(page.render()?))
+            reveal(&user, &req, spec.name, &token, false)
         }
         Err(StoreError::Conflict) => {
             let errors = FieldErrors {
@@ -343,7 +226,7 @@ fn render_form_errors(
     html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
 }
 
-async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
+pub(super) async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
     let key = state.store.key(user.id(), id).await?;
     if key.status == KeyStatus::Revoked {
         return Err(WebError::NotFound);

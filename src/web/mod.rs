@@ -8,6 +8,8 @@ pub mod error;
 pub mod form;
 pub mod headers;
 pub mod home;
+pub mod key_life;
+mod key_view;
 pub mod keys;
 pub mod password;
 pub mod reasons;
@@ -24,6 +26,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
+use crate::store::key_secrets::LeakedSecret;
 use error::WebError;
 use session::TypedSession;
 
@@ -47,6 +50,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/keys/{id}/enable", web::post().to(keys::enable))
         .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
         .route("/keys/{id}/delete", web::post().to(keys::delete))
+        .route("/keys/{id}", web::get().to(key_life::show))
+        .route("/keys/{id}/roll", web::get().to(key_life::roll_form))
+        .route("/keys/{id}/roll", web::post().to(key_life::roll))
+        .route("/keys/{id}/retire", web::post().to(key_life::retire))
+        .route("/keys/{id}/extend", web::post().to(key_life::extend))
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
@@ -64,6 +72,16 @@ pub struct Layout {
     pub csrf: String,
     pub nav: &'static str,
     pub flash: Option<String>,
+    /// Secrets reported as leaked and not retired: a banner on every page.
+    pub leaks: Vec<LeakBanner>,
+}
+
+/// One leaked secret in the layout's banner, with a one-click Roll of its key.
+pub struct LeakBanner {
+    pub key_id: i64,
+    pub name: String,
+    pub masked: String,
+    pub url: String,
 }
 
 /// A signed-in account. Extracting it from a request that has none answers with a
@@ -72,6 +90,7 @@ pub struct Dashboard {
     pub account: AccountRow,
     pub session: TypedSession,
     pub csrf: String,
+    pub leaks: Vec<LeakedSecret>,
 }
 
 impl Dashboard {
@@ -82,6 +101,19 @@ impl Dashboard {
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),
+            leaks: self
+                .leaks
+                .iter()
+                .map(|l| LeakBanner {
+                    key_id: l.key_id,
+                    name: l.name.clone(),
+                    masked: crate::domain::token::masked(&l.token_prefix, &l.token_last4),
+                    url: l
+                        .quarantine_url
+                        .clone()
+                        .unwrap_or_else(|| "an unknown place".into()),
+                })
+                .collect(),
         }
     }
 
@@ -118,10 +150,16 @@ impl FromRequest for Dashboard {
                 Err(e) => return Err(WebError::from(e).into()),
             };
             let csrf = session.ensure_csrf_token()?;
+            let leaks = state
+                .store
+                .leaked_secrets(id)
+                .await
+                .map_err(WebError::from)?;
             Ok(Dashboard {
                 account,
                 session,
                 csrf,
+                leaks,
             })
         })
     }

@@ -166,6 +166,8 @@ pub struct UsageView {
     pub streamed: bool,
     pub started: String,
     pub completed: String,
+    /// The secret that served it (`…x9Qz`), when recorded.
+    pub secret: Option<String>,
 }
 
 impl UsageView {
@@ -198,6 +200,7 @@ impl UsageView {
             code: r.error_code.clone(),
             http_status: r.http_status,
             error_code: dash(&r.error_code),
+            secret: r.secret_last4.as_ref().map(|l| format!("…{l}")),
             streamed: r.streamed != 0,
             started: time_util::format_second(r.started_at),
             completed: time_util::format_second(r.completed_at),

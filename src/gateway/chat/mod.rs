@@ -21,7 +21,7 @@ use crate::domain::time_util;
 use crate::state::AppState;
 use forward::forward;
 use outcome::Ctx;
-use request::read_body;
+pub(crate) use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
 
 pub async fn completions(

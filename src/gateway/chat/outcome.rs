@@ -107,6 +107,8 @@ impl Ctx {
                 latency_ms: self.started.elapsed().as_millis() as i64,
                 started_at: self.started_ms,
                 completed_at: now,
+                secret_id: Some(self.authed.key.secret.secret_id),
+                secret_last4: Some(self.authed.key.secret.secret_last4.clone()),
             },
             reservation,
         }

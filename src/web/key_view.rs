@@ -1,0 +1,188 @@
+//! A key as the dashboard shows it: scope, spend against limits, last use, the age of its
+//! current secret and the rotation markers.
+
+use crate::config::Settings;
+use crate::domain::{time_util, Credits};
+use crate::store::key_secrets::SecretRow;
+use crate::store::keys::{KeyRow, KeyState};
+
+/// A key as the pages show it: never more of the token than prefix and last four.
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    pub masked: String,
+    pub models: String,
+    pub region: String,
+    pub expires: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub created: String,
+    pub last_used: String,
+    /// Today's and this month's spend, each against its limit.
+    pub spend: [SpendView; 2],
+    pub limit_badge: Option<LimitBadge>,
+    pub disabled: bool,
+    /// Relative and exact (`3 minutes ago (2026-11-30 12:00 UTC)`), or `Never`.
+    pub last_used_ago: String,
+    /// How old the current secret is (`12 days`), when known.
+    pub age: Option<String>,
+    /// The current secret is older than `rotate_after_days`.
+    pub rotate: bool,
+    /// No request for `unused_after_days` (or never, and created that long ago).
+    pub unused: bool,
+    /// A pending previous secret: its masked form.
+    pub previous: Option<String>,
+    /// A secret of this key was reported as leaked and is not retired yet.
+    pub leaked: bool,
+}
+/// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
+pub struct SpendView {
+    pub spent: String,
+    pub limit: Option<String>,
+    pub period: &'static str,
+    pub no_limit: &'static str,
+    /// The meter's scale, in micro-credits.
+    pub max: i64,
+    pub value: i64,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl SpendView {
+    fn new(
+        spent: Credits,
+        limit: Option<i64>,
+        period: &'static str,
+        no_limit: &'static str,
+    ) -> Self {
+        let max = limit.unwrap_or(0).max(1);
+        SpendView {
+            spent: spent.display(),
+            limit: limit.map(|l| Credits::from_micros(l).display()),
+            period,
+            no_limit,
+            max,
+            value: spent.micros().min(max),
+            low: max / 2,
+            high: max / 10 * 8,
+        }
+    }
+}
+
+/// A badge beside a key that a limit stops, or soon will.
+pub struct LimitBadge {
+    pub text: String,
+    pub class: &'static str,
+}
+
+fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
+    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
+    if reached(k.daily_limit, k.spent_today(now)) {
+        return Some(LimitBadge {
+            text: "Limit reached until 00:00 UTC".into(),
+            class: "bad",
+        });
+    }
+    if reached(k.monthly_limit, k.spent_this_month(now)) {
+        let reset = time_util::next_month_start_ms(now);
+        return Some(LimitBadge {
+            text: format!(
+                "Monthly limit reached until {} 00:00 UTC",
+                time_util::format_date(reset)
+            ),
+            class: "bad",
+        });
+    }
+    // 80% or more of a limit used: the next requests may be refused.
+    let share = |limit: Option<i64>, spent: Credits| {
+        limit.filter(|l| *l > 0).map_or(0, |l| {
+            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
+        })
+    };
+    let day = share(k.daily_limit, k.spent_today(now));
+    let month = share(k.monthly_limit, k.spent_this_month(now));
+    let (pct, what) = if day >= month {
+        (day, "daily")
+    } else {
+        (month, "monthly")
+    };
+    (pct >= 80).then(|| LimitBadge {
+        text: format!("{pct}% of {what} limit used"),
+        class: "warn",
+    })
+}
+
+impl KeyView {
+    pub fn new(k: &KeyRow, now: i64) -> Self {
+        let state = k.state(now);
+        KeyView {
+            id: k.id,
+            name: k.name.clone(),
+            masked: k.masked(),
+            models: if k.models.is_empty() {
+                "All models".into()
+            } else {
+                k.model_list().join(", ")
+            },
+            region: k.region.clone().unwrap_or_else(|| "Any".into()),
+            expires: k
+                .expires_on()
+                .map_or_else(|| "Never".into(), |d| d.to_string()),
+            state: state.label(),
+            state_class: match state {
+                KeyState::Active => "ok",
+                KeyState::Disabled => "muted",
+                KeyState::Expired => "warn",
+                KeyState::Revoked => "bad",
+            },
+            created: time_util::format_date(k.created_at),
+            last_used: k
+                .last_used_at
+                .map_or_else(|| "Never".into(), time_util::format_minute),
+            spend: [
+                SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
+                SpendView::new(
+                    k.spent_this_month(now),
+                    k.monthly_limit,
+                    "this month",
+                    "No monthly limit",
+                ),
+            ],
+            limit_badge: limit_badge(k, now),
+            disabled: state == KeyState::Disabled,
+            last_used_ago: super::key_life::last_used_words(now, k.last_used_at),
+            age: None,
+            rotate: false,
+            unused: false,
+            previous: None,
+            leaked: false,
+        }
+    }
+
+    /// Adds what the key's secrets (any of the account's, filtered here) tell: the current
+    /// secret's age and the markers of `rotate_after_days` and `unused_after_days` (no
+    /// request since that long, or never and created that long ago).
+    pub fn with_secrets(
+        mut self,
+        k: &KeyRow,
+        secrets: &[SecretRow],
+        settings: &Settings,
+        now: i64,
+    ) -> Self {
+        const DAY: i64 = 86_400_000;
+        let since = k.last_used_at.unwrap_or(k.created_at);
+        self.unused = now - since >= i64::from(settings.unused_after_days) * DAY;
+        let mine = || secrets.iter().filter(|s| s.key_id == self.id);
+        if let Some(current) = mine().find(|s| s.is_current()) {
+            let days = (now - current.created_at).max(0) / DAY;
+            self.age = Some(format!("{days} day{}", if days == 1 { "" } else { "s" }));
+            self.rotate = days >= i64::from(settings.rotate_after_days);
+        }
+        self.previous = mine()
+            .find(|s| !s.is_current() && s.is_live(now))
+            .map(SecretRow::masked);
+        self.leaked = mine().any(|s| s.quarantined_at.is_some());
+        self
+    }
+}
+
