@@ -177,6 +177,8 @@ async fn main() -> anyhow::Result<()> {
                 latency_ms: latency,
                 started_at: at,
                 completed_at: at + latency,
+                secret_id: None,
+                secret_last4: None,
             },
             reservation: None,
         });

@@ -4,7 +4,10 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {
     /// Once it served no request for `quiet_ms` (counted from the roll), or at the deadline.
-    WhenQuiet { quiet_ms: i64, deadline_ms: i64 },
+    WhenQuiet {
+        quiet_ms: i64,
+        deadline_ms: i64,
+    },
     /// At this instant (unix ms).
     At(i64),
     Now,
@@ -54,18 +57,23 @@ impl RollFormInput {
                 Ok(Retirement::At(at))
             }
             "when_quiet" | "" => {
-                let quiet_ms = parse_minutes(or_default(&self.quiet_minutes, DEFAULT_QUIET_MINUTES))
-                    .filter(|ms| (600..=MAX_MS).contains(ms))
-                    .ok_or_else(|| {
-                        "The quiet period is a number of minutes from 0.01 to 129600 (90 days), \
+                let quiet_ms = parse_minutes(or_default(
+                    &self.quiet_minutes,
+                    DEFAULT_QUIET_MINUTES,
+                ))
+                .filter(|ms| (600..=MAX_MS).contains(ms))
+                .ok_or_else(|| {
+                    "The quiet period is a number of minutes from 0.01 to 129600 (90 days), \
                          with at most two decimals."
-                            .to_owned()
-                    })?;
+                        .to_owned()
+                })?;
                 let days: i64 = or_default(&self.deadline_days, DEFAULT_DEADLINE_DAYS)
                     .parse()
                     .ok()
                     .filter(|d| (1..=90).contains(d))
-                    .ok_or_else(|| "The deadline is a whole number of days from 1 to 90.".to_owned())?;
+                    .ok_or_else(|| {
+                        "The deadline is a whole number of days from 1 to 90.".to_owned()
+                    })?;
                 Ok(Retirement::WhenQuiet {
                     quiet_ms,
                     deadline_ms: now_ms.saturating_add(days * 86_400_000),
@@ -95,7 +103,11 @@ fn parse_minutes(s: &str) -> Option<i64> {
     if !digits(whole) || !digits(frac) {
         return None;
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let hundredths: i64 = format!("{frac:0<2}").parse().ok()?;
     Some((whole * 100 + hundredths) * 600)
 }
@@ -138,10 +150,16 @@ mod tests {
         );
         assert!(matches!(
             form("when_quiet", "0.05", "1", "").parse(now),
-            Ok(Retirement::WhenQuiet { quiet_ms: 3_000, .. })
+            Ok(Retirement::WhenQuiet {
+                quiet_ms: 3_000,
+                ..
+            })
         ));
         for bad in ["0", "-1", "1e3", "0.001", "abc", "1.", "\u{0}", "999999999"] {
-            assert!(form("when_quiet", bad, "7", "").parse(now).is_err(), "{bad:?}");
+            assert!(
+                form("when_quiet", bad, "7", "").parse(now).is_err(),
+                "{bad:?}"
+            );
         }
         assert!(form("when_quiet", "60", "0", "").parse(now).is_err());
         assert!(form("sometime", "", "", "").parse(now).is_err());

@@ -58,7 +58,12 @@ pub fn format_minute(ms: i64) -> String {
 pub fn relative(now: i64, t: i64) -> String {
     let d = (now - t).unsigned_abs() / 1000;
     if d < 60 {
-        return if t <= now { "just now" } else { "in under a minute" }.into();
+        return if t <= now {
+            "just now"
+        } else {
+            "in under a minute"
+        }
+        .into();
     }
     let (n, unit) = match d {
         d if d < 3600 => (d / 60, "minute"),

@@ -132,7 +132,11 @@ pub async fn report(
     let mut answers = Vec::with_capacity(reports.len());
     for r in &reports {
         let fields = [r.kind.as_deref(), r.source.as_deref()];
-        if fields.iter().flatten().any(|f| f.len() > FIELD_MAX || has_control(f)) {
+        if fields
+            .iter()
+            .flatten()
+            .any(|f| f.len() > FIELD_MAX || has_control(f))
+        {
             return Err(ApiError::invalid_request(
                 "`type` and `source` must be short strings without control characters.",
             ));
@@ -149,7 +153,10 @@ pub async fn report(
                         ApiError::internal()
                     })?;
                 if verdict == LeakVerdict::Live {
-                    tracing::warn!(prefix = token.display_prefix(), "secret reported as leaked: quarantined");
+                    tracing::warn!(
+                        prefix = token.display_prefix(),
+                        "secret reported as leaked: quarantined"
+                    );
                     "true_positive"
                 } else {
                     "false_positive"

@@ -389,7 +389,11 @@ mod tests {
             quiet_ms: Some(1_000_000),
             ..life.clone()
         };
-        assert_eq!(deadline.retired_at(100_000), Some(100_000), "the deadline holds");
+        assert_eq!(
+            deadline.retired_at(100_000),
+            Some(100_000),
+            "the deadline holds"
+        );
         assert_eq!(Lifecycle::default().retired_at(i64::MAX), None, "current");
     }
 }

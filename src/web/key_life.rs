@@ -71,7 +71,13 @@ impl SecretView {
 pub fn last_used_words(now: i64, t: Option<i64>) -> String {
     t.map_or_else(
         || "Never".into(),
-        |t| format!("{} ({})", time_util::relative(now, t), time_util::format_minute(t)),
+        |t| {
+            format!(
+                "{} ({})",
+                time_util::relative(now, t),
+                time_util::format_minute(t)
+            )
+        },
     )
 }
 
@@ -200,7 +206,11 @@ pub async fn retire(
         Err(StoreError::NotFound) => "There is no previous secret to retire.",
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(account_id = user.id(), key_id = key.id, "previous secret retired");
+    tracing::info!(
+        account_id = user.id(),
+        key_id = key.id,
+        "previous secret retired"
+    );
     user.session.set_flash(message)?;
     Ok(see_other(&format!("/keys/{}", key.id)))
 }
@@ -212,7 +222,11 @@ pub async fn extend(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
-    let message = match state.store.extend_previous(user.id(), key.id, EXTEND_MS).await {
+    let message = match state
+        .store
+        .extend_previous(user.id(), key.id, EXTEND_MS)
+        .await
+    {
         Ok(()) => "The previous secret's deadline is 24 hours later.",
         Err(StoreError::NotFound) => "There is no previous secret to extend.",
         Err(e) => return Err(e.into()),

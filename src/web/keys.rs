@@ -6,13 +6,13 @@ use askama::Template;
 
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
+pub use super::key_view::KeyView;
 use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
 use crate::domain::{time_util, ApiToken};
 use crate::state::AppState;
-pub use super::key_view::KeyView;
 use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::StoreError;
 

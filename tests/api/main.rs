@@ -10,6 +10,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod keys;
+mod lifecycle;
 mod ops;
 mod providers;
 mod sdk;

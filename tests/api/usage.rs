@@ -283,6 +283,8 @@ fn backdated(
             latency_ms: 120,
             started_at,
             completed_at: started_at + 120,
+            secret_id: None,
+            secret_last4: None,
         },
         reservation: None,
     };

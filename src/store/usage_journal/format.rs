@@ -143,13 +143,7 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<(u8, Record), String> {
         let r = serde_json::from_slice::<RecordV1>(json).map_err(bad)?;
         (r.seq, r.entries.into_iter().map(UsageEntry::from).collect())
     };
-    Ok((
-        version,
-        Record {
-            seq,
-            entries,
-        },
-    ))
+    Ok((version, Record { seq, entries }))
 }
 
 /// A record of version 1 (and 0) on disk: `{"seq": n, "entries": [...]}`.
