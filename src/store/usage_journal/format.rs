@@ -168,6 +168,8 @@ struct RecordV2 {
 #[serde(deny_unknown_fields)]
 pub struct EntryV2<'a> {
     usage: UsageV1<'a>,
+    /// Left out when unknown, so such an entry reads the same as version 1's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     secret: Option<SecretV2<'a>>,
     reservation: Option<ReservationV1<'a>>,
 }
