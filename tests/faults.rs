@@ -1326,7 +1326,7 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     let mut bytes = std::fs::read(&segment).unwrap();
     assert!(!bytes.is_empty(), "the answered request is journaled");
     let offset = bytes.len();
-    let payload = [&[2u8][..], br#"{"seq":999,"entries":[]}"#].concat();
+    let payload = [&[3u8][..], br#"{"seq":999,"entries":[]}"#].concat();
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -1338,7 +1338,7 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     for part in [
         segment.display().to_string(),
         format!("byte offset {offset}"),
-        "valid checksum but format version 2".into(),
+        "valid checksum but format version 3".into(),
         "lowrouter journal inspect".into(),
         "lowrouter journal set-aside".into(),
     ] {
@@ -1357,13 +1357,13 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     assert_eq!(last["offset"], offset as u64);
     assert_eq!(
         (&last["status"], &last["version"]),
-        (&"unreadable".into(), &2.into())
+        (&"unreadable".into(), &3.into())
     );
     assert_eq!(last["record"]["seq"], 999);
     let first = &lines[0];
     assert_eq!(
         (&first["status"], &first["version"]),
-        (&"ok".into(), &1.into())
+        (&"ok".into(), &2.into())
     );
     assert_eq!(
         first["record"]["entries"][0]["usage"]["generation_id"],
