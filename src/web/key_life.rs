@@ -97,7 +97,6 @@ struct KeyPage {
     key: KeyView,
     secrets: Vec<SecretView>,
     has_previous: bool,
-    last_model: Option<String>,
 }
 
 pub async fn show(
@@ -108,13 +107,13 @@ pub async fn show(
     let now = time_util::now_ms();
     let key = live_key(&state, &user, path.into_inner()).await?;
     let secrets = state.store.key_secrets(user.id(), key.id).await?;
-    let last_model = state.store.last_model(user.id(), &key.name).await?;
+    let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
+    view.last_model = state.store.last_model(user.id(), &key.name).await?;
     let page = KeyPage {
         layout: user.layout("keys"),
-        key: KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now),
+        key: view,
         has_previous: secrets.iter().any(|s| !s.is_current()),
         secrets: secrets.iter().map(|s| SecretView::new(s, now)).collect(),
-        last_model,
     };
     html(StatusCode::OK, page.render()?)
 }

@@ -34,6 +34,10 @@ pub struct KeyView {
     pub previous: Option<String>,
     /// A secret of this key was reported as leaked and is not retired yet.
     pub leaked: bool,
+    /// The key expires within 7 days.
+    pub expiring: bool,
+    /// The model of the key's last request (set by the pages that read it).
+    pub last_model: Option<String>,
 }
 /// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
 pub struct SpendView {
@@ -156,6 +160,9 @@ impl KeyView {
             unused: false,
             previous: None,
             leaked: false,
+            expiring: state == KeyState::Active
+                && k.expires_at.is_some_and(|e| e - now <= 7 * 86_400_000),
+            last_model: None,
         }
     }
 

@@ -30,12 +30,17 @@ pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<Http
     let secrets = state.store.account_secrets(user.id()).await?;
     let (revoked, active): (Vec<_>, Vec<_>) =
         keys.iter().partition(|k| k.status == KeyStatus::Revoked);
+    let mut views = Vec::with_capacity(active.len());
+    for k in active {
+        let mut view = KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now);
+        if k.last_used_at.is_some() {
+            view.last_model = state.store.last_model(user.id(), &k.name).await?;
+        }
+        views.push(view);
+    }
     let page = KeysPage {
         layout: user.layout("keys"),
-        active: active
-            .into_iter()
-            .map(|k| KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now))
-            .collect(),
+        active: views,
         revoked: revoked.into_iter().map(|k| KeyView::new(k, now)).collect(),
     };
     html(StatusCode::OK, page.render()?)

@@ -88,10 +88,33 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
     assert!(message.contains("rotated"), "{message}");
     assert!(works(&app, &new).await);
 
+    // Last use: when and with which model, on the list and the key page.
+    let list = app.get_html("/keys").await;
+    assert!(list.contains("Model <code>lowrouter/echo</code>"), "{list}");
+    assert!(list.contains("just now") && list.contains("Secret age 0 days"));
+    assert!(!list.contains(">Rotate<") && !list.contains(">Unused<"));
+
     // The usage detail page and the CSV show the serving secret.
     let csv = app.get_html("/usage.csv").await;
     assert!(csv.lines().next().unwrap().ends_with("secret_last4"));
     assert!(csv.contains(last4(&old)) && csv.contains(last4(&new)));
+}
+
+#[tokio::test]
+async fn old_and_unused_keys_are_marked() {
+    let app = spawn_app_with(|s| {
+        s.rotate_after_days = 0;
+        s.unused_after_days = 0;
+    })
+    .await;
+    app.signed_up().await;
+    app.create_key("stale", &[]).await;
+    let list = app.get_html("/keys").await;
+    assert!(
+        list.contains(">Rotate<") && list.contains(">Unused<"),
+        "{list}"
+    );
+    assert!(list.contains("Never"));
 }
 
 #[tokio::test]
