@@ -37,3 +37,6 @@ insert into key_secrets (key_id, token_hash, token_prefix, token_last4, created_
 
 -- Which secret served a usage row (its last four characters); null for rows from before.
 alter table usage add column secret_last4 text;
+
+-- Usage by key id (links from the Keys pages follow the key, not its current name).
+create index usage_account_keyid on usage(account_id, key_id, id);

@@ -70,47 +70,10 @@ pub struct UsageEntry {
     pub reservation: Option<Reservation>,
 }
 
-/// A successful request's entry with an in-memory hold (settling it charges the cost), for
-/// the write path's tests.
 #[cfg(test)]
-pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry {
-    use crate::domain::{time_util, Credits};
-    let now = time_util::now_ms();
-    UsageEntry {
-        usage: NewUsage {
-            generation_id: id.into(),
-            account_id,
-            key_id,
-            key_name: "local-dev".into(),
-            requested_model: "lowrouter/echo".into(),
-            resolved_model: Some("lowrouter/echo".into()),
-            provider: Some("lowrouter".into()),
-            region: None,
-            prompt_tokens: 10,
-            completion_tokens: 5,
-            cost: 1_000,
-            status: UsageStatus::Ok,
-            http_status: 200,
-            error_code: None,
-            streamed: false,
-            latency_ms: 1,
-            started_at: now,
-            completed_at: now,
-            secret_id: Some(key_id),
-            secret_last4: Some("x9Qz".into()),
-        },
-        reservation: Some(Reservation {
-            id: String::new(),
-            account_id,
-            key_id,
-            amount: Credits::from_micros(5_000),
-            day: time_util::day_number(now),
-            month: time_util::month_number(now),
-            in_db: false,
-            lease: None,
-        }),
-    }
-}
+mod sample;
+#[cfg(test)]
+pub(crate) use sample::sample_entry;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UsageRow {
@@ -180,6 +143,8 @@ impl Store {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {
     pub key_name: Option<String>,
+    /// The key itself, under every name it had (links from the Keys pages).
+    pub key_id: Option<i64>,
     /// Inclusive start, unix ms.
     pub from_ms: Option<i64>,
     /// Exclusive end, unix ms.
@@ -246,8 +211,11 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
     }
     let from_day = day_of(f.from_ms)?;
     let to_day = day_of(f.to_ms)?;
-    let narrow =
-        f.model.is_none() && f.provider.is_none() && f.region.is_none() && f.status.is_none();
+    let narrow = f.key_id.is_none()
+        && f.model.is_none()
+        && f.provider.is_none()
+        && f.region.is_none()
+        && f.status.is_none();
     let mut sql = String::from(if narrow {
         " from usage_daily_keys where account_id = $1"
     } else {
@@ -277,6 +245,9 @@ fn add_dimension_filters<'a>(
 ) {
     if let Some(k) = &f.key_name {
         add("key_name =", Bind::Text(k));
+    }
+    if let Some(id) = f.key_id {
+        add("key_id =", Bind::Int(id));
     }
     if let Some(m) = &f.model {
         add(&format!("{model} ="), Bind::Text(m));

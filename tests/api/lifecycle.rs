@@ -398,3 +398,42 @@ async fn signed_reports_are_required_when_keys_are_configured() {
     assert_eq!(v[0]["label"], "true_positive");
     assert_eq!(try_echo(&app, &live).await.0, 401);
 }
+
+#[tokio::test]
+async fn usage_follows_the_key_not_its_current_name() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("before", &[]).await;
+    let id = app.key_id("before").await;
+    assert!(works(&app, &token).await);
+    let fields = crate::helpers::key_fields("after", &[]);
+    let r = app
+        .post_form(
+            &format!("/keys/{id}/edit"),
+            &format!("/keys/{id}/edit"),
+            &fields,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(works(&app, &token).await);
+    let keys = app.get_html("/keys").await;
+    assert!(
+        keys.contains(&format!("href=\"/usage?key_id={id}\"")),
+        "{keys}"
+    );
+    let html = app.get_html(&format!("/usage?key_id={id}")).await;
+    assert!(html.contains("the key now called “after”"), "{html}");
+    assert!(
+        html.contains(">before<") && html.contains(">after<"),
+        "{html}"
+    );
+    let csv = app.get_html(&format!("/usage.csv?key_id={id}")).await;
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // Another account's key id shows nothing of it.
+    let other = crate::helpers::spawn_clone(&app);
+    other.signed_up().await;
+    let html = other.get_html(&format!("/usage?key_id={id}")).await;
+    assert!(!html.contains("before") && !html.contains("after"));
+    let bad = app.get_html("/usage?key_id=x%00").await;
+    assert!(bad.contains("The key id is not valid"));
+}
