@@ -40,6 +40,7 @@ fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEn
                     completed_at: now,
                     secret_id: None,
                     secret_last4: None,
+                    client: None,
                 },
                 reservation: None,
             }

@@ -179,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 completed_at: at + latency,
                 secret_id: None,
                 secret_last4: None,
+                client: None,
             },
             reservation: None,
         });

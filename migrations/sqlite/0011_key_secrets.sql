@@ -28,7 +28,10 @@ create table key_secrets (
     retired_at     bigint,
     quarantined_at bigint,
     quarantine_url text,
-    last_used_at   bigint
+    last_used_at   bigint,
+    -- Where its last request came from, coarsened: network (/24, /48) and user agent
+    -- product token (domain::client_hint); written with last_used_at by the usage batch.
+    last_client    text
 );
 create index key_secrets_key on key_secrets(key_id);
 

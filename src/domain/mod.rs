@@ -1,6 +1,7 @@
 //! Domain types: values that exist are valid. Input is parsed into these at the edge
 //! (forms, CLI, config, HTTP headers) and the rest of the code never re-checks it.
 
+pub mod client_hint;
 pub mod credits;
 pub mod email;
 pub mod key_form;

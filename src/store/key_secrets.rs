@@ -71,6 +71,7 @@ pub struct SecretRow {
     pub quarantined_at: Option<i64>,
     pub quarantine_url: Option<String>,
     pub last_used_at: Option<i64>,
+    pub last_client: Option<String>,
 }
 
 impl SecretRow {
@@ -99,7 +100,7 @@ impl SecretRow {
 }
 
 const SECRET_COLUMNS: &str = "id, key_id, token_prefix, token_last4, created_at, rolled_at, \
-    retires_at, quiet_ms, retired_at, quarantined_at, quarantine_url, last_used_at";
+    retires_at, quiet_ms, retired_at, quarantined_at, quarantine_url, last_used_at, last_client";
 
 /// A quarantined secret of a live key that is not retired yet: the dashboard's banner.
 #[derive(Debug, Clone, FromRow)]

@@ -109,6 +109,7 @@ pub(crate) const CHARGE_KEY: &str = "update api_keys set \
 /// key and account rows (the lock order of every transaction: keys, accounts, leases,
 /// secrets; a roll locks its key row before its secrets).
 pub(crate) const SETTLE_SECRET: &str = "update key_secrets set \
+    last_client = case when last_used_at is null or last_used_at <= $1 then $3 else last_client end, \
     last_used_at = case when last_used_at is null or last_used_at < $1 then $1 else last_used_at end \
     where id = $2";
 

@@ -61,6 +61,9 @@ pub struct NewUsage {
     pub secret_id: Option<i64>,
     /// Its last four characters, kept on the usage row.
     pub secret_last4: Option<String>,
+    /// Where the request came from, coarsened (`domain::client_hint`): kept as the
+    /// secret's last client, not on the usage row.
+    pub client: Option<String>,
 }
 
 /// A usage row plus the reservation it settles (if the request got that far).

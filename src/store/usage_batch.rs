@@ -239,9 +239,10 @@ struct BatchPlan<'a> {
     reservation_ids: Vec<&'a str>,
     /// Holds served from budget leases (PostgreSQL): lease id -> charge.
     leases: HashMap<i64, i64>,
-    /// Each secret's last use (`key_secrets`): secret id -> latest completion. Folded in
-    /// here like the key's `last_used_at`, so it costs no write per request.
-    secrets: HashMap<i64, i64>,
+    /// Each secret's last use (`key_secrets`): secret id -> latest completion and the
+    /// client of that request. Folded in here like the key's `last_used_at`, so it costs no
+    /// write per request.
+    secrets: HashMap<i64, (i64, Option<&'a str>)>,
 }
 
 impl<'a> BatchPlan<'a> {
@@ -260,8 +261,10 @@ impl<'a> BatchPlan<'a> {
         for e in batch {
             let u = &e.usage;
             if let Some(id) = u.secret_id {
-                let last = plan.secrets.entry(id).or_default();
-                *last = (*last).max(u.completed_at);
+                let last = plan.secrets.entry(id).or_insert((i64::MIN, None));
+                if u.completed_at >= last.0 {
+                    *last = (u.completed_at, u.client.as_deref());
+                }
             }
             match &e.reservation {
                 Some(r) if r.lease.is_some() => {

@@ -29,6 +29,8 @@ pub struct SecretView {
     pub current: bool,
     pub created: String,
     pub last_used: String,
+    /// Where its last request came from, coarsened.
+    pub client: Option<String>,
     /// When a previous secret retires, in words.
     pub retires: Option<String>,
     /// Reported as leaked: where (or that the place is unknown).
@@ -57,6 +59,7 @@ impl SecretView {
             current: s.is_current(),
             created: time_util::format_minute(s.created_at),
             last_used: last_used_words(now, s.last_used_at),
+            client: s.last_client.clone(),
             retires,
             leaked: s.quarantined_at.map(|_| {
                 s.quarantine_url

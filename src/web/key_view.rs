@@ -38,6 +38,8 @@ pub struct KeyView {
     pub expiring: bool,
     /// The model of the key's last request (set by the pages that read it).
     pub last_model: Option<String>,
+    /// Where the last request came from, coarsened (`203.0.113.0/24 · curl`).
+    pub last_client: Option<String>,
 }
 /// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
 pub struct SpendView {
@@ -163,6 +165,7 @@ impl KeyView {
             expiring: state == KeyState::Active
                 && k.expires_at.is_some_and(|e| e - now <= 7 * 86_400_000),
             last_model: None,
+            last_client: None,
         }
     }
 
@@ -189,6 +192,10 @@ impl KeyView {
             .find(|s| !s.is_current() && s.is_live(now))
             .map(SecretRow::masked);
         self.leaked = mine().any(|s| s.quarantined_at.is_some());
+        self.last_client = mine()
+            .filter(|s| s.last_used_at.is_some())
+            .max_by_key(|s| s.last_used_at)
+            .and_then(|s| s.last_client.clone());
         self
     }
 }

@@ -92,6 +92,9 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
     let list = app.get_html("/keys").await;
     assert!(list.contains("Model <code>lowrouter/echo</code>"), "{list}");
     assert!(list.contains("just now") && list.contains("Secret age 0 days"));
+    // reqwest sends no User-Agent: the network alone.
+    assert!(list.contains("From 127.0.0.0/24"), "{list}");
+    assert!(page_has_client(&app, id).await);
     assert!(!list.contains(">Rotate<") && !list.contains(">Unused<"));
 
     // The usage detail page and the CSV show the serving secret.
@@ -436,4 +439,10 @@ async fn usage_follows_the_key_not_its_current_name() {
     assert!(!html.contains("before") && !html.contains("after"));
     let bad = app.get_html("/usage?key_id=x%00").await;
     assert!(bad.contains("The key id is not valid"));
+}
+
+/// The key page shows each secret's coarsened last client.
+async fn page_has_client(app: &TestApp, id: i64) -> bool {
+    let page = app.get_html(&format!("/keys/{id}")).await;
+    page.contains("from 127.0.0.0/24")
 }

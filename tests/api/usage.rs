@@ -285,6 +285,7 @@ fn backdated(
             completed_at: started_at + 120,
             secret_id: None,
             secret_last4: None,
+            client: None,
         },
         reservation: None,
     };

@@ -45,6 +45,12 @@ pub async fn completions(
         provider: None,
         region: None,
         streamed: false,
+        client: crate::domain::client_hint::client_hint(
+            state.proxies.client_ip(&req),
+            req.headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     let raw = match read_body(payload, state.settings.max_body_bytes).await {

@@ -40,6 +40,8 @@ pub(super) struct Ctx {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub streamed: bool,
+    /// Where the request came from, coarsened (`domain::client_hint`).
+    pub client: Option<String>,
 }
 
 pub(super) struct Outcome {
@@ -109,6 +111,7 @@ impl Ctx {
                 completed_at: now,
                 secret_id: Some(self.authed.key.secret.secret_id),
                 secret_last4: Some(self.authed.key.secret.secret_last4.clone()),
+                client: self.client.clone(),
             },
             reservation,
         }

@@ -30,6 +30,7 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
             completed_at: now,
             secret_id: Some(key_id),
             secret_last4: Some("x9Qz".into()),
+            client: Some("127.0.0.0/24 · curl".into()),
         },
         reservation: Some(Reservation {
             id: String::new(),

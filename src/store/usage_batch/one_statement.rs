@@ -47,8 +47,9 @@ l as (update leases set amount = leases.amount - v.charge \
   from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
   where leases.id = v.id and (select count(*) from a) >= 0), \
 s as (update key_secrets set \
+    last_client = case when last_used_at is null or last_used_at <= v.last_used then v.client else last_client end, \
     last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
-  from unnest($53::bigint[], $54::bigint[]) as v(id, last_used) \
+  from unnest($53::bigint[], $54::bigint[], $55::text[]) as v(id, last_used, client) \
   where key_secrets.id = v.id and (select count(*) from a) >= 0), \
 d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
     requests, errors, prompt_tokens, completion_tokens, cost) \
@@ -140,7 +141,8 @@ pub(super) async fn write(
         .bind(col(&daily_keys, |(_, n)| n[4]))
         .bind(col(&rows, |r| r.secret_last4.clone()))
         .bind(col(&secrets, |(id, _)| **id))
-        .bind(col(&secrets, |(_, last)| **last));
+        .bind(col(&secrets, |(_, (last, _))| *last))
+        .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)));
     q.execute(pool).await?;
     Ok(())
 }

@@ -75,10 +75,11 @@ pub(super) async fn write_postgres(
             .await?;
     }
     crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
-    for (secret_id, last_used) in sorted(&plan.secrets) {
+    for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
         sqlx::query(SETTLE_SECRET)
             .bind(last_used)
             .bind(secret_id)
+            .bind(client)
             .execute(&mut *tx)
             .await?;
     }

@@ -86,9 +86,13 @@ pub(super) fn write_sqlite(
         let mut s = tx.prepare_cached(SETTLE_ACCOUNT)?;
         execute_numbered(&mut s, &[release, charge, account_id, &seq])?;
     }
-    for (secret_id, last_used) in sorted(&plan.secrets) {
+    for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
         let mut s = tx.prepare_cached(SETTLE_SECRET)?;
-        execute_numbered(&mut s, &[last_used, secret_id])?;
+        use super::Cell::{Int, MaybeText};
+        execute_numbered(
+            &mut s,
+            &[Int(*last_used), Int(*secret_id), MaybeText(*client)],
+        )?;
     }
     {
         let mut daily = tx.prepare_cached(&sql.daily)?;

@@ -179,6 +179,8 @@ pub struct EntryV2<'a> {
 struct SecretV2<'a> {
     id: i64,
     last4: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a UsageEntry> for EntryV2<'a> {
@@ -188,6 +190,7 @@ impl<'a> From<&'a UsageEntry> for EntryV2<'a> {
             (Some(id), Some(last4)) => Some(SecretV2 {
                 id,
                 last4: Cow::Borrowed(last4),
+                client: borrowed(&e.usage.client),
             }),
             _ => None,
         };
@@ -208,6 +211,7 @@ impl From<EntryV2<'_>> for UsageEntry {
         if let Some(s) = e.secret {
             entry.usage.secret_id = Some(s.id);
             entry.usage.secret_last4 = Some(s.last4.into_owned());
+            entry.usage.client = s.client.map(Cow::into_owned);
         }
         entry
     }
@@ -293,6 +297,7 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
             // Version 2 carries them beside the usage (`EntryV2`).
             secret_id: _,
             secret_last4: _,
+            client: _,
         } = &e.usage;
         EntryV1 {
             usage: UsageV1 {
@@ -374,6 +379,7 @@ impl From<EntryV1<'_>> for UsageEntry {
                 completed_at: u.completed_at,
                 secret_id: None,
                 secret_last4: None,
+                client: None,
             },
             reservation: e.reservation.map(|r| Reservation {
                 id: r.id.into_owned(),
