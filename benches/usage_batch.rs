@@ -38,6 +38,9 @@ fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEn
                     latency_ms: 1,
                     started_at: now,
                     completed_at: now,
+                    secret_id: None,
+                    secret_last4: None,
+                    client: None,
                 },
                 reservation: None,
             }

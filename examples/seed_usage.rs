@@ -177,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
                 latency_ms: latency,
                 started_at: at,
                 completed_at: at + latency,
+                secret_id: None,
+                secret_last4: None,
+                client: None,
             },
             reservation: None,
         });

@@ -101,6 +101,21 @@ pub struct Settings {
     /// `verification_mails_per_day` per 24 hours, the sign-up's own included.
     pub verification_resend_interval: Duration,
     pub verification_mails_per_day: u32,
+    /// The Keys page marks a key "rotate" when its current secret is this old.
+    pub rotate_after_days: u32,
+    /// ... and "unused" after this long without a request.
+    pub unused_after_days: u32,
+    /// Public keys that sign leaked-token reports (GitHub's format: identifier + PEM).
+    /// Empty: reports are accepted unsigned.
+    pub leak_report_public_keys: Vec<LeakReportKey>,
+}
+
+/// One public key of a secret-scanning programme, as GitHub publishes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakReportKey {
+    pub key_identifier: String,
+    pub key: String,
 }
 
 impl Default for Settings {
@@ -137,6 +152,9 @@ impl Default for Settings {
             public_base_url: None,
             verification_resend_interval: Duration::from_secs(60),
             verification_mails_per_day: 10,
+            rotate_after_days: 90,
+            unused_after_days: 30,
+            leak_report_public_keys: Vec::new(),
         }
     }
 }
@@ -171,6 +189,9 @@ struct FileSettings {
     smtp_url: Option<Secret>,
     mail_from: Option<String>,
     public_base_url: Option<String>,
+    rotate_after_days: Option<u32>,
+    unused_after_days: Option<u32>,
+    leak_report_public_keys: Option<Vec<LeakReportKey>>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -341,101 +362,14 @@ impl Settings {
                 ConfigError::Invalid(format!("{shown_again}: public_base_url: {m}"))
             })?);
         }
-        Ok(())
-    }
-
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
-        where
-            T::Err: fmt::Display,
-        {
-            v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                name,
-                message: e.to_string(),
-            })
+        if let Some(v) = f.rotate_after_days {
+            self.rotate_after_days = v;
         }
-        if let Some(v) = get("LOWROUTER_BIND") {
-            self.bind = v;
+        if let Some(v) = f.unused_after_days {
+            self.unused_after_days = v;
         }
-        if let Some(v) = get("LOWROUTER_DATABASE_URL") {
-            self.database_url = v;
-        }
-        if let Some(v) = get("LOWROUTER_SESSION_SECRET") {
-            self.session_secret = Some(Secret(v));
-        }
-        if let Some(v) = get("LOWROUTER_COOKIE_SECURE") {
-            self.cookie_secure = parse("LOWROUTER_COOKIE_SECURE", &v)?;
-        }
-        if let Some(v) = get("LOWROUTER_SESSION_IDLE_MINUTES") {
-            self.session_idle =
-                Duration::from_secs(parse::<u64>("LOWROUTER_SESSION_IDLE_MINUTES", &v)? * 60);
-        }
-        if let Some(v) = get("LOWROUTER_SIGNUP_GRANT") {
-            self.signup_grant = parse("LOWROUTER_SIGNUP_GRANT", &v)?;
-        }
-        if let Some(v) = get("LOWROUTER_CATALOGUE") {
-            self.catalogue_path = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("LOWROUTER_CORS_ALLOWED_ORIGINS") {
-            let list = v
-                .split(',')
-                .map(|o| o.trim().to_owned())
-                .filter(|o| !o.is_empty());
-            self.cors_allowed_origins =
-                parse_origins("LOWROUTER_CORS_ALLOWED_ORIGINS", list.collect())?;
-        }
-        if let Some(v) = get("LOWROUTER_METRICS_BIND") {
-            // Empty turns metrics off again (over the file's value).
-            self.metrics_bind = Some(v).filter(|v| !v.trim().is_empty());
-        }
-        if let Some(v) = get("LOWROUTER_SHUTDOWN_TIMEOUT_SECS") {
-            self.shutdown_timeout =
-                Duration::from_secs(parse("LOWROUTER_SHUTDOWN_TIMEOUT_SECS", &v)?);
-        }
-        if let Some(v) = get("LOWROUTER_UPSTREAM_TIMEOUT_SECS") {
-            self.upstream_timeout =
-                Duration::from_secs(parse("LOWROUTER_UPSTREAM_TIMEOUT_SECS", &v)?);
-        }
-        if let Some(v) = get("LOWROUTER_TRUSTED_PROXIES") {
-            self.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(parse_proxy)
-                .collect::<Result<_, _>>()
-                .map_err(|message| ConfigError::Env {
-                    name: "LOWROUTER_TRUSTED_PROXIES",
-                    message,
-                })?;
-        }
-        if let Some(v) = get("LOWROUTER_MAX_BODY_BYTES") {
-            self.max_body_bytes = parse("LOWROUTER_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("LOWROUTER_SIGNUP_MAX_PER_HOUR") {
-            self.signup_max_per_hour = parse("LOWROUTER_SIGNUP_MAX_PER_HOUR", &v)?;
-        }
-        if let Some(v) = get("LOWROUTER_SESSION_MAX_AGE_DAYS") {
-            self.session_max_age =
-                Duration::from_secs(parse::<u64>("LOWROUTER_SESSION_MAX_AGE_DAYS", &v)? * 86_400);
-        }
-        if let Some(v) = get("LOWROUTER_REQUIRE_EMAIL_VERIFICATION") {
-            self.require_email_verification = parse("LOWROUTER_REQUIRE_EMAIL_VERIFICATION", &v)?;
-        }
-        // Empty unsets (over the file's value), as for `metrics_bind`.
-        if let Some(v) = get("LOWROUTER_SMTP_URL") {
-            self.smtp_url = Some(v).filter(|v| !v.trim().is_empty()).map(Secret);
-        }
-        if let Some(v) = get("LOWROUTER_MAIL_FROM") {
-            self.mail_from = Some(v).filter(|v| !v.trim().is_empty());
-        }
-        if let Some(v) = get("LOWROUTER_PUBLIC_BASE_URL") {
-            self.public_base_url = match v.trim() {
-                "" => None,
-                v => Some(parse_base_url(v).map_err(|message| ConfigError::Env {
-                    name: "LOWROUTER_PUBLIC_BASE_URL",
-                    message,
-                })?),
-            };
+        if let Some(v) = f.leak_report_public_keys {
+            self.leak_report_public_keys = v;
         }
         Ok(())
     }
@@ -492,5 +426,6 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
     }
 }
 
+mod env;
 #[cfg(test)]
 mod tests;

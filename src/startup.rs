@@ -109,6 +109,10 @@ impl Application {
                 settings.password_hash_queue,
             )),
             proxies: Arc::new(TrustedProxies::new(settings.trusted_proxies.clone())),
+            leak_keys: Arc::new(
+                crate::gateway::leaks::LeakKeys::parse(&settings.leak_report_public_keys)
+                    .map_err(anyhow::Error::msg)?,
+            ),
             upstreams: Arc::new(upstreams),
             dummy_hash: Arc::new(dummy_hash),
             form_key: Arc::new(FormKey::derive(&session_key)),

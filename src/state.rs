@@ -6,6 +6,7 @@ use actix_web::cookie::Key;
 
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
+use crate::gateway::leaks::LeakKeys;
 use crate::gateway::ledger::Ledger;
 use crate::gateway::refusals::RefusalBudgets;
 use crate::gateway::upstream::Upstreams;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub hasher: Arc<HashPool>,
     /// Whose forwarding headers are believed (`trusted_proxies`).
     pub proxies: Arc<TrustedProxies>,
+    /// Public keys that sign leaked-token reports (none: reports are accepted unsigned).
+    pub leak_keys: Arc<LeakKeys>,
     pub usage: UsageWriter,
     pub upstreams: Arc<Upstreams>,
     /// Where holds live: in memory (SQLite) or shared by every process (PostgreSQL).

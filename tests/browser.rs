@@ -499,6 +499,116 @@ async fn journey(js: bool) {
     b.close().await;
 }
 
+/// Roll from the Keys page while a load generator keeps using the old secret, then switches
+/// to the new one: no request fails during the switch. With nothing sent with the old
+/// secret any more, it retires once its quiet period (3 s here) has passed.
+#[tokio::test]
+async fn roll_under_load_fails_no_request_then_the_old_secret_retires_when_quiet() {
+    use std::sync::{Arc, Mutex};
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let app = Arc::new(spawn_app().await);
+    let b = open_browser(&paths, &app.address, true).await;
+    sign_up(&b).await;
+    let key = NewKey {
+        name: "rolling",
+        models: &[],
+        region: "",
+        daily_limit: "",
+    };
+    let old = create_key(&b, &key).await;
+    b.click_text("I have copied it — back to keys").await;
+    b.wait_path("/keys").await;
+
+    // The load generator: one request after another with whichever secret is current.
+    let current = Arc::new(Mutex::new(old.clone()));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (app, current, served, failed, stop) = (
+            app.clone(),
+            current.clone(),
+            served.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let token = current.lock().unwrap().clone();
+                let status = app.chat(&token, "lowrouter/echo", "load").await.status();
+                if status == 200 {
+                    served.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.lock().unwrap().push(status.as_u16());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let wait_served = |n: usize| {
+        let served = served.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while served.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "the load generator stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_served(5).await;
+
+    b.click("a[aria-label='Roll rolling']").await;
+    assert_eq!(b.h1().await, "Roll “rolling”");
+    b.fill("input[name=quiet_minutes]", "0.05").await;
+    b.click_text("Roll").await;
+    let new = b
+        .find("input#token[readonly]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the reveal page shows the new secret");
+    assert_ne!(new, old);
+    assert!(b.h1().await.contains("New secret for"));
+    // The old secret still serves after the roll; then the clients switch.
+    let n = served.load(Ordering::SeqCst);
+    wait_served(n + 5).await;
+    *current.lock().unwrap() = new.clone();
+    let n = served.load(Ordering::SeqCst);
+    wait_served(n + 5).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    assert_eq!(
+        *failed.lock().unwrap(),
+        Vec::<u16>::new(),
+        "no request failed during the roll"
+    );
+
+    // Traffic on the old secret stopped: it retires once its quiet period has passed (a
+    // request to check sooner would be traffic, and would keep it alive).
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let r = app.chat(&old, "lowrouter/echo", "old?").await;
+    assert_eq!(r.status(), 401, "the old secret retired once quiet");
+    let v: Value = r.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("rotated"), "{message}");
+    assert_eq!(app.chat(&new, "lowrouter/echo", "new").await.status(), 200);
+    b.click_text("I have copied it — back to keys").await;
+    b.wait_path("/keys").await;
+    b.click("a[aria-label='Secrets of rolling']").await;
+    let page = b.source().await;
+    assert!(
+        page.contains(&format!("…{}", &new[51..])),
+        "the current secret is listed"
+    );
+    assert!(
+        !page.contains(&format!("…{}", &old[51..])),
+        "the retired one is not"
+    );
+    b.close().await;
+}
+
 #[tokio::test]
 async fn journey_sign_up_create_use_see_usage_delete() {
     journey(true).await;

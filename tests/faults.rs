@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::{json, Value};
 use support::*;
 
 // ---------------------------------------------------------------------------------------
@@ -62,6 +63,38 @@ const ISOLATION_TABLE: &[Case] = &[
         pattern: "/api/v1/generation/{id}",
         target: Target::Generation,
         owner_status: 200,
+    },
+    Case {
+        method: "GET",
+        pattern: "/keys/{id}",
+        target: Target::Key,
+        owner_status: 200,
+    },
+    Case {
+        method: "GET",
+        pattern: "/keys/{id}/roll",
+        target: Target::Key,
+        owner_status: 200,
+    },
+    // Rolls (the reveal page), then extends and retires the previous secret: the owner's
+    // token stops working here, and no later case uses it.
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/roll",
+        target: Target::Key,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/extend",
+        target: Target::Key,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/keys/{id}/retire",
+        target: Target::Key,
+        owner_status: 303,
     },
     Case {
         method: "POST",
@@ -974,6 +1007,79 @@ async fn two_processes_enforce_each_others_changes_at_once() {
     }
 }
 
+/// Retirement and quarantine are rows the gateway reads on every request: what process A
+/// commits, process B enforces on its very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_enforce_retirement_and_quarantine_at_once() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set LOWROUTER_TEST_DATABASE_URL to run two processes on PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_postgres(&admin).await;
+    let a = Server::start(dir.path(), &db_url, "life-a", &[]).await;
+    let b = Server::start(dir.path(), &db_url, "life-b", &[]).await;
+    let api = api_client();
+    let on_a = Browser::new(&a);
+    on_a.signed_up().await;
+    let old = on_a.create_key("rolled", &[]).await;
+    let id = on_a.key_id("rolled").await;
+    let ok = |r: Reply| r.complete;
+    assert!(ok(echo(&api, &b.base, &old, "warm", false).await.unwrap()));
+
+    // Roll on A: both secrets work on B. Retire now on A: B refuses the old one at once.
+    let r = on_a
+        .post_form(
+            &format!("/keys/{id}/roll"),
+            &format!("/keys/{id}/roll"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let new = between(&html, "value=\"lr-sk-", "\"")
+        .map(|t| format!("lr-sk-{t}"))
+        .unwrap();
+    for t in [&old, &new] {
+        assert!(ok(echo(&api, &b.base, t, "both", false).await.unwrap()));
+    }
+    let r = on_a
+        .post_form(&format!("/keys/{id}/retire"), &format!("/keys/{id}"), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    for stream in [false, true] {
+        let r = echo(&api, &b.base, &old, "retired?", stream).await.unwrap();
+        assert_eq!(r.status, 401, "B enforces A's retirement at once");
+    }
+    assert!(ok(echo(&api, &b.base, &new, "new", false).await.unwrap()));
+
+    // A leak report to A: B refuses the reported secret on its next request.
+    let report = json!([{"token": new, "type": "lowrouter_api_key",
+        "url": "https://example.com/leak", "source": "content"}]);
+    let r = api
+        .post(a.url("/api/v1/leaked-tokens"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["label"], "true_positive");
+    let r = api
+        .post(b.url("/api/v1/chat/completions"))
+        .bearer_auth(&new)
+        .json(&json!({"model": "lowrouter/echo", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "B enforces A's quarantine at once");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("leaked") && body.contains("https://example.com/leak"),
+        "{body}"
+    );
+}
+
 /// A `VmRSS`/`VmHWM` line of /proc/<pid>/status, in MiB.
 fn memory_mib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -1256,7 +1362,7 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     let mut bytes = std::fs::read(&segment).unwrap();
     assert!(!bytes.is_empty(), "the answered request is journaled");
     let offset = bytes.len();
-    let payload = [&[2u8][..], br#"{"seq":999,"entries":[]}"#].concat();
+    let payload = [&[3u8][..], br#"{"seq":999,"entries":[]}"#].concat();
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -1268,7 +1374,7 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     for part in [
         segment.display().to_string(),
         format!("byte offset {offset}"),
-        "valid checksum but format version 2".into(),
+        "valid checksum but format version 3".into(),
         "lowrouter journal inspect".into(),
         "lowrouter journal set-aside".into(),
     ] {
@@ -1287,13 +1393,13 @@ async fn an_unreadable_journal_record_stops_the_start_until_set_aside() {
     assert_eq!(last["offset"], offset as u64);
     assert_eq!(
         (&last["status"], &last["version"]),
-        (&"unreadable".into(), &2.into())
+        (&"unreadable".into(), &3.into())
     );
     assert_eq!(last["record"]["seq"], 999);
     let first = &lines[0];
     assert_eq!(
         (&first["status"], &first["version"]),
-        (&"ok".into(), &1.into())
+        (&"ok".into(), &2.into())
     );
     assert_eq!(
         first["record"]["entries"][0]["usage"]["generation_id"],

@@ -1,11 +1,13 @@
 //! Domain types: values that exist are valid. Input is parsed into these at the edge
 //! (forms, CLI, config, HTTP headers) and the rest of the code never re-checks it.
 
+pub mod client_hint;
 pub mod credits;
 pub mod email;
 pub mod key_form;
 pub mod key_name;
 pub mod password;
+pub mod roll_form;
 pub mod text;
 pub mod time_util;
 pub mod token;

@@ -54,6 +54,30 @@ pub fn format_minute(ms: i64) -> String {
     format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute())
 }
 
+/// `3 minutes ago`, `in 2 hours`: `t` relative to `now`, in its largest whole unit.
+pub fn relative(now: i64, t: i64) -> String {
+    let d = (now - t).unsigned_abs() / 1000;
+    if d < 60 {
+        return if t <= now {
+            "just now"
+        } else {
+            "in under a minute"
+        }
+        .into();
+    }
+    let (n, unit) = match d {
+        d if d < 3600 => (d / 60, "minute"),
+        d if d < 86_400 => (d / 3600, "hour"),
+        d => (d / 86_400, "day"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if t <= now {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
 pub fn format_second(ms: i64) -> String {
     let d = from_ms(ms);
     format!(

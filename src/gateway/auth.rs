@@ -62,13 +62,46 @@ pub async fn authenticate(
     let invalid = || ApiError::unauthorized("Invalid API key.");
     let key = key.ok_or_else(invalid)?;
     match key.key.state(now_ms) {
-        KeyState::Active => Ok(Authed { key }),
-        KeyState::Revoked => Err(invalid()),
-        KeyState::Disabled => Err(ApiError::unauthorized(
-            "This API key is disabled. Enable it in the dashboard.",
-        )),
-        KeyState::Expired => Err(ApiError::unauthorized("This API key has expired.")),
+        KeyState::Active => {}
+        KeyState::Revoked => return Err(invalid()),
+        KeyState::Disabled => {
+            return Err(ApiError::unauthorized(
+                "This API key is disabled. Enable it in the dashboard.",
+            ))
+        }
+        KeyState::Expired => return Err(ApiError::unauthorized("This API key has expired.")),
     }
+    check_secret(store, &key, now_ms).await?;
+    Ok(Authed { key })
+}
+
+/// The presented secret must be neither quarantined (reported as leaked) nor retired (rolled
+/// and past its retirement; see `store::key_secrets`).
+async fn check_secret(store: &Store, key: &GatewayKey, now_ms: i64) -> Result<(), ApiError> {
+    let s = &key.secret;
+    if s.secret_quarantined_at.is_some() {
+        let place = s
+            .secret_quarantine_url
+            .as_deref()
+            .map_or_else(String::new, |u| format!(" at {u}"));
+        return Err(ApiError::unauthorized(format!(
+            "This API key was reported as leaked{place} and is blocked. Roll the key in the dashboard to get a new secret."
+        )));
+    }
+    let life = s.life();
+    if let Some(at) = life.retired_at(now_ms) {
+        if life.retired_at.is_none() {
+            // First seen retired: stamp it, so that a later usage batch advancing its last
+            // use cannot make a "when quiet" retirement undone.
+            if let Err(e) = store.stamp_retired(s.secret_id, at).await {
+                tracing::warn!(error = %e, "could not stamp a retired secret");
+            }
+        }
+        return Err(ApiError::unauthorized(
+            "This API key was rotated: it was replaced by a new secret of the same key and has been retired. Use the current secret shown in the dashboard.",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

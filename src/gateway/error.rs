@@ -42,6 +42,16 @@ impl ApiError {
         )
     }
 
+    /// A leaked-token report without a valid signature, when signatures are required.
+    pub fn bad_signature() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_signature",
+            "The report must be signed: Github-Public-Key-Identifier must name a configured key and Github-Public-Key-Signature hold a valid signature of the body.",
+        )
+    }
+
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

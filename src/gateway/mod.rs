@@ -8,6 +8,7 @@ pub mod echo;
 pub mod error;
 pub mod holds;
 pub mod info;
+pub mod leaks;
 pub mod ledger;
 pub mod refusals;
 pub mod upstream;
@@ -45,6 +46,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/credits", web::get().to(info::credits))
             .route("/generation/{id}", web::get().to(info::generation))
             .route("/generation", web::get().to(info::generation_by_query))
+            .route("/leaked-tokens", web::post().to(leaks::report))
+            .route("/leaked-tokens", web::route().to(post_only))
             .default_service(web::to(not_found)),
     );
 }

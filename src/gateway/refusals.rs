@@ -36,9 +36,14 @@ pub const ADDRESS_PER_MINUTE: u32 = 600;
 /// Keys tracked before idle entries are dropped (bounds memory under a spray of keys).
 const RETAIN_AT: usize = 100_000;
 
+/// Leaked-token reports per client address: a scanner sends few, each of many tokens.
+pub const LEAK_REPORT_BURST: u32 = 30;
+pub const LEAK_REPORTS_PER_MINUTE: u32 = 30;
+
 pub struct RefusalBudgets {
     keys: DefaultKeyedRateLimiter<i64>,
     addresses: DefaultKeyedRateLimiter<IpAddr>,
+    leak_reports: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
@@ -52,6 +57,7 @@ impl Default for RefusalBudgets {
         RefusalBudgets {
             keys: RateLimiter::keyed(quota(KEY_BURST, KEY_PER_MINUTE)),
             addresses: RateLimiter::keyed(quota(ADDRESS_BURST, ADDRESS_PER_MINUTE)),
+            leak_reports: RateLimiter::keyed(quota(LEAK_REPORT_BURST, LEAK_REPORTS_PER_MINUTE)),
             clock: DefaultClock::default(),
         }
     }
@@ -76,6 +82,17 @@ impl RefusalBudgets {
             ApiError::too_many(
                 "too_many_failed_authentications",
                 "Too many requests with a missing or invalid API key from this address. Retry later.",
+                wait,
+            )
+        })
+    }
+
+    /// Takes one leaked-token report from the address's budget.
+    pub fn leak_report_from(&self, address: IpAddr) -> Result<(), ApiError> {
+        Self::take(&self.leak_reports, &address, &self.clock).map_err(|wait| {
+            ApiError::too_many(
+                "too_many_reports",
+                "Too many leaked-token reports from this address. Retry later.",
                 wait,
             )
         })

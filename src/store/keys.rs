@@ -3,6 +3,7 @@
 use sqlx::FromRow;
 use time::Date;
 
+use super::key_secrets::{Lifecycle, INSERT_SECRET};
 use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
 use crate::domain::key_form::{name_skeleton, KeySpec};
 use crate::domain::token::{masked, TokenHash};
@@ -165,7 +166,8 @@ impl KeyRow {
     }
 }
 
-/// A key as the gateway sees it: the key row plus its account's balance, in one read.
+/// A key as the gateway sees it: the key row, the secret the request presented and its
+/// account's balance, in one read.
 #[derive(Debug, Clone, FromRow)]
 pub struct GatewayKey {
     #[sqlx(flatten)]
@@ -175,13 +177,47 @@ pub struct GatewayKey {
     /// The last usage batch that settled a charge of the account, as this read saw it (see
     /// `gateway::holds`).
     pub settled_seq: i64,
+    #[sqlx(flatten)]
+    pub secret: GatewaySecret,
 }
 
+/// The secret a gateway request presented (`key_secrets`): which one, and whether it works.
+#[derive(Debug, Clone, FromRow)]
+pub struct GatewaySecret {
+    pub secret_id: i64,
+    pub secret_last4: String,
+    pub secret_rolled_at: Option<i64>,
+    pub secret_retires_at: Option<i64>,
+    pub secret_quiet_ms: Option<i64>,
+    pub secret_retired_at: Option<i64>,
+    pub secret_quarantined_at: Option<i64>,
+    pub secret_quarantine_url: Option<String>,
+    pub secret_last_used_at: Option<i64>,
+}
+
+impl GatewaySecret {
+    pub fn life(&self) -> Lifecycle {
+        Lifecycle {
+            rolled_at: self.secret_rolled_at,
+            retires_at: self.secret_retires_at,
+            quiet_ms: self.secret_quiet_ms,
+            retired_at: self.secret_retired_at,
+            last_used_at: self.secret_last_used_at,
+        }
+    }
+}
+
+/// The secret by its hash (unique index), with its key and the key's account: the gateway's
+/// one read per request.
 const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
     k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
     k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
-    a.settled_seq \
-    from api_keys k join accounts a on a.id = k.account_id where k.token_hash = $1";
+    a.settled_seq, s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
+    s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, s.retired_at as secret_retired_at, \
+    s.quarantined_at as secret_quarantined_at, s.quarantine_url as secret_quarantine_url, \
+    s.last_used_at as secret_last_used_at \
+    from key_secrets s join api_keys k on k.id = s.key_id join accounts a on a.id = k.account_id \
+    where s.token_hash = $1";
 
 /// An update addressed by `id and account_id` changed its row, or there is none for this
 /// account (another account's key looks exactly like a missing one).
@@ -221,6 +257,17 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
         balance: r.get(18)?,
         reserved: r.get(19)?,
         settled_seq: r.get(20)?,
+        secret: GatewaySecret {
+            secret_id: r.get(21)?,
+            secret_last4: r.get(22)?,
+            secret_rolled_at: r.get(23)?,
+            secret_retires_at: r.get(24)?,
+            secret_quiet_ms: r.get(25)?,
+            secret_retired_at: r.get(26)?,
+            secret_quarantined_at: r.get(27)?,
+            secret_quarantine_url: r.get(28)?,
+            secret_last_used_at: r.get(29)?,
+        },
     })
 }
 
@@ -236,7 +283,8 @@ impl Store {
     ) -> Result<i64> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
-            sqlx::query_scalar::<_, i64>(
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(
                 "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, models, region, \
                  daily_limit, monthly_limit, expires_at, created_at, name_skeleton) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning id",
@@ -253,9 +301,20 @@ impl Store {
             .bind(spec.expires_at_ms())
             .bind(now)
             .bind(spec.name_skeleton())
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
-            .map_err(conflict_on_unique)
+            .map_err(conflict_on_unique)?;
+            sqlx::query(INSERT_SECRET)
+                .bind(id)
+                .bind(&token.hash().0)
+                .bind(token.display_prefix())
+                .bind(token.last_four())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique)?;
+            tx.commit().await?;
+            Ok(id)
         })
     }
 

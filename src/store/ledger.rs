@@ -105,6 +105,14 @@ pub(crate) const CHARGE_KEY: &str = "update api_keys set \
     last_used_at = case when last_used_at is null or last_used_at < $4 then $4 else last_used_at end \
     where id = $5";
 
+/// Advances a secret's last use (`key_secrets`), in the usage batch's transaction, after the
+/// key and account rows (the lock order of every transaction: keys, accounts, leases,
+/// secrets; a roll locks its key row before its secrets).
+pub(crate) const SETTLE_SECRET: &str = "update key_secrets set \
+    last_client = case when last_used_at is null or last_used_at <= $1 then $3 else last_client end, \
+    last_used_at = case when last_used_at is null or last_used_at < $1 then $1 else last_used_at end \
+    where id = $2";
+
 impl PgStore {
     /// Holds `amount` against the key's limits and the account's balance, atomically: from
     /// this process's budget lease when it has one (`store::lease_book`), else with a

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod email_tokens;
 mod health;
+pub mod key_secrets;
 pub mod keys;
 pub mod lease_book;
 pub mod ledger;
@@ -259,10 +260,12 @@ impl Store {
                 },
             };
             store.backfill_name_skeletons().await?;
+            store.backfill_key_secrets().await?;
             return Ok(store);
         };
         store.migrate().await?;
         store.backfill_name_skeletons().await?;
+        store.backfill_key_secrets().await?;
         Ok(store)
     }
 

@@ -56,6 +56,14 @@ pub struct NewUsage {
     pub latency_ms: i64,
     pub started_at: i64,
     pub completed_at: i64,
+    /// The secret that served the request (`key_secrets.id`), for its last use; None in
+    /// entries journaled before secrets were recorded.
+    pub secret_id: Option<i64>,
+    /// Its last four characters, kept on the usage row.
+    pub secret_last4: Option<String>,
+    /// Where the request came from, coarsened (`domain::client_hint`): kept as the
+    /// secret's last client, not on the usage row.
+    pub client: Option<String>,
 }
 
 /// A usage row plus the reservation it settles (if the request got that far).
@@ -65,45 +73,10 @@ pub struct UsageEntry {
     pub reservation: Option<Reservation>,
 }
 
-/// A successful request's entry with an in-memory hold (settling it charges the cost), for
-/// the write path's tests.
 #[cfg(test)]
-pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry {
-    use crate::domain::{time_util, Credits};
-    let now = time_util::now_ms();
-    UsageEntry {
-        usage: NewUsage {
-            generation_id: id.into(),
-            account_id,
-            key_id,
-            key_name: "local-dev".into(),
-            requested_model: "lowrouter/echo".into(),
-            resolved_model: Some("lowrouter/echo".into()),
-            provider: Some("lowrouter".into()),
-            region: None,
-            prompt_tokens: 10,
-            completion_tokens: 5,
-            cost: 1_000,
-            status: UsageStatus::Ok,
-            http_status: 200,
-            error_code: None,
-            streamed: false,
-            latency_ms: 1,
-            started_at: now,
-            completed_at: now,
-        },
-        reservation: Some(Reservation {
-            id: String::new(),
-            account_id,
-            key_id,
-            amount: Credits::from_micros(5_000),
-            day: time_util::day_number(now),
-            month: time_util::month_number(now),
-            in_db: false,
-            lease: None,
-        }),
-    }
-}
+mod sample;
+#[cfg(test)]
+pub(crate) use sample::sample_entry;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UsageRow {
@@ -126,13 +99,29 @@ pub struct UsageRow {
     pub latency_ms: i64,
     pub started_at: i64,
     pub completed_at: i64,
+    pub secret_last4: Option<String>,
 }
 
 pub(crate) const USAGE_COLUMNS: &str = "id, generation_id, key_id, key_name, requested_model, resolved_model, provider, \
     region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, streamed, \
-    latency_ms, started_at, completed_at";
+    latency_ms, started_at, completed_at, secret_last4";
 
 impl Store {
+    /// The model of the key's last recorded request (by its current name: the index on
+    /// `(account_id, key_name, id)` finds it in one step).
+    pub async fn last_model(&self, account_id: i64, key_name: &str) -> Result<Option<String>> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar(
+                "select coalesce(resolved_model, requested_model) from usage \
+                 where account_id = $1 and key_name = $2 order by id desc limit 1",
+            )
+            .bind(account_id)
+            .bind(key_name)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// One usage row of this account by generation id.
     pub async fn usage_by_generation(
         &self,
@@ -157,6 +146,8 @@ impl Store {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {
     pub key_name: Option<String>,
+    /// The key itself, under every name it had (links from the Keys pages).
+    pub key_id: Option<i64>,
     /// Inclusive start, unix ms.
     pub from_ms: Option<i64>,
     /// Exclusive end, unix ms.
@@ -223,8 +214,11 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
     }
     let from_day = day_of(f.from_ms)?;
     let to_day = day_of(f.to_ms)?;
-    let narrow =
-        f.model.is_none() && f.provider.is_none() && f.region.is_none() && f.status.is_none();
+    let narrow = f.key_id.is_none()
+        && f.model.is_none()
+        && f.provider.is_none()
+        && f.region.is_none()
+        && f.status.is_none();
     let mut sql = String::from(if narrow {
         " from usage_daily_keys where account_id = $1"
     } else {
@@ -254,6 +248,9 @@ fn add_dimension_filters<'a>(
 ) {
     if let Some(k) = &f.key_name {
         add("key_name =", Bind::Text(k));
+    }
+    if let Some(id) = f.key_id {
+        add("key_id =", Bind::Int(id));
     }
     if let Some(m) = &f.model {
         add(&format!("{model} ="), Bind::Text(m));

@@ -32,7 +32,7 @@ use sqlite::write_sqlite;
 /// Rows in one multi-row statement (PostgreSQL): well under its bind-parameter limit.
 const CHUNK: usize = 500;
 
-const INSERT_USAGE_COLUMNS: [&str; 19] = [
+const INSERT_USAGE_COLUMNS: [&str; 20] = [
     "generation_id",
     "account_id",
     "key_id",
@@ -52,6 +52,7 @@ const INSERT_USAGE_COLUMNS: [&str; 19] = [
     "latency_ms",
     "started_at",
     "completed_at",
+    "secret_last4",
 ];
 
 /// The dimensions of `usage_daily`, its primary key, in bind order.
@@ -159,6 +160,7 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
         Int(u.latency_ms),
         Int(u.started_at),
         Int(u.completed_at),
+        MaybeText(u.secret_last4.as_deref()),
     ]
 }
 
@@ -237,6 +239,10 @@ struct BatchPlan<'a> {
     reservation_ids: Vec<&'a str>,
     /// Holds served from budget leases (PostgreSQL): lease id -> charge.
     leases: HashMap<i64, i64>,
+    /// Each secret's last use (`key_secrets`): secret id -> latest completion and the
+    /// client of that request. Folded in here like the key's `last_used_at`, so it costs no
+    /// write per request.
+    secrets: HashMap<i64, (i64, Option<&'a str>)>,
 }
 
 impl<'a> BatchPlan<'a> {
@@ -250,9 +256,16 @@ impl<'a> BatchPlan<'a> {
             daily_keys: HashMap::new(),
             reservation_ids: Vec::new(),
             leases: HashMap::new(),
+            secrets: HashMap::new(),
         };
         for e in batch {
             let u = &e.usage;
+            if let Some(id) = u.secret_id {
+                let last = plan.secrets.entry(id).or_insert((i64::MIN, None));
+                if u.completed_at >= last.0 {
+                    *last = (u.completed_at, u.client.as_deref());
+                }
+            }
             match &e.reservation {
                 Some(r) if r.lease.is_some() => {
                     // The key's counters count the whole slice already (`store::lease_book`).

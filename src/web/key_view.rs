@@ -1,7 +1,9 @@
-//! How the Keys pages show a key: never more of the token than prefix and last four; spend
-//! against limits, and a badge when a limit stops the key or soon will.
+//! A key as the dashboard shows it: scope, spend against limits, last use, the age of its
+//! current secret and the rotation markers.
 
+use crate::config::Settings;
 use crate::domain::{time_util, Credits};
+use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
 
 /// A key as the pages show it: never more of the token than prefix and last four.
@@ -20,6 +22,24 @@ pub struct KeyView {
     pub spend: [SpendView; 2],
     pub limit_badge: Option<LimitBadge>,
     pub disabled: bool,
+    /// Relative and exact (`3 minutes ago (2026-11-30 12:00 UTC)`), or `Never`.
+    pub last_used_ago: String,
+    /// How old the current secret is (`12 days`), when known.
+    pub age: Option<String>,
+    /// The current secret is older than `rotate_after_days`.
+    pub rotate: bool,
+    /// No request for `unused_after_days` (or never, and created that long ago).
+    pub unused: bool,
+    /// A pending previous secret: its masked form.
+    pub previous: Option<String>,
+    /// A secret of this key was reported as leaked and is not retired yet.
+    pub leaked: bool,
+    /// The key expires within 7 days.
+    pub expiring: bool,
+    /// The model of the key's last request (set by the pages that read it).
+    pub last_model: Option<String>,
+    /// Where the last request came from, coarsened (`203.0.113.0/24 · curl`).
+    pub last_client: Option<String>,
 }
 /// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
 pub struct SpendView {
@@ -136,6 +156,46 @@ impl KeyView {
             ],
             limit_badge: limit_badge(k, now),
             disabled: state == KeyState::Disabled,
+            last_used_ago: super::key_life::last_used_words(now, k.last_used_at),
+            age: None,
+            rotate: false,
+            unused: false,
+            previous: None,
+            leaked: false,
+            expiring: state == KeyState::Active
+                && k.expires_at.is_some_and(|e| e - now <= 7 * 86_400_000),
+            last_model: None,
+            last_client: None,
         }
+    }
+
+    /// Adds what the key's secrets (any of the account's, filtered here) tell: the current
+    /// secret's age and the markers of `rotate_after_days` and `unused_after_days` (no
+    /// request since that long, or never and created that long ago).
+    pub fn with_secrets(
+        mut self,
+        k: &KeyRow,
+        secrets: &[SecretRow],
+        settings: &Settings,
+        now: i64,
+    ) -> Self {
+        const DAY: i64 = 86_400_000;
+        let since = k.last_used_at.unwrap_or(k.created_at);
+        self.unused = now - since >= i64::from(settings.unused_after_days) * DAY;
+        let mine = || secrets.iter().filter(|s| s.key_id == self.id);
+        if let Some(current) = mine().find(|s| s.is_current()) {
+            let days = (now - current.created_at).max(0) / DAY;
+            self.age = Some(format!("{days} day{}", if days == 1 { "" } else { "s" }));
+            self.rotate = days >= i64::from(settings.rotate_after_days);
+        }
+        self.previous = mine()
+            .find(|s| !s.is_current() && s.is_live(now))
+            .map(SecretRow::masked);
+        self.leaked = mine().any(|s| s.quarantined_at.is_some());
+        self.last_client = mine()
+            .filter(|s| s.last_used_at.is_some())
+            .max_by_key(|s| s.last_used_at)
+            .and_then(|s| s.last_client.clone());
+        self
     }
 }

@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
-use super::key_view::KeyView;
+pub use super::key_view::KeyView;
 use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
@@ -28,11 +28,20 @@ struct KeysPage {
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let keys = state.store.list_keys(user.id()).await?;
+    let secrets = state.store.account_secrets(user.id()).await?;
     let (revoked, active): (Vec<_>, Vec<_>) =
         keys.iter().partition(|k| k.status == KeyStatus::Revoked);
+    let mut views = Vec::with_capacity(active.len());
+    for k in active {
+        let mut view = KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now);
+        if k.last_used_at.is_some() {
+            view.last_model = state.store.last_model(user.id(), &k.name).await?;
+        }
+        views.push(view);
+    }
     let page = KeysPage {
         layout: user.layout("keys"),
-        active: active.into_iter().map(|k| KeyView::new(k, now)).collect(),
+        active: views,
         revoked: revoked.into_iter().map(|k| KeyView::new(k, now)).collect(),
     };
     html(StatusCode::OK, page.render()?)
@@ -166,6 +175,31 @@ struct RevealPage {
     token: String,
     /// Where this dashboard is served, for the ready-to-paste curl example.
     base_url: String,
+    /// A new secret of an existing key (Roll), not a new key.
+    rolled: bool,
+}
+
+/// The one-time reveal of `token` (Create and Roll): the POST's own answer, `no-store`.
+pub(super) fn reveal(
+    user: &Dashboard,
+    req: &actix_web::HttpRequest,
+    name: String,
+    token: &ApiToken,
+    rolled: bool,
+) -> WebResult<HttpResponse> {
+    let info = req.connection_info();
+    let page = RevealPage {
+        layout: user.layout("keys"),
+        name,
+        token: token.expose().to_owned(),
+        base_url: format!("{}://{}", info.scheme(), info.host()),
+        rolled,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .body(page.render()?))
 }
 
 /// Create answers with the reveal page itself (no redirect, so the token is in no URL and
@@ -195,18 +229,7 @@ pub async fn create(
     match state.store.create_key(user.id(), &spec, &token).await {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
-            let info = req.connection_info();
-            let page = RevealPage {
-                layout: user.layout("keys"),
-                name: spec.name,
-                token: token.expose().to_owned(),
-                base_url: format!("{}://{}", info.scheme(), info.host()),
-            };
-            Ok(HttpResponse::Ok()
-                .content_type("text/html; charset=utf-8")
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::PRAGMA, "no-cache"))
-                .body(page.render()?))
+            reveal(&user, &req, spec.name, &token, false)
         }
         Err(StoreError::Conflict) => {
             let errors = FieldErrors {
@@ -236,7 +259,7 @@ fn render_form_errors(
     html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
 }
 
-async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
+pub(super) async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
     let key = state.store.key(user.id(), id).await?;
     if key.status == KeyStatus::Revoked {
         return Err(WebError::NotFound);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod form;
 pub mod headers;
 pub mod home;
+pub mod key_life;
 pub mod key_view;
 pub mod keys;
 pub mod password;
@@ -27,6 +28,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
+use crate::store::key_secrets::LeakedSecret;
 use error::WebError;
 use session::TypedSession;
 
@@ -50,6 +52,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/keys/{id}/enable", web::post().to(keys::enable))
         .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
         .route("/keys/{id}/delete", web::post().to(keys::delete))
+        .route("/keys/{id}", web::get().to(key_life::show))
+        .route("/keys/{id}/roll", web::get().to(key_life::roll_form))
+        .route("/keys/{id}/roll", web::post().to(key_life::roll))
+        .route("/keys/{id}/retire", web::post().to(key_life::retire))
+        .route("/keys/{id}/extend", web::post().to(key_life::extend))
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
@@ -78,6 +85,16 @@ pub struct Layout {
     pub unverified: bool,
     /// What verification will add, for the banner ("" when nothing).
     pub pending_grant: String,
+    /// Secrets reported as leaked and not retired: a banner on every page.
+    pub leaks: Vec<LeakBanner>,
+}
+
+/// One leaked secret in the layout's banner, with a one-click Roll of its key.
+pub struct LeakBanner {
+    pub key_id: i64,
+    pub name: String,
+    pub masked: String,
+    pub url: String,
 }
 
 /// A signed-in account. Extracting it from a request that has none answers with a
@@ -89,6 +106,7 @@ pub struct Dashboard {
     /// See [`Layout::unverified`].
     pub unverified: bool,
     pending_grant: crate::domain::Credits,
+    pub leaks: Vec<LeakedSecret>,
 }
 
 impl Dashboard {
@@ -106,6 +124,19 @@ impl Dashboard {
             } else {
                 String::new()
             },
+            leaks: self
+                .leaks
+                .iter()
+                .map(|l| LeakBanner {
+                    key_id: l.key_id,
+                    name: l.name.clone(),
+                    masked: crate::domain::token::masked(&l.token_prefix, &l.token_last4),
+                    url: l
+                        .quarantine_url
+                        .clone()
+                        .unwrap_or_else(|| "an unknown place".into()),
+                })
+                .collect(),
         }
     }
 
@@ -143,12 +174,18 @@ impl FromRequest for Dashboard {
             };
             let csrf = session.ensure_csrf_token()?;
             let unverified = state.settings.require_email_verification && !account.email_verified();
+            let leaks = state
+                .store
+                .leaked_secrets(id)
+                .await
+                .map_err(WebError::from)?;
             Ok(Dashboard {
                 account,
                 session,
                 csrf,
                 unverified,
                 pending_grant: state.settings.signup_grant,
+                leaks,
             })
         })
     }

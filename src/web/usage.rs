@@ -26,6 +26,8 @@ const CHART_DAYS_MAX: i64 = 366;
 #[derive(Debug, Default, Clone)]
 pub struct FilterInput {
     pub key: String,
+    /// A key by id (the Keys pages' links): its requests under every name it had.
+    pub key_id: String,
     pub from: String,
     pub to: String,
     pub model: String,
@@ -41,6 +43,7 @@ pub fn parse_filter(
     let get = |k: &str| q.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let input = FilterInput {
         key: get("key"),
+        key_id: get("key_id"),
         from: get("from"),
         to: get("to"),
         model: get("model"),
@@ -74,8 +77,16 @@ pub fn parse_filter(
     };
     let from = date(&input.from, "From");
     let to = date(&input.to, "To");
+    let key_id = match input.key_id.as_str() {
+        "" => None,
+        s => s.parse::<i64>().ok().filter(|n| *n > 0).or_else(|| {
+            errors.push("The key id is not valid; showing every key.".into());
+            None
+        }),
+    };
     let mut filter = UsageFilter {
         key_name,
+        key_id,
         from_ms: from.map(time_util::date_start_ms),
         // "To" is inclusive of that whole UTC day.
         to_ms: to.map(|d| time_util::date_start_ms(d) + 86_400_000),
@@ -121,6 +132,7 @@ impl FilterInput {
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
             ("key", &self.key),
+            ("key_id", &self.key_id),
             ("from", &self.from),
             ("to", &self.to),
             ("model", &self.model),
@@ -167,6 +179,8 @@ pub struct UsageView {
     pub streamed: bool,
     pub started: String,
     pub completed: String,
+    /// The secret that served it (`…x9Qz`), when recorded.
+    pub secret: Option<String>,
 }
 
 impl UsageView {
@@ -199,6 +213,7 @@ impl UsageView {
             code: r.error_code.clone(),
             http_status: r.http_status,
             error_code: dash(&r.error_code),
+            secret: r.secret_last4.as_ref().map(|l| format!("…{l}")),
             streamed: r.streamed != 0,
             started: time_util::format_second(r.started_at),
             completed: time_util::format_second(r.completed_at),
@@ -251,6 +266,8 @@ struct UsagePage {
     /// What the totals cover, said beside them (the chart says its own period).
     totals_period: String,
     key_names: Vec<String>,
+    /// The current name of the key filtered by id.
+    key_now: Option<String>,
     outcomes: &'static [StatusChoice],
     reasons: Vec<StatusChoice>,
     next_query: Option<String>,
@@ -306,6 +323,10 @@ pub async fn list(
         chart: build_chart(&daily, first_day, days),
         totals_period: totals_period(&filter),
         key_names,
+        key_now: match filter.key_id {
+            Some(id) => state.store.key(user.id(), id).await.ok().map(|k| k.name),
+            None => None,
+        },
         outcomes: &reasons::OUTCOMES,
         reasons: reasons::reason_choices().collect(),
         layout: user.layout("usage"),

@@ -25,7 +25,7 @@ fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 17] = [
     "generation_id",
     "started_at",
     "completed_at",
@@ -42,6 +42,7 @@ const CSV_HEADER: [&str; 16] = [
     "status",
     "http_status",
     "error_code",
+    "secret_last4",
 ];
 
 fn csv_writer(capacity: usize) -> csv::Writer<Vec<u8>> {

@@ -12,6 +12,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod keys;
+mod lifecycle;
 mod openrouter;
 mod ops;
 mod providers;

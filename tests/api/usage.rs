@@ -283,6 +283,9 @@ fn backdated(
             latency_ms: 120,
             started_at,
             completed_at: started_at + 120,
+            secret_id: None,
+            secret_last4: None,
+            client: None,
         },
         reservation: None,
     };
@@ -683,11 +686,12 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
             "latency_ms",
             "status",
             "http_status",
-            "error_code"
+            "error_code",
+            "secret_last4"
         ]
     );
     assert_eq!(recs.len(), 1 + 5, "header and every row, newlines included");
-    assert!(recs.iter().all(|r| r.len() == 16));
+    assert!(recs.iter().all(|r| r.len() == 17));
     let by_gen = |g: &str| recs.iter().find(|r| &r[0] == g).unwrap().clone();
     // Every text cell that a spreadsheet would execute starts with a quote; the text itself
     // (commas, quotes, newlines) survives the round trip.

@@ -31,7 +31,7 @@ use crate::state::AppState;
 use crate::store::ledger::Reservation;
 use forward::{forward, Candidate};
 use outcome::Ctx;
-use request::read_body;
+pub(crate) use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
 
 pub async fn completions(
@@ -122,6 +122,12 @@ async fn begin(
         provider: None,
         region: None,
         streamed: false,
+        client: crate::domain::client_hint::client_hint(
+            state.proxies.client_ip(req),
+            req.headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     match read_body(payload, state.settings.max_body_bytes).await {

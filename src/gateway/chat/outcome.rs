@@ -40,6 +40,8 @@ pub(super) struct Ctx {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub streamed: bool,
+    /// Where the request came from, coarsened (`domain::client_hint`).
+    pub client: Option<String>,
 }
 
 pub(super) struct Outcome {
@@ -107,6 +109,9 @@ impl Ctx {
                 latency_ms: self.started.elapsed().as_millis() as i64,
                 started_at: self.started_ms,
                 completed_at: now,
+                secret_id: Some(self.authed.key.secret.secret_id),
+                secret_last4: Some(self.authed.key.secret.secret_last4.clone()),
+                client: self.client.clone(),
             },
             reservation,
         }

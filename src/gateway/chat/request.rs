@@ -240,7 +240,7 @@ fn refuse_unpriced_fields(body: &serde_json::Map<String, Value>) -> Result<(), A
 }
 
 /// Reads the body up to the configured limit; a larger one is a 413.
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<BytesMut, ApiError> {

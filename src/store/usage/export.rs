@@ -82,7 +82,7 @@ const EXPORT_SEP: char = '\u{1f}';
 
 /// The cells of an export row after the times, in CSV column order, as SQL both backends
 /// accept (`text || bigint` converts the number on both).
-const EXPORT_CELLS: [&str; 14] = [
+const EXPORT_CELLS: [&str; 15] = [
     "generation_id",
     "key_name",
     "requested_model",
@@ -97,6 +97,7 @@ const EXPORT_CELLS: [&str; 14] = [
     "status",
     "http_status",
     "coalesce(error_code, '')",
+    "coalesce(secret_last4, '')",
 ];
 
 /// A usage row for CSV export: the cells joined into one text value by the database. One
@@ -115,8 +116,8 @@ pub struct ExportRow {
 
 /// An export row's cells: generation id, key name, requested and resolved model, provider,
 /// region, prompt, completion and total tokens, cost (micro-credits), latency, status, HTTP
-/// status, error code. Absent values are empty.
-pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 14];
+/// status, error code, the serving secret's last four. Absent values are empty.
+pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 15];
 
 impl ExportRow {
     pub fn cells(&self) -> Option<ExportCells<'_>> {
@@ -139,6 +140,7 @@ impl ExportRow {
                 Cow::Owned(r.status.clone()),
                 n(r.http_status),
                 o(&r.error_code),
+                o(&r.secret_last4),
             ]);
         }
         let mut it = self.cells.split(EXPORT_SEP).map(Cow::Borrowed);

@@ -8,7 +8,7 @@
 //! It covers the batches the gateway writes with budget leases or without holds: at most one
 //! settlement per key, no reservation rows, no in-memory (SQLite) holds. Any other batch (a
 //! day boundary inside a batch, `LOWROUTER_LEASES=off`) takes the transaction.
-//! Row locks are taken keys, then accounts, then leases, as everywhere else: PostgreSQL runs
+//! Row locks are taken keys, then accounts, then leases and secrets, as everywhere else: PostgreSQL runs
 //! unreferenced data-modifying CTEs in no promised order, so each of these three waits for
 //! the one before it (`(select count(*) from k) >= 0`: an init plan that runs `k` first).
 
@@ -28,10 +28,10 @@ pub(super) fn fits(plan: &BatchPlan<'_>) -> bool {
 const SQL: &str = "with \
 ins as (insert into usage (generation_id, account_id, key_id, key_name, requested_model, resolved_model, \
     provider, region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, \
-    streamed, latency_ms, started_at, completed_at) \
+    streamed, latency_ms, started_at, completed_at, secret_last4) \
   select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], \
-    $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])), \
+    $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $52::text[])), \
 k as (update api_keys set \
     day_spend = case when spend_day = v.day then (case when day_spend + v.charge < v.release then 0 else day_spend + v.charge - v.release end) else day_spend end, \
     month_spend = case when spend_month = v.month then (case when month_spend + v.charge < v.release then 0 else month_spend + v.charge - v.release end) else month_spend end, \
@@ -46,6 +46,11 @@ a as (update accounts set \
 l as (update leases set amount = leases.amount - v.charge \
   from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
   where leases.id = v.id and (select count(*) from a) >= 0), \
+s as (update key_secrets set \
+    last_client = case when last_used_at is null or last_used_at <= v.last_used then v.client else last_client end, \
+    last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
+  from unnest($53::bigint[], $54::bigint[], $55::text[]) as v(id, last_used, client) \
+  where key_secrets.id = v.id and (select count(*) from a) >= 0), \
 d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
     requests, errors, prompt_tokens, completion_tokens, cost) \
   select * from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
@@ -81,6 +86,7 @@ pub(super) async fn write(
     let leases = sorted(&plan.leases);
     let daily = sorted(&plan.daily);
     let daily_keys = sorted(&plan.daily_keys);
+    let secrets = sorted(&plan.secrets);
     let q = sqlx::query(SQL)
         .bind(col(&rows, |r| r.generation_id.clone()))
         .bind(col(&rows, |r| r.account_id))
@@ -132,7 +138,11 @@ pub(super) async fn write(
         .bind(col(&daily_keys, |(_, n)| n[1]))
         .bind(col(&daily_keys, |(_, n)| n[2]))
         .bind(col(&daily_keys, |(_, n)| n[3]))
-        .bind(col(&daily_keys, |(_, n)| n[4]));
+        .bind(col(&daily_keys, |(_, n)| n[4]))
+        .bind(col(&rows, |r| r.secret_last4.clone()))
+        .bind(col(&secrets, |(id, _)| **id))
+        .bind(col(&secrets, |(_, (last, _))| *last))
+        .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)));
     q.execute(pool).await?;
     Ok(())
 }

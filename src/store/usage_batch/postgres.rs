@@ -7,7 +7,7 @@ use super::{
     usage_cells, BatchPlan, Rows, CHUNK, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
     INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS,
 };
-use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
+use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
 use crate::store::usage::UsageEntry;
 use crate::store::Result;
 
@@ -75,6 +75,14 @@ pub(super) async fn write_postgres(
             .await?;
     }
     crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
+    for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
+        sqlx::query(SETTLE_SECRET)
+            .bind(last_used)
+            .bind(secret_id)
+            .bind(client)
+            .execute(&mut *tx)
+            .await?;
+    }
     let rollup_columns = |dims: &[&'static str]| -> Vec<&'static str> {
         dims.iter().chain(ROLLUP_COUNTERS.iter()).copied().collect()
     };

@@ -9,7 +9,7 @@ use super::{
     BatchPlan, Rows, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS, INSERT_USAGE_COLUMNS,
     ROLLUP_COUNTERS,
 };
-use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY};
+use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
 use crate::store::usage::UsageEntry;
 
 /// Single-row statements for the SQLite executor, built once.
@@ -86,6 +86,14 @@ pub(super) fn write_sqlite(
         let mut s = tx.prepare_cached(SETTLE_ACCOUNT)?;
         execute_numbered(&mut s, &[release, charge, account_id, &seq])?;
     }
+    for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
+        let mut s = tx.prepare_cached(SETTLE_SECRET)?;
+        use super::Cell::{Int, MaybeText};
+        execute_numbered(
+            &mut s,
+            &[Int(*last_used), Int(*secret_id), MaybeText(*client)],
+        )?;
+    }
     {
         let mut daily = tx.prepare_cached(&sql.daily)?;
         for (k, n) in sorted(&plan.daily) {
@@ -107,9 +115,9 @@ fn execute_numbered<V: ToSql>(
     stmt: &mut rusqlite::CachedStatement<'_>,
     values: &[V],
 ) -> rusqlite::Result<usize> {
-    const NAMES: [&str; 19] = [
+    const NAMES: [&str; 20] = [
         "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14",
-        "$15", "$16", "$17", "$18", "$19",
+        "$15", "$16", "$17", "$18", "$19", "$20",
     ];
     if values.len() > NAMES.len() {
         return Err(rusqlite::Error::InvalidParameterCount(

@@ -78,7 +78,7 @@ async fn journal_replay_applies_each_missing_entry_once() {
 #[test]
 fn sqlite_statements_number_every_parameter() {
     let sql = &*SQLITE_SQL;
-    assert!(sql.usage.ends_with("$19)"), "{}", sql.usage);
+    assert!(sql.usage.ends_with("$20)"), "{}", sql.usage);
     assert!(sql.daily.contains("$13)"), "{}", sql.daily);
     assert!(sql
         .daily_keys

@@ -6,7 +6,9 @@
 //! on disk, and the conversions below destructure every field, so such a change does not
 //! compile until someone decides what the journal does about it (map it onto version 1, or
 //! add a version 2 and keep reading 1). Version 0 is the unversioned format of earlier
-//! builds, whose JSON is exactly version 1's.
+//! builds, whose JSON is exactly version 1's. Version 2 ([`EntryV2`]) adds, beside each
+//! entry's usage, the secret that served it (`key_secrets` id and last four; issue 15);
+//! entries of versions 0 and 1 read back without one.
 
 use std::borrow::Cow;
 use std::io;
@@ -20,7 +22,9 @@ use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 /// `[u32 length][u32 CRC-32]` before each payload.
 pub(super) const HEADER: usize = 8;
 /// The version this build writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The previous version, still read.
+const VERSION_1: u8 = 1;
 /// Version 0 has no version byte: its payload starts with the JSON object.
 const LEGACY_FIRST_BYTE: u8 = b'{';
 
@@ -40,7 +44,7 @@ impl Encoded {
         let mut json = Vec::with_capacity(512 * entries.len());
         serde::Serializer::collect_seq(
             &mut serde_json::Serializer::new(&mut json),
-            entries.iter().map(EntryV1::from),
+            entries.iter().map(EntryV2::from),
         )?;
         Ok(Encoded(json))
     }
@@ -115,7 +119,7 @@ pub(super) fn frame_at(bytes: &[u8], at: usize) -> Frame<'_> {
 pub(super) fn split_version(payload: &[u8]) -> Result<(u8, &[u8]), u8> {
     match payload.first() {
         Some(&LEGACY_FIRST_BYTE) => Ok((0, payload)),
-        Some(&VERSION) => Ok((VERSION, &payload[1..])),
+        Some(&v @ (VERSION | VERSION_1)) => Ok((v, &payload[1..])),
         Some(&other) => Err(other),
         None => Err(0),
     }
@@ -127,20 +131,19 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<(u8, Record), String> {
     let (version, json) = split_version(payload).map_err(|v| {
         format!(
             "has a valid checksum but format version {v}, which this build of lowrouter does \
-             not read (it reads version {VERSION}, and unversioned records starting with `{{`)"
+             not read (it reads versions {VERSION_1} and {VERSION}, and unversioned records starting with `{{`)"
         )
     })?;
-    let r = serde_json::from_slice::<RecordV1>(json).map_err(|e| {
-        format!("has a valid checksum but does not decode as format version {version}: {e}")
-    })?;
-    let entries = r.entries.into_iter().map(UsageEntry::from).collect();
-    Ok((
-        version,
-        Record {
-            seq: r.seq,
-            entries,
-        },
-    ))
+    let bad =
+        |e| format!("has a valid checksum but does not decode as format version {version}: {e}");
+    let (seq, entries) = if version == VERSION {
+        let r = serde_json::from_slice::<RecordV2>(json).map_err(bad)?;
+        (r.seq, r.entries.into_iter().map(UsageEntry::from).collect())
+    } else {
+        let r = serde_json::from_slice::<RecordV1>(json).map_err(bad)?;
+        (r.seq, r.entries.into_iter().map(UsageEntry::from).collect())
+    };
+    Ok((version, Record { seq, entries }))
 }
 
 /// A record of version 1 (and 0) on disk: `{"seq": n, "entries": [...]}`.
@@ -149,6 +152,69 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<(u8, Record), String> {
 struct RecordV1 {
     seq: i64,
     entries: Vec<EntryV1<'static>>,
+}
+
+/// A record of version 2: `{"seq": n, "entries": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV2 {
+    seq: i64,
+    entries: Vec<EntryV2<'static>>,
+}
+
+/// A usage entry on disk, version 2: version 1's usage and hold, and the secret that served
+/// the request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryV2<'a> {
+    usage: UsageV1<'a>,
+    /// Left out when unknown, so such an entry reads the same as version 1's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<SecretV2<'a>>,
+    reservation: Option<ReservationV1<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretV2<'a> {
+    id: i64,
+    last4: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<Cow<'a, str>>,
+}
+
+impl<'a> From<&'a UsageEntry> for EntryV2<'a> {
+    fn from(e: &'a UsageEntry) -> Self {
+        let EntryV1 { usage, reservation } = EntryV1::from(e);
+        let secret = match (e.usage.secret_id, &e.usage.secret_last4) {
+            (Some(id), Some(last4)) => Some(SecretV2 {
+                id,
+                last4: Cow::Borrowed(last4),
+                client: borrowed(&e.usage.client),
+            }),
+            _ => None,
+        };
+        EntryV2 {
+            usage,
+            secret,
+            reservation,
+        }
+    }
+}
+
+impl From<EntryV2<'_>> for UsageEntry {
+    fn from(e: EntryV2<'_>) -> Self {
+        let mut entry = UsageEntry::from(EntryV1 {
+            usage: e.usage,
+            reservation: e.reservation,
+        });
+        if let Some(s) = e.secret {
+            entry.usage.secret_id = Some(s.id);
+            entry.usage.secret_last4 = Some(s.last4.into_owned());
+            entry.usage.client = s.client.map(Cow::into_owned);
+        }
+        entry
+    }
 }
 
 /// A usage entry on disk, version 1: the usage row and the hold it settles.
@@ -228,6 +294,10 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
             latency_ms,
             started_at,
             completed_at,
+            // Version 2 carries them beside the usage (`EntryV2`).
+            secret_id: _,
+            secret_last4: _,
+            client: _,
         } = &e.usage;
         EntryV1 {
             usage: UsageV1 {
@@ -307,6 +377,9 @@ impl From<EntryV1<'_>> for UsageEntry {
                 latency_ms: u.latency_ms,
                 started_at: u.started_at,
                 completed_at: u.completed_at,
+                secret_id: None,
+                secret_last4: None,
+                client: None,
             },
             reservation: e.reservation.map(|r| Reservation {
                 id: r.id.into_owned(),
@@ -334,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_round_trip_through_version_1() {
+    fn entries_round_trip_through_version_2() {
         let mut refused = sample_entry("gen-1", 3, 4);
         refused.usage.status = UsageStatus::ClientError;
         refused.usage.error_code = Some("bad \"model\"\n".into());
@@ -371,10 +444,10 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_other_json_are_refused() {
-        let mut v2 = vec![2];
-        v2.extend_from_slice(V1_JSON.as_bytes());
-        let e = decode_payload(&v2).unwrap_err();
-        assert!(e.contains("format version 2"), "{e}");
+        let mut v3 = vec![3];
+        v3.extend_from_slice(V1_JSON.as_bytes());
+        let e = decode_payload(&v3).unwrap_err();
+        assert!(e.contains("format version 3"), "{e}");
 
         // Version 1 with a field it does not have (say, from a build that added one without
         // a new version): refused, not half-read.

@@ -93,9 +93,9 @@ fn a_whole_record_that_does_not_decode_refuses_the_start() {
     let mut torn = good.clone();
     torn.extend_from_slice(&good[..5]);
     std::fs::write(&seg0, &torn).unwrap();
-    let v2 = framed(b"\x02{\"seq\":2,\"entries\":[]}");
+    let v3 = framed(b"\x03{\"seq\":2,\"entries\":[]}");
     let not_v1 = framed(b"\x01{\"seq\":2,\"rows\":[]}");
-    for bad in [v2, not_v1] {
+    for bad in [v3, not_v1] {
         let mut planted = good.clone();
         planted.extend_from_slice(&bad);
         std::fs::write(&seg1, &planted).unwrap();
@@ -125,7 +125,10 @@ fn a_whole_record_that_does_not_decode_refuses_the_start() {
 fn an_unversioned_journal_from_an_earlier_build_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");
-    let encoded = Encoded::new(&[entry("old")]).unwrap();
+    // Without a secret, an entry encodes exactly as version 1 did.
+    let mut old = entry("old");
+    (old.usage.secret_id, old.usage.secret_last4) = (None, None);
+    let encoded = Encoded::new(&[old]).unwrap();
     let mut payload = b"{\"seq\":5,\"entries\":".to_vec();
     payload.extend_from_slice(&encoded.0);
     payload.push(b'}');

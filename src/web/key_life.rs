@@ -1,0 +1,238 @@
+//! A key's page (its secrets, last use, age) and its lifecycle: Roll (a new secret for the
+//! same key, revealed once like Create), Retire now and Extend for the previous secret.
+//!
+//! Roll is not guarded by a one-use form id as Create is: a repeated roll is safe by the
+//! store's rule (`Store::roll_key`: a current secret that never served a request is the one
+//! replaced), and refusing the repeat would leave the owner without the secret it made.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::error::WebResult;
+use super::form::CsrfForm;
+use super::keys::{html, live_key, reveal, KeyView};
+use super::{see_other, Dashboard, Layout};
+use crate::domain::roll_form::RollFormInput;
+use crate::domain::{time_util, ApiToken};
+use crate::state::AppState;
+use crate::store::key_secrets::{Retirement, SecretRow};
+use crate::store::keys::KeyRow;
+use crate::store::StoreError;
+
+/// How much "Extend" adds to the previous secret's deadline.
+pub const EXTEND_MS: i64 = 24 * 3_600_000;
+
+/// A secret as the key page shows it.
+pub struct SecretView {
+    pub masked: String,
+    pub current: bool,
+    pub created: String,
+    pub last_used: String,
+    /// Where its last request came from, coarsened.
+    pub client: Option<String>,
+    /// When a previous secret retires, in words.
+    pub retires: Option<String>,
+    /// Reported as leaked: where (or that the place is unknown).
+    pub leaked: Option<String>,
+}
+
+impl SecretView {
+    pub fn new(s: &SecretRow, now: i64) -> Self {
+        let life = s.life();
+        let retires = (!s.is_current()).then(|| {
+            let due = life.due().map_or_else(
+                || "when retired by hand".to_owned(),
+                |d| format!("{} ({})", time_util::relative(now, d), time_util::format_minute(d)),
+            );
+            match (s.quiet_ms, s.retires_at) {
+                (Some(q), Some(deadline)) => format!(
+                    "Retires once it has served no request for {}: {due}, as things stand; at the latest {}.",
+                    quiet_words(q),
+                    time_util::format_minute(deadline)
+                ),
+                _ => format!("Retires {due}."),
+            }
+        });
+        SecretView {
+            masked: s.masked(),
+            current: s.is_current(),
+            created: time_util::format_minute(s.created_at),
+            last_used: last_used_words(now, s.last_used_at),
+            client: s.last_client.clone(),
+            retires,
+            leaked: s.quarantined_at.map(|_| {
+                s.quarantine_url
+                    .clone()
+                    .unwrap_or_else(|| "an unknown place".into())
+            }),
+        }
+    }
+}
+
+/// `3 minutes ago (2026-11-30 12:00 UTC)`, or `Never`.
+pub fn last_used_words(now: i64, t: Option<i64>) -> String {
+    t.map_or_else(
+        || "Never".into(),
+        |t| {
+            format!(
+                "{} ({})",
+                time_util::relative(now, t),
+                time_util::format_minute(t)
+            )
+        },
+    )
+}
+
+fn quiet_words(ms: i64) -> String {
+    if ms % 60_000 == 0 {
+        let m = ms / 60_000;
+        format!("{m} minute{}", if m == 1 { "" } else { "s" })
+    } else {
+        format!("{} seconds", ms / 1000)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "key.html")]
+struct KeyPage {
+    layout: Layout,
+    key: KeyView,
+    secrets: Vec<SecretView>,
+    has_previous: bool,
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+) -> WebResult<HttpResponse> {
+    let now = time_util::now_ms();
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
+    view.last_model = state.store.last_model(user.id(), &key.name).await?;
+    let page = KeyPage {
+        layout: user.layout("keys"),
+        key: view,
+        has_previous: secrets.iter().any(|s| !s.is_current()),
+        secrets: secrets.iter().map(|s| SecretView::new(s, now)).collect(),
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+#[derive(Template)]
+#[template(path = "key_roll.html")]
+struct RollPage {
+    layout: Layout,
+    id: i64,
+    name: String,
+    input: RollFormInput,
+    error: Option<String>,
+    pending: Option<String>,
+}
+
+async fn roll_page(
+    state: &AppState,
+    user: &Dashboard,
+    key: &KeyRow,
+    input: RollFormInput,
+    error: Option<String>,
+) -> WebResult<RollPage> {
+    let now = time_util::now_ms();
+    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let pending = secrets
+        .iter()
+        .find(|s| !s.is_current() && s.is_live(now))
+        .map(SecretRow::masked);
+    Ok(RollPage {
+        layout: user.layout("keys"),
+        id: key.id,
+        name: key.name.clone(),
+        input,
+        error,
+        pending,
+    })
+}
+
+pub async fn roll_form(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let page = roll_page(&state, &user, &key, RollFormInput::defaults(), None).await?;
+    html(StatusCode::OK, page.render()?)
+}
+
+/// Rolls and answers with the reveal of the new secret (no redirect, `no-store`).
+pub async fn roll(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let input = RollFormInput {
+        retire: form.get("retire").to_owned(),
+        quiet_minutes: form.get("quiet_minutes").to_owned(),
+        deadline_days: form.get("deadline_days").to_owned(),
+        at: form.get("at").to_owned(),
+    };
+    let retire: Retirement = match input.parse(time_util::now_ms()) {
+        Ok(r) => r,
+        Err(message) => {
+            let page = roll_page(&state, &user, &key, input, Some(message)).await?;
+            return html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?);
+        }
+    };
+    let token = ApiToken::generate();
+    state
+        .store
+        .roll_key(user.id(), key.id, &token, retire)
+        .await?;
+    tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
+    reveal(&user, &req, key.name, &token, true)
+}
+
+pub async fn retire(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let message = match state.store.retire_previous(user.id(), key.id).await {
+        Ok(()) => "The previous secret is retired: requests with it now fail.",
+        Err(StoreError::NotFound) => "There is no previous secret to retire.",
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(
+        account_id = user.id(),
+        key_id = key.id,
+        "previous secret retired"
+    );
+    user.session.set_flash(message)?;
+    Ok(see_other(&format!("/keys/{}", key.id)))
+}
+
+pub async fn extend(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let key = live_key(&state, &user, path.into_inner()).await?;
+    let message = match state
+        .store
+        .extend_previous(user.id(), key.id, EXTEND_MS)
+        .await
+    {
+        Ok(()) => "The previous secret's deadline is 24 hours later.",
+        Err(StoreError::NotFound) => "There is no previous secret to extend.",
+        Err(e) => return Err(e.into()),
+    };
+    user.session.set_flash(message)?;
+    Ok(see_other(&format!("/keys/{}", key.id)))
+}
