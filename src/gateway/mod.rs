@@ -1,6 +1,8 @@
 //! The OpenAI-compatible gateway under `/api/v1`. Every request is authenticated against the
 //! database (see `auth`), scoped and reserved (see `chat`), and recorded through the group
-//! commit writer (see `usage_writer`).
+//! commit writer (see `usage_writer`). The management API (`management`, with management
+//! keys) and the OpenAPI document (`openapi`) share the scope: every `/api/v1` route is
+//! registered here, in one place.
 
 pub mod auth;
 pub mod chat;
@@ -9,6 +11,9 @@ pub mod error;
 pub mod holds;
 pub mod info;
 pub mod ledger;
+pub mod management;
+pub mod openapi;
+pub mod rate_limit;
 pub mod refusals;
 pub mod upstream;
 pub mod usage_writer;
@@ -27,6 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             "x-credit-balance",
             "x-lowrouter-generation-id",
             "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
         ])
         .max_age(3600);
     cfg.service(
@@ -42,6 +50,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/key", web::get().to(info::key))
             .route("/credits", web::get().to(info::credits))
             .route("/generation/{id}", web::get().to(info::generation))
+            .route("/keys", web::get().to(management::keys::list))
+            .route("/keys", web::post().to(management::keys::create))
+            .route("/keys/{id}", web::get().to(management::keys::get))
+            .route("/keys/{id}", web::patch().to(management::keys::patch))
+            .route("/keys/{id}", web::delete().to(management::keys::delete))
+            .route("/usage", web::get().to(management::usage::list))
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
             .default_service(web::to(not_found)),
     );
 }

@@ -15,9 +15,12 @@
 
 pub mod accounts;
 mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod lease_book;
 pub mod ledger;
+pub mod management_keys;
+mod rate_limits;
 pub mod secrets;
 pub mod sessions;
 mod sqlite_direct;
@@ -258,10 +261,12 @@ impl Store {
                 },
             };
             store.backfill_name_skeletons().await?;
+            store.backfill_public_ids().await?;
             return Ok(store);
         };
         store.migrate().await?;
         store.backfill_name_skeletons().await?;
+        store.backfill_public_ids().await?;
         Ok(store)
     }
 

@@ -9,6 +9,7 @@ pub mod form;
 pub mod headers;
 pub mod home;
 pub mod keys;
+pub mod management_keys;
 pub mod password;
 pub mod reasons;
 pub mod session;
@@ -47,6 +48,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/keys/{id}/enable", web::post().to(keys::enable))
         .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
         .route("/keys/{id}/delete", web::post().to(keys::delete))
+        .route("/management-keys", web::get().to(management_keys::list))
+        .route("/management-keys", web::post().to(management_keys::create))
+        .route(
+            "/management-keys/{id}/revoke",
+            web::post().to(management_keys::revoke),
+        )
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))

@@ -10,6 +10,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod keys;
+mod management;
 mod ops;
 mod providers;
 mod sdk;

@@ -24,6 +24,12 @@ use outcome::Ctx;
 use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
 
+#[utoipa::path(post, path = "/api/v1/chat/completions", tag = "gateway", security(("api_key" = [])),
+    request_body(content = Object, description = "OpenAI chat completion request (`model`, `messages`, `stream`, …)"),
+    responses((status = 200, description = "OpenAI chat completion, or an SSE stream with `\"stream\": true`"),
+        (status = 400, body = crate::gateway::openapi::ErrorBody), (status = 401, body = crate::gateway::openapi::ErrorBody), (status = 402, body = crate::gateway::openapi::ErrorBody),
+        (status = 403, body = crate::gateway::openapi::ErrorBody), (status = 404, body = crate::gateway::openapi::ErrorBody), (status = 429, body = crate::gateway::openapi::ErrorBody),
+        (status = 502, body = crate::gateway::openapi::ErrorBody), (status = 503, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn completions(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -35,6 +41,12 @@ pub async fn completions(
         Ok(a) => a,
         Err(e) => return state.refusals.after_failed_auth(&req, e).into_response(),
     };
+    // The key's own rate limits, before anything is read or held (a refused request is not
+    // recorded: it cost nothing).
+    let slot = match state.rate_limits.admit(&authed.key.key, started_ms).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
     let mut ctx = Ctx {
         authed,
         generation_id: new_generation_id(),
@@ -45,6 +57,7 @@ pub async fn completions(
         provider: None,
         region: None,
         streamed: false,
+        _slot: slot,
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     let raw = match read_body(payload, state.settings.max_body_bytes).await {

@@ -40,6 +40,9 @@ pub(super) struct Ctx {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub streamed: bool,
+    /// The key's in-flight slot (concurrency limit), given back when the request ends: the
+    /// context lives until the response, or the stream, is done.
+    pub _slot: Option<crate::gateway::rate_limit::Slot>,
 }
 
 pub(super) struct Outcome {
