@@ -125,9 +125,15 @@ const NOT_ID_ROUTES: &[(&str, &str)] =
 /// the file's `web::scope("…")` if it has one.
 fn routes_in(src: &str) -> Vec<(String, String)> {
     let scope = between(src, "web::scope(\"", "\"").unwrap_or("");
-    src.split(".route(\"")
+    // `.route(` then the path's literal, on the same line or (as rustfmt wraps long ones)
+    // the next.
+    src.split(".route(")
         .skip(1)
         .map(|piece| {
+            let piece = piece
+                .trim_start()
+                .strip_prefix('"')
+                .expect("route path is a literal");
             let path = piece.split('"').next().unwrap();
             let method = between(piece, "web::", "()").expect("route has a method guard");
             (method.to_uppercase(), format!("{scope}{path}"))

@@ -13,6 +13,7 @@ mod keys;
 mod management;
 mod ops;
 mod providers;
+mod rate_limits;
 mod sdk;
 mod security;
 mod sessions;
