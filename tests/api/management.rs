@@ -663,3 +663,109 @@ async fn cli_creates_a_management_key_once() {
         "the page never shows the token"
     );
 }
+
+/// Whether `v` is of a JSON Schema `type` (`"string"`, or a list such as
+/// `["string", "null"]`), or of one of `oneOf`/`anyOf`.
+fn fits(schema: &Value, v: &Value) -> bool {
+    let one = |t: &str| match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "null" => v.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) => one(t),
+        Value::Array(ts) => ts.iter().any(|t| t.as_str().is_some_and(one)),
+        _ => ["oneOf", "anyOf"]
+            .iter()
+            .find_map(|k| schema[*k].as_array())
+            .is_none_or(|alts| alts.iter().any(|s| fits(s, v))),
+    }
+}
+
+/// A schema validator over real responses: every field the server sends is in the
+/// document's schema with a type that fits, and every required field is sent.
+fn assert_fits(doc: &Value, name: &str, v: &Value) {
+    let schema = &doc["components"]["schemas"][name];
+    let props = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {name}"));
+    let obj = v.as_object().unwrap_or_else(|| panic!("{name}: {v}"));
+    for (k, value) in obj {
+        let p = props
+            .get(k)
+            .unwrap_or_else(|| panic!("{name}.{k} is not documented"));
+        assert!(fits(p, value), "{name}.{k} = {value} does not fit {p}");
+    }
+    for r in schema["required"].as_array().into_iter().flatten() {
+        assert!(
+            obj.contains_key(r.as_str().unwrap()),
+            "{name}.{r} is required but absent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn responses_agree_with_the_openapi_schemas() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let mk = management_key(&app, "m", false).await;
+    let (_, created) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        &mk,
+        Some(
+            json!({"name": "schema", "models": ["test/ok"], "region": "eu-west",
+            "daily_limit": 1.5, "monthly_limit": "10", "expires_at": "2099-12-31",
+            "rpm_limit": 10, "concurrency_limit": 2}),
+        ),
+    )
+    .await;
+    assert_fits(&doc, "CreatedKey", &created);
+    assert_fits(&doc, "KeyObject", &created["data"]);
+    let token = created["token"].as_str().unwrap();
+    assert_eq!(
+        app.echo(token, "x").await.status(),
+        403,
+        "model outside the key's scope"
+    );
+    let (_, plain) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        &mk,
+        Some(json!({"name": "plain"})),
+    )
+    .await;
+    assert_fits(&doc, "KeyObject", &plain["data"]);
+    assert_eq!(
+        app.echo(plain["token"].as_str().unwrap(), "x")
+            .await
+            .status(),
+        200
+    );
+    let (_, list) = call(&app, Method::GET, "/api/v1/keys?limit=1", &mk, None).await;
+    assert_fits(&doc, "KeyList", &list);
+    let (_, usage) = call(&app, Method::GET, "/api/v1/usage", &mk, None).await;
+    assert_fits(&doc, "UsageList", &usage);
+    assert_eq!(usage["data"].as_array().unwrap().len(), 2);
+    for row in usage["data"].as_array().unwrap() {
+        assert_fits(&doc, "UsageObject", row);
+    }
+    let (_, e) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        &mk,
+        Some(json!({"name": ""})),
+    )
+    .await;
+    assert_fits(&doc, "ErrorBody", &e);
+    assert_fits(&doc, "ErrorDetail", &e["error"]);
+}

@@ -58,6 +58,10 @@ async fn the_form_checks_the_limits() {
     }
     app.create_key("ok", &[("rpm_limit", "60"), ("concurrency_limit", "4")])
         .await;
+    assert!(app
+        .get_html("/keys")
+        .await
+        .contains("Rate: 60 requests/min · 4 at once"));
     let id = app.key_id("ok").await;
     let html = app.get_html(&format!("/keys/{id}/edit")).await;
     assert!(html.contains("name=\"rpm_limit\" type=\"text\" inputmode=\"numeric\" value=\"60\""));
