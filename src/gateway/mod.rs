@@ -43,6 +43,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 !cors_origins.is_empty(),
                 cors,
             ))
+            // A query string that does not decode is answered in the API's error shape.
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                error::ApiError::invalid_request(format!("The query string is not valid: {e}."))
+                    .into()
+            }))
             .route("/chat/completions", web::post().to(chat::completions))
             .route("/chat/completions", web::route().to(post_only))
             .route("/models", web::get().to(info::models))
