@@ -40,6 +40,25 @@ pub struct Route {
     pub upstream_model: String,
 }
 
+/// The endpoint a model answers: a chat model is never called for embeddings, nor the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embeddings,
+}
+
+impl ModelKind {
+    /// The provider's path for it, under the provider's `base_url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat/completions",
+            ModelKind::Embeddings => "embeddings",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -50,7 +69,12 @@ pub struct Model {
     /// Credits per million completion tokens.
     pub output_price: Credits,
     /// Upper bound on completion tokens: the reservation's worst case when a request sets none.
+    /// Embeddings models produce none: 0 will do.
+    #[serde(default)]
     pub max_output_tokens: u32,
+    /// Which endpoint serves the model (`chat`, the default, or `embeddings`).
+    #[serde(default)]
+    pub kind: ModelKind,
     /// Providers serving the model, in order of preference (the fallback order).
     pub routes: Vec<Route>,
 }

@@ -84,6 +84,23 @@ pub struct Settings {
     pub metrics_bind: Option<String>,
     /// On SIGTERM/Ctrl-C: how long in-flight requests and streams may take to finish.
     pub shutdown_timeout: Duration,
+    /// New accounts must open a link sent to their email address before they can create
+    /// keys, and get `signup_grant` then. Needs `smtp_url`, `mail_from` and
+    /// `public_base_url` (checked at start: [`Settings::check`]).
+    pub require_email_verification: bool,
+    /// Where mail goes out, as lettre reads it: `smtp://host:port` (plain, for a relay on
+    /// localhost), `smtp://host?tls=required` (STARTTLS), `smtps://host` (TLS from the
+    /// start); `smtp://user:password@host` to authenticate. A secret: it may hold a password.
+    pub smtp_url: Option<Secret>,
+    /// The sender of verification mail: `LowRouter <noreply@example.com>` or an address.
+    pub mail_from: Option<String>,
+    /// The dashboard's address as people reach it (`https://keys.example.com`), for links in
+    /// mail. Never taken from a request's `Host`, which a stranger chooses.
+    pub public_base_url: Option<String>,
+    /// Verification mail per account: at most one per `verification_resend_interval` and
+    /// `verification_mails_per_day` per 24 hours, the sign-up's own included.
+    pub verification_resend_interval: Duration,
+    pub verification_mails_per_day: u32,
 }
 
 impl Default for Settings {
@@ -101,7 +118,8 @@ impl Default for Settings {
             upstream_first_byte_timeout: Duration::from_secs(120),
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30 * 60),
-            max_body_bytes: 1024 * 1024,
+            // What providers take for a chat request with images (OpenAI: 20 MB per image).
+            max_body_bytes: 20 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
             login_max_failures: 5,
@@ -113,6 +131,12 @@ impl Default for Settings {
             password_hash_queue: 4 * cores,
             metrics_bind: None,
             shutdown_timeout: Duration::from_secs(30),
+            require_email_verification: false,
+            smtp_url: None,
+            mail_from: None,
+            public_base_url: None,
+            verification_resend_interval: Duration::from_secs(60),
+            verification_mails_per_day: 10,
         }
     }
 }
@@ -143,6 +167,10 @@ struct FileSettings {
     password_hash_queue: Option<usize>,
     metrics_bind: Option<String>,
     shutdown_timeout_secs: Option<u64>,
+    require_email_verification: Option<bool>,
+    smtp_url: Option<Secret>,
+    mail_from: Option<String>,
+    public_base_url: Option<String>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -161,6 +189,23 @@ fn parse_origins(name: &'static str, list: Vec<String>) -> Result<Vec<String>, C
         }
     }
     Ok(list)
+}
+
+/// `https://keys.example.com` or `http://127.0.0.1:8080/prefix`: http(s), a host, no user,
+/// query or fragment; kept without its trailing slash, so `{base}/verify-email` is a link.
+fn parse_base_url(v: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("{v:?} {why}; expected a URL like https://keys.example.com");
+    let url = reqwest::Url::parse(v.trim()).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("is not an http(s) address"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("holds a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("has a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +327,20 @@ impl Settings {
         if let Some(v) = f.shutdown_timeout_secs {
             self.shutdown_timeout = Duration::from_secs(v);
         }
+        if let Some(v) = f.require_email_verification {
+            self.require_email_verification = v;
+        }
+        if let Some(v) = f.smtp_url {
+            self.smtp_url = Some(v);
+        }
+        if let Some(v) = f.mail_from {
+            self.mail_from = Some(v);
+        }
+        if let Some(v) = f.public_base_url {
+            self.public_base_url = Some(parse_base_url(&v).map_err(|m| {
+                ConfigError::Invalid(format!("{shown_again}: public_base_url: {m}"))
+            })?);
+        }
         Ok(())
     }
 
@@ -349,6 +408,9 @@ impl Settings {
                     message,
                 })?;
         }
+        if let Some(v) = get("LOWROUTER_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("LOWROUTER_MAX_BODY_BYTES", &v)?;
+        }
         if let Some(v) = get("LOWROUTER_SIGNUP_MAX_PER_HOUR") {
             self.signup_max_per_hour = parse("LOWROUTER_SIGNUP_MAX_PER_HOUR", &v)?;
         }
@@ -356,7 +418,53 @@ impl Settings {
             self.session_max_age =
                 Duration::from_secs(parse::<u64>("LOWROUTER_SESSION_MAX_AGE_DAYS", &v)? * 86_400);
         }
+        if let Some(v) = get("LOWROUTER_REQUIRE_EMAIL_VERIFICATION") {
+            self.require_email_verification = parse("LOWROUTER_REQUIRE_EMAIL_VERIFICATION", &v)?;
+        }
+        // Empty unsets (over the file's value), as for `metrics_bind`.
+        if let Some(v) = get("LOWROUTER_SMTP_URL") {
+            self.smtp_url = Some(v).filter(|v| !v.trim().is_empty()).map(Secret);
+        }
+        if let Some(v) = get("LOWROUTER_MAIL_FROM") {
+            self.mail_from = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = get("LOWROUTER_PUBLIC_BASE_URL") {
+            self.public_base_url = match v.trim() {
+                "" => None,
+                v => Some(parse_base_url(v).map_err(|message| ConfigError::Env {
+                    name: "LOWROUTER_PUBLIC_BASE_URL",
+                    message,
+                })?),
+            };
+        }
         Ok(())
+    }
+
+    /// What no single setting can check alone: email verification needs a way to send mail
+    /// and an address to link to. Called at start, so a gap fails there with its name.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.require_email_verification {
+            return Ok(());
+        }
+        let missing: Vec<&str> = [
+            ("smtp_url", self.smtp_url.is_none()),
+            ("mail_from", self.mail_from.is_none()),
+            ("public_base_url", self.public_base_url.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, absent)| absent.then_some(name))
+        .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "require_email_verification is on, but {} not set: verification links are sent \
+             by mail (smtp_url, mail_from) and point at this dashboard's public address \
+             (public_base_url, e.g. https://keys.example.com); set them (file keys, or \
+             LOWROUTER_SMTP_URL, LOWROUTER_MAIL_FROM, LOWROUTER_PUBLIC_BASE_URL), or turn \
+             verification off",
+            missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }
+        )))
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -385,85 +493,4 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_overrides_defaults() {
-        let mut s = Settings::default();
-        s.apply_env(|k| match k {
-            "LOWROUTER_BIND" => Some("0.0.0.0:9000".into()),
-            "LOWROUTER_SIGNUP_GRANT" => Some("12.50".into()),
-            "LOWROUTER_COOKIE_SECURE" => Some("true".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(s.bind, "0.0.0.0:9000");
-        assert_eq!(s.signup_grant.micros(), 12_500_000);
-        assert!(s.cookie_secure);
-        let bad = Settings::default()
-            .apply_env(|k| (k == "LOWROUTER_SIGNUP_GRANT").then(|| "lots".into()));
-        assert!(bad.is_err());
-    }
-
-    #[test]
-    fn trusted_proxies_from_the_environment() {
-        let mut s = Settings::default();
-        assert!(s.trusted_proxies.is_empty(), "none by default");
-        s.apply_env(|k| {
-            (k == "LOWROUTER_TRUSTED_PROXIES").then(|| "10.0.0.0/8, 127.0.0.1,::1".into())
-        })
-        .unwrap();
-        let want: Vec<IpNet> = ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
-            .iter()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        assert_eq!(s.trusted_proxies, want);
-        let bad = Settings::default()
-            .apply_env(|k| (k == "LOWROUTER_TRUSTED_PROXIES").then(|| "10.0.0.0/8,proxy".into()));
-        assert!(bad.is_err());
-    }
-
-    #[test]
-    fn abuse_settings_from_the_file() {
-        let path = std::env::temp_dir().join(format!("lowrouter-test-{}.toml", std::process::id()));
-        std::fs::write(
-            &path,
-            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nsignup_max_per_hour = 2\n\
-             session_max_age_days = 1\npassword_hash_workers = 0\npassword_hash_queue = 3\n",
-        )
-        .unwrap();
-        let mut s = Settings::default();
-        s.apply_file(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(s.trusted_proxies.len(), 2);
-        assert_eq!(s.signup_max_per_hour, 2);
-        assert_eq!(s.session_max_age, Duration::from_secs(86_400));
-        assert_eq!(s.password_hash_workers, 1, "at least one worker");
-        assert_eq!(s.password_hash_queue, 3);
-    }
-
-    #[test]
-    fn relative_sqlite_paths_follow_the_config_file() {
-        assert_eq!(
-            resolve_sqlite_url("sqlite://x.db", Path::new("/etc/lr")),
-            "sqlite:///etc/lr/x.db"
-        );
-        assert_eq!(
-            resolve_sqlite_url("sqlite:///var/x.db", Path::new("/etc")),
-            "sqlite:///var/x.db"
-        );
-        assert_eq!(
-            resolve_sqlite_url("postgres://h/db", Path::new("/etc")),
-            "postgres://h/db"
-        );
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2".into())),
-            "Secret(***)"
-        );
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod health;
+pub mod mail;
 pub mod metrics;
 pub mod startup;
 pub mod state;

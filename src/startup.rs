@@ -20,6 +20,7 @@ use crate::gateway::ledger::Ledger;
 use crate::gateway::rate_limit::RateLimits;
 use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
+use crate::mail::Mailer;
 use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
 use crate::store::Store;
@@ -43,6 +44,8 @@ const SESSION_SECRET: &str = "session_key";
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        let mailer = mailer(&settings)?;
         let catalogue = Catalogue::load(settings.catalogue_path.as_deref())
             .context("loading the model catalogue")?;
         let lock = if settings.is_postgres() {
@@ -116,6 +119,7 @@ impl Application {
             form_key: Arc::new(FormKey::derive(&session_key)),
             session_key: session_key.clone(),
             settings: Arc::new(settings.clone()),
+            mailer,
         };
 
         let listener = TcpListener::bind(&settings.bind)
@@ -130,7 +134,6 @@ impl Application {
         let idle =
             actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
         let secure = settings.cookie_secure;
-        let max_body = settings.max_body_bytes;
         let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
         let cors_origins = settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -154,7 +157,8 @@ impl Application {
                 // Outermost: every request gets its id and span before anything else runs.
                 .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
-                .app_data(web::PayloadConfig::new(max_body))
+                // Dashboard forms; the gateway reads its bodies itself, up to `max_body_bytes`.
+                .app_data(web::PayloadConfig::new(crate::web::FORM_BODY_LIMIT))
                 .configure(crate::health::routes)
                 .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
                 .service(
@@ -250,6 +254,19 @@ pub(crate) fn lock_sqlite(url: &str) -> anyhow::Result<File> {
     }
 }
 
+/// The mail transport, when `smtp_url` and `mail_from` are both set (checked now: a typo in
+/// either fails the start, not the first sign-up).
+fn mailer(settings: &Settings) -> anyhow::Result<Option<Arc<Mailer>>> {
+    match (&settings.smtp_url, &settings.mail_from) {
+        (Some(url), Some(from)) => Ok(Some(Arc::new(Mailer::new(url, from)?))),
+        (None, None) => Ok(None),
+        _ => {
+            tracing::warn!("smtp_url and mail_from go together; without both, no mail is sent");
+            Ok(None)
+        }
+    }
+}
+
 /// The session signing key: configured, or generated once and kept in the database so that
 /// restarts (and other processes on the same database) keep sessions valid.
 async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> {
@@ -279,8 +296,9 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
 
 /// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:
 /// release the holds of processes that died (PostgreSQL). Every minute: holds past the
-/// longest possible request, expired sessions, idempotency keys past their 24 hours, and
-/// (PostgreSQL) rate limit minutes that are over.
+/// longest possible request, expired sessions, verification links a week past their
+/// expiry, idempotency keys past their 24 hours, and (PostgreSQL) rate limit minutes that
+/// are over.
 fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
     store.start_checkpointer();
     let pg = match ledger {
@@ -309,6 +327,12 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
             }
             if let Err(e) = store.purge_expired_sessions().await {
                 tracing::warn!(error = %e, "session purge failed");
+            }
+            if let Err(e) = store
+                .purge_old_verification_tokens(time_util::now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "verification link purge failed");
             }
             if let Err(e) = store.sweep_idempotency_keys().await {
                 tracing::warn!(error = %e, "idempotency key sweep failed");

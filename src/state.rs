@@ -11,6 +11,7 @@ use crate::gateway::rate_limit::RateLimits;
 use crate::gateway::refusals::RefusalBudgets;
 use crate::gateway::upstream::Upstreams;
 use crate::gateway::usage_writer::UsageWriter;
+use crate::mail::Mailer;
 use crate::store::Store;
 use crate::web::client::TrustedProxies;
 use crate::web::form::FormKey;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Encrypts the session cookie (read back by "Log out other sessions" to know which
     /// session to keep).
     pub session_key: Key,
-    /// Signs the sign-up and log-in forms' CSRF nonce (see `web::form`).
+    /// Signs the public forms' CSRF nonce (sign-up, log-in, email verification: `web::form`).
     pub form_key: Arc<FormKey>,
+    /// Sends verification mail; `None` without `smtp_url` and `mail_from`.
+    pub mailer: Option<Arc<Mailer>>,
 }

@@ -301,21 +301,30 @@ impl Browser {
 struct TestApp {
     address: String,
     http: reqwest::Client,
+    db_url: String,
     _dir: tempfile::TempDir,
 }
 
 /// The real app on a free port with a fresh database and the built-in catalogue.
 async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The same, with `tweak` applied to the settings.
+async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
+    let db_url = fresh_database(dir.path()).await;
+    let mut settings = Settings {
         bind: "127.0.0.1:0".into(),
-        database_url: fresh_database(dir.path()).await,
+        database_url: db_url.clone(),
         catalogue_path: None,
         ..Settings::default()
     };
+    tweak(&mut settings);
     TestApp {
         address: common::serve(settings).await.address,
         http: reqwest::Client::new(),
+        db_url,
         _dir: dir,
     }
 }
@@ -885,6 +894,85 @@ async fn screenshots_of_the_main_pages() {
     b.click("table.usage td a").await;
     b.find("dl.details").await;
     shoot(&b, "usage-detail", false, &mut problems).await;
+    b.close().await;
+    assert!(problems.is_empty(), "layout problems: {problems:#?}");
+}
+
+/// Stores a verification link for the account `email` (the browser tests run no SMTP
+/// server: tests/api/email_verify.rs follows real mail); returns its path.
+async fn plant_verification_link(app: &TestApp, email: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let token = lowrouter::domain::VerifyToken::generate();
+    let now = lowrouter::domain::time_util::now_ms();
+    let sql = format!(
+        "insert into email_verification_tokens (token_hash, account_id, created_at, expires_at) \
+         select '{}', id, {now}, {} from accounts where email = '{email}'",
+        token.hash().0,
+        now + 3_600_000
+    );
+    if app.db_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        c.execute(sql.as_str()).await.unwrap();
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        c.execute(sql.as_str()).await.unwrap();
+    }
+    format!("/verify-email?token={}", token.expose())
+}
+
+/// Email verification's pages at every width: the banner, the
+/// refused New key page, Resend refused within the minute, the link's page; then the
+/// button verifies and the banner goes.
+#[tokio::test]
+async fn email_verification_pages_fit_and_work() {
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    // Mail goes nowhere (nothing listens there): the pages do not wait for it.
+    let dead = format!("smtp://127.0.0.1:{}", free_port());
+    let app = spawn_app_with(|s| {
+        s.require_email_verification = true;
+        s.smtp_url = Some(lowrouter::config::Secret::new(dead));
+        s.mail_from = Some("noreply@example.test".into());
+        s.public_base_url = Some("https://keys.example.test".into());
+    })
+    .await;
+    let b = open_browser(&paths, &app.address, true).await;
+    let mut problems = Vec::new();
+    // Longer addresses are cut with an ellipsis in the top bar (`.email`), which the
+    // overflow check counts as cut off; the banner wraps them at any width.
+    let email = "person.verify@example.com";
+    b.goto("/signup").await;
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click_text("Create account").await;
+    b.wait_path("/keys").await;
+    assert!(b
+        .text(".verify-banner")
+        .await
+        .contains("Verify your email address."));
+    shoot(&b, "keys-unverified", true, &mut problems).await;
+
+    b.click_text("New key").await;
+    b.wait_path("/keys/new").await;
+    assert!(b
+        .text(".notice.error")
+        .await
+        .contains("Verify your email address before creating API keys"));
+    shoot(&b, "new-key-unverified", false, &mut problems).await;
+
+    b.click_text("Resend email").await;
+    b.wait_path("/verify-email/resend").await;
+    assert_eq!(b.h1().await, "Please wait");
+    shoot(&b, "resend-too-soon", true, &mut problems).await;
+
+    let link = plant_verification_link(&app, email).await;
+    b.goto(&link).await;
+    assert_eq!(b.h1().await, "Verify your email address");
+    shoot(&b, "verify-email", true, &mut problems).await;
+    b.click_text("Verify my email").await;
+    b.wait_path("/keys").await;
+    assert!(b.source().await.contains("Your email address is verified"));
+    assert!(!b.source().await.contains("verify-banner"));
     b.close().await;
     assert!(problems.is_empty(), "layout problems: {problems:#?}");
 }

@@ -439,14 +439,48 @@ async fn debug_logs_contain_no_secret() {
     });
     let dir = tempfile::tempdir().unwrap();
     let db_url = fresh_database(dir.path()).await;
-    let mut server =
-        Server::start(dir.path(), &db_url, "secrets", &[("RUST_LOG", &log_filter)]).await;
+    // Email verification on, with a password in the SMTP URL. Nothing listens there: each
+    // mail fails (and logs its failure); the link is planted in the database below.
+    let smtp_password = "smtp-Pa55word-never-logged";
+    let smtp_url = format!("smtp://mailer:{smtp_password}@127.0.0.1:{}", free_port());
+    let env = [
+        ("RUST_LOG", log_filter.as_str()),
+        ("LOWROUTER_REQUIRE_EMAIL_VERIFICATION", "true"),
+        ("LOWROUTER_SMTP_URL", smtp_url.as_str()),
+        ("LOWROUTER_MAIL_FROM", "noreply@example.test"),
+        ("LOWROUTER_PUBLIC_BASE_URL", "https://keys.example.test"),
+    ];
+    let mut server = Server::start(dir.path(), &db_url, "secrets", &env).await;
     let db = Db(db_url);
     let api = api_client();
     let b = Browser::new(&server);
 
-    // Sign up, log out, a failed login, log in again.
+    // Sign up, verify the email through its link (the page, then its form), log out, a
+    // failed login, log in again.
     let email = b.signed_up().await;
+    let link_token = lowrouter::domain::VerifyToken::generate();
+    let now = lowrouter::domain::time_util::now_ms();
+    db.i64(&format!(
+        "insert into email_verification_tokens (token_hash, account_id, created_at, expires_at) \
+         values ('{}', {}, {now}, {}) returning id",
+        link_token.hash().0,
+        db.account_id(&email).await,
+        now + 3_600_000
+    ))
+    .await;
+    let link = format!("/verify-email?token={}", link_token.expose());
+    let r = b
+        .post_form("/verify-email", &link, &[("token", link_token.expose())])
+        .await;
+    assert_eq!(r.status(), 303, "verified");
+    // Resend, verified: nothing to do.
+    assert_eq!(
+        b.post_form("/verify-email/resend", "/keys", &[])
+            .await
+            .status(),
+        303,
+        "verified: nothing to resend"
+    );
     assert_eq!(b.post_form("/logout", "/keys", &[]).await.status(), 303);
     let wrong_password = "Wr0ng-but-also-secret-pa55word";
     let r = b
@@ -537,7 +571,10 @@ async fn debug_logs_contain_no_secret() {
     );
     assert!(logs.contains("key created") && logs.contains("key revoked"));
 
+    assert!(logs.contains("email verified"));
     let mut secrets: Vec<(String, String)> = vec![
+        ("verification token".into(), link_token.expose().to_owned()),
+        ("SMTP password".into(), smtp_password.into()),
         ("token".into(), token.clone()),
         ("token's secret part".into(), token[10..51].to_owned()),
         ("mistyped token".into(), typo[10..51].to_owned()),
@@ -773,40 +810,39 @@ struct Ledger {
     rows: i64,
 }
 
+/// The account's books, read by one statement: one snapshot, so a commit the database
+/// finishes for a killed process while this reads cannot fall between two figures.
 async fn ledger(db: &Db, account: i64) -> Ledger {
-    Ledger {
-        balance: db
-            .i64(&format!("select balance from accounts where id = {account}"))
-            .await,
-        reserved: db
-            .i64(&format!(
-                "select reserved from accounts where id = {account}"
-            ))
-            .await,
+    let n = |sql: &str| format!("cast(({sql}) as text)");
+    let figures = [
+        n(&format!("select balance from accounts where id = {account}")),
+        n(&format!("select reserved from accounts where id = {account}")),
         // Reservation rows and lease rows (PostgreSQL's budget leases: slices held by a
         // process, counted in `reserved` like holds).
-        holds: db
-            .i64(&format!(
-                "select (select count(*) from reservations where account_id = {account}) \
-                 + (select count(*) from leases where account_id = {account} and amount <> 0)"
-            ))
-            .await,
-        held: db
-            .i64(&format!(
-                "select cast(coalesce((select sum(amount) from reservations where account_id = {account}), 0) \
-                 + coalesce((select sum(amount) from leases where account_id = {account}), 0) as bigint)"
-            ))
-            .await,
-        charged: db
-            .i64(&format!(
-                "select cast(coalesce(sum(cost), 0) as bigint) from usage where account_id = {account}"
-            ))
-            .await,
-        rows: db
-            .i64(&format!(
-                "select count(*) from usage where account_id = {account}"
-            ))
-            .await,
+        n(&format!(
+            "select (select count(*) from reservations where account_id = {account}) \
+             + (select count(*) from leases where account_id = {account} and amount <> 0)"
+        )),
+        n(&format!(
+            "select cast(coalesce((select sum(amount) from reservations where account_id = {account}), 0) \
+             + coalesce((select sum(amount) from leases where account_id = {account}), 0) as bigint)"
+        )),
+        n(&format!(
+            "select cast(coalesce(sum(cost), 0) as bigint) from usage where account_id = {account}"
+        )),
+        n(&format!("select count(*) from usage where account_id = {account}")),
+    ];
+    let row = db
+        .texts(&format!("select {}", figures.join(" || ',' || ")))
+        .await;
+    let v: Vec<i64> = row[0].split(',').map(|x| x.parse().unwrap()).collect();
+    Ledger {
+        balance: v[0],
+        reserved: v[1],
+        holds: v[2],
+        held: v[3],
+        charged: v[4],
+        rows: v[5],
     }
 }
 

@@ -150,6 +150,15 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
+    /// `usage.cost` is a JSON number: written from an f64, its text must still be exactly
+    /// the amount, as a decimal (to the micro-credit, up to 10^9 credits).
+    #[test]
+    fn credits_as_json_numbers_are_exact(micros in 0i64..1_000_000_000_000_000) {
+        let c = Credits::from_micros(micros);
+        let written = serde_json::to_string(&serde_json::Value::Number(c.json_number())).unwrap();
+        prop_assert_eq!(decimal_micros(&written), Some(i128::from(micros)), "{}", written);
+    }
+
     /// The parser agrees with the oracle on every string, never panics, and its errors
     /// never contain the input.
     #[test]
@@ -611,4 +620,22 @@ fn huge_bodies_parse_or_fail_cleanly() {
         "0".repeat(10_000)
     );
     assert!(parse_chat(huge_number.as_bytes()).is_err());
+}
+
+/// A JSON number's exact value in millionths, if it is a whole number of them
+/// (`"0.001234"`, `"1e-6"`, `"12.5"`).
+fn decimal_micros(text: &str) -> Option<i128> {
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: i128 = format!("{whole}{frac}").parse().ok()?;
+    let shift = exp - frac.len() as i32 + 6;
+    if shift >= 0 {
+        Some(digits * 10i128.pow(shift as u32))
+    } else {
+        let div = 10i128.pow((-shift) as u32);
+        (digits % div == 0).then(|| digits / div)
+    }
 }

@@ -84,6 +84,15 @@ impl Credits {
         format!("{:.6}", Decimal(self.0))
     }
 
+    /// The amount as a JSON number, for APIs whose clients expect one (OpenRouter's
+    /// `usage.cost`). Exact, although it goes through an `f64`: serde_json writes the shortest
+    /// decimal that reads back as the same `f64`, and a decimal of at most 15 significant
+    /// digits (any amount under 10^9 credits, to the micro-credit) is that shortest form of
+    /// its nearest `f64`. Nothing computes with it.
+    pub fn json_number(self) -> serde_json::Number {
+        serde_json::Number::from_f64(self.0 as f64 / 1_000_000.0).unwrap_or_else(|| 0.into())
+    }
+
     /// Decimals an amount needs to be shown exactly: two, or up to six for fractions of a
     /// cent (the trailing zeros beyond two dropped).
     pub fn places_needed(self) -> usize {

@@ -10,8 +10,10 @@ pub mod public_id;
 pub mod text;
 pub mod time_util;
 pub mod token;
+pub mod verify_token;
 
 pub use credits::Credits;
 pub use email::Email;
 pub use password::Password;
 pub use token::{ApiToken, ManagementToken, TokenError, TokenHash};
+pub use verify_token::VerifyToken;

@@ -22,6 +22,7 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
+#[derive(Clone)]
 pub struct EchoPlan {
     pub reply: String,
     pub prompt_tokens: u64,

@@ -132,7 +132,31 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
             .max(0);
         Value::String(Credits::from_micros(left).exact())
     };
+    let usage = state
+        .store
+        .key_spend_total(k.account_id, k.id)
+        .await
+        .map_err(store_failed)?;
+    // OpenRouter has one limit per key: the one with less room left, daily before monthly.
+    let day_left = k.daily_limit.map(|l| (l - today).max(0));
+    let month_left = k.monthly_limit.map(|l| (l - month).max(0));
+    let (limit, limit_left, reset) = match (day_left, month_left) {
+        (Some(d), Some(m)) if m < d => (k.monthly_limit, Some(m), Some("monthly")),
+        (Some(d), _) => (k.daily_limit, Some(d), Some("daily")),
+        (None, Some(m)) => (k.monthly_limit, Some(m), Some("monthly")),
+        (None, None) => (None, None, None),
+    };
+    let number = |m: i64| Value::Number(Credits::from_micros(m).json_number());
     let body = json!({"data": {
+        // OpenRouter's fields (numbers, in credits), beside ours (exact decimal strings).
+        "label": k.masked(),
+        "limit": limit.map(number),
+        "limit_remaining": limit_left.map(|l| number(l.min(available))),
+        "limit_reset": reset,
+        "usage": number(usage + held.key_day.max(0)),
+        "usage_daily": number(today),
+        "usage_monthly": number(month),
+        "is_free_tier": false,
         "name": k.name,
         "token": k.masked(),
         "models": k.model_list(),
@@ -163,11 +187,46 @@ pub async fn credits(
     let authed = authenticate_settled(&state, &req, now).await?;
     let held = outstanding(&state, &authed, now);
     let balance = Credits::from_micros((authed.available().micros() - held.account_extra).max(0));
+    let account = authed.key.key.account_id;
+    let used = state
+        .store
+        .spend_since_day(account, 0)
+        .await
+        .map_err(store_failed)?;
+    let reserved = authed.key.reserved + held.account_held;
+    let number = |m: i64| Value::Number(Credits::from_micros(m).json_number());
     let body = json!({"data": {
         "balance": balance.exact(),
-        "reserved": Credits::from_micros(authed.key.reserved + held.account_held).exact(),
+        "reserved": Credits::from_micros(reserved).exact(),
+        // OpenRouter's fields: everything granted so far, and everything spent (settled).
+        "total_credits": number(used + balance.micros() + reserved),
+        "total_usage": number(used),
     }});
     Ok(ok(balance, body))
+}
+
+fn store_failed(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "read for a gateway report failed");
+    ApiError::internal()
+}
+
+#[derive(serde::Deserialize)]
+pub struct GenerationQuery {
+    id: String,
+}
+
+/// OpenRouter's spelling: `/generation?id=…`.
+#[utoipa::path(get, path = "/api/v1/generation", tag = "gateway", security(("api_key" = [])),
+    params(("id" = String, Query, description = "`gen-…`")),
+    responses((status = 200, description = "One usage row of this account"), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
+pub async fn generation_by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = web::Query::<GenerationQuery>::from_query(req.query_string())
+        .ok()
+        .map(|q| q.into_inner().id);
+    generation_reply(state, req, id.as_deref()).await
 }
 
 /// One usage row of this key's account.
@@ -179,8 +238,21 @@ pub async fn generation(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    generation_reply(state, req, Some(&path)).await
+}
+
+async fn generation_reply(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     let authed = authenticate_settled(&state, &req, time_util::now_ms()).await?;
-    let Some(id) = GenerationId::parse(&path) else {
+    let Some(id) = id else {
+        return Err(ApiError::invalid_request(
+            "`id` (a generation id) is required.",
+        ));
+    };
+    let Some(id) = GenerationId::parse(id) else {
         return Err(ApiError::not_found("The generation"));
     };
     let row = match state
@@ -215,6 +287,13 @@ pub async fn generation(
         "latency_ms": row.latency_ms,
         "started_at": time_util::format_rfc3339(row.started_at),
         "completed_at": time_util::format_rfc3339(row.completed_at),
+        // OpenRouter's names for the same facts (finish reasons are not recorded).
+        "total_cost": Credits::from_micros(row.cost).json_number(),
+        "tokens_prompt": row.prompt_tokens,
+        "tokens_completion": row.completion_tokens,
+        "provider_name": row.provider,
+        "created_at": time_util::format_rfc3339(row.started_at),
+        "finish_reason": Value::Null,
     }});
     Ok(ok(authed.available(), body))
 }

@@ -60,7 +60,8 @@ impl Modify for BearerSchemes {
 #[openapi(
     info(title = "LowRouter Keys API", description = "OpenAI-compatible gateway (API keys, `lr-sk-…`) and management API (management keys, `lr-mk-…`)."),
     paths(
-        chat::completions, info::models, info::model, info::key, info::credits, info::generation,
+        chat::completions, chat::embeddings, info::models, info::model, info::key, info::credits,
+        info::generation, info::generation_by_query,
         keys::list, keys::create, keys::get, keys::patch, keys::delete, usage::list, openapi_json
     ),
     components(schemas(ErrorBody, ErrorDetail, ReplayBody, body::KeyObject, body::Amount)),

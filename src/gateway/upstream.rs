@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
-use crate::catalogue::{Catalogue, Provider, ProviderKind};
+use crate::catalogue::{Catalogue, ModelKind, Provider, ProviderKind};
 
 pub struct Upstreams {
     /// Tells this instance's clients apart in [`CLIENTS`] (tests run several in a process).
@@ -29,7 +29,8 @@ pub struct Upstreams {
 
 /// A provider's completions URL, parsed once (not per request), and its credentials.
 struct Endpoint {
-    url: reqwest::Url,
+    chat: reqwest::Url,
+    embeddings: reqwest::Url,
     /// The `Authorization` value; None: the provider needs none.
     auth: Option<HeaderValue>,
 }
@@ -98,11 +99,18 @@ impl Upstreams {
                     }
                 },
             };
-            let url = format!("{}/chat/completions", p.base_url.trim_end_matches('/'));
-            let url = reqwest::Url::parse(&url).map_err(|e| {
-                anyhow::anyhow!("provider {}: base_url is not a valid URL: {e}", p.id)
-            })?;
-            endpoints.insert(p.id.clone(), Endpoint { url, auth });
+            let url = |kind: ModelKind| {
+                let url = format!("{}/{}", p.base_url.trim_end_matches('/'), kind.path());
+                reqwest::Url::parse(&url).map_err(|e| {
+                    anyhow::anyhow!("provider {}: base_url is not a valid URL: {e}", p.id)
+                })
+            };
+            let endpoint = Endpoint {
+                chat: url(ModelKind::Chat)?,
+                embeddings: url(ModelKind::Embeddings)?,
+                auth,
+            };
+            endpoints.insert(p.id.clone(), endpoint);
         }
         let upstreams = Upstreams {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -145,13 +153,22 @@ impl Upstreams {
     }
 
     /// Sends the body; returns the response once its status is known to be 2xx.
-    pub async fn send(&self, p: &Provider, body: Vec<u8>) -> Result<reqwest::Response, Failure> {
+    pub async fn send(
+        &self,
+        p: &Provider,
+        kind: ModelKind,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, Failure> {
         let Some(endpoint) = self.endpoints.get(&p.id) else {
             return Err(Failure::Retryable("provider not configured".into()));
         };
+        let url = match kind {
+            ModelKind::Chat => &endpoint.chat,
+            ModelKind::Embeddings => &endpoint.embeddings,
+        };
         let mut req = self
             .client()?
-            .post(endpoint.url.clone())
+            .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(auth) = &endpoint.auth {

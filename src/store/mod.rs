@@ -1,5 +1,5 @@
 //! All SQL lives under this module: a table's queries in the file named for it (`accounts`,
-//! `keys`, `sessions`, `secrets`, `usage`), except the statements that hold and settle money
+//! `keys`, `sessions`, `secrets`, `usage`, `email_tokens`), except the statements that hold and settle money
 //! across tables in one transaction (`ledger`, `lease_book`, `usage_batch`). The same SQL text (with `$1…`
 //! placeholders and portable syntax) runs on SQLite and PostgreSQL through sqlx's native
 //! drivers: `on_read!` / `on_write!` expand a body once per backend, so every query is
@@ -14,6 +14,7 @@
 //! for one dashboard write).
 
 pub mod accounts;
+pub mod email_tokens;
 mod health;
 pub mod idempotency;
 pub mod keys;

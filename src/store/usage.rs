@@ -448,6 +448,19 @@ impl Store {
         }))
     }
 
+    /// What a key has spent since it was created (its account's rows only), from the rollup.
+    pub async fn key_spend_total(&self, account_id: i64, key_id: i64) -> Result<i64> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily where account_id = $1 and key_id = $2",
+            )
+            .bind(account_id)
+            .bind(key_id)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
     /// Top keys (`by_key`) or models by spend since `from_day`, from the daily rollup.
     pub async fn top_since_day(
         &self,

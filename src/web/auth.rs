@@ -11,7 +11,7 @@ use super::error::{WebError, WebResult};
 use super::form::{public_form_token, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, VerifyToken};
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -123,18 +123,36 @@ pub async fn signup(
             return Err(e.into());
         }
     };
-    match state
-        .store
-        .create_account(&email, &hash, state.settings.signup_grant)
-        .await
-    {
+    // With verification on, the account starts unverified and without its grant, and the
+    // link goes out by mail (`web::verify`).
+    let grant = state.settings.signup_grant;
+    let token = state
+        .settings
+        .require_email_verification
+        .then(VerifyToken::generate);
+    let created = match &token {
+        Some(t) => {
+            state
+                .store
+                .create_unverified_account(&email, &hash, &t.hash())
+                .await
+        }
+        None => state.store.create_account(&email, &hash, grant).await,
+    };
+    match created {
         Ok(id) => {
             tracing::info!(account_id = id, "account created");
             session.log_in(id)?;
-            session.set_flash(&format!(
-                "Welcome! Your account has {} credits to start with. Create your first API key below.",
-                state.settings.signup_grant
-            ))?;
+            let welcome = match &token {
+                Some(t) => {
+                    super::verify::mail_link(&state, id, &email, t);
+                    format!("Welcome! We sent a link to {}.", email.as_str())
+                }
+                None => format!(
+                    "Welcome! Your account has {grant} credits to start with. Create your first API key below."
+                ),
+            };
+            session.set_flash(&welcome)?;
             Ok(see_other("/keys"))
         }
         Err(StoreError::Conflict) => {

@@ -21,6 +21,12 @@ pub enum WebError {
     /// Too many password hashes at once (see `web::password::HashPool`): try again shortly.
     #[error("busy")]
     Busy,
+    /// A per-account budget is spent (verification mail): the page says what and how long.
+    #[error("too many requests")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Details go to the log, never to the page.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,6 +74,7 @@ impl ResponseError for WebError {
             WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +94,7 @@ impl ResponseError for WebError {
                 "Busy",
                 "The server is handling many sign-ins right now. Nothing was changed; wait a few seconds and try again.",
             ),
+            WebError::TooManyRequests { message, .. } => ("Please wait", message.as_str()),
             WebError::Internal(detail) => {
                 tracing::error!(error = %detail, "dashboard request failed");
                 ("Something went wrong", "The server could not complete this request. Nothing was changed; try again.")
@@ -96,8 +104,15 @@ impl ResponseError for WebError {
             .render()
             .unwrap_or_else(|_| message.to_owned());
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, WebError::Busy) {
-            response.insert_header((header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.to_string()));
+        match self {
+            WebError::Busy => {
+                response.insert_header((header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.to_string()));
+            }
+            WebError::TooManyRequests { retry_after, .. } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
         }
         response.content_type("text/html; charset=utf-8").body(body)
     }

@@ -1,7 +1,7 @@
 //! URL-encoded form bodies with repeated fields (`models=a&models=b`), which serde's
 //! urlencoded deserializer cannot express as a `Vec`. Every POST reads its body through
-//! [`CsrfForm`] (signed in: the token is kept in the session) or [`PublicForm`] (sign-up and
-//! log-in: no session yet), so no state-changing handler can forget the CSRF check.
+//! [`CsrfForm`] (signed in: the token is kept in the session) or [`PublicForm`] (sign-up,
+//! log-in and the email verification link's form: maybe no session yet), so no state-changing handler can forget the CSRF check.
 //!
 //! **Why the public forms have no session.** Showing the sign-up or log-in form to a stranger
 //! must not write anything (it wrote a session row per GET: 500 requests, 500 rows). Their
@@ -191,7 +191,7 @@ pub fn public_form_token(
     (key.token(&nonce), Some(cookie))
 }
 
-/// A sign-up or log-in form body whose origin and signed double-submit token were checked
+/// A public form body (sign-up, log-in, email verification) whose origin and signed double-submit token were checked
 /// (see the module doc). Derefs to [`CsrfForm`] for reading fields.
 pub struct PublicForm(pub CsrfForm);
 

@@ -1,4 +1,5 @@
 //! Keys pages: list, New key (with the one-time reveal), edit, disable/enable, delete.
+//! How a key is shown: `web::key_view`.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
@@ -6,164 +7,15 @@ use askama::Template;
 
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
+use super::key_view::KeyView;
 use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
-use crate::domain::{time_util, ApiToken, Credits};
+use crate::domain::{time_util, ApiToken};
 use crate::state::AppState;
-use crate::store::keys::{KeyRow, KeyState, KeyStatus, KeySwitch};
+use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::StoreError;
-
-/// A key as the pages show it: never more of the token than prefix and last four.
-pub struct KeyView {
-    pub id: i64,
-    pub name: String,
-    pub masked: String,
-    pub models: String,
-    pub region: String,
-    /// "60 requests/min · 4 at once", or None without rate limits.
-    pub rate: Option<String>,
-    pub expires: String,
-    pub state: &'static str,
-    pub state_class: &'static str,
-    pub created: String,
-    pub last_used: String,
-    /// Today's and this month's spend, each against its limit.
-    pub spend: [SpendView; 2],
-    pub limit_badge: Option<LimitBadge>,
-    pub disabled: bool,
-}
-/// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
-pub struct SpendView {
-    pub spent: String,
-    pub limit: Option<String>,
-    pub period: &'static str,
-    pub no_limit: &'static str,
-    /// The meter's scale, in micro-credits.
-    pub max: i64,
-    pub value: i64,
-    pub low: i64,
-    pub high: i64,
-}
-
-impl SpendView {
-    fn new(
-        spent: Credits,
-        limit: Option<i64>,
-        period: &'static str,
-        no_limit: &'static str,
-    ) -> Self {
-        let max = limit.unwrap_or(0).max(1);
-        SpendView {
-            spent: spent.display(),
-            limit: limit.map(|l| Credits::from_micros(l).display()),
-            period,
-            no_limit,
-            max,
-            value: spent.micros().min(max),
-            low: max / 2,
-            high: max / 10 * 8,
-        }
-    }
-}
-
-/// A badge beside a key that a limit stops, or soon will.
-pub struct LimitBadge {
-    pub text: String,
-    pub class: &'static str,
-}
-
-fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
-    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
-    if reached(k.daily_limit, k.spent_today(now)) {
-        return Some(LimitBadge {
-            text: "Limit reached until 00:00 UTC".into(),
-            class: "bad",
-        });
-    }
-    if reached(k.monthly_limit, k.spent_this_month(now)) {
-        let reset = time_util::next_month_start_ms(now);
-        return Some(LimitBadge {
-            text: format!(
-                "Monthly limit reached until {} 00:00 UTC",
-                time_util::format_date(reset)
-            ),
-            class: "bad",
-        });
-    }
-    // 80% or more of a limit used: the next requests may be refused.
-    let share = |limit: Option<i64>, spent: Credits| {
-        limit.filter(|l| *l > 0).map_or(0, |l| {
-            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
-        })
-    };
-    let day = share(k.daily_limit, k.spent_today(now));
-    let month = share(k.monthly_limit, k.spent_this_month(now));
-    let (pct, what) = if day >= month {
-        (day, "daily")
-    } else {
-        (month, "monthly")
-    };
-    (pct >= 80).then(|| LimitBadge {
-        text: format!("{pct}% of {what} limit used"),
-        class: "warn",
-    })
-}
-
-fn rate_text(k: &KeyRow) -> Option<String> {
-    let parts: Vec<String> = [
-        k.rpm_limit.map(|n| format!("{n} requests/min")),
-        k.concurrency_limit.map(|n| format!("{n} at once")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    (!parts.is_empty()).then(|| parts.join(" · "))
-}
-
-impl KeyView {
-    pub fn new(k: &KeyRow, now: i64) -> Self {
-        let state = k.state(now);
-        KeyView {
-            id: k.id,
-            name: k.name.clone(),
-            masked: k.masked(),
-            models: if k.models.is_empty() {
-                "All models".into()
-            } else {
-                k.model_list().join(", ")
-            },
-            region: k.region.clone().unwrap_or_else(|| "Any".into()),
-            rate: rate_text(k),
-            expires: k
-                .expires_on()
-                .map_or_else(|| "Never".into(), |d| d.to_string()),
-            state: state.label(),
-            state_class: match state {
-                KeyState::Active => "ok",
-                KeyState::Disabled => "muted",
-                KeyState::Expired => "warn",
-                KeyState::Revoked => "bad",
-            },
-            created: time_util::format_date(k.created_at),
-            last_used: k
-                .last_used_at
-                .map_or_else(|| "Never".into(), time_util::format_minute),
-            spend: [
-                SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
-                SpendView::new(
-                    k.spent_this_month(now),
-                    k.monthly_limit,
-                    "this month",
-                    "No monthly limit",
-                ),
-            ],
-            limit_badge: limit_badge(k, now),
-            disabled: state == KeyState::Disabled,
-        }
-    }
-}
 
 #[derive(Template)]
 #[template(path = "keys.html")]
@@ -210,6 +62,8 @@ struct KeyFormPage {
     models: Vec<ModelOption>,
     regions: Vec<RegionOption>,
     today: String,
+    /// The account must verify its email first: the form says so and cannot be sent.
+    unverified: bool,
 }
 
 fn form_page(
@@ -242,6 +96,7 @@ fn form_page(
         })
         .collect();
     KeyFormPage {
+        unverified: layout.unverified && editing.is_none(),
         layout,
         editing,
         form_id: random_token(),
@@ -274,7 +129,27 @@ fn today() -> time::Date {
 const NAME_TAKEN: &str = "You already have a key with this name, or with a name that looks the \
     same. Choose another, or delete the old key first.";
 
+/// An account that must still verify its email gets the form refused (403), saying why.
+fn refused_unverified(
+    state: &AppState,
+    user: &Dashboard,
+    input: KeyFormInput,
+) -> WebResult<HttpResponse> {
+    let layout = user.layout("keys");
+    let page = form_page(
+        &state.catalogue,
+        layout,
+        None,
+        input,
+        FieldErrors::default(),
+    );
+    html(StatusCode::FORBIDDEN, page.render()?)
+}
+
 pub async fn new_form(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
+    if user.unverified {
+        return refused_unverified(&state, &user, KeyFormInput::default());
+    }
     let page = form_page(
         &state.catalogue,
         user.layout("keys"),
@@ -305,6 +180,10 @@ pub async fn create(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let input = read_form(&form);
+    if user.unverified {
+        // Verified accounts only: so the gateway never sees a key of an unverified one.
+        return refused_unverified(&state, &user, input);
+    }
     let spec = match input.parse(&state.catalogue, today()) {
         Ok(spec) => spec,
         Err(errors) => return render_form_errors(&state, &user, None, input, *errors),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod form;
 pub mod headers;
 pub mod home;
+pub mod key_view;
 pub mod keys;
 pub mod management_keys;
 pub mod password;
@@ -16,6 +17,7 @@ pub mod session;
 pub mod throttle;
 pub mod usage;
 mod usage_csv;
+pub mod verify;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,11 +59,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
+        .route("/verify-email", web::get().to(verify::confirm_page))
+        .route("/verify-email", web::post().to(verify::verify))
+        .route("/verify-email/resend", web::post().to(verify::resend))
         .route("/static/{file}", web::get().to(assets::serve));
 }
 
 /// The session cookie's name (set in `startup`).
 pub const SESSION_COOKIE: &str = "lowrouter_session";
+/// The largest dashboard form body (the biggest, the key form with every model ticked, is a
+/// few KiB): the gateway's much larger `max_body_bytes` is for chat requests with images.
+pub const FORM_BODY_LIMIT: usize = 256 * 1024;
 
 /// What every dashboard page's layout shows: who is signed in, the balance, and the CSRF
 /// token for the logout button (and the page's own forms).
@@ -71,6 +79,11 @@ pub struct Layout {
     pub csrf: String,
     pub nav: &'static str,
     pub flash: Option<String>,
+    /// The account must still verify its email (`require_email_verification`): the banner
+    /// with Resend shows, and key creation is refused.
+    pub unverified: bool,
+    /// What verification will add, for the banner ("" when nothing).
+    pub pending_grant: String,
 }
 
 /// A signed-in account. Extracting it from a request that has none answers with a
@@ -79,6 +92,9 @@ pub struct Dashboard {
     pub account: AccountRow,
     pub session: TypedSession,
     pub csrf: String,
+    /// See [`Layout::unverified`].
+    pub unverified: bool,
+    pending_grant: crate::domain::Credits,
 }
 
 impl Dashboard {
@@ -89,6 +105,13 @@ impl Dashboard {
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),
+            unverified: self.unverified,
+            pending_grant: if self.unverified && self.pending_grant != crate::domain::Credits::ZERO
+            {
+                self.pending_grant.to_string()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -125,10 +148,13 @@ impl FromRequest for Dashboard {
                 Err(e) => return Err(WebError::from(e).into()),
             };
             let csrf = session.ensure_csrf_token()?;
+            let unverified = state.settings.require_email_verification && !account.email_verified();
             Ok(Dashboard {
                 account,
                 session,
                 csrf,
+                unverified,
+                pending_grant: state.settings.signup_grant,
             })
         })
     }

@@ -106,6 +106,14 @@ async fn user_create_and_credits_grant() {
     assert!(!bad_amount.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--amount"));
 
+    // An account the operator made counts as verified (email verification, when on).
+    assert_eq!(
+        app.scalar_i64(
+            "select count(*) from accounts where email = 'ops@example.com' and email_verified_at is not null"
+        )
+        .await,
+        1
+    );
     assert_eq!(app.login("ops@example.com", PASSWORD).await.status(), 303);
     assert!(app
         .get_html("/keys")

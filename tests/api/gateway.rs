@@ -289,7 +289,8 @@ async fn scoping_statuses_and_codes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let huge = "x".repeat(2 * 1024 * 1024);
+    // Over the default limit (20 MiB, what providers take for chat with images).
+    let huge = "x".repeat(20 * 1024 * 1024 + 1);
     let r = app
         .client
         .post(app.url("/api/v1/chat/completions"))
@@ -552,4 +553,23 @@ async fn key_deleted_during_a_slow_upload_is_refused() {
     let (status, e) = error_of(r).await;
     assert_eq!(status, 401, "{e}");
     assert_eq!(e["error"]["code"], "invalid_api_key");
+}
+
+#[tokio::test]
+async fn a_chat_request_with_an_ordinary_image_is_accepted() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("vision", &[]).await;
+    // A 1.5 MB photo as a data URL: over the old 1 MiB limit, far under the default.
+    let image = format!("data:image/jpeg;base64,{}", "A".repeat(1_500_000));
+    let r = app
+        .chat(
+            &token,
+            json!({"model": "lowrouter/echo", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is in this picture?"},
+                {"type": "image_url", "image_url": {"url": image}},
+            ]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }

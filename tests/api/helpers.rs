@@ -297,6 +297,7 @@ impl FakeUpstream {
             App::new()
                 .app_data(web::Data::new(h.clone()))
                 .route("/v1/chat/completions", web::post().to(fake_chat))
+                .route("/v1/embeddings", web::post().to(fake_embeddings))
         })
         .workers(1)
         .bind("127.0.0.1:0")
@@ -310,12 +311,40 @@ impl FakeUpstream {
     }
 }
 
+/// One three-dimensional vector per input, 3 prompt tokens per input.
+async fn fake_embeddings(
+    hits: web::Data<std::sync::Arc<AtomicUsize>>,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let inputs = match &body["input"] {
+        Value::Array(items) => items.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.25, -0.5, 0.125]}))
+        .collect();
+    let tokens = 3 * inputs;
+    HttpResponse::Ok().json(
+        json!({"object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
+
 async fn fake_chat(
     hits: web::Data<std::sync::Arc<AtomicUsize>>,
     req: actix_web::HttpRequest,
     body: web::Json<Value>,
 ) -> HttpResponse {
     hits.fetch_add(1, Ordering::SeqCst);
+    // Like OpenAI in strict modes: OpenRouter's gateway fields must never reach a provider.
+    for field in ["usage", "provider", "transforms", "route", "models"] {
+        if body.get(field).is_some() {
+            return HttpResponse::BadRequest().json(json!({"error": {
+                "message": format!("Unrecognized request argument supplied: {field}"),
+                "type": "invalid_request_error", "code": null}}));
+        }
+    }
     let model = body["model"].as_str().unwrap_or("").to_owned();
     let auth = req
         .headers()

@@ -420,7 +420,8 @@ async fn a_forged_form_id_creates_nothing_and_is_not_stored() {
     app.signed_up().await;
     let page = app.get_html("/keys/new").await;
     let csrf = csrf_of(&page);
-    let huge = "x".repeat(500_000);
+    // Under the form body limit (256 KiB), so the form is read.
+    let huge = "x".repeat(200_000);
     for forged in ["a\u{0}b", huge.as_str(), ""] {
         let r = app
             .client

@@ -1,36 +1,44 @@
-//! Compatibility with a real client: the official OpenAI Python SDK.
-//! Skipped when `openai` is not importable, unless LOWROUTER_REQUIRE_SDK=1 (CI sets it).
+//! Compatibility with real clients: the official OpenAI SDKs for Python and Node, each driven
+//! by a script (tests/sdk/) against the real server and the fake upstream. A script whose
+//! runtime or package is missing is skipped, unless LOWROUTER_REQUIRE_SDK=1 (CI sets it and
+//! installs them: `python3 -m pip install openai`, `npm ci --prefix tests/sdk/node`).
 
 use std::process::Command;
 
 use crate::helpers::*;
 
-fn sdk_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import openai"])
+const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
+
+/// Whether `program args…` runs and succeeds (the SDK can be loaded).
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .current_dir(SDK_DIR)
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test]
-async fn the_official_openai_sdk_works() {
-    if !sdk_available() {
+/// Runs `program script BASE_URL TOKEN` against a fresh app; the script prints "all checks
+/// passed" when every expectation held.
+async fn drive_with(program: &'static str, script: &str, install_hint: &str, available: bool) {
+    if !available {
         assert!(
             std::env::var("LOWROUTER_REQUIRE_SDK").is_err(),
-            "python3 -m pip install openai"
+            "{install_hint}"
         );
-        eprintln!("skipped: the openai Python package is not installed");
+        eprintln!("skipped: {program} or its OpenAI SDK is not installed ({install_hint})");
         return;
     }
     // A short idle deadline, so that the stalled stream is cut quickly.
     let app = spawn_app_with(|s| s.upstream_idle_timeout = std::time::Duration::from_secs(1)).await;
     app.signed_up().await;
     let token = app.create_key("sdk", &[]).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_compat.py");
     let base = app.url("/api/v1");
+    let script = format!("{SDK_DIR}/{script}");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([script, &base, &token])
+        Command::new(program)
+            .args([&script, &base, &token])
+            .current_dir(SDK_DIR)
             .output()
             .unwrap()
     })
@@ -43,4 +51,35 @@ async fn the_official_openai_sdk_works() {
         "SDK script failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("all checks passed"));
+}
+
+#[tokio::test]
+async fn the_official_openai_python_sdk_works() {
+    let available = runs("python3", &["-c", "import openai"]);
+    drive_with(
+        "python3",
+        "openai_compat.py",
+        "python3 -m pip install openai",
+        available,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_official_openai_node_sdk_works() {
+    let available = runs(
+        "node",
+        &[
+            "--input-type=module",
+            "-e",
+            "await import('./node/node_modules/openai/index.mjs')",
+        ],
+    );
+    drive_with(
+        "node",
+        "node/openai_compat.mjs",
+        "npm ci --prefix tests/sdk/node",
+        available,
+    )
+    .await;
 }

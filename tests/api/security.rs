@@ -17,6 +17,8 @@ async fn csrf_is_checked_on_every_post() {
         format!("/keys/{id}/disable"),
         format!("/keys/{id}/enable"),
         format!("/keys/{id}/delete"),
+        "/verify-email".to_owned(),
+        "/verify-email/resend".to_owned(),
     ];
     let good = csrf_of(&app.get_html("/keys").await);
     for route in &routes {

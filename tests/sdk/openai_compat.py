@@ -17,6 +17,12 @@ r = client.chat.completions.create(
 assert r.choices[0].message.content == "Hello from the SDK", r
 assert r.usage.prompt_tokens == 9 and r.usage.completion_tokens == 5, r.usage
 
+routed = client.chat.completions.create(
+    model="test/ok", messages=[{"role": "user", "content": "hi"}], extra_body={"usage": {"include": True}}
+)
+assert routed.model == "test/ok", routed.model  # the catalogue id, not the provider's name
+assert routed.usage.model_extra["cost"] > 0, routed.usage
+
 raw = client.chat.completions.with_raw_response.create(
     model="lowrouter/auto", messages=[{"role": "user", "content": "auto"}]
 )
@@ -37,6 +43,25 @@ for chunk in client.chat.completions.create(
         usage = chunk.usage
 assert text == "one two three four five six", text
 assert usage is not None and usage.completion_tokens == 7, usage
+
+emb = client.embeddings.create(model="test/embed", input=["one", "two"])
+assert emb.model == "test/embed" and len(emb.data) == 2, emb
+assert emb.data[0].embedding == [0.25, -0.5, 0.125], emb.data[0]
+assert emb.usage.prompt_tokens == 6, emb.usage
+
+# A request with an ordinary photo (1.5 MB as a data URL) is accepted.
+photo = "data:image/jpeg;base64," + "A" * 1_500_000
+r = client.chat.completions.create(model="test/ok", messages=[{"role": "user", "content": [
+    {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": photo}}]}])
+assert r.model == "test/ok", r
+
+# Every provider failing (500, refused connection): a 502 the SDK raises as APIStatusError.
+try:
+    client.chat.completions.create(model="test/fail", messages=[{"role": "user", "content": "x"}])
+except openai.APIStatusError as e:
+    assert e.status_code == 502 and e.code == "upstream_error", e
+else:
+    raise AssertionError("a failing provider must raise")
 
 models = [m.id for m in client.models.list()]
 assert "lowrouter/echo" in models, models

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::outcome::{prompt_bound, Ctx, Outcome};
-use super::request::ChatRequest;
+use super::outcome::{Ctx, Outcome};
+use super::reply;
+use super::request::{ChatRequest, GATEWAY_FIELDS};
 use super::stream::StreamJob;
-use crate::catalogue::{Model, ProviderKind};
+use crate::catalogue::{Model, ModelKind, ProviderKind};
 use crate::domain::Credits;
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
@@ -21,7 +22,7 @@ use crate::store::usage::UsageStatus;
 
 /// What the providers tried so far said, for the answer if none serves.
 #[derive(Default)]
-struct Attempts {
+pub(super) struct Attempts {
     tried: usize,
     rate_limited: usize,
     /// The longest `Retry-After` a rate-limiting provider asked for.
@@ -31,14 +32,14 @@ struct Attempts {
 }
 
 impl Attempts {
-    fn failed(&mut self, provider: &str, why: String) {
+    pub(super) fn failed(&mut self, provider: &str, why: String) {
         crate::metrics::upstream_error(provider);
         tracing::warn!(provider, reason = %why, "provider failed; trying the next");
         self.tried += 1;
         self.last = Some(why);
     }
 
-    fn note(&mut self, provider: &str, f: Failure) {
+    pub(super) fn note(&mut self, provider: &str, f: Failure) {
         match f {
             Failure::Retryable(why) => self.failed(provider, why),
             Failure::ProviderAuth(status) => {
@@ -60,7 +61,7 @@ impl Attempts {
 
     /// The answer when no provider served: rate limits only if every provider rate-limited
     /// us, a credentials problem if one refused ours, else the last failure.
-    fn error(self, model: &Model) -> ApiError {
+    pub(super) fn error(self, model: &Model) -> ApiError {
         if self.tried > 0 && self.rate_limited == self.tried {
             ApiError::upstream_rate_limited(&model.id, self.retry_after)
         } else if self.auth_refused {
@@ -78,26 +79,43 @@ impl Attempts {
     }
 }
 
+/// A model the request may be served by: the one asked for, then OpenRouter's `models`
+/// fallbacks, in order.
+pub(super) struct Candidate<'a> {
+    pub model: &'a Model,
+    /// The exact answer of a model only the built-in echo serves (see `resolve::worst_case`).
+    pub echo_plan: Option<echo::EchoPlan>,
+}
+
+/// Tries each candidate's providers in the catalogue's order until one answers; the next
+/// provider, then the next candidate, is tried when one fails before any byte was sent.
 pub(super) async fn forward(
     state: &AppState,
     mut ctx: Ctx,
-    model: &Model,
+    candidates: Vec<Candidate<'_>>,
     mut chat: ChatRequest,
-    echo_plan: Option<echo::EchoPlan>,
     reservation: Reservation,
 ) -> HttpResponse {
     let mut attempts = Attempts::default();
-    let routes: Vec<_> = state
-        .catalogue
-        .routes_in(model, ctx.authed.key.key.region.as_deref())
-        .collect();
-    for (route, provider, region) in routes {
+    let region = ctx.authed.key.key.region.clone();
+    let first = candidates[0].model;
+    let routes = candidates.into_iter().flat_map(|c| {
+        let plan = c.echo_plan;
+        let routes: Vec<_> = state
+            .catalogue
+            .routes_in(c.model, region.as_deref())
+            .collect();
+        routes.into_iter().map(move |r| (c.model, plan.clone(), r))
+    });
+    let routes: Vec<_> = routes.collect();
+    for (model, echo_plan, (route, provider, region)) in routes {
         if !state.upstreams.is_usable(provider) {
             continue;
         }
         if attempts.tried > 0 {
             crate::metrics::upstream_fallback(&model.id);
         }
+        ctx.resolved_model = Some(model.id.clone());
         ctx.provider = Some(provider.id.clone());
         ctx.region = Some(region.to_owned());
         if provider.kind == ProviderKind::Echo {
@@ -113,21 +131,26 @@ pub(super) async fn forward(
                     .await;
             }
         };
-        match state.upstreams.send(provider, bytes).await {
+        match state.upstreams.send(provider, ModelKind::Chat, bytes).await {
             Ok(resp) if chat.stream => {
                 let upstream = resp
                     .bytes_stream()
                     .map(|r| r.map_err(|e| describe(&e)))
                     .boxed();
-                let job = StreamJob::new(state, ctx, model, reservation, &chat, chat.include_usage);
+                let job =
+                    StreamJob::new(state, ctx, model, reservation, &chat, &route.upstream_model);
                 return job.respond(upstream);
             }
             Ok(resp) => match resp.bytes().await {
                 Ok(full) => {
-                    let outcome = reply_outcome(model, &full, chat.body_len);
+                    let outcome = reply_outcome(model, &full, chat.prompt_bound);
+                    let upstream_model = &route.upstream_model;
+                    let include_cost = chat.include_cost;
                     return ctx
-                        .finish(state, &outcome, reservation, |r| {
-                            r.content_type("application/json").body(full)
+                        .finish(state, &outcome, reservation, |r, charged| {
+                            let cost = include_cost.then_some(charged);
+                            let body = client_reply(full.into(), upstream_model, &model.id, cost);
+                            r.content_type("application/json").body(body)
                         })
                         .await;
                 }
@@ -139,7 +162,8 @@ pub(super) async fn forward(
             Err(f) => attempts.note(&provider.id, f),
         }
     }
-    ctx.fail(state, attempts.error(model), Some(reservation))
+    ctx.resolved_model = Some(first.id.clone());
+    ctx.fail(state, attempts.error(first), Some(reservation))
         .await
 }
 
@@ -147,6 +171,9 @@ pub(super) async fn forward(
 /// usage in streams); changed in place, no copy per attempt.
 fn upstream_body(chat: &mut ChatRequest, upstream_model: &str) -> serde_json::Result<Vec<u8>> {
     let body = &mut chat.body;
+    for field in GATEWAY_FIELDS {
+        body.remove(field);
+    }
     body.insert("model".into(), Value::String(upstream_model.to_owned()));
     if chat.stream {
         let opts = body
@@ -170,17 +197,24 @@ async fn answer_echo(
 ) -> HttpResponse {
     let created = ctx.started_ms / 1000;
     if chat.stream {
-        let mut chunks = echo::sse_chunks(&plan, &ctx.generation_id, &model.id, created);
-        if !chat.include_usage {
-            chunks.remove(chunks.len() - 2);
-        }
+        let chunks = echo::sse_chunks(&plan, &ctx.generation_id, &model.id, created);
         let body = futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed();
-        return StreamJob::new(state, ctx, model, reservation, chat, true).respond(body);
+        let job = StreamJob::new(state, ctx, model, reservation, chat, &model.id);
+        return job.respond(body);
     }
     let outcome = Outcome::served(model, plan.prompt_tokens, plan.completion_tokens);
     let body = echo::completion(&plan, &ctx.generation_id, &model.id, created);
-    ctx.finish(state, &outcome, reservation, |r| r.json(body))
-        .await
+    let body = body.to_string().into_bytes();
+    let include_cost = chat.include_cost;
+    ctx.finish(state, &outcome, reservation, |r, charged| {
+        r.content_type("application/json").body(client_reply(
+            body,
+            &model.id,
+            &model.id,
+            include_cost.then_some(charged),
+        ))
+    })
+    .await
 }
 
 /// What the gateway reads of a provider's reply; everything else passes through untouched
@@ -212,7 +246,7 @@ pub(super) struct ReplyMessage {
 
 /// A complete reply's outcome: the provider's usage, or when it reports none, the prompt
 /// bound and the visible output (one token per 4 bytes).
-fn reply_outcome(model: &Model, full: &Bytes, body_len: usize) -> Outcome {
+fn reply_outcome(model: &Model, full: &Bytes, prompt_bound: u64) -> Outcome {
     let (prompt, completion) = match serde_json::from_slice::<ReplySummary>(full) {
         Ok(ReplySummary { usage: Some(u), .. }) => (u.prompt_tokens, u.completion_tokens),
         summary => {
@@ -221,14 +255,14 @@ fn reply_outcome(model: &Model, full: &Bytes, body_len: usize) -> Outcome {
                 .and_then(|s| s.choices.into_iter().next())
                 .and_then(|c| c.message.content)
                 .map_or(full.len(), |t| t.len());
-            (prompt_bound(body_len), (text as u64).div_ceil(4))
+            (prompt_bound, (text as u64).div_ceil(4))
         }
     };
     Outcome::served(model, prompt, completion)
 }
 
 /// A provider's 4xx goes back to the client in OpenAI form; nothing is charged.
-async fn upstream_rejected(
+pub(super) async fn upstream_rejected(
     state: &AppState,
     ctx: Ctx,
     status: StatusCode,
@@ -251,6 +285,21 @@ async fn upstream_rejected(
         completion_tokens: 0,
         cost: Credits::ZERO,
     };
-    ctx.finish(state, &outcome, reservation, |r| r.json(body))
+    ctx.finish(state, &outcome, reservation, |r, _| r.json(body))
         .await
+}
+
+/// A complete reply as the client gets it (see `reply`): the catalogue id as its model, and
+/// `usage.cost` when `cost` is given.
+pub(super) fn client_reply(
+    body: Vec<u8>,
+    upstream_model: &str,
+    model_id: &str,
+    cost: Option<Credits>,
+) -> Vec<u8> {
+    let body = reply::rename_model(&body, upstream_model, model_id).unwrap_or(body);
+    match cost {
+        Some(c) => reply::with_cost(&body, c).unwrap_or(body),
+        None => body,
+    }
 }

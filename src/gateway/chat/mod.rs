@@ -1,10 +1,13 @@
-//! `POST /api/v1/chat/completions`: authenticate, parse (`request`), resolve the model
-//! within the key's scope and reserve the worst-case cost (`resolve`), forward with fallback
-//! across providers (`forward`, `stream`), settle and record usage, awaiting its durability
-//! before the final bytes (`outcome`, `usage_writer`), answer.
+//! The inference endpoints. `POST /api/v1/chat/completions`: authenticate, parse
+//! (`request`), resolve the model within the key's scope and reserve the worst-case cost
+//! (`resolve`), forward with fallback across providers (`forward`, `stream`), settle and
+//! record usage, awaiting its durability before the final bytes (`outcome`,
+//! `usage_writer`), answer. `POST /api/v1/embeddings` (`embeddings`) takes the same steps.
 
+mod embeddings;
 mod forward;
 mod outcome;
+mod reply;
 mod request;
 mod resolve;
 mod stream;
@@ -13,13 +16,20 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-pub use request::{new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, REREAD_AFTER};
+pub use request::{
+    new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, MAX_FALLBACKS, REREAD_AFTER,
+};
+
+pub use embeddings::{__path_embeddings, embeddings};
 
 use super::auth::authenticate;
+use super::error::ApiError;
+use crate::catalogue::{Model, ModelKind};
 use crate::domain::text::client_label;
-use crate::domain::time_util;
+use crate::domain::{time_util, Credits};
 use crate::state::AppState;
-use forward::forward;
+use crate::store::ledger::Reservation;
+use forward::{forward, Candidate};
 use outcome::Ctx;
 use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
@@ -35,19 +45,86 @@ pub async fn completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    let (mut ctx, raw) = match begin(&state, &req, payload).await {
+        Ok(begun) => begun,
+        Err(answer) => return answer,
+    };
+    let chat = match parse_chat(&raw) {
+        Ok(c) => c,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    if let Err(answer) = reread_after_slow_upload(&state, &req, &mut ctx).await {
+        return answer;
+    }
+    ctx.requested_model = client_label(&chat.model);
+    ctx.streamed = chat.stream;
+    let models = match resolve_candidates(&state, &ctx, &chat) {
+        Ok(m) => m,
+        Err(e) => return ctx.fail(&state, e, None).await,
+    };
+    ctx.resolved_model = Some(models[0].id.clone());
+    // The hold covers whichever candidate serves: the dearest one's worst case.
+    let mut hold = Credits::ZERO;
+    let candidates: Vec<Candidate> = models
+        .into_iter()
+        .map(|model| {
+            let (echo_plan, worst) = worst_case(&state, model, &chat);
+            hold = hold.max(worst);
+            Candidate { model, echo_plan }
+        })
+        .collect();
+    match reserve(&state, &ctx, hold).await {
+        Ok(reservation) => forward(&state, ctx, candidates, chat, reservation).await,
+        Err(e) => ctx.fail(&state, e, None).await,
+    }
+}
+
+/// The asked model, then OpenRouter's `models` fallbacks (duplicates dropped). A fallback the
+/// key may not use, or that does not exist, is refused like the asked model would be; one
+/// with no provider available now (region, configuration) is skipped, unless none is left.
+fn resolve_candidates<'a>(
+    state: &'a AppState,
+    ctx: &Ctx,
+    chat: &ChatRequest,
+) -> Result<Vec<&'a Model>, ApiError> {
+    let mut models = Vec::new();
+    let mut unavailable = None;
+    for asked in std::iter::once(&chat.model).chain(&chat.fallbacks) {
+        match resolve_model(state, &ctx.authed, asked, ModelKind::Chat) {
+            Ok(m) if !models.iter().any(|x: &&Model| x.id == m.id) => models.push(m),
+            Ok(_) => {}
+            Err(e) if e.status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => {
+                unavailable.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match (models.is_empty(), unavailable) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(models),
+    }
+}
+
+/// What every inference endpoint starts with: authenticate (a refusal is answered at once),
+/// open the request's context, read its body within the size limit and deadline.
+async fn begin(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Ctx, bytes::Bytes), HttpResponse> {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
     let authed = match authenticate(&state.store, req.headers(), started_ms).await {
         Ok(a) => a,
-        Err(e) => return state.refusals.after_failed_auth(&req, e).into_response(),
+        Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
     };
     // The key's own rate limits, before anything is read or held (a refused request is not
     // recorded: it cost nothing).
     let slot = match state.rate_limits.admit(&authed.key.key, started_ms).await {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(e) => return Err(e.into_response()),
     };
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         authed,
         generation_id: new_generation_id(),
         started_ms,
@@ -60,39 +137,34 @@ pub async fn completions(
         _slot: slot,
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
-    let raw = match read_body(payload, state.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    let chat = match parse_chat(&raw) {
-        Ok(c) => c,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    if started.elapsed() > REREAD_AFTER {
-        // A slow upload: the key (and what was settled) may have changed since the read.
+    match read_body(payload, state.settings.max_body_bytes).await {
+        Ok(b) => Ok((ctx, b.freeze())),
+        Err(e) => Err(ctx.fail(state, e, None).await),
+    }
+}
+
+/// After a slow upload the key (and what was settled) may have changed since it was read.
+async fn reread_after_slow_upload(
+    state: &AppState,
+    req: &HttpRequest,
+    ctx: &mut Ctx,
+) -> Result<(), HttpResponse> {
+    if ctx.started.elapsed() > REREAD_AFTER {
         match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
             Ok(a) => ctx.authed = a,
-            Err(e) => return e.into_response(),
+            Err(e) => return Err(e.into_response()),
         }
     }
-    ctx.requested_model = client_label(&chat.model);
-    ctx.streamed = chat.stream;
-    let model = match resolve_model(&state, &ctx.authed, &chat.model) {
-        Ok(m) => m,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    ctx.resolved_model = Some(model.id.clone());
+    Ok(())
+}
 
-    let (echo_plan, hold) = worst_case(&state, model, &chat);
-    let reserved = state.ledger.reserve(&ctx.authed.key, hold, started_ms);
-    let reservation = match reserved.await {
-        Ok(r) => r,
-        Err(e) => {
-            let e = reserve_error(e, &ctx.authed, hold, started_ms);
-            return ctx.fail(&state, e, None).await;
-        }
-    };
-    forward(&state, ctx, model, chat, echo_plan, reservation).await
+/// Holds `hold` against the key's limits and the account's balance, or says which refused.
+async fn reserve(state: &AppState, ctx: &Ctx, hold: Credits) -> Result<Reservation, ApiError> {
+    state
+        .ledger
+        .reserve(&ctx.authed.key, hold, ctx.started_ms)
+        .await
+        .map_err(|e| reserve_error(e, &ctx.authed, hold, ctx.started_ms))
 }
 
 #[cfg(test)]

@@ -190,13 +190,13 @@ impl Ctx {
         state: &AppState,
         o: &Outcome,
         reservation: Reservation,
-        body: impl FnOnce(&mut HttpResponseBuilder) -> HttpResponse,
+        body: impl FnOnce(&mut HttpResponseBuilder, Credits) -> HttpResponse,
     ) -> HttpResponse {
         match self.record(state, o, Some(reservation)).await {
             Ok(charged) => {
                 let mut r = HttpResponse::build(o.http_status);
                 self.headers(state, &mut r, charged);
-                body(&mut r)
+                body(&mut r, charged)
             }
             Err(e) => e.into_response(),
         }

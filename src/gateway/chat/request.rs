@@ -13,14 +13,35 @@ pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
     pub include_usage: bool,
+    /// OpenRouter's `usage: {"include": true}`: the reply's `usage` carries `cost` (credits),
+    /// and a stream ends with its usage chunk.
+    pub include_cost: bool,
+    /// OpenRouter's `models`: further models to try, in order, when the asked one's
+    /// providers all fail before answering.
+    pub fallbacks: Vec<String>,
     pub max_tokens: Option<u64>,
     /// Completions asked for (`n`): the output bound is held once per choice.
     pub choices: u64,
     pub body: serde_json::Map<String, Value>,
     pub body_len: usize,
+    /// Tokens the prompt can count at most: what the hold assumes, and what is charged when
+    /// a provider reports no usage (see [`prompt_bound`]).
+    pub prompt_bound: u64,
 }
 
+/// OpenRouter's request fields that are instructions to the gateway, not to a provider
+/// (a real OpenAI upstream may reject unknown top-level fields): read here, never forwarded.
+/// `provider`, `transforms` and `route` are routing hints this gateway does not act on
+/// (routing follows the catalogue's order within the key's region); `models`, OpenRouter's
+/// fallback list, is read into [`ChatRequest::fallbacks`].
+pub const GATEWAY_FIELDS: [&str; 5] = ["usage", "provider", "transforms", "route", "models"];
+
 impl ChatRequest {
+    /// The client asked for the stream's usage chunk, in OpenAI's or OpenRouter's way.
+    pub fn wants_usage_chunk(&self) -> bool {
+        self.include_usage || self.include_cost
+    }
+
     /// Checked non-empty by [`parse_chat`].
     pub fn messages(&self) -> &[Value] {
         self.body
@@ -73,6 +94,30 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let include_cost = body
+        .get("usage")
+        .and_then(|u| u.get("include"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let fallbacks = match body.get("models") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list))
+            if list.len() <= MAX_FALLBACKS
+                && list
+                    .iter()
+                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())) =>
+        {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_request(format!(
+                "`models` must be an array of at most {MAX_FALLBACKS} model ids."
+            )))
+        }
+    };
     let mut max_tokens = None;
     for field in ["max_completion_tokens", "max_tokens"] {
         match body.get(field) {
@@ -105,12 +150,52 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         model,
         stream,
         include_usage,
+        include_cost,
+        fallbacks,
         max_tokens,
         choices,
+        prompt_bound: prompt_bound(raw.len(), &body),
         body,
         body_len: raw.len(),
     })
 }
+
+/// What one image in a prompt counts at most, in tokens: providers price images by their
+/// size in pixels, not by their encoding (OpenAI's largest high-detail image is about 1,100
+/// tokens, Anthropic's about 1,600), so a 1.5 MB photo is not 750,000 tokens. Generous, so
+/// that the hold covers any provider's count; the charge is the provider's reported usage.
+pub const IMAGE_TOKENS: u64 = 8_192;
+
+/// The prompt bound of a body of `body_len` bytes: at least one token per two bytes plus
+/// framing; each image (`image_url` part) adds [`IMAGE_TOKENS`], and one given inline (a
+/// data URL) counts for that instead of its bytes.
+pub fn prompt_bound(body_len: usize, body: &serde_json::Map<String, Value>) -> u64 {
+    let mut bytes = body_len as u64;
+    let mut images = 0u64;
+    let parts = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("content")?.as_array())
+        .flatten();
+    for part in parts {
+        let url = match part.get("image_url") {
+            Some(Value::String(u)) => u.as_str(),
+            Some(i) => i.get("url").and_then(Value::as_str).unwrap_or(""),
+            None => continue,
+        };
+        // Every image counts: one behind a URL costs as much as one inline, once fetched.
+        images += 1;
+        if url.starts_with("data:") {
+            bytes = bytes.saturating_sub(url.len() as u64);
+        }
+    }
+    super::outcome::prompt_bound(bytes as usize) + images * IMAGE_TOKENS
+}
+
+/// The most fallback models one request may name (each may cost a provider attempt).
+pub const MAX_FALLBACKS: usize = 8;
 
 /// The most completions one request may ask for (OpenAI's own bound).
 pub const MAX_CHOICES: u64 = 128;
@@ -191,4 +276,32 @@ pub fn new_generation_id() -> String {
         crate::domain::time_util::now_ms().max(0),
         Alphanumeric.sample_string(&mut rand::rng(), 16)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(body: serde_json::Value) -> u64 {
+        let raw = body.to_string();
+        parse_chat(raw.as_bytes()).unwrap().prompt_bound
+    }
+
+    #[test]
+    fn images_count_by_the_image_not_by_the_encoding() {
+        let text = bound(serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}]}]}));
+        let inline = bound(serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", "A".repeat(1_000_000))}}]}]}));
+        let linked = bound(serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}));
+        assert!(inline < text + IMAGE_TOKENS + 100, "{inline}");
+        assert!(inline > text + IMAGE_TOKENS - 100, "{inline}");
+        assert!(
+            linked >= text + IMAGE_TOKENS,
+            "a linked image is held too: {linked}"
+        );
+    }
 }

@@ -1,9 +1,9 @@
 //! Which model serves the request (within the key's scope, region and the configured
 //! providers), what it may cost at worst, and how a refused reservation is explained.
 
-use super::outcome::{cost_of, prompt_bound};
+use super::outcome::cost_of;
 use super::request::ChatRequest;
-use crate::catalogue::{Model, ProviderKind, AUTO_MODEL};
+use crate::catalogue::{Model, ModelKind, ProviderKind, AUTO_MODEL};
 use crate::domain::{time_util, Credits};
 use crate::gateway::auth::Authed;
 use crate::gateway::echo;
@@ -34,7 +34,7 @@ pub(super) fn worst_case(
         .max_tokens
         .map_or(cap, |m| m.min(cap))
         .saturating_mul(chat.choices);
-    (None, cost_of(model, prompt_bound(chat.body_len), output))
+    (None, cost_of(model, chat.prompt_bound, output))
 }
 
 pub(super) fn reserve_error(
@@ -83,11 +83,12 @@ pub(super) fn reserve_error(
     }
 }
 
-/// The catalogue model for the request, within the key's scope and region.
+/// The catalogue model of `kind` for the request, within the key's scope and region.
 pub(super) fn resolve_model<'a>(
     state: &'a AppState,
     authed: &Authed,
     requested: &str,
+    kind: ModelKind,
 ) -> Result<&'a Model, ApiError> {
     let key = &authed.key.key;
     let cat = &state.catalogue;
@@ -100,7 +101,7 @@ pub(super) fn resolve_model<'a>(
         let preferred = cat.auto_preference.iter().filter_map(|id| cat.model(id));
         let rest = cat.models.iter();
         let mut allowed_anywhere = false;
-        for m in preferred.chain(rest) {
+        for m in preferred.chain(rest).filter(|m| m.kind == kind) {
             if key.allows_model(&m.id) {
                 allowed_anywhere = true;
                 if servable(m) {
@@ -121,6 +122,14 @@ pub(super) fn resolve_model<'a>(
         .ok_or_else(|| ApiError::model_not_found(requested))?;
     if !key.allows_model(&model.id) {
         return Err(ApiError::model_not_allowed(requested));
+    }
+    if model.kind != kind {
+        return Err(ApiError::invalid_request(match model.kind {
+            ModelKind::Embeddings => {
+                format!("`{}` is an embeddings model: call /embeddings.", model.id)
+            }
+            ModelKind::Chat => format!("`{}` is a chat model: call /chat/completions.", model.id),
+        }));
     }
     match region {
         Some(r) if cat.routes_in(model, Some(r)).next().is_none() => {

@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::forward::{ReplyMessage, ReplyUsage};
-use super::outcome::{prompt_bound, Ctx, Outcome};
+use super::outcome::{Ctx, Outcome};
+use super::reply;
 use super::request::ChatRequest;
 use crate::catalogue::Model;
 use crate::domain::Credits;
@@ -25,10 +26,16 @@ pub(super) struct StreamJob {
     model: Model,
     reservation: Reservation,
     /// For the prompt bound, when the provider reports no usage.
-    body_len: usize,
-    /// The client asked for the usage chunk (`stream_options.include_usage`); the gateway
-    /// always asks the provider for it, and removes it when the client did not.
+    prompt_bound: u64,
+    /// The client asked for the usage chunk (`stream_options.include_usage`, or OpenRouter's
+    /// `usage.include`); the gateway always asks the provider for it, and removes it when
+    /// the client did not.
     client_wants_usage: bool,
+    /// OpenRouter's `usage.include`: the usage chunk is held back until the request is
+    /// recorded, then sent with `usage.cost`, what the request was charged.
+    include_cost: bool,
+    /// The provider's name for the model, renamed to the catalogue id in every chunk.
+    upstream_model: String,
 }
 
 /// What the pump saw of the stream.
@@ -47,15 +54,17 @@ impl StreamJob {
         model: &Model,
         reservation: Reservation,
         chat: &ChatRequest,
-        client_wants_usage: bool,
+        upstream_model: &str,
     ) -> Self {
         StreamJob {
             state: state.clone(),
             ctx,
             model: model.clone(),
             reservation,
-            body_len: chat.body_len,
-            client_wants_usage,
+            prompt_bound: chat.prompt_bound,
+            client_wants_usage: chat.wants_usage_chunk(),
+            include_cost: chat.include_cost,
+            upstream_model: upstream_model.to_owned(),
         }
     }
 
@@ -83,6 +92,8 @@ impl StreamJob {
     ) {
         let mut pending = BytesMut::new();
         let mut held = BytesMut::new();
+        // The usage chunk, held back to carry the cost (`include_cost`).
+        let mut usage_chunk: Option<BytesMut> = None;
         let mut seen = Seen::default();
         // The blank line that ends an event removed from the stream goes with it.
         let mut drop_blank = false;
@@ -116,8 +127,11 @@ impl StreamJob {
                         }
                         if usage_only && !self.client_wants_usage {
                             drop_blank = true;
+                        } else if usage_only && self.include_cost {
+                            usage_chunk = Some(BytesMut::from(&line[..]));
+                            drop_blank = true;
                         } else {
-                            out.extend_from_slice(&line);
+                            out.extend_from_slice(&self.renamed(&line));
                         }
                     }
                     Line::Other => out.extend_from_slice(&line),
@@ -135,13 +149,21 @@ impl StreamJob {
         let (outcome, failure) = self.outcome(seen);
         let recorded = self
             .ctx
-            .record(&self.state, &outcome, Some(self.reservation))
+            .record(&self.state, &outcome, Some(self.reservation.clone()))
             .await;
         if client_gone {
             return;
         }
         let tail = match (recorded, failure) {
-            (Ok(_), None) => held.freeze(),
+            (Ok(charged), None) => {
+                let mut tail = BytesMut::new();
+                if let Some(line) = usage_chunk {
+                    tail.extend_from_slice(&self.with_cost(&line, charged));
+                    tail.extend_from_slice(b"\n");
+                }
+                tail.extend_from_slice(&held);
+                tail.freeze()
+            }
             (Err(e), _) => Bytes::from(format!("data: {}\n\n", e.body())),
             (Ok(_), Some(why)) => {
                 let e = ApiError::upstream(format!("The provider stream failed: {why}."));
@@ -153,12 +175,28 @@ impl StreamJob {
         }
     }
 
+    /// A `data:` line with the catalogue id as its model (see `reply`).
+    fn renamed(&self, line: &[u8]) -> Bytes {
+        reply::rename_model(line, &self.upstream_model, &self.model.id)
+            .map_or_else(|| Bytes::copy_from_slice(line), Bytes::from)
+    }
+
+    /// The held usage chunk (`data: {…}\n`) renamed, with `usage.cost`.
+    fn with_cost(&self, line: &[u8], charged: Credits) -> Bytes {
+        let line = self.renamed(line);
+        let json = scan_json(&line);
+        match reply::with_cost(json, charged) {
+            Some(v) => Bytes::from([&b"data: "[..], &v, b"\n"].concat()),
+            None => line,
+        }
+    }
+
     /// The stream's outcome: the provider's usage, or the prompt bound and the visible
     /// output; whatever was delivered is charged, a cut stream too.
     fn outcome(&self, seen: Seen) -> (Outcome, Option<String>) {
         let (prompt, completion) = seen
             .usage
-            .unwrap_or((prompt_bound(self.body_len), seen.content_bytes.div_ceil(4)));
+            .unwrap_or((self.prompt_bound, seen.content_bytes.div_ceil(4)));
         let mut o = Outcome::served(&self.model, prompt, completion);
         if seen.failure.is_some() {
             o.status = UsageStatus::UpstreamError;
@@ -176,13 +214,21 @@ enum Line {
     Other,
 }
 
-fn scan_line(line: &[u8]) -> Line {
+/// The payload of a `data:` line (the line itself when it is not one).
+fn scan_json(line: &[u8]) -> &[u8] {
     let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
     let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-    let Some(data) = trimmed.strip_prefix(b"data:") else {
+    match trimmed.strip_prefix(b"data:") {
+        Some(data) => data.strip_prefix(b" ").unwrap_or(data),
+        None => trimmed,
+    }
+}
+
+fn scan_line(line: &[u8]) -> Line {
+    if !line.starts_with(b"data:") {
         return Line::Other;
-    };
-    let data = data.strip_prefix(b" ").unwrap_or(data);
+    }
+    let data = scan_json(line);
     if data == b"[DONE]" {
         return Line::Done;
     }

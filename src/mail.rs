@@ -1,0 +1,220 @@
+//! Outgoing mail: the link that verifies a new account's email address, over SMTP (lettre).
+//!
+//! A request never waits for mail: [`Mailer::send_verification`] builds the message and hands
+//! it to a background task, which tries up to [`ATTEMPTS`] times (a permanent refusal, 5xx,
+//! ends it at once) and logs the outcome by account id. Logs never hold the link or its token:
+//! lettre's errors carry the server's reply and the transport's error, never the message.
+//! A mail still in flight when the process stops is lost; the account can ask for another
+//! (Resend on the dashboard).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::Semaphore;
+
+use crate::config::Secret;
+use crate::domain::{Credits, Email, VerifyToken};
+
+/// Tries per mail, and the pause before each retry.
+pub const ATTEMPTS: usize = 3;
+const BACKOFF: [Duration; ATTEMPTS - 1] = [Duration::from_secs(2), Duration::from_secs(10)];
+/// SMTP sessions open at once; more mail waits for one (sign-ups and resends are throttled
+/// upstream of this, so the queue stays short).
+const SESSIONS: usize = 4;
+/// Per SMTP command: a relay that stops answering frees its session.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailConfigError {
+    /// The URL is not repeated: it may hold a password.
+    #[error("smtp_url is not a usable SMTP URL (smtp://host:port, smtp://host?tls=required, smtps://host): {0}")]
+    Url(lettre::transport::smtp::Error),
+    #[error("mail_from {0:?} is not a mailbox like `LowRouter <noreply@example.com>`")]
+    From(String),
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify.txt")]
+struct VerifyText<'a> {
+    link: &'a str,
+    grant: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify.html")]
+struct VerifyHtml<'a> {
+    link: &'a str,
+    grant: &'a str,
+}
+
+/// The SMTP transport and the sender; shared by every handler.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    sessions: Arc<Semaphore>,
+}
+
+impl Mailer {
+    /// Checks both settings now, so a typo fails at start. Connects only when sending.
+    pub fn new(smtp_url: &Secret, mail_from: &str) -> Result<Self, MailConfigError> {
+        let from: Mailbox = mail_from
+            .parse()
+            .map_err(|_| MailConfigError::From(mail_from.to_owned()))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose())
+            .map_err(MailConfigError::Url)?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        Ok(Mailer {
+            transport,
+            from,
+            sessions: Arc::new(Semaphore::new(SESSIONS)),
+        })
+    }
+
+    /// Mails `to` the link `{base_url}/verify-email?token=…`, in the background. `grant`
+    /// is what verification will add (mentioned when not zero).
+    pub fn send_verification(
+        &self,
+        account_id: i64,
+        to: &Email,
+        base_url: &str,
+        token: &VerifyToken,
+        grant: Credits,
+    ) {
+        let message = match self.verification_message(to, base_url, token, grant) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(account_id, error = %e, "verification mail could not be built");
+                return;
+            }
+        };
+        let transport = self.transport.clone();
+        let sessions = self.sessions.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=ATTEMPTS {
+                let result = {
+                    let _session = sessions.acquire().await;
+                    transport.send(message.clone()).await
+                };
+                match result {
+                    Ok(_) => {
+                        tracing::info!(account_id, attempt, "verification mail sent");
+                        return;
+                    }
+                    Err(e) if e.is_permanent() || attempt == ATTEMPTS => {
+                        tracing::error!(account_id, attempt, error = %e, "verification mail not sent");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(account_id, attempt, error = %e, "verification mail failed; retrying");
+                        tokio::time::sleep(BACKOFF[attempt - 1]).await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn verification_message(
+        &self,
+        to: &Email,
+        base_url: &str,
+        token: &VerifyToken,
+        grant: Credits,
+    ) -> anyhow::Result<Message> {
+        let link = format!("{base_url}/verify-email?token={}", token.expose());
+        let grant = if grant == Credits::ZERO {
+            String::new()
+        } else {
+            grant.to_string()
+        };
+        let text = VerifyText {
+            link: &link,
+            grant: &grant,
+        }
+        .render()?;
+        let html = VerifyHtml {
+            link: &link,
+            grant: &grant,
+        }
+        .render()?;
+        let to: Mailbox = to.as_str().parse()?;
+        let id = format!(
+            "<{}@{}>",
+            crate::web::session::random_token(),
+            self.from.email.domain()
+        );
+        Ok(Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject("Verify your email address for LowRouter")
+            .message_id(Some(id))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html),
+                    ),
+            )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailer() -> Mailer {
+        Mailer::new(
+            &Secret::new("smtp://user:hunter2@127.0.0.1:2525".into()),
+            "LowRouter <noreply@example.com>",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_message_holds_the_link_in_both_parts() {
+        let token = VerifyToken::generate();
+        let m = mailer()
+            .verification_message(
+                &Email::parse("ann@example.com").unwrap(),
+                "https://keys.example.com",
+                &token,
+                Credits::from_micros(5_000_000),
+            )
+            .unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(raw.contains("To: ann@example.com"), "{raw}");
+        assert!(raw.contains("text/plain") && raw.contains("text/html"));
+        assert!(
+            raw.contains("@example.com>"),
+            "a Message-ID of the sender's domain"
+        );
+        // Both parts carry the link (quoted-printable may fold long lines: unfold first).
+        let unfolded = raw.replace("=\r\n", "");
+        let link = format!(
+            "https://keys.example.com/verify-email?token=3D{}",
+            token.expose()
+        );
+        assert!(unfolded.contains(&link), "{unfolded}");
+    }
+
+    #[test]
+    fn bad_settings_fail_without_echoing_the_url() {
+        let e = Mailer::new(&Secret::new("ftp://u:hunter2@h".into()), "a@b.c")
+            .err()
+            .unwrap();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(Mailer::new(&Secret::new("smtp://h:25".into()), "not a mailbox").is_err());
+        assert!(Mailer::new(&Secret::new("smtps://h".into()), "a@b.c").is_ok());
+        assert!(Mailer::new(&Secret::new("smtp://h:587?tls=required".into()), "a@b.c").is_ok());
+    }
+}

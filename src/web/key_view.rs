@@ -1,0 +1,155 @@
+//! How the Keys pages show a key: never more of the token than prefix and last four; spend
+//! against limits, and a badge when a limit stops the key or soon will.
+
+use crate::domain::{time_util, Credits};
+use crate::store::keys::{KeyRow, KeyState};
+
+/// A key as the pages show it: never more of the token than prefix and last four.
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    pub masked: String,
+    pub models: String,
+    pub region: String,
+    /// "60 requests/min · 4 at once", or None without rate limits.
+    pub rate: Option<String>,
+    pub expires: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub created: String,
+    pub last_used: String,
+    /// Today's and this month's spend, each against its limit.
+    pub spend: [SpendView; 2],
+    pub limit_badge: Option<LimitBadge>,
+    pub disabled: bool,
+}
+/// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
+pub struct SpendView {
+    pub spent: String,
+    pub limit: Option<String>,
+    pub period: &'static str,
+    pub no_limit: &'static str,
+    /// The meter's scale, in micro-credits.
+    pub max: i64,
+    pub value: i64,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl SpendView {
+    fn new(
+        spent: Credits,
+        limit: Option<i64>,
+        period: &'static str,
+        no_limit: &'static str,
+    ) -> Self {
+        let max = limit.unwrap_or(0).max(1);
+        SpendView {
+            spent: spent.display(),
+            limit: limit.map(|l| Credits::from_micros(l).display()),
+            period,
+            no_limit,
+            max,
+            value: spent.micros().min(max),
+            low: max / 2,
+            high: max / 10 * 8,
+        }
+    }
+}
+
+/// A badge beside a key that a limit stops, or soon will.
+pub struct LimitBadge {
+    pub text: String,
+    pub class: &'static str,
+}
+
+fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
+    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
+    if reached(k.daily_limit, k.spent_today(now)) {
+        return Some(LimitBadge {
+            text: "Limit reached until 00:00 UTC".into(),
+            class: "bad",
+        });
+    }
+    if reached(k.monthly_limit, k.spent_this_month(now)) {
+        let reset = time_util::next_month_start_ms(now);
+        return Some(LimitBadge {
+            text: format!(
+                "Monthly limit reached until {} 00:00 UTC",
+                time_util::format_date(reset)
+            ),
+            class: "bad",
+        });
+    }
+    // 80% or more of a limit used: the next requests may be refused.
+    let share = |limit: Option<i64>, spent: Credits| {
+        limit.filter(|l| *l > 0).map_or(0, |l| {
+            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
+        })
+    };
+    let day = share(k.daily_limit, k.spent_today(now));
+    let month = share(k.monthly_limit, k.spent_this_month(now));
+    let (pct, what) = if day >= month {
+        (day, "daily")
+    } else {
+        (month, "monthly")
+    };
+    (pct >= 80).then(|| LimitBadge {
+        text: format!("{pct}% of {what} limit used"),
+        class: "warn",
+    })
+}
+
+fn rate_text(k: &KeyRow) -> Option<String> {
+    let parts: Vec<String> = [
+        k.rpm_limit.map(|n| format!("{n} requests/min")),
+        k.concurrency_limit.map(|n| format!("{n} at once")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+impl KeyView {
+    pub fn new(k: &KeyRow, now: i64) -> Self {
+        let state = k.state(now);
+        KeyView {
+            id: k.id,
+            name: k.name.clone(),
+            masked: k.masked(),
+            models: if k.models.is_empty() {
+                "All models".into()
+            } else {
+                k.model_list().join(", ")
+            },
+            region: k.region.clone().unwrap_or_else(|| "Any".into()),
+            rate: rate_text(k),
+            expires: k
+                .expires_on()
+                .map_or_else(|| "Never".into(), |d| d.to_string()),
+            state: state.label(),
+            state_class: match state {
+                KeyState::Active => "ok",
+                KeyState::Disabled => "muted",
+                KeyState::Expired => "warn",
+                KeyState::Revoked => "bad",
+            },
+            created: time_util::format_date(k.created_at),
+            last_used: k
+                .last_used_at
+                .map_or_else(|| "Never".into(), time_util::format_minute),
+            spend: [
+                SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
+                SpendView::new(
+                    k.spent_this_month(now),
+                    k.monthly_limit,
+                    "this month",
+                    "No monthly limit",
+                ),
+            ],
+            limit_badge: limit_badge(k, now),
+            disabled: state == KeyState::Disabled,
+        }
+    }
+}
