@@ -20,6 +20,29 @@ pub enum CreatedVia {
     Cli,
 }
 
+/// The stored `created_via`, decoded by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Dashboard,
+    Cli,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown created_via {0:?}")]
+pub struct UnknownVia(String);
+
+impl TryFrom<String> for Via {
+    type Error = UnknownVia;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "dashboard" => Ok(Via::Dashboard),
+            "cli" => Ok(Via::Cli),
+            _ => Err(UnknownVia(s)),
+        }
+    }
+}
+
 /// What a management key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -43,7 +66,8 @@ pub struct ManagementKeyRow {
     pub public_id: String,
     pub account_id: i64,
     pub created_by: Option<i64>,
-    pub created_via: String,
+    #[sqlx(try_from = "String")]
+    pub created_via: Via,
     pub name: String,
     pub token_prefix: String,
     pub token_last4: String,

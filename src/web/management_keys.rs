@@ -15,7 +15,7 @@ use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::{time_util, ManagementToken};
 use crate::state::AppState;
 use crate::store::management_keys::{
-    Access, CreatedVia, ManagementKeyRow, ManagementKeyState, NewManagementKey,
+    Access, CreatedVia, ManagementKeyRow, ManagementKeyState, NewManagementKey, Via,
 };
 use crate::web::error::WebError;
 
@@ -29,7 +29,7 @@ pub struct ManagementKeyView {
     pub live: bool,
     pub expires: String,
     pub created: String,
-    pub created_via: String,
+    pub created_via: &'static str,
     pub last_used: String,
 }
 
@@ -55,10 +55,9 @@ impl ManagementKeyView {
                 .expires_at
                 .map_or_else(|| "Never".into(), |e| time_util::format_date(e - 1)),
             created: time_util::format_date(k.created_at),
-            created_via: if k.created_via == "cli" {
-                "command line".into()
-            } else {
-                "dashboard".into()
+            created_via: match k.created_via {
+                Via::Cli => "command line",
+                Via::Dashboard => "dashboard",
             },
             last_used: k
                 .last_used_at
