@@ -50,12 +50,44 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embeddings => "embeddings",
+        }
+    }
+
     /// The provider's path for it, under the provider's `base_url`.
     pub fn path(self) -> &'static str {
         match self {
             ModelKind::Chat => "chat/completions",
             ModelKind::Embeddings => "embeddings",
         }
+    }
+}
+
+/// A calendar date in the catalogue (`YYYY-MM-DD`), checked when the catalogue loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ReleaseDate(pub time::Date);
+
+impl TryFrom<String> for ReleaseDate {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        time::Date::parse(
+            &s,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(ReleaseDate)
+        .map_err(|_| format!("`{s}` is not a date like 2024-05-13"))
+    }
+}
+
+impl ReleaseDate {
+    /// Midnight UTC of the day, in Unix seconds.
+    pub fn unix(self) -> i64 {
+        self.0.midnight().assume_utc().unix_timestamp()
     }
 }
 
@@ -75,6 +107,14 @@ pub struct Model {
     /// Which endpoint serves the model (`chat`, the default, or `embeddings`).
     #[serde(default)]
     pub kind: ModelKind,
+    /// When the model was released (`"2024-05-13"`), for `/models`' `created`.
+    #[serde(default)]
+    pub created: Option<ReleaseDate>,
+    /// The most tokens of prompt and output together, when known.
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    #[serde(default)]
+    pub description: Option<String>,
     /// Providers serving the model, in order of preference (the fallback order).
     pub routes: Vec<Route>,
 }

@@ -84,6 +84,21 @@ impl Credits {
         format!("{:.6}", Decimal(self.0))
     }
 
+    /// A price per million units (tokens) as the exact decimal price of one unit, without
+    /// trailing zeros (`"0.00025"`): OpenRouter's per-token pricing strings.
+    pub fn per_million_as_per_unit(self) -> String {
+        // micros / 10^6 credits per million units = micros / 10^12 credits per unit.
+        let digits = format!("{:013}", self.0.unsigned_abs());
+        let (whole, frac) = digits.split_at(digits.len() - 12);
+        let frac = frac.trim_end_matches('0');
+        let sign = if self.0 < 0 { "-" } else { "" };
+        if frac.is_empty() {
+            format!("{sign}{whole}")
+        } else {
+            format!("{sign}{whole}.{frac}")
+        }
+    }
+
     /// The amount as a JSON number, for APIs whose clients expect one (OpenRouter's
     /// `usage.cost`). Exact, although it goes through an `f64`: serde_json writes the shortest
     /// decimal that reads back as the same `f64`, and a decimal of at most 15 significant
@@ -211,6 +226,17 @@ impl serde::Serialize for Credits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_per_million_become_exact_prices_per_token() {
+        let per_token = |s: &str| Credits::parse(s).unwrap().per_million_as_per_unit();
+        assert_eq!(per_token("250"), "0.00025");
+        assert_eq!(per_token("2"), "0.000002");
+        assert_eq!(per_token("0.15"), "0.00000015");
+        assert_eq!(per_token("0.000001"), "0.000000000001");
+        assert_eq!(per_token("0"), "0");
+        assert_eq!(per_token("2000000"), "2");
+    }
 
     #[test]
     fn one_rule_for_amounts_on_the_dashboard() {

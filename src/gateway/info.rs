@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::auth::{authenticate, Authed};
 use super::error::ApiError;
 use super::holds::Outstanding;
-use crate::catalogue::Model;
+use crate::catalogue::{Model, ModelKind, ReleaseDate};
 use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits};
 use crate::state::AppState;
@@ -46,6 +46,26 @@ async fn authenticate_settled(
     Ok(authed)
 }
 
+/// What the gateway forwards for a chat model (OpenRouter's `supported_parameters`; fields
+/// billed outside token prices are refused: see `chat::request`).
+const CHAT_PARAMETERS: [&str; 14] = [
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "stream_options",
+];
+const EMBEDDINGS_PARAMETERS: [&str; 2] = ["encoding_format", "dimensions"];
+
 /// A model as this key sees it: only if the key may use it and a configured provider serves
 /// it in a region the key may use (`None` otherwise).
 fn model_json(state: &AppState, key: &KeyRow, m: &Model) -> Option<Value> {
@@ -60,10 +80,23 @@ fn model_json(state: &AppState, key: &KeyRow, m: &Model) -> Option<Value> {
         .collect();
     (!regions.is_empty()).then(|| {
         json!({
-            "id": m.id, "object": "model", "created": 0, "owned_by": m.id.split('/').next().unwrap_or(""),
+            "id": m.id, "object": "model",
+            "created": m.created.map_or(0, ReleaseDate::unix),
+            "owned_by": m.id.split('/').next().unwrap_or(""),
             "name": m.name,
-            "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "credits"},
+            "description": m.description.as_deref().unwrap_or(&m.name),
+            "context_length": m.context_length,
+            "kind": m.kind.as_str(),
+            // Ours (per million tokens) and OpenRouter's (per token, as strings), in credits.
+            "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price,
+                "unit": "credits",
+                "prompt": m.input_price.per_million_as_per_unit(),
+                "completion": m.output_price.per_million_as_per_unit()},
             "max_output_tokens": m.max_output_tokens,
+            "supported_parameters": match m.kind {
+                ModelKind::Chat => &CHAT_PARAMETERS[..],
+                ModelKind::Embeddings => &EMBEDDINGS_PARAMETERS[..],
+            },
             "regions": regions,
         })
     })

@@ -16,6 +16,7 @@ pub mod reasons;
 pub mod session;
 pub mod throttle;
 pub mod usage;
+mod usage_chart;
 mod usage_csv;
 pub mod verify;
 

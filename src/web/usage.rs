@@ -10,6 +10,7 @@ use askama::Template;
 use super::error::{WebError, WebResult};
 use super::keys::html;
 use super::reasons::{self, StatusChoice};
+use super::usage_chart::{build_chart, Chart, Texture};
 use super::{Dashboard, Layout};
 use crate::domain::text::{has_control, GenerationId};
 use crate::domain::{time_util, Credits};
@@ -238,124 +239,6 @@ impl From<UsageTotals> for TotalsView {
     }
 }
 
-/// A server-rendered SVG bar chart: spend per UTC day, stacked by key.
-pub struct Chart {
-    pub width: i64,
-    pub height: i64,
-    pub bars: Vec<Bar>,
-    pub y_labels: Vec<AxisLabel>,
-    pub x_labels: Vec<AxisLabel>,
-    pub legend: Vec<LegendItem>,
-    pub title: String,
-    pub empty: bool,
-}
-
-pub struct Bar {
-    pub x: i64,
-    pub y: i64,
-    pub w: i64,
-    pub h: i64,
-    pub color: &'static str,
-    pub label: String,
-}
-
-pub struct AxisLabel {
-    pub x: i64,
-    pub y: i64,
-    pub text: String,
-}
-
-pub struct LegendItem {
-    pub color: &'static str,
-    pub name: String,
-}
-
-const PALETTE: [&str; 8] = [
-    "#4f46e5", "#0d9488", "#d97706", "#db2777", "#2563eb", "#65a30d", "#9333ea", "#dc2626",
-];
-
-pub fn build_chart(rows: &[crate::store::usage::DailySpend], first_day: i64, days: i64) -> Chart {
-    let (w, h, left, bottom, top) = (720i64, 240i64, 64i64, 28i64, 12i64);
-    let plot_w = w - left - 8;
-    let plot_h = h - bottom - top;
-    let mut names: Vec<&str> = Vec::new();
-    for r in rows {
-        if !names.contains(&r.key_name.as_str()) {
-            names.push(&r.key_name);
-        }
-    }
-    let mut per_day: HashMap<i64, i64> = HashMap::new();
-    for r in rows {
-        *per_day.entry(r.day).or_default() += r.cost;
-    }
-    let max = per_day.values().copied().max().unwrap_or(0).max(1);
-    let slot = (plot_w / days.max(1)).max(1);
-    let bar_w = (slot * 3 / 4).max(1);
-    let mut stacked: HashMap<i64, i64> = HashMap::new();
-    let mut bars = Vec::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.day >= first_day && r.day < first_day + days)
-    {
-        let base = stacked.entry(r.day).or_default();
-        let bh = ((r.cost as i128 * plot_h as i128) / max as i128) as i64;
-        let y0 = top + plot_h - ((*base as i128 * plot_h as i128) / max as i128) as i64;
-        *base += r.cost;
-        let idx = names.iter().position(|n| *n == r.key_name).unwrap_or(0);
-        bars.push(Bar {
-            x: left + (r.day - first_day) * slot + (slot - bar_w) / 2,
-            y: y0 - bh.max(1),
-            w: bar_w,
-            h: bh.max(1),
-            color: PALETTE[idx % PALETTE.len()],
-            label: format!(
-                "{}: {} credits, {}",
-                time_util::format_date(r.day * 86_400_000),
-                Credits::from_micros(r.cost).display(),
-                r.key_name
-            ),
-        });
-    }
-    let y_labels = (0..=4)
-        .map(|i| AxisLabel {
-            x: left - 6,
-            y: top + plot_h - plot_h * i / 4 + 4,
-            text: Credits::from_micros(max * i / 4).display(),
-        })
-        .collect();
-    let step = (days / 6).max(1);
-    let x_labels = (0..days)
-        .step_by(step as usize)
-        .map(|d| AxisLabel {
-            x: left + d * slot + slot / 2,
-            y: h - 8,
-            text: time_util::format_date((first_day + d) * 86_400_000)[5..].to_owned(),
-        })
-        .collect();
-    let legend = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| LegendItem {
-            color: PALETTE[i % PALETTE.len()],
-            name: (*n).to_owned(),
-        })
-        .collect();
-    Chart {
-        width: w,
-        height: h,
-        empty: bars.is_empty(),
-        bars,
-        y_labels,
-        x_labels,
-        legend,
-        title: format!(
-            "Spend per day (credits), {} to {}, UTC",
-            time_util::format_date(first_day * 86_400_000),
-            time_util::format_date((first_day + days - 1) * 86_400_000)
-        ),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "usage.html")]
 struct UsagePage {
@@ -365,6 +248,8 @@ struct UsagePage {
     rows: Vec<UsageView>,
     totals: TotalsView,
     chart: Chart,
+    /// What the totals cover, said beside them (the chart says its own period).
+    totals_period: String,
     key_names: Vec<String>,
     outcomes: &'static [StatusChoice],
     reasons: Vec<StatusChoice>,
@@ -419,6 +304,7 @@ pub async fn list(
         rows: views(rows, &revoked),
         totals: totals.into(),
         chart: build_chart(&daily, first_day, days),
+        totals_period: totals_period(&filter),
         key_names,
         outcomes: &reasons::OUTCOMES,
         reasons: reasons::reason_choices().collect(),
@@ -427,6 +313,17 @@ pub async fn list(
         errors,
     };
     html(StatusCode::OK, page.render()?)
+}
+
+/// The totals cover the filter's dates, or all time.
+fn totals_period(f: &UsageFilter) -> String {
+    let day = |ms: i64| time_util::format_date(ms);
+    match (f.from_ms, f.to_ms) {
+        (None, None) => "All time".into(),
+        (Some(from), None) => format!("Since {}", day(from)),
+        (None, Some(to)) => format!("Until {}", day(to - 1)),
+        (Some(from), Some(to)) => format!("{} to {}", day(from), day(to - 1)),
+    }
 }
 
 /// The chart covers the filter's dates, or the last 30 days when it has none.

@@ -212,3 +212,32 @@ async fn openrouters_models_list_falls_back_within_the_keys_scope() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn models_carry_openrouters_fields() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("lister", &[]).await;
+    let m: Value = app.api_json(&token, "/api/v1/models/test/ok").await;
+    assert_eq!(m["created"], 1_715_558_400, "2024-05-13, midnight UTC");
+    assert_eq!(m["context_length"], 128_000);
+    assert_eq!(m["kind"], "chat");
+    assert!(m["description"].is_string());
+    let p = &m["pricing"];
+    // The fixture's per-million prices, per token, exact.
+    let per_token = |per_million: &str| {
+        let v: f64 = per_million.parse().unwrap();
+        format!("{}", v / 1e6)
+    };
+    assert_eq!(
+        p["prompt"].as_str().unwrap(),
+        per_token(p["input_per_million"].as_str().unwrap())
+    );
+    assert!(m["supported_parameters"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("tools")));
+    let e: Value = app.api_json(&token, "/api/v1/models/test/embed").await;
+    assert_eq!(e["kind"], "embeddings");
+    assert_eq!(e["created"], 0, "no release date in the catalogue");
+}
