@@ -69,6 +69,9 @@ fn key(models: &str) -> KeyRow {
         day_spend: 0,
         spend_month: 0,
         month_spend: 0,
+        public_id: None,
+        rpm_limit: None,
+        concurrency_limit: None,
     }
 }
 

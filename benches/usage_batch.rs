@@ -70,6 +70,8 @@ fn batches(c: &mut Criterion) {
             daily_limit: None,
             monthly_limit: None,
             expires_on: None,
+            rpm_limit: None,
+            concurrency_limit: None,
         };
         let key = store
             .create_key(account, &spec, &ApiToken::generate())

@@ -103,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
             daily_limit: None,
             monthly_limit: None,
             expires_on: None,
+            rpm_limit: None,
+            concurrency_limit: None,
         };
         let id = store
             .create_key(account_id, &spec, &ApiToken::generate())

@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `user create`, `credits grant`,
-//! `journal inspect | set-aside` (`cli::journal`).
+//! `management-key create`, `journal inspect | set-aside` (`cli::journal`).
 
 mod journal;
 
@@ -44,6 +44,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CreditsCommand,
     },
+    /// Manage management keys (for the management API).
+    #[command(name = "management-key")]
+    ManagementKey {
+        #[command(subcommand)]
+        command: ManagementKeyCommand,
+    },
     /// Read or set aside the usage journal (SQLite), e.g. when the server refuses to start
     /// because of a record it cannot read.
     Journal {
@@ -58,6 +64,20 @@ pub enum UserCommand {
     Create {
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ManagementKeyCommand {
+    /// Create a management key for an account and print it once (to bootstrap automation).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// List and read only; no changes.
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long, default_value = "cli")]
+        name: String,
     },
 }
 
@@ -130,8 +150,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
+        Command::ManagementKey {
+            command:
+                ManagementKeyCommand::Create {
+                    email,
+                    read_only,
+                    name,
+                },
+        } => create_management_key(&settings, &email, read_only, &name).await?,
         Command::Journal { command } => journal::run(&settings, command)?,
     }
+    Ok(())
+}
+
+/// Prints the new key's token alone on stdout (for `$(…)`), what it is on stderr.
+async fn create_management_key(
+    settings: &Settings,
+    email: &str,
+    read_only: bool,
+    name: &str,
+) -> anyhow::Result<()> {
+    use crate::store::management_keys::{Access, CreatedVia, NewManagementKey};
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let name =
+        crate::domain::key_form::parse_name(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let store = Store::connect(&settings.database_url).await?;
+    let Some(account) = store.account_by_email(&email).await? else {
+        bail!("no account with email {}", email.as_str());
+    };
+    let new = NewManagementKey {
+        name,
+        access: if read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        },
+        expires_at: None,
+    };
+    let token = crate::domain::ManagementToken::generate();
+    let row = store
+        .create_management_key(account.id, CreatedVia::Cli, &new, &token)
+        .await?;
+    eprintln!(
+        "created {} management key “{}” ({}) for {}; it is shown only once:",
+        if read_only { "read-only" } else { "read-write" },
+        row.name,
+        row.public_id,
+        email.as_str()
+    );
+    println!("{}", token.expose());
     Ok(())
 }
 

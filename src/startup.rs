@@ -17,6 +17,7 @@ use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::domain::time_util;
 use crate::gateway::ledger::Ledger;
+use crate::gateway::rate_limit::RateLimits;
 use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
 use crate::mail::Mailer;
@@ -97,6 +98,10 @@ impl Application {
                 .context("starting the usage writer")?,
             ledger,
             refusals: Arc::default(),
+            rate_limits: Arc::new(RateLimits::new(match store.backend() {
+                crate::store::Backend::Postgres(pg) => Some(pg),
+                crate::store::Backend::Sqlite(_) => None,
+            })),
             store: store.clone(),
             catalogue: Arc::new(catalogue),
             throttle: Arc::new(LoginThrottle::new(
@@ -295,8 +300,9 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
 
 /// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:
 /// release the holds of processes that died (PostgreSQL). Every minute: holds past the
-/// longest possible request, expired sessions, and verification links a week past their
-/// expiry.
+/// longest possible request, expired sessions, verification links a week past their
+/// expiry, idempotency keys past their 24 hours, and (PostgreSQL) rate limit minutes that
+/// are over.
 fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
     store.start_checkpointer();
     let pg = match ledger {
@@ -331,6 +337,15 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
                 .await
             {
                 tracing::warn!(error = %e, "verification link purge failed");
+            }
+            if let Err(e) = store.sweep_idempotency_keys().await {
+                tracing::warn!(error = %e, "idempotency key sweep failed");
+            }
+            if let Some(pg) = &pg {
+                let minute = time_util::now_ms().div_euclid(60_000);
+                if let Err(e) = pg.sweep_rate_minutes(minute - 1).await {
+                    tracing::warn!(error = %e, "rate limit minutes sweep failed");
+                }
             }
         }
     });

@@ -8,6 +8,7 @@ use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::gateway::leaks::LeakKeys;
 use crate::gateway::ledger::Ledger;
+use crate::gateway::rate_limit::RateLimits;
 use crate::gateway::refusals::RefusalBudgets;
 use crate::gateway::upstream::Upstreams;
 use crate::gateway::usage_writer::UsageWriter;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// Budgets of refused requests per key and failed authentications per address.
     pub refusals: Arc<RefusalBudgets>,
+    /// Keys' own requests-per-minute and concurrency limits.
+    pub rate_limits: Arc<RateLimits>,
     /// Verified when a login names an unknown email, so timing reveals nothing.
     pub dummy_hash: Arc<String>,
     /// Encrypts the session cookie (read back by "Log out other sessions" to know which

@@ -1004,6 +1004,20 @@ async fn screenshots_of_the_main_pages() {
     b.click("table.usage td a").await;
     b.find("dl.details").await;
     shoot(&b, "usage-detail", false, &mut problems).await;
+
+    // Management keys: create one (the reveal), then the list, from the navigation.
+    b.click("nav[aria-label=Main] a[href='/management-keys']")
+        .await;
+    b.wait_path("/management-keys").await;
+    b.fill("#name", "terraform").await;
+    b.click("form[action='/management-keys'] button[type=submit]")
+        .await;
+    b.find("#token").await;
+    assert!(b.source().await.contains("lr-mk-"));
+    shoot(&b, "management-key-reveal", false, &mut problems).await;
+    b.goto("/management-keys").await;
+    assert!(b.source().await.contains("terraform"));
+    shoot(&b, "management-keys", true, &mut problems).await;
     b.close().await;
     assert!(problems.is_empty(), "layout problems: {problems:#?}");
 }

@@ -27,6 +27,10 @@ use support::*;
 enum Target {
     Key,
     Generation,
+    /// An API key by public id, through the management API (with a management key).
+    ApiKey,
+    /// A management key by public id (the Management keys page).
+    ManagementKey,
 }
 
 struct Case {
@@ -97,6 +101,36 @@ const ISOLATION_TABLE: &[Case] = &[
         owner_status: 303,
     },
     Case {
+        method: "GET",
+        pattern: "/api/v1/keys/{id}",
+        target: Target::ApiKey,
+        owner_status: 200,
+    },
+    Case {
+        method: "PATCH",
+        pattern: "/api/v1/keys/{id}",
+        target: Target::ApiKey,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
+        pattern: "/api/v1/keys/{id}/roll",
+        target: Target::ApiKey,
+        owner_status: 200,
+    },
+    Case {
+        method: "DELETE",
+        pattern: "/api/v1/keys/{id}",
+        target: Target::ApiKey,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
+        pattern: "/management-keys/{id}/revoke",
+        target: Target::ManagementKey,
+        owner_status: 303,
+    },
+    Case {
         method: "POST",
         pattern: "/keys/{id}/edit",
         target: Target::Key,
@@ -130,9 +164,15 @@ const NOT_ID_ROUTES: &[(&str, &str)] =
 /// the file's `web::scope("…")` if it has one.
 fn routes_in(src: &str) -> Vec<(String, String)> {
     let scope = between(src, "web::scope(\"", "\"").unwrap_or("");
-    src.split(".route(\"")
+    // `.route(` then the path's literal, on the same line or (as rustfmt wraps long ones)
+    // the next.
+    src.split(".route(")
         .skip(1)
         .map(|piece| {
+            let piece = piece
+                .trim_start()
+                .strip_prefix('"')
+                .expect("route path is a literal");
             let path = piece.split('"').next().unwrap();
             let method = between(piece, "web::", "()").expect("route has a method guard");
             (method.to_uppercase(), format!("{scope}{path}"))
@@ -195,6 +235,22 @@ fn isolation_table_covers_every_route_with_an_id() {
     );
 }
 
+/// A management key of `who`'s account, made on the Management keys page.
+async fn management_key(who: &Browser) -> String {
+    let r = who
+        .post_form(
+            "/management-keys",
+            "/management-keys",
+            &[("name", "isolation")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    between(&html, "value=\"lr-mk-", "\"")
+        .map(|t| format!("lr-mk-{t}"))
+        .expect("reveal shows the management key")
+}
+
 /// Everything of account `id` that a foreign request could change.
 async fn account_state(db: &Db, id: i64) -> Vec<String> {
     let mut s = db
@@ -215,6 +271,13 @@ async fn account_state(db: &Db, id: i64) -> Vec<String> {
     );
     s.extend(
         db.texts(&format!(
+            "select public_id || '|' || coalesce(cast(revoked_at as text), '-') from management_keys \
+             where account_id = {id} order by id"
+        ))
+        .await,
+    );
+    s.extend(
+        db.texts(&format!(
             "select generation_id || '|' || key_name || '|' || cast(cost as text) from usage \
              where account_id = {id} order by id"
         ))
@@ -224,17 +287,21 @@ async fn account_state(db: &Db, id: i64) -> Vec<String> {
 }
 
 /// One request of the table: as `who` (its session and a valid CSRF token of its own, so
-/// only the ownership check can refuse it), with `bearer` for the gateway's routes.
+/// only the ownership check can refuse it), with `bearer` (an API key) for the gateway's
+/// routes and `manager` (a management key of its own) for the management API's.
 async fn send_case(
     server: &Server,
     who: &Browser,
-    bearer: &str,
+    (bearer, manager): (&str, &str),
     c: &Case,
     id: &str,
 ) -> (u16, String) {
     let url = server.url(&c.pattern.replace("{id}", id).replace("{generation_id}", id));
     let req = match c.method {
         "GET" => who.client.get(&url),
+        "POST" if c.pattern.starts_with("/api/v1/") => {
+            who.client.post(&url).json(&serde_json::json!({}))
+        }
         "POST" => {
             let csrf = csrf_of(&who.get_html("/keys").await);
             who.client.post(&url).form(&[
@@ -244,9 +311,15 @@ async fn send_case(
                 ("models", "lowrouter/echo"),
             ])
         }
+        "PATCH" => who.client.patch(&url).json(&serde_json::json!({
+            "name": "pwned", "daily_limit": "99999", "models": ["lowrouter/echo"], "disabled": true
+        })),
+        "DELETE" => who.client.delete(&url),
         m => panic!("method {m}"),
     };
-    let req = if c.pattern.starts_with("/api/") {
+    let req = if c.pattern.starts_with("/api/v1/keys") {
+        req.bearer_auth(manager)
+    } else if c.pattern.starts_with("/api/") {
         req.bearer_auth(bearer)
     } else {
         req
@@ -290,11 +363,36 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
     let old_generation = r.generation_id.unwrap();
     assert_eq!(owner.delete_key(old_id).await.status(), 303);
     let owner_id = db.account_id(&owner_email).await;
+    // A key for the management API's cases (the dashboard's Delete takes `victim`), the
+    // revoked one by its public id, and a management key.
+    owner.create_key("api-victim", &[]).await;
+    let public_id = |name: &'static str| {
+        let db = &db;
+        async move {
+            db.texts(&format!(
+                "select public_id from api_keys where account_id = {owner_id} and name = '{name}'"
+            ))
+            .await
+            .remove(0)
+        }
+    };
+    let api_key_id = public_id("api-victim").await;
+    let old_public_id = public_id("old").await;
+    let owner_manager = management_key(&owner).await;
+    let owner_mk_id = db
+        .texts(&format!(
+            "select public_id from management_keys where account_id = {owner_id}"
+        ))
+        .await
+        .remove(0);
 
-    // The intruder: signed in, with a key of its own and valid CSRF tokens.
+    // The intruder: signed in, with keys of its own and valid CSRF tokens.
     let intruder = Browser::new(&server);
     intruder.signed_up().await;
     let intruder_token = intruder.create_key("mine", &[]).await;
+    let intruder_manager = management_key(&intruder).await;
+    let intruder_bearers = (intruder_token.as_str(), intruder_manager.as_str());
+    let owner_bearers = (owner_token.as_str(), owner_manager.as_str());
 
     let before = account_state(&db, owner_id).await;
     for c in ISOLATION_TABLE {
@@ -307,16 +405,24 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
                 vec![generation.clone(), old_generation.clone()],
                 "gen-AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
             ),
+            Target::ApiKey => (
+                vec![api_key_id.clone(), old_public_id.clone()],
+                "key_AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            ),
+            Target::ManagementKey => (
+                vec![owner_mk_id.clone()],
+                "mk_AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            ),
         };
         let (missing_status, missing_body) =
-            send_case(&server, &intruder, &intruder_token, c, &missing).await;
+            send_case(&server, &intruder, intruder_bearers, c, &missing).await;
         assert_eq!(
             missing_status, 404,
             "{} {} (no such id)",
             c.method, c.pattern
         );
         for id in &foreign {
-            let (status, body) = send_case(&server, &intruder, &intruder_token, c, id).await;
+            let (status, body) = send_case(&server, &intruder, intruder_bearers, c, id).await;
             assert_eq!(
                 status, 404,
                 "{} {} with another account's id {id}",
@@ -349,8 +455,10 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
         let id = match c.target {
             Target::Key => key_id.to_string(),
             Target::Generation => generation.clone(),
+            Target::ApiKey => api_key_id.clone(),
+            Target::ManagementKey => owner_mk_id.clone(),
         };
-        let (status, _) = send_case(&server, &owner, &owner_token, c, &id).await;
+        let (status, _) = send_case(&server, &owner, owner_bearers, c, &id).await;
         assert_eq!(status, c.owner_status, "owner: {} {}", c.method, c.pattern);
     }
     let revoked = db

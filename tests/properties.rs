@@ -353,6 +353,8 @@ fn key_form() -> impl Strategy<Value = KeyFormInput> {
                 daily_limit: daily,
                 monthly_limit: monthly,
                 expires,
+                rpm_limit: String::new(),
+                concurrency_limit: String::new(),
             },
         )
 }

@@ -1,5 +1,6 @@
 //! The New key / Edit key form: raw input as typed (kept for re-rendering) and its parse
-//! into a [`KeySpec`], with one message per wrong field.
+//! into a [`KeySpec`], with one message per wrong field. The management API builds the same
+//! [`KeyFormInput`] from its JSON and uses this parse too: one validator, not two.
 
 use time::Date;
 
@@ -16,7 +17,11 @@ pub struct KeyFormInput {
     pub region: String,
     pub daily_limit: String,
     pub monthly_limit: String,
+    /// `YYYY-MM-DD`, the last day the key works; the API may also send the instant it stops
+    /// as RFC 3339, which must then be a UTC midnight (expiry is per UTC day).
     pub expires: String,
+    pub rpm_limit: String,
+    pub concurrency_limit: String,
 }
 
 /// A key's name and scoping, valid by construction.
@@ -31,6 +36,10 @@ pub struct KeySpec {
     pub monthly_limit: Option<Credits>,
     /// Last day (UTC) on which the key works.
     pub expires_on: Option<Date>,
+    /// Requests per minute; None: no limit.
+    pub rpm_limit: Option<u32>,
+    /// Requests in flight at once; None: no limit.
+    pub concurrency_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,12 +50,61 @@ pub struct FieldErrors {
     pub daily_limit: Option<String>,
     pub monthly_limit: Option<String>,
     pub expires: Option<String>,
+    pub rpm_limit: Option<String>,
+    pub concurrency_limit: Option<String>,
 }
 
 impl FieldErrors {
     pub fn is_empty(&self) -> bool {
         *self == FieldErrors::default()
     }
+
+    /// The first wrong field, by the API's name for it, and its message.
+    pub fn first(&self) -> Option<(&'static str, &str)> {
+        [
+            ("name", &self.name),
+            ("models", &self.models),
+            ("region", &self.region),
+            ("daily_limit", &self.daily_limit),
+            ("monthly_limit", &self.monthly_limit),
+            ("expires_at", &self.expires),
+            ("rpm_limit", &self.rpm_limit),
+            ("concurrency_limit", &self.concurrency_limit),
+        ]
+        .into_iter()
+        .find_map(|(field, e)| e.as_deref().map(|m| (field, m)))
+    }
+}
+
+/// Highest requests-per-minute or concurrency limit accepted.
+pub const RATE_LIMIT_MAX: u32 = 1_000_000;
+
+fn parse_count(raw: &str) -> Result<Option<u32>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=RATE_LIMIT_MAX).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "Enter a whole number from 1 to {RATE_LIMIT_MAX}, or leave empty for no limit."
+        )),
+    }
+}
+
+/// The last day a key works, from a date or from the RFC 3339 instant it stops (a UTC
+/// midnight: the start of the day after the last one).
+fn parse_expiry(s: &str) -> Result<Date, &'static str> {
+    if let Some(d) = time_util::parse_date(s) {
+        return Ok(d);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "Enter a date as YYYY-MM-DD.")?
+        .to_offset(time::UtcOffset::UTC);
+    if t.time() != time::Time::MIDNIGHT {
+        return Err("Keys expire at a UTC midnight: send a date (YYYY-MM-DD, the last day the key works) or a time of 00:00:00Z.");
+    }
+    t.date().previous_day().ok_or("Enter a date as YYYY-MM-DD.")
 }
 
 fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
@@ -105,18 +163,26 @@ impl KeyFormInput {
         }
         let expires_on = match self.expires.trim() {
             "" => None,
-            s => match time_util::parse_date(s) {
-                Some(d) if d >= today => Some(d),
-                Some(_) => {
+            s => match parse_expiry(s) {
+                Ok(d) if d >= today => Some(d),
+                Ok(_) => {
                     errors.expires = Some("Choose today or a later date.".into());
                     None
                 }
-                None => {
-                    errors.expires = Some("Enter a date as YYYY-MM-DD.".into());
+                Err(e) => {
+                    errors.expires = Some(e.into());
                     None
                 }
             },
         };
+        let rpm_limit = parse_count(&self.rpm_limit)
+            .map_err(|e| errors.rpm_limit = Some(e))
+            .ok()
+            .flatten();
+        let concurrency_limit = parse_count(&self.concurrency_limit)
+            .map_err(|e| errors.concurrency_limit = Some(e))
+            .ok()
+            .flatten();
         match name {
             Some(name) if errors.is_empty() => Ok(KeySpec {
                 name,
@@ -125,6 +191,8 @@ impl KeyFormInput {
                 daily_limit,
                 monthly_limit,
                 expires_on,
+                rpm_limit,
+                concurrency_limit,
             }),
             _ => Err(Box::new(errors)),
         }
@@ -145,6 +213,11 @@ impl KeyFormInput {
                 .map(|c| c.display_precise())
                 .unwrap_or_default(),
             expires: spec.expires_on.map(|d| d.to_string()).unwrap_or_default(),
+            rpm_limit: spec.rpm_limit.map(|n| n.to_string()).unwrap_or_default(),
+            concurrency_limit: spec
+                .concurrency_limit
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         }
     }
 }

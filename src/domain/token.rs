@@ -1,6 +1,10 @@
-//! API tokens: the public format is a contract and never changes once shipped.
+//! Tokens: the public format is a contract and never changes once shipped.
 //!
-//! `lr-sk-` + 43 base62 characters from the OS CSPRNG (43 × log2(62) ≈ 256 bits) + 6 base62
+//! Two kinds share one format and differ only in their prefix: inference keys (`lr-sk-`,
+//! [`ApiToken`]) for the gateway, and management keys (`lr-mk-`, [`ManagementToken`]) for
+//! the management API. Each kind is refused where the other belongs (`wrong_key_type`).
+//!
+//! `lr-sk-` (or `lr-mk-`) + 43 base62 characters from the OS CSPRNG (43 × log2(62) ≈ 256 bits) + 6 base62
 //! characters encoding the CRC32 of everything before them. 55 characters in all.
 //!
 //! The checksum lets the gateway reject typos and truncations without touching the database,
@@ -9,22 +13,65 @@
 //! passwords people choose) and keeps verification in microseconds.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
 pub const TOKEN_PREFIX: &str = "lr-sk-";
+pub const MANAGEMENT_PREFIX: &str = "lr-mk-";
+/// Every kind's prefix has this length, so every token has the same length and layout.
+const PREFIX_LEN: usize = 6;
 const RANDOM_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
-pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + RANDOM_LEN + CHECKSUM_LEN;
+pub const TOKEN_LEN: usize = PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
 /// Characters shown before the ellipsis: the scheme prefix plus four random characters.
-const DISPLAY_PREFIX_LEN: usize = TOKEN_PREFIX.len() + 4;
+const DISPLAY_PREFIX_LEN: usize = PREFIX_LEN + 4;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// A full secret token. Exists only between generation and the one-time reveal, and while
-/// a gateway request is being authenticated. `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiToken(String);
+/// What a kind of token is for, named by its prefix.
+pub trait TokenKind {
+    /// Exactly [`PREFIX_LEN`] characters.
+    const PREFIX: &'static str;
+    const NAME: &'static str;
+}
+
+/// An inference key: the gateway's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inference;
+impl TokenKind for Inference {
+    const PREFIX: &'static str = TOKEN_PREFIX;
+    const NAME: &'static str = "ApiToken";
+}
+
+/// A management key: the management API (`/api/v1/keys`, `/usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Management;
+impl TokenKind for Management {
+    const PREFIX: &'static str = MANAGEMENT_PREFIX;
+    const NAME: &'static str = "ManagementToken";
+}
+
+/// A full secret token of kind `K`. Exists only between generation and the one-time
+/// reveal, and while a request is being authenticated. `Debug` never prints it.
+pub struct Token<K: TokenKind>(String, PhantomData<K>);
+
+/// An inference key's token (`lr-sk-`).
+pub type ApiToken = Token<Inference>;
+/// A management key's token (`lr-mk-`).
+pub type ManagementToken = Token<Management>;
+
+impl<K: TokenKind> Clone for Token<K> {
+    fn clone(&self) -> Self {
+        Token(self.0.clone(), PhantomData)
+    }
+}
+impl<K: TokenKind> PartialEq for Token<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<K: TokenKind> Eq for Token<K> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -38,26 +85,24 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub String);
 
-impl ApiToken {
+impl<K: TokenKind> Token<K> {
     /// A new token from the operating system's CSPRNG.
     pub fn generate() -> Self {
         let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
         let mut s = String::with_capacity(TOKEN_LEN);
-        s.push_str(TOKEN_PREFIX);
+        s.push_str(K::PREFIX);
         Alphanumeric.append_string(&mut rng, &mut s, RANDOM_LEN);
         let checksum = checksum_chars(s.as_bytes());
         s.push_str(std::str::from_utf8(&checksum).expect("base62 is ascii"));
-        ApiToken(s)
+        Token(s, PhantomData)
     }
 
     /// Checks shape and checksum; no database involved.
     pub fn parse(input: &str) -> Result<Self, TokenError> {
         let bytes = input.as_bytes();
         if bytes.len() != TOKEN_LEN
-            || !input.starts_with(TOKEN_PREFIX)
-            || !bytes[TOKEN_PREFIX.len()..]
-                .iter()
-                .all(u8::is_ascii_alphanumeric)
+            || !input.starts_with(K::PREFIX)
+            || !bytes[PREFIX_LEN..].iter().all(u8::is_ascii_alphanumeric)
         {
             return Err(TokenError::Malformed);
         }
@@ -65,7 +110,7 @@ impl ApiToken {
         if checksum_chars(body) != checksum {
             return Err(TokenError::BadChecksum);
         }
-        Ok(ApiToken(input.to_owned()))
+        Ok(Token(input.to_owned(), PhantomData))
     }
 
     /// The secret itself, for the one-time reveal.
@@ -108,9 +153,9 @@ fn checksum_chars(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
-impl fmt::Debug for ApiToken {
+impl<K: TokenKind> fmt::Debug for Token<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiToken({}…)", self.display_prefix())
+        write!(f, "{}({}…)", K::NAME, self.display_prefix())
     }
 }
 
@@ -166,6 +211,24 @@ mod tests {
     fn debug_does_not_leak() {
         let t = ApiToken::generate();
         assert!(!format!("{t:?}").contains(&t.expose()[10..]));
+    }
+
+    #[test]
+    fn management_tokens_share_the_format_not_the_prefix() {
+        let m = ManagementToken::generate();
+        let s = m.expose();
+        assert_eq!(s.len(), 55);
+        assert!(s.starts_with("lr-mk-"));
+        assert_eq!(ManagementToken::parse(s).unwrap(), m);
+        assert_eq!(m.display_prefix(), &s[..10]);
+        assert_eq!(ApiToken::parse(s), Err(TokenError::Malformed));
+        let a = ApiToken::generate();
+        assert_eq!(
+            ManagementToken::parse(a.expose()),
+            Err(TokenError::Malformed)
+        );
+        assert!(format!("{m:?}").starts_with("ManagementToken(lr-mk-"));
+        assert!(!format!("{m:?}").contains(&s[10..]));
     }
 
     #[test]

@@ -5,13 +5,13 @@
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 
 use super::error::ApiError;
-use crate::domain::token::{hash_str, ApiToken, TokenError};
+use crate::domain::token::{hash_str, ApiToken, ManagementToken, TokenError};
 use crate::domain::Credits;
 use crate::store::keys::{GatewayKey, KeyState};
 use crate::store::Store;
 
-/// Extracts the token from the `Authorization` header, or says what is wrong with it.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+/// The value after `Bearer ` in the one `Authorization` header, or what is wrong with it.
+fn bearer_value(headers: &HeaderMap) -> Result<&str, ApiError> {
     let mut values = headers.get_all(AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(ApiError::unauthorized(
@@ -23,16 +23,44 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
             "Send exactly one Authorization header.",
         ));
     }
-    let malformed = || {
-        ApiError::unauthorized("Malformed Authorization header: expected `Bearer ` followed by the API key, with no quotes or extra spaces.")
-    };
     let value = value.to_str().map_err(|_| malformed())?;
-    let token = value.strip_prefix("Bearer ").ok_or_else(malformed)?;
+    value.strip_prefix("Bearer ").ok_or_else(malformed)
+}
+
+fn malformed() -> ApiError {
+    ApiError::unauthorized("Malformed Authorization header: expected `Bearer ` followed by the API key, with no quotes or extra spaces.")
+}
+
+fn bad_checksum() -> ApiError {
+    ApiError::unauthorized(
+        "The API key's checksum does not match: it was mistyped or truncated. Copy it again.",
+    )
+}
+
+/// Extracts an inference key's token from the `Authorization` header, or says what is
+/// wrong with it (a management key: 403 `wrong_key_type`).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let token = bearer_value(headers)?;
     match ApiToken::parse(token) {
         Ok(_) => Ok(token),
-        Err(TokenError::BadChecksum) => Err(ApiError::unauthorized(
-            "The API key's checksum does not match: it was mistyped or truncated. Copy it again.",
-        )),
+        Err(TokenError::BadChecksum) => Err(bad_checksum()),
+        Err(TokenError::Malformed) if ManagementToken::parse(token).is_ok() => {
+            Err(ApiError::wrong_key_type(false))
+        }
+        Err(TokenError::Malformed) => Err(malformed()),
+    }
+}
+
+/// The management API's counterpart of [`bearer_token`]: a management key's token (an
+/// inference key: 403 `wrong_key_type`).
+pub fn management_bearer(headers: &HeaderMap) -> Result<ManagementToken, ApiError> {
+    let token = bearer_value(headers)?;
+    match ManagementToken::parse(token) {
+        Ok(t) => Ok(t),
+        Err(TokenError::BadChecksum) => Err(bad_checksum()),
+        Err(TokenError::Malformed) if ApiToken::parse(token).is_ok() => {
+            Err(ApiError::wrong_key_type(true))
+        }
         Err(TokenError::Malformed) => Err(malformed()),
     }
 }
@@ -134,5 +162,13 @@ mod tests {
             assert!(!e.message.contains(&s[10..]), "token echoed");
         }
         assert!(bearer_token(&HeaderMap::new()).is_err());
+        let m = ManagementToken::generate();
+        let e = bearer_token(&headers(&format!("Bearer {}", m.expose()))).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (403, "wrong_key_type"));
+        let h = headers(&format!("Bearer {s}"));
+        let e = management_bearer(&h).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (403, "wrong_key_type"));
+        let h = headers(&format!("Bearer {}", m.expose()));
+        assert_eq!(management_bearer(&h).unwrap(), m);
     }
 }

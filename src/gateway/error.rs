@@ -7,6 +7,14 @@ use serde_json::json;
 
 use crate::domain::Credits;
 
+/// `X-RateLimit-Limit` / `-Remaining` / `-Reset` (seconds until a request may pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -15,6 +23,10 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<i64>,
+    /// The request field at fault (400 `invalid_request` of the management API).
+    pub param: Option<Box<str>>,
+    /// A per-key rate limit's headers (429 `rate_limit_exceeded`).
+    pub rate: Option<Box<RateHeaders>>,
 }
 
 impl ApiError {
@@ -30,7 +42,64 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
+            param: None,
+            rate: None,
         }
+    }
+
+    /// 400 `invalid_request` naming the field at fault.
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::invalid_request(message);
+        e.param = Some(param.into().into_boxed_str());
+        e
+    }
+
+    /// A management key on an inference endpoint, or an inference key on a management one.
+    pub fn wrong_key_type(management_endpoint: bool) -> Self {
+        let message = if management_endpoint {
+            "This endpoint takes a management key (lr-mk-…), not an API key (lr-sk-…). Create one on the Management keys page."
+        } else {
+            "This endpoint takes an API key (lr-sk-…), not a management key (lr-mk-…)."
+        };
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "wrong_key_type",
+            message,
+        )
+    }
+
+    /// A read-only management key asked to change something.
+    pub fn read_only_key() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "read_only_key",
+            "This management key is read-only: it can list and read, not change.",
+        )
+    }
+
+    /// A retried create (same `Idempotency-Key`, same body): the key exists; its token was
+    /// shown once, to the first request, and is never stored.
+    pub fn idempotency_replay() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "idempotency_replay",
+            "A request with this Idempotency-Key already created this key. Its token was returned only to that request and is not stored: if it was lost, delete the key and create another.",
+        )
+    }
+
+    /// The same `Idempotency-Key` with another body.
+    pub fn idempotency_mismatch() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request body in the last 24 hours. Use a new key for a new request.",
+        );
+        e.param = Some("Idempotency-Key".into());
+        e
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -232,7 +301,12 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "code": self.code}})
+        let mut body =
+            json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
+        if let Some(p) = &self.param {
+            body["error"]["param"] = json!(p);
+        }
+        body
     }
 
     /// The response, with `WWW-Authenticate` on 401 and `Retry-After` on 429.
@@ -243,6 +317,11 @@ impl ApiError {
         }
         if let Some(s) = self.retry_after {
             r.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        if let Some(h) = self.rate.as_deref() {
+            r.insert_header(("x-ratelimit-limit", h.limit.to_string()));
+            r.insert_header(("x-ratelimit-remaining", h.remaining.to_string()));
+            r.insert_header(("x-ratelimit-reset", h.reset_secs.to_string()));
         }
         r
     }

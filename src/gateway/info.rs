@@ -109,6 +109,8 @@ fn outstanding(state: &AppState, authed: &Authed, now_ms: i64) -> Outstanding {
 }
 
 /// Only what this key may use, in its region.
+#[utoipa::path(get, path = "/api/v1/models", tag = "gateway", security(("api_key" = [])),
+    responses((status = 200, description = "The models this key may use, with prices and regions: `{object: \"list\", data: [...]}`"), (status = 401, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn models(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -127,6 +129,9 @@ pub async fn models(
 }
 
 /// One model (`models.retrieve` in the SDKs): 404 unless `/models` would list it.
+#[utoipa::path(get, path = "/api/v1/models/{id}", tag = "gateway", security(("api_key" = [])),
+    params(("id" = String, Path, description = "A model id, e.g. `openai/gpt-4o`")),
+    responses((status = 200, description = "One model, if `/models` lists it"), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn model(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -143,6 +148,8 @@ pub async fn model(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/key", tag = "gateway", security(("api_key" = [])),
+    responses((status = 200, description = "This key: name, scoping, limits, spend and remaining (`{data: ...}`)"), (status = 401, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let now = time_util::now_ms();
     let authed = authenticate_settled(&state, &req, now).await?;
@@ -190,6 +197,8 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "daily_limit": exact(k.daily_limit),
         "monthly_limit": exact(k.monthly_limit),
         "expires_at": k.expires_at.map(time_util::format_rfc3339),
+        "rpm_limit": k.rpm_limit,
+        "concurrency_limit": k.concurrency_limit,
         "spend_today": Credits::from_micros(today).exact(),
         "spend_this_month": Credits::from_micros(month).exact(),
         "remaining_today": remaining(k.daily_limit, today),
@@ -201,6 +210,8 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
 
 /// `balance`: spendable now; `reserved`: set aside for requests in flight (their worst-case
 /// cost) and, on PostgreSQL, slices leased by other gateway processes and not yet used.
+#[utoipa::path(get, path = "/api/v1/credits", tag = "gateway", security(("api_key" = [])),
+    responses((status = 200, description = "`{data: {balance, reserved}}`, decimal strings"), (status = 401, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn credits(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -238,6 +249,9 @@ pub struct GenerationQuery {
 }
 
 /// OpenRouter's spelling: `/generation?id=…`.
+#[utoipa::path(get, path = "/api/v1/generation", tag = "gateway", security(("api_key" = [])),
+    params(("id" = String, Query, description = "`gen-…`")),
+    responses((status = 200, description = "One usage row of this account"), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn generation_by_query(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -249,6 +263,9 @@ pub async fn generation_by_query(
 }
 
 /// One usage row of this key's account.
+#[utoipa::path(get, path = "/api/v1/generation/{id}", tag = "gateway", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`gen-…`")),
+    responses((status = 200, description = "One usage row of this account"), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn generation(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -108,6 +108,13 @@ pub fn sanitize_url(raw: &str) -> Option<String> {
     Some(url.as_str().to_owned())
 }
 
+#[utoipa::path(post, path = "/api/v1/leaked-tokens", tag = "gateway",
+    request_body(content = Vec<Object>, description = "GitHub's secret-scanning partner payload: `[{\"token\", \"type\", \"url\", \"source\"}]`, at most 1,000"),
+    params(("Github-Public-Key-Identifier" = Option<String>, Header, description = "Required when the operator configured `leak_report_public_keys`"),
+        ("Github-Public-Key-Signature" = Option<String>, Header, description = "Base64 ECDSA P-256 SHA-256 signature of the raw body")),
+    responses((status = 200, description = "`[{\"token_hash\", \"token_type\", \"label\"}]`: `true_positive` for a working secret (now quarantined)", body = Vec<Object>),
+        (status = 400, body = crate::gateway::openapi::ErrorBody), (status = 401, body = crate::gateway::openapi::ErrorBody),
+        (status = 413, body = crate::gateway::openapi::ErrorBody), (status = 429, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn report(
     state: web::Data<AppState>,
     req: HttpRequest,

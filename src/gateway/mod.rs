@@ -1,6 +1,8 @@
 //! The OpenAI-compatible gateway under `/api/v1`. Every request is authenticated against the
 //! database (see `auth`), scoped and reserved (see `chat`), and recorded through the group
-//! commit writer (see `usage_writer`).
+//! commit writer (see `usage_writer`). The management API (`management`, with management
+//! keys) and the OpenAPI document (`openapi`) share the scope: every `/api/v1` route is
+//! registered here, in one place.
 
 pub mod auth;
 pub mod chat;
@@ -10,6 +12,9 @@ pub mod holds;
 pub mod info;
 pub mod leaks;
 pub mod ledger;
+pub mod management;
+pub mod openapi;
+pub mod rate_limit;
 pub mod refusals;
 pub mod upstream;
 pub mod usage_writer;
@@ -28,6 +33,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             "x-credit-balance",
             "x-lowrouter-generation-id",
             "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
         ])
         .max_age(3600);
     cfg.service(
@@ -36,6 +44,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 !cors_origins.is_empty(),
                 cors,
             ))
+            // A query string that does not decode is answered in the API's error shape.
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                error::ApiError::invalid_request(format!("The query string is not valid: {e}."))
+                    .into()
+            }))
             .route("/chat/completions", web::post().to(chat::completions))
             .route("/chat/completions", web::route().to(post_only))
             .route("/embeddings", web::post().to(chat::embeddings))
@@ -48,6 +61,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/generation", web::get().to(info::generation_by_query))
             .route("/leaked-tokens", web::post().to(leaks::report))
             .route("/leaked-tokens", web::route().to(post_only))
+            .route("/keys", web::get().to(management::keys::list))
+            .route("/keys", web::post().to(management::keys::create))
+            .route("/keys/{id}", web::get().to(management::keys::get))
+            .route("/keys/{id}", web::patch().to(management::keys::patch))
+            .route("/keys/{id}", web::delete().to(management::keys::delete))
+            .route("/keys/{id}/roll", web::post().to(management::roll::roll))
+            .route("/usage", web::get().to(management::usage::list))
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
             .default_service(web::to(not_found)),
     );
 }

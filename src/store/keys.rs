@@ -1,11 +1,15 @@
-//! SQL for `api_keys`.
+//! SQL for `api_keys` (the management API's reads and writes by public id: `keys/api.rs`).
+
+mod api;
+pub use api::{KeyFilter, KeyPage};
 
 use sqlx::FromRow;
 use time::Date;
 
-use super::key_secrets::{Lifecycle, INSERT_SECRET};
+use super::key_secrets::Lifecycle;
 use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
 use crate::domain::key_form::{name_skeleton, KeySpec};
+use crate::domain::public_id::KeyPublicId;
 use crate::domain::token::{masked, TokenHash};
 use crate::domain::{time_util, ApiToken, Credits};
 
@@ -81,10 +85,10 @@ impl KeyState {
     }
 }
 
-const KEY_COLUMNS: &str =
+pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, token_prefix, token_last4, models, region, daily_limit, \
     monthly_limit, expires_at, status, created_at, revoked_at, last_used_at, spend_day, day_spend, \
-    spend_month, month_spend";
+    spend_month, month_spend, public_id, rpm_limit, concurrency_limit";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
@@ -107,6 +111,11 @@ pub struct KeyRow {
     pub day_spend: i64,
     pub spend_month: i64,
     pub month_spend: i64,
+    /// `key_…`: the API's name for the key (NULL only for a row an older version inserted,
+    /// until the next start's backfill).
+    pub public_id: Option<String>,
+    pub rpm_limit: Option<i64>,
+    pub concurrency_limit: Option<i64>,
 }
 
 impl KeyRow {
@@ -162,6 +171,8 @@ impl KeyRow {
             daily_limit: self.daily_limit.map(Credits::from_micros),
             monthly_limit: self.monthly_limit.map(Credits::from_micros),
             expires_on: self.expires_on(),
+            rpm_limit: self.rpm_limit.and_then(|n| u32::try_from(n).ok()),
+            concurrency_limit: self.concurrency_limit.and_then(|n| u32::try_from(n).ok()),
         }
     }
 }
@@ -211,13 +222,88 @@ impl GatewaySecret {
 /// one read per request.
 const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
     k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
-    k.spend_day, k.day_spend, k.spend_month, k.month_spend, a.balance, a.reserved, \
+    k.spend_day, k.day_spend, k.spend_month, k.month_spend, k.public_id, k.rpm_limit, \
+    k.concurrency_limit, a.balance, a.reserved, \
     a.settled_seq, s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
     s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, s.retired_at as secret_retired_at, \
     s.quarantined_at as secret_quarantined_at, s.quarantine_url as secret_quarantine_url, \
     s.last_used_at as secret_last_used_at \
     from key_secrets s join api_keys k on k.id = s.key_id join accounts a on a.id = k.account_id \
     where s.token_hash = $1";
+
+pub(super) const INSERT_KEY_SQL: &str = "insert into api_keys (account_id, name, token_hash, token_prefix, \
+    token_last4, models, region, daily_limit, monthly_limit, expires_at, created_at, name_skeleton, \
+    public_id, rpm_limit, concurrency_limit) \
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) returning id";
+
+/// A key row about to be inserted ([`INSERT_KEY_SQL`]'s parameters), with a new public id.
+pub(super) struct NewKey<'a> {
+    pub account_id: i64,
+    pub spec: &'a KeySpec,
+    pub token: &'a ApiToken,
+    pub public_id: KeyPublicId,
+    pub now: i64,
+}
+
+impl<'a> NewKey<'a> {
+    pub fn new(account_id: i64, spec: &'a KeySpec, token: &'a ApiToken) -> Self {
+        NewKey {
+            account_id,
+            spec,
+            token,
+            public_id: KeyPublicId::generate(),
+            now: time_util::now_ms(),
+        }
+    }
+}
+
+/// Binds a [`NewKey`] to [`INSERT_KEY_SQL`] (a macro: the query types differ per backend).
+macro_rules! bind_new_key {
+    ($q:expr, $new:expr) => {
+        $q.bind($new.account_id)
+            .bind(&$new.spec.name)
+            .bind(&$new.token.hash().0)
+            .bind($new.token.display_prefix())
+            .bind($new.token.last_four())
+            .bind($new.spec.models.join(","))
+            .bind($new.spec.region.as_deref())
+            .bind($new.spec.daily_limit.map($crate::domain::Credits::micros))
+            .bind($new.spec.monthly_limit.map($crate::domain::Credits::micros))
+            .bind($new.spec.expires_at_ms())
+            .bind($new.now)
+            .bind($new.spec.name_skeleton())
+            .bind($new.public_id.as_str())
+            .bind($new.spec.rpm_limit.map(i64::from))
+            .bind($new.spec.concurrency_limit.map(i64::from))
+    };
+}
+pub(super) use bind_new_key;
+
+/// Inserts a [`NewKey`] and its first secret (`key_secrets`, which the gateway reads by
+/// hash) on the transaction `$tx`, in the enclosing `async` body (`?` returns its
+/// `StoreError`); evaluates to the new key's id. Every way of creating a key goes through it.
+macro_rules! insert_new_key {
+    ($tx:ident, $new:expr) => {{
+        let id: i64 = $crate::store::keys::bind_new_key!(
+            sqlx::query_scalar::<_, i64>($crate::store::keys::INSERT_KEY_SQL),
+            $new
+        )
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err($crate::store::conflict_on_unique)?;
+        sqlx::query($crate::store::key_secrets::INSERT_SECRET)
+            .bind(id)
+            .bind(&$new.token.hash().0)
+            .bind($new.token.display_prefix())
+            .bind($new.token.last_four())
+            .bind($new.now)
+            .execute(&mut *$tx)
+            .await
+            .map_err($crate::store::conflict_on_unique)?;
+        id
+    }};
+}
+pub(super) use insert_new_key;
 
 /// An update addressed by `id and account_id` changed its row, or there is none for this
 /// account (another account's key looks exactly like a missing one).
@@ -253,20 +339,23 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             day_spend: r.get(15)?,
             spend_month: r.get(16)?,
             month_spend: r.get(17)?,
+            public_id: r.get(18)?,
+            rpm_limit: r.get(19)?,
+            concurrency_limit: r.get(20)?,
         },
-        balance: r.get(18)?,
-        reserved: r.get(19)?,
-        settled_seq: r.get(20)?,
+        balance: r.get(21)?,
+        reserved: r.get(22)?,
+        settled_seq: r.get(23)?,
         secret: GatewaySecret {
-            secret_id: r.get(21)?,
-            secret_last4: r.get(22)?,
-            secret_rolled_at: r.get(23)?,
-            secret_retires_at: r.get(24)?,
-            secret_quiet_ms: r.get(25)?,
-            secret_retired_at: r.get(26)?,
-            secret_quarantined_at: r.get(27)?,
-            secret_quarantine_url: r.get(28)?,
-            secret_last_used_at: r.get(29)?,
+            secret_id: r.get(24)?,
+            secret_last4: r.get(25)?,
+            secret_rolled_at: r.get(26)?,
+            secret_retires_at: r.get(27)?,
+            secret_quiet_ms: r.get(28)?,
+            secret_retired_at: r.get(29)?,
+            secret_quarantined_at: r.get(30)?,
+            secret_quarantine_url: r.get(31)?,
+            secret_last_used_at: r.get(32)?,
         },
     })
 }
@@ -281,38 +370,10 @@ impl Store {
         spec: &KeySpec,
         token: &ApiToken,
     ) -> Result<i64> {
-        let now = time_util::now_ms();
+        let new = NewKey::new(account_id, spec, token);
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id = sqlx::query_scalar::<_, i64>(
-                "insert into api_keys (account_id, name, token_hash, token_prefix, token_last4, models, region, \
-                 daily_limit, monthly_limit, expires_at, created_at, name_skeleton) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning id",
-            )
-            .bind(account_id)
-            .bind(&spec.name)
-            .bind(&token.hash().0)
-            .bind(token.display_prefix())
-            .bind(token.last_four())
-            .bind(spec.models.join(","))
-            .bind(spec.region.as_deref())
-            .bind(spec.daily_limit.map(Credits::micros))
-            .bind(spec.monthly_limit.map(Credits::micros))
-            .bind(spec.expires_at_ms())
-            .bind(now)
-            .bind(spec.name_skeleton())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(conflict_on_unique)?;
-            sqlx::query(INSERT_SECRET)
-                .bind(id)
-                .bind(&token.hash().0)
-                .bind(token.display_prefix())
-                .bind(token.last_four())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_on_unique)?;
+            let id = insert_new_key!(tx, new);
             tx.commit().await?;
             Ok(id)
         })
@@ -346,7 +407,8 @@ impl Store {
         let done = on_write!(self, pool => {
             sqlx::query(
                 "update api_keys set name = $1, models = $2, region = $3, daily_limit = $4, monthly_limit = $5, \
-                 expires_at = $6, name_skeleton = $9 where id = $7 and account_id = $8 and status <> 'revoked'",
+                 expires_at = $6, name_skeleton = $9, rpm_limit = $10, concurrency_limit = $11 \
+                 where id = $7 and account_id = $8 and status <> 'revoked'",
             )
             .bind(&spec.name)
             .bind(spec.models.join(","))
@@ -357,6 +419,8 @@ impl Store {
             .bind(key_id)
             .bind(account_id)
             .bind(spec.name_skeleton())
+            .bind(spec.rpm_limit.map(i64::from))
+            .bind(spec.concurrency_limit.map(i64::from))
             .execute(pool)
             .await
             .map_err(conflict_on_unique)?
@@ -399,6 +463,28 @@ impl Store {
             .rows_affected()
         });
         one_row(done)
+    }
+
+    /// Gives every key without a public id one: rows a previous version inserted during a
+    /// rolling upgrade (migration 0012 covers the rows that existed then). Idempotent, and
+    /// safe to run from several processes at once.
+    pub(crate) async fn backfill_public_ids(&self) -> Result<()> {
+        let ids: Vec<i64> = on_write!(self, pool => {
+            sqlx::query_scalar("select id from api_keys where public_id is null order by id")
+                .fetch_all(pool)
+                .await?
+        });
+        for id in ids {
+            on_write!(self, pool => {
+                sqlx::query("update api_keys set public_id = $1 where id = $2 and public_id is null")
+                    .bind(KeyPublicId::generate().as_str())
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())?
+            });
+        }
+        Ok(())
     }
 
     /// Fills `name_skeleton` where it is missing: rows from before migration 0007, or written

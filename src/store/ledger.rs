@@ -196,7 +196,8 @@ impl PgStore {
         let pool = &self.pool;
         let owners: Vec<i64> = sqlx::query_scalar(
             "select instance_id from reservations where instance_id <> $1 \
-             union select instance_id from leases where instance_id <> $1",
+             union select instance_id from leases where instance_id <> $1 \
+             union select instance_id from key_in_flight where instance_id <> $1",
         )
         .bind(self.instance)
         .fetch_all(pool)
@@ -218,6 +219,7 @@ impl PgStore {
                 .await?;
                 released += self.store.release_holds(holds).await?;
                 released += self.release_leases_of(owner).await?;
+                self.drop_in_flight_of(owner).await?;
                 sqlx::query("select pg_advisory_unlock($1, $2::int4)")
                     .bind(LIVENESS_LOCK_CLASS)
                     .bind(owner)

@@ -16,10 +16,13 @@
 pub mod accounts;
 pub mod email_tokens;
 mod health;
+pub mod idempotency;
 pub mod key_secrets;
 pub mod keys;
 pub mod lease_book;
 pub mod ledger;
+pub mod management_keys;
+mod rate_limits;
 pub mod secrets;
 pub mod sessions;
 mod sqlite_direct;
@@ -261,11 +264,13 @@ impl Store {
             };
             store.backfill_name_skeletons().await?;
             store.backfill_key_secrets().await?;
+            store.backfill_public_ids().await?;
             return Ok(store);
         };
         store.migrate().await?;
         store.backfill_name_skeletons().await?;
         store.backfill_key_secrets().await?;
+        store.backfill_public_ids().await?;
         Ok(store)
     }
 

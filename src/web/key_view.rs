@@ -13,6 +13,8 @@ pub struct KeyView {
     pub masked: String,
     pub models: String,
     pub region: String,
+    /// "60 requests/min · 4 at once", or None without rate limits.
+    pub rate: Option<String>,
     pub expires: String,
     pub state: &'static str,
     pub state_class: &'static str,
@@ -118,6 +120,17 @@ fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
     })
 }
 
+fn rate_text(k: &KeyRow) -> Option<String> {
+    let parts: Vec<String> = [
+        k.rpm_limit.map(|n| format!("{n} requests/min")),
+        k.concurrency_limit.map(|n| format!("{n} at once")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 impl KeyView {
     pub fn new(k: &KeyRow, now: i64) -> Self {
         let state = k.state(now);
@@ -131,6 +144,7 @@ impl KeyView {
                 k.model_list().join(", ")
             },
             region: k.region.clone().unwrap_or_else(|| "Any".into()),
+            rate: rate_text(k),
             expires: k
                 .expires_on()
                 .map_or_else(|| "Never".into(), |d| d.to_string()),

@@ -125,6 +125,8 @@ fn read_form(form: &CsrfForm) -> KeyFormInput {
         daily_limit: form.get("daily_limit").to_owned(),
         monthly_limit: form.get("monthly_limit").to_owned(),
         expires: form.get("expires").to_owned(),
+        rpm_limit: form.get("rpm_limit").to_owned(),
+        concurrency_limit: form.get("concurrency_limit").to_owned(),
     }
 }
 

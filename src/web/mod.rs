@@ -11,6 +11,7 @@ pub mod home;
 pub mod key_life;
 pub mod key_view;
 pub mod keys;
+pub mod management_keys;
 pub mod password;
 pub mod reasons;
 pub mod session;
@@ -57,6 +58,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/keys/{id}/roll", web::post().to(key_life::roll))
         .route("/keys/{id}/retire", web::post().to(key_life::retire))
         .route("/keys/{id}/extend", web::post().to(key_life::extend))
+        .route("/management-keys", web::get().to(management_keys::list))
+        .route("/management-keys", web::post().to(management_keys::create))
+        .route(
+            "/management-keys/{id}/revoke",
+            web::post().to(management_keys::revoke),
+        )
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))

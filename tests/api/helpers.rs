@@ -69,6 +69,30 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A second server on the same database, as another process would be (PostgreSQL only:
+/// SQLite admits one process). Its own client, no upstream of its own (the first's serves).
+pub async fn spawn_peer(app: &TestApp) -> TestApp {
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: app.db_url.clone(),
+        catalogue_path: Some(app._dir.path().join("catalogue.toml")),
+        login_max_failures: 5,
+        signup_max_per_hour: 1000,
+        upstream_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let served = crate::common::serve(settings).await;
+    TestApp {
+        address: served.address,
+        port: served.port,
+        metrics_port: served.metrics_port,
+        db_url: app.db_url.clone(),
+        client: new_client(),
+        upstream: None,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
 /// A second client (its own cookies) on the same server.
 pub fn spawn_clone(app: &TestApp) -> TestApp {
     TestApp {

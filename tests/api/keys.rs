@@ -538,6 +538,8 @@ async fn existing_look_alike_names_survive_the_skeleton_migration() {
         daily_limit: None,
         monthly_limit: None,
         expires_on: None,
+        rpm_limit: None,
+        concurrency_limit: None,
     };
     let token = lowrouter::domain::ApiToken::generate();
     assert!(matches!(

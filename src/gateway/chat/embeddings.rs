@@ -65,6 +65,12 @@ pub fn parse_embeddings(raw: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/embeddings", tag = "gateway", security(("api_key" = [])),
+    request_body(content = Object, description = "OpenAI embeddings request (`model`, `input`, …)"),
+    responses((status = 200, description = "OpenAI embeddings response"),
+        (status = 400, body = crate::gateway::openapi::ErrorBody), (status = 401, body = crate::gateway::openapi::ErrorBody), (status = 402, body = crate::gateway::openapi::ErrorBody),
+        (status = 403, body = crate::gateway::openapi::ErrorBody), (status = 404, body = crate::gateway::openapi::ErrorBody), (status = 429, body = crate::gateway::openapi::ErrorBody),
+        (status = 502, body = crate::gateway::openapi::ErrorBody), (status = 503, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn embeddings(
     state: web::Data<AppState>,
     req: HttpRequest,

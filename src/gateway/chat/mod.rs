@@ -20,7 +20,7 @@ pub use request::{
     new_generation_id, parse_chat, ChatRequest, MAX_CHOICES, MAX_FALLBACKS, REREAD_AFTER,
 };
 
-pub use embeddings::embeddings;
+pub use embeddings::{__path_embeddings, embeddings};
 
 use super::auth::authenticate;
 use super::error::ApiError;
@@ -34,6 +34,12 @@ use outcome::Ctx;
 pub(crate) use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
 
+#[utoipa::path(post, path = "/api/v1/chat/completions", tag = "gateway", security(("api_key" = [])),
+    request_body(content = Object, description = "OpenAI chat completion request (`model`, `messages`, `stream`, …)"),
+    responses((status = 200, description = "OpenAI chat completion, or an SSE stream with `\"stream\": true`"),
+        (status = 400, body = crate::gateway::openapi::ErrorBody), (status = 401, body = crate::gateway::openapi::ErrorBody), (status = 402, body = crate::gateway::openapi::ErrorBody),
+        (status = 403, body = crate::gateway::openapi::ErrorBody), (status = 404, body = crate::gateway::openapi::ErrorBody), (status = 429, body = crate::gateway::openapi::ErrorBody),
+        (status = 502, body = crate::gateway::openapi::ErrorBody), (status = 503, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn completions(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -112,6 +118,12 @@ async fn begin(
         Ok(a) => a,
         Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
     };
+    // The key's own rate limits, before anything is read or held (a refused request is not
+    // recorded: it cost nothing).
+    let slot = match state.rate_limits.admit(&authed.key.key, started_ms).await {
+        Ok(s) => s,
+        Err(e) => return Err(e.into_response()),
+    };
     let ctx = Ctx {
         authed,
         generation_id: new_generation_id(),
@@ -128,6 +140,7 @@ async fn begin(
                 .get(actix_web::http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
         ),
+        _slot: slot,
     };
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     match read_body(payload, state.settings.max_body_bytes).await {

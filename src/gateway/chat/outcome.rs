@@ -42,6 +42,9 @@ pub(super) struct Ctx {
     pub streamed: bool,
     /// Where the request came from, coarsened (`domain::client_hint`).
     pub client: Option<String>,
+    /// The key's in-flight slot (concurrency limit), given back when the request ends: the
+    /// context lives until the response, or the stream, is done.
+    pub _slot: Option<crate::gateway::rate_limit::Slot>,
 }
 
 pub(super) struct Outcome {

@@ -28,6 +28,8 @@ async fn journal_replay_applies_each_missing_entry_once() {
         daily_limit: None,
         monthly_limit: None,
         expires_on: None,
+        rpm_limit: None,
+        concurrency_limit: None,
     };
     let key = store
         .create_key(account, &spec, &ApiToken::generate())

@@ -1,0 +1,236 @@
+//! Management keys page: list, create (with the one-time reveal), revoke. Management keys
+//! (`lr-mk-…`) call the management API (`/api/v1/keys`, `/usage`), never the gateway.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::error::WebResult;
+use super::form::CsrfForm;
+use super::keys::html;
+use super::session::random_token;
+use super::{see_other, Dashboard, Layout};
+use crate::domain::key_form::parse_name;
+use crate::domain::public_id::ManagementKeyPublicId;
+use crate::domain::{time_util, ManagementToken};
+use crate::state::AppState;
+use crate::store::management_keys::{
+    Access, CreatedVia, ManagementKeyRow, ManagementKeyState, NewManagementKey, Via,
+};
+use crate::web::error::WebError;
+
+pub struct ManagementKeyView {
+    pub id: String,
+    pub name: String,
+    pub masked: String,
+    pub access: &'static str,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub live: bool,
+    pub expires: String,
+    pub created: String,
+    pub created_via: &'static str,
+    pub last_used: String,
+}
+
+impl ManagementKeyView {
+    fn new(k: &ManagementKeyRow, now: i64) -> Self {
+        let (state, state_class) = match k.state(now) {
+            ManagementKeyState::Active => ("Active", "ok"),
+            ManagementKeyState::Expired => ("Expired", "warn"),
+            ManagementKeyState::Revoked => ("Revoked", "bad"),
+        };
+        ManagementKeyView {
+            id: k.public_id.clone(),
+            name: k.name.clone(),
+            masked: k.masked(),
+            access: match k.access() {
+                Access::ReadOnly => "Read-only",
+                Access::ReadWrite => "Read and write",
+            },
+            state,
+            state_class,
+            live: k.revoked_at.is_none(),
+            expires: k
+                .expires_at
+                .map_or_else(|| "Never".into(), |e| time_util::format_date(e - 1)),
+            created: time_util::format_date(k.created_at),
+            created_via: match k.created_via {
+                Via::Cli => "command line",
+                Via::Dashboard => "dashboard",
+            },
+            last_used: k
+                .last_used_at
+                .map_or_else(|| "Never".into(), time_util::format_minute),
+        }
+    }
+}
+
+/// What was typed, for re-rendering with errors.
+#[derive(Debug, Default)]
+pub struct MkInput {
+    pub name: String,
+    pub read_only: bool,
+    pub expires: String,
+}
+
+#[derive(Debug, Default)]
+pub struct MkErrors {
+    pub name: Option<String>,
+    pub expires: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "management_keys.html")]
+struct ManagementKeysPage {
+    layout: Layout,
+    keys: Vec<ManagementKeyView>,
+    form_id: String,
+    input: MkInput,
+    errors: MkErrors,
+    today: String,
+}
+
+async fn page(
+    state: &AppState,
+    user: &Dashboard,
+    input: MkInput,
+    errors: MkErrors,
+    status: StatusCode,
+) -> WebResult<HttpResponse> {
+    let now = time_util::now_ms();
+    let keys = state.store.list_management_keys(user.id()).await?;
+    let page = ManagementKeysPage {
+        layout: user.layout("management"),
+        keys: keys
+            .iter()
+            .map(|k| ManagementKeyView::new(k, now))
+            .collect(),
+        form_id: random_token(),
+        input,
+        errors,
+        today: time_util::format_date(now),
+    };
+    html(status, page.render()?)
+}
+
+pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
+    page(
+        &state,
+        &user,
+        MkInput::default(),
+        MkErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Name (the API key name rules) and optional expiry (last day it works, UTC).
+pub fn parse_new(input: &MkInput, today: time::Date) -> Result<NewManagementKey, MkErrors> {
+    let mut errors = MkErrors::default();
+    let name = parse_name(&input.name)
+        .map_err(|e| errors.name = Some(e))
+        .ok();
+    let expires_at = match input.expires.trim() {
+        "" => None,
+        s => match time_util::parse_date(s) {
+            Some(d) if d >= today => Some(time_util::date_start_ms(d) + 86_400_000),
+            Some(_) => {
+                errors.expires = Some("Choose today or a later date.".into());
+                None
+            }
+            None => {
+                errors.expires = Some("Enter a date as YYYY-MM-DD.".into());
+                None
+            }
+        },
+    };
+    match name {
+        Some(name) if errors.expires.is_none() => Ok(NewManagementKey {
+            name,
+            access: if input.read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            },
+            expires_at,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "management_key_created.html")]
+struct RevealPage {
+    layout: Layout,
+    name: String,
+    token: String,
+    base_url: String,
+}
+
+/// Answers with the reveal itself (no redirect, `no-store`), as the Keys page does; a
+/// re-submitted form (used form id) goes back to the list: no second key.
+pub async fn create(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    req: actix_web::HttpRequest,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let input = MkInput {
+        name: form.get("name").to_owned(),
+        read_only: !form.get("read_only").is_empty(),
+        expires: form.get("expires").to_owned(),
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let new = match parse_new(&input, today) {
+        Ok(n) => n,
+        Err(errors) => {
+            return page(
+                &state,
+                &user,
+                input,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    };
+    if !user.session.consume_form(form.get("form_id"))? {
+        user.session
+            .set_flash("That management key was already created. Its token is shown only once.")?;
+        return Ok(see_other("/management-keys"));
+    }
+    let token = ManagementToken::generate();
+    let row = state
+        .store
+        .create_management_key(user.id(), CreatedVia::Dashboard(user.id()), &new, &token)
+        .await?;
+    tracing::info!(account_id = user.id(), management_key = %row.public_id, "management key created");
+    let info = req.connection_info();
+    let page = RevealPage {
+        layout: user.layout("management"),
+        name: row.name,
+        token: token.expose().to_owned(),
+        base_url: format!("{}://{}", info.scheme(), info.host()),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .body(page.render()?))
+}
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
+    let name = state.store.revoke_management_key(user.id(), &id).await?;
+    tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key revoked");
+    user.session.set_flash(&format!(
+        "Revoked “{name}”. Requests with its token now fail."
+    ))?;
+    Ok(see_other("/management-keys"))
+}
