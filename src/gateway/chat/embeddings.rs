@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::forward::{client_reply, upstream_rejected, Attempts};
 use super::outcome::{cost_of, prompt_bound, Outcome};
-use super::{begin, reread_after_slow_upload, reserve, resolve::resolve_model};
+use super::request::required_model;
+use super::{reserve, resolve::resolve_model, start};
 use crate::catalogue::{ModelKind, ProviderKind};
 use crate::domain::text::client_label;
 use crate::gateway::error::ApiError;
@@ -30,15 +31,7 @@ pub fn parse_embeddings(raw: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
     let Value::Object(body) = value else {
         return Err(ApiError::invalid_request("The body must be a JSON object."));
     };
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                "`model` must be a non-empty string.",
-            ))
-        }
-        None => return Err(ApiError::invalid_request("`model` is required.")),
-    };
+    let model = required_model(&body)?;
     let token_array = |v: &Value| {
         v.as_array()
             .is_some_and(|a| !a.is_empty() && a.iter().all(|t| t.as_u64().is_some()))
@@ -76,17 +69,10 @@ pub async fn embeddings(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (mut ctx, raw) = match begin(&state, &req, payload).await {
-        Ok(begun) => begun,
+    let (mut ctx, mut request) = match start(&state, &req, payload, parse_embeddings).await {
+        Ok(started) => started,
         Err(answer) => return answer,
     };
-    let mut request = match parse_embeddings(&raw) {
-        Ok(r) => r,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    if let Err(answer) = reread_after_slow_upload(&state, &req, &mut ctx).await {
-        return answer;
-    }
     ctx.requested_model = client_label(&request.model);
     let model = match resolve_model(&state, &ctx.authed, &request.model, ModelKind::Embeddings) {
         Ok(m) => m,

@@ -45,17 +45,10 @@ pub async fn completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (mut ctx, raw) = match begin(&state, &req, payload).await {
-        Ok(begun) => begun,
+    let (mut ctx, chat) = match start(&state, &req, payload, parse_chat).await {
+        Ok(started) => started,
         Err(answer) => return answer,
     };
-    let chat = match parse_chat(&raw) {
-        Ok(c) => c,
-        Err(e) => return ctx.fail(&state, e, None).await,
-    };
-    if let Err(answer) = reread_after_slow_upload(&state, &req, &mut ctx).await {
-        return answer;
-    }
     ctx.requested_model = client_label(&chat.model);
     ctx.streamed = chat.stream;
     let models = match resolve_candidates(&state, &ctx, &chat) {
@@ -149,19 +142,26 @@ async fn begin(
     }
 }
 
-/// After a slow upload the key (and what was settled) may have changed since it was read.
-async fn reread_after_slow_upload(
+/// [`begin`], then the body parsed by `parse` (a refusal is recorded and answered), and
+/// after a slow upload the key read again: it (and what was settled) may have changed.
+async fn start<T>(
     state: &AppState,
     req: &HttpRequest,
-    ctx: &mut Ctx,
-) -> Result<(), HttpResponse> {
+    payload: web::Payload,
+    parse: impl FnOnce(&[u8]) -> Result<T, ApiError>,
+) -> Result<(Ctx, T), HttpResponse> {
+    let (mut ctx, raw) = begin(state, req, payload).await?;
+    let parsed = match parse(&raw) {
+        Ok(p) => p,
+        Err(e) => return Err(ctx.fail(state, e, None).await),
+    };
     if ctx.started.elapsed() > REREAD_AFTER {
         match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
             Ok(a) => ctx.authed = a,
             Err(e) => return Err(e.into_response()),
         }
     }
-    Ok(())
+    Ok((ctx, parsed))
 }
 
 /// Holds `hold` against the key's limits and the account's balance, or says which refused.

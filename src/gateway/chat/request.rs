@@ -29,6 +29,17 @@ pub struct ChatRequest {
     pub prompt_bound: u64,
 }
 
+/// The request's `model`: a non-empty string (what it names is resolved later).
+pub(super) fn required_model(body: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        Some(_) => Err(ApiError::invalid_request(
+            "`model` must be a non-empty string.",
+        )),
+        None => Err(ApiError::invalid_request("`model` is required.")),
+    }
+}
+
 /// OpenRouter's request fields that are instructions to the gateway, not to a provider
 /// (a real OpenAI upstream may reject unknown top-level fields): read here, never forwarded.
 /// `provider`, `transforms` and `route` are routing hints this gateway does not act on
@@ -57,15 +68,7 @@ pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     let Value::Object(body) = value else {
         return Err(ApiError::invalid_request("The body must be a JSON object."));
     };
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                "`model` must be a non-empty string.",
-            ))
-        }
-        None => return Err(ApiError::invalid_request("`model` is required.")),
-    };
+    let model = required_model(&body)?;
     let messages = match body.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
