@@ -142,10 +142,31 @@ impl Store {
     }
 }
 
+impl UsageFilter {
+    /// The `like` pattern matching names that contain `text`, case aside (ASCII on SQLite):
+    /// `%`, `_` and the escape character itself match only themselves.
+    pub fn name_contains(text: &str) -> String {
+        let mut p = String::with_capacity(text.len() + 2);
+        p.push('%');
+        for c in text.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '!') {
+                p.push('!');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    }
+}
+
 /// Filters of the Usage pages, already validated. All of them combine (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {
+    /// Exactly this key name (as recorded on the rows).
     pub key_name: Option<String>,
+    /// A `like` pattern (see [`UsageFilter::name_contains`]): key names containing a text,
+    /// whatever its case, revoked keys' and earlier names included.
+    pub key_name_like: Option<String>,
     /// The key itself, under every name it had (links from the Keys pages).
     pub key_id: Option<i64>,
     /// Inclusive start, unix ms.
@@ -167,6 +188,15 @@ enum Bind<'a> {
     Text(&'a str),
 }
 
+/// ` and <cond> $n`, or `cond` with `$n` in place of its `{}`.
+fn condition(cond: &str, n: usize) -> String {
+    if cond.contains("{}") {
+        format!(" and {}", cond.replace("{}", &format!("${n}")))
+    } else {
+        format!(" and {cond} ${n}")
+    }
+}
+
 /// `where` clause and binds for a filter; placeholders numbered from `$1`.
 fn filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> (String, Vec<Bind<'a>>) {
     filter_sql_with(account_id, f, "started_at")
@@ -186,7 +216,7 @@ fn filter_sql_with<'a>(
     let mut binds = vec![Bind::Int(account_id)];
     let mut add = |cond: &str, b: Bind<'a>| {
         binds.push(b);
-        sql.push_str(&format!(" and {cond} ${}", binds.len()));
+        sql.push_str(&condition(cond, binds.len()));
     };
     if let Some(t) = f.from_ms {
         add(&format!("{started} >="), Bind::Int(t));
@@ -227,7 +257,7 @@ fn rollup_filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> Option<(String,
     let mut binds = vec![Bind::Int(account_id)];
     let mut add = |cond: &str, b: Bind<'a>| {
         binds.push(b);
-        sql.push_str(&format!(" and {cond} ${}", binds.len()));
+        sql.push_str(&condition(cond, binds.len()));
     };
     if let Some(d) = from_day {
         add("day >=", Bind::Int(d));
@@ -248,6 +278,9 @@ fn add_dimension_filters<'a>(
 ) {
     if let Some(k) = &f.key_name {
         add("key_name =", Bind::Text(k));
+    }
+    if let Some(p) = &f.key_name_like {
+        add("lower(key_name) like {} escape '!'", Bind::Text(p));
     }
     if let Some(id) = f.key_id {
         add("key_id =", Bind::Int(id));

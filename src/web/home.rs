@@ -55,11 +55,7 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
     let month_start = today - i64::from(time_util::from_ms(now).day()) + 1;
     let store = &state.store;
     let keys = store.list_keys(user.id()).await?;
-    let revoked: Vec<i64> = keys
-        .iter()
-        .filter(|k| k.status == KeyStatus::Revoked)
-        .map(|k| k.id)
-        .collect();
+    let names = super::usage::KeyNames::new(&keys);
     let recent = store
         .list_usage(user.id(), &UsageFilter::default(), None, 8)
         .await?;
@@ -74,7 +70,7 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
             .count(),
         top_keys: ranked(store.top_since_day(user.id(), today - 29, true, 5).await?),
         top_models: ranked(store.top_since_day(user.id(), today - 29, false, 5).await?),
-        recent: super::usage::views(&recent, &revoked),
+        recent: super::usage::views(&recent, &names),
         layout: user.layout("home"),
     };
     html(StatusCode::OK, page.render()?)

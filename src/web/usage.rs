@@ -85,7 +85,9 @@ pub fn parse_filter(
         }),
     };
     let mut filter = UsageFilter {
-        key_name,
+        // The Key field finds every key whose name contains the text, whatever its case.
+        key_name: None,
+        key_name_like: key_name.as_deref().map(UsageFilter::name_contains),
         key_id,
         from_ms: from.map(time_util::date_start_ms),
         // "To" is inclusive of that whole UTC day.
@@ -153,6 +155,8 @@ pub struct UsageView {
     pub time: String,
     pub key_name: String,
     pub key_revoked: bool,
+    /// The key's name today, when it was renamed since this request ("now called …").
+    pub key_now: Option<String>,
     pub requested_model: String,
     pub resolved_model: String,
     pub provider: String,
@@ -183,14 +187,37 @@ pub struct UsageView {
     pub secret: Option<String>,
 }
 
+/// The account's keys as usage rows refer to them: by id, their name today and whether they
+/// are revoked (rows keep the name a request was made under).
+pub struct KeyNames(HashMap<i64, (String, bool)>);
+
+impl KeyNames {
+    pub fn new(keys: &[crate::store::keys::KeyRow]) -> Self {
+        KeyNames(
+            keys.iter()
+                .map(|k| (k.id, (k.name.clone(), k.status == KeyStatus::Revoked)))
+                .collect(),
+        )
+    }
+
+    pub async fn of(state: &AppState, account_id: i64) -> WebResult<Self> {
+        Ok(KeyNames::new(&state.store.list_keys(account_id).await?))
+    }
+}
+
 impl UsageView {
-    pub fn new(r: &UsageRow, revoked: bool) -> Self {
+    pub fn new(r: &UsageRow, keys: &KeyNames) -> Self {
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "—".into());
+        let (now_name, revoked) = keys
+            .0
+            .get(&r.key_id)
+            .map_or((None, false), |(n, revoked)| (Some(n), *revoked));
         UsageView {
             generation_id: r.generation_id.clone(),
             time: time_util::format_second(r.started_at),
             key_name: r.key_name.clone(),
             key_revoked: revoked,
+            key_now: now_name.filter(|n| **n != r.key_name).cloned(),
             requested_model: r.requested_model.clone(),
             resolved_model: dash(&r.resolved_model),
             provider: dash(&r.provider),
@@ -223,13 +250,13 @@ impl UsageView {
 
 /// Views of a page of rows; their costs share one number of decimals, so that the cost
 /// column's decimal points line up.
-pub fn views(rows: &[UsageRow], revoked: &[i64]) -> Vec<UsageView> {
+pub fn views(rows: &[UsageRow], keys: &KeyNames) -> Vec<UsageView> {
     let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
     rows.iter()
         .zip(Credits::display_column(&costs))
         .map(|(r, cost)| UsageView {
             cost,
-            ..UsageView::new(r, revoked.contains(&r.key_id))
+            ..UsageView::new(r, keys)
         })
         .collect()
 }
@@ -288,11 +315,11 @@ pub async fn list(
     chart_filter.to_ms = Some((first_day + days) * 86_400_000);
     // Independent reads run at once (SQLite's read pool has several connections, each on
     // its own thread): the page costs the slowest of them, not their sum.
-    let (totals, daily, key_names, revoked) = futures_util::future::try_join4(
+    let (totals, daily, key_names, keys) = futures_util::future::try_join4(
         async { Ok::<_, WebError>(store.usage_totals(user.id(), &filter).await?) },
         async { Ok(store.daily_spend(user.id(), &chart_filter).await?) },
         async { Ok(store.usage_key_names(user.id()).await?) },
-        revoked_key_ids(&state, user.id()),
+        KeyNames::of(&state, user.id()),
     )
     .await?;
     // When the totals (from the rollup) say nothing matches, the page is known to be empty
@@ -318,7 +345,7 @@ pub async fn list(
         next_query: has_more.then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
         first_query: before.map(|_| base.clone()),
         csv_query: base.clone(),
-        rows: views(rows, &revoked),
+        rows: views(rows, &keys),
         totals: totals.into(),
         chart: build_chart(&daily, first_day, days),
         totals_period: totals_period(&filter),
@@ -358,17 +385,6 @@ fn chart_period(f: &UsageFilter) -> (i64, i64) {
     (last - days + 1, days)
 }
 
-async fn revoked_key_ids(state: &AppState, account_id: i64) -> WebResult<Vec<i64>> {
-    Ok(state
-        .store
-        .list_keys(account_id)
-        .await?
-        .into_iter()
-        .filter(|k| k.status == KeyStatus::Revoked)
-        .map(|k| k.id)
-        .collect())
-}
-
 #[derive(Template)]
 #[template(path = "usage_detail.html")]
 struct DetailPage {
@@ -383,11 +399,9 @@ pub async fn detail(
 ) -> WebResult<HttpResponse> {
     let id = GenerationId::parse(&path).ok_or(WebError::NotFound)?;
     let row = state.store.usage_by_generation(user.id(), &id).await?;
-    let revoked = revoked_key_ids(&state, user.id())
-        .await?
-        .contains(&row.key_id);
+    let keys = KeyNames::of(&state, user.id()).await?;
     let page = DetailPage {
-        row: UsageView::new(&row, revoked),
+        row: UsageView::new(&row, &keys),
         layout: user.layout("usage"),
     };
     html(StatusCode::OK, page.render()?)

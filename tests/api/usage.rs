@@ -914,3 +914,37 @@ async fn failures_read_as_status_and_reason_and_limits_show_on_keys() {
     let home = app.get_html("/").await;
     assert!(home.contains("429 · Daily limit reached") && home.contains("200 · OK"));
 }
+
+#[tokio::test]
+async fn the_key_filter_finds_names_containing_it_and_says_what_a_key_is_called_now() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let prod = app.create_key("Prod-Server", &[]).await;
+    let other = app.create_key("local_dev", &[]).await;
+    assert_eq!(app.echo(&prod, "one").await.status(), 200);
+    assert_eq!(app.echo(&other, "two").await.status(), 200);
+
+    // Any case, any part of the name; `_` and `%` are themselves, not wildcards.
+    let row = |name: &str| format!("class=\"name\">{name}");
+    let html = app.get_html("/usage?key=server").await;
+    assert!(html.contains(&row("Prod-Server")) && !html.contains(&row("local_dev")));
+    let html = app.get_html("/usage?key=l_d").await;
+    assert!(html.contains(&row("local_dev")), "`_` matches itself");
+    let html = app.get_html("/usage?key=r_d").await;
+    assert!(
+        !html.contains(&row("Prod-Server")) && !html.contains(&row("local_dev")),
+        "not a wildcard"
+    );
+    let html = app.get_html("/usage?key=%25").await;
+    assert!(!html.contains(&row("Prod-Server")), "a literal %");
+
+    // Renamed: the row keeps its name and says what the key is called now.
+    let id = app.key_id("Prod-Server").await;
+    let edit = format!("/keys/{id}/edit");
+    let r = app
+        .post_form(&edit, &edit, &[("name", "prod-eu".into())])
+        .await;
+    assert_eq!(r.status(), 303);
+    let html = app.get_html("/usage?key=SERVER").await;
+    assert!(html.contains("now called “prod-eu”"), "{html}");
+}
