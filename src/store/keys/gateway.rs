@@ -1,0 +1,138 @@
+//! The gateway's one read per request: a secret by its hash, with its key and the key's
+//! account (`key_secrets` joined with `api_keys` and `accounts`).
+
+use sqlx::FromRow;
+
+use super::super::key_secrets::Lifecycle;
+use super::super::{on_read, sqlite_direct, Result, Store};
+use super::{KeyRow, KeyStatus};
+use crate::domain::token::TokenHash;
+
+/// A key as the gateway sees it: the key row, the secret the request presented and its
+/// account's balance, in one read.
+#[derive(Debug, Clone, FromRow)]
+pub struct GatewayKey {
+    #[sqlx(flatten)]
+    pub key: KeyRow,
+    pub balance: i64,
+    pub reserved: i64,
+    /// The last usage batch that settled a charge of the account, as this read saw it (see
+    /// `gateway::holds`).
+    pub settled_seq: i64,
+    #[sqlx(flatten)]
+    pub secret: GatewaySecret,
+}
+
+/// The secret a gateway request presented (`key_secrets`): which one, and whether it works.
+#[derive(Debug, Clone, FromRow)]
+pub struct GatewaySecret {
+    pub secret_id: i64,
+    pub secret_last4: String,
+    pub secret_rolled_at: Option<i64>,
+    pub secret_retires_at: Option<i64>,
+    pub secret_quiet_ms: Option<i64>,
+    pub secret_retired_at: Option<i64>,
+    pub secret_quarantined_at: Option<i64>,
+    pub secret_quarantine_url: Option<String>,
+    pub secret_last_used_at: Option<i64>,
+}
+
+impl GatewaySecret {
+    pub fn life(&self) -> Lifecycle {
+        Lifecycle {
+            rolled_at: self.secret_rolled_at,
+            retires_at: self.secret_retires_at,
+            quiet_ms: self.secret_quiet_ms,
+            retired_at: self.secret_retired_at,
+            last_used_at: self.secret_last_used_at,
+        }
+    }
+}
+
+/// The secret by its hash (unique index), with its key and the key's account: the gateway's
+/// one read per request.
+const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
+    k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
+    k.spend_day, k.day_spend, k.spend_month, k.month_spend, k.public_id, k.rpm_limit, \
+    k.concurrency_limit, a.balance, a.reserved, \
+    a.settled_seq, s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
+    s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, s.retired_at as secret_retired_at, \
+    s.quarantined_at as secret_quarantined_at, s.quarantine_url as secret_quarantine_url, \
+    s.last_used_at as secret_last_used_at \
+    from key_secrets s join api_keys k on k.id = s.key_id join accounts a on a.id = k.account_id \
+    where s.token_hash = $1";
+
+/// [`GATEWAY_KEY_SQL`]'s columns, in order, for the in-thread SQLite read.
+fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
+    Ok(GatewayKey {
+        key: KeyRow {
+            id: r.get(0)?,
+            account_id: r.get(1)?,
+            name: r.get(2)?,
+            token_prefix: r.get(3)?,
+            token_last4: r.get(4)?,
+            models: r.get(5)?,
+            region: r.get(6)?,
+            daily_limit: r.get(7)?,
+            monthly_limit: r.get(8)?,
+            expires_at: r.get(9)?,
+            status: KeyStatus::try_from(r.get::<_, String>(10)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
+            })?,
+            created_at: r.get(11)?,
+            revoked_at: r.get(12)?,
+            last_used_at: r.get(13)?,
+            spend_day: r.get(14)?,
+            day_spend: r.get(15)?,
+            spend_month: r.get(16)?,
+            month_spend: r.get(17)?,
+            public_id: r.get(18)?,
+            rpm_limit: r.get(19)?,
+            concurrency_limit: r.get(20)?,
+        },
+        balance: r.get(21)?,
+        reserved: r.get(22)?,
+        settled_seq: r.get(23)?,
+        secret: GatewaySecret {
+            secret_id: r.get(24)?,
+            secret_last4: r.get(25)?,
+            secret_rolled_at: r.get(26)?,
+            secret_retires_at: r.get(27)?,
+            secret_quiet_ms: r.get(28)?,
+            secret_retired_at: r.get(29)?,
+            secret_quarantined_at: r.get(30)?,
+            secret_quarantine_url: r.get(31)?,
+            secret_last_used_at: r.get(32)?,
+        },
+    })
+}
+
+impl Store {
+    /// The gateway's one read per request: the key by token hash, with its account's balance.
+    /// SQLite: on the calling thread, which it blocks ([`Store::gateway_key_blocking`]);
+    /// PostgreSQL: through the pool.
+    pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
+        if let super::super::Engine::Sqlite { file, .. } = &self.engine {
+            return Self::gateway_key_blocking(file, hash);
+        }
+        Ok(on_read!(self, pool => {
+            sqlx::query_as::<_, GatewayKey>(GATEWAY_KEY_SQL).bind(&hash.0).fetch_optional(pool).await?
+        }))
+    }
+
+    /// SQLite: the gateway's key read, blocking the calling thread (a runtime worker) on
+    /// purpose: one indexed read on this thread's own read-only connection takes
+    /// microseconds and never waits for the writer (WAL), whereas a hop to sqlx's connection
+    /// thread and back cost more than the rest of the request (see `sqlite_direct`).
+    fn gateway_key_blocking(
+        file: &sqlite_direct::SqliteFile,
+        hash: &TokenHash,
+    ) -> Result<Option<GatewayKey>> {
+        Ok(sqlite_direct::query_one_blocking(
+            &file.path,
+            GATEWAY_KEY_SQL,
+            &hash.0,
+            gateway_key_from_row,
+        )?)
+    }
+}
