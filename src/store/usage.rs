@@ -223,6 +223,28 @@ impl Store {
         )
     }
 
+    /// A page of rows strictly newer than `after_id`, the oldest `limit` of them, returned
+    /// newest first (the page before a keyset page, for a "Newer" link).
+    pub async fn list_usage_after(
+        &self,
+        account_id: i64,
+        f: &UsageFilter,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>> {
+        let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
+        binds.push(Bind::Int(after_id));
+        sql.push_str(&format!(" and id > ${}", binds.len()));
+        binds.push(Bind::Int(limit));
+        let sql = format!(
+            "select {USAGE_COLUMNS} from usage{sql} order by id asc limit ${}",
+            binds.len()
+        );
+        let mut rows = on_read!(self, pool => bind_all!(sqlx::query_as::<_, UsageRow>(&sql), &binds).fetch_all(pool).await?);
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// Totals for the filter: from the daily rollup whenever it can answer exactly (any
     /// filter on whole UTC days), so even the unfiltered view never counts raw rows.
     pub async fn usage_totals(&self, account_id: i64, f: &UsageFilter) -> Result<UsageTotals> {

@@ -298,8 +298,12 @@ struct UsagePage {
     outcomes: &'static [StatusChoice],
     reasons: Vec<StatusChoice>,
     next_query: Option<String>,
+    /// The page before this one (newer rows), when this is not the first.
+    newer_query: Option<String>,
     first_query: Option<String>,
     csv_query: String,
+    /// `Showing 50 of 78 requests`.
+    showing: String,
 }
 
 pub async fn list(
@@ -324,15 +328,35 @@ pub async fn list(
     .await?;
     // When the totals (from the rollup) say nothing matches, the page is known to be empty
     // without walking the raw rows looking for a match that is not there.
-    let rows = if totals.requests == 0 {
-        Vec::new()
-    } else {
-        store
-            .list_usage(user.id(), &filter, before, PAGE_SIZE + 1)
-            .await?
+    // `after=<id>` (a "Newer" link): the page just newer than that row.
+    let after = query
+        .get("after")
+        .and_then(|a| a.parse::<i64>().ok())
+        .filter(|a| *a > 0 && before.is_none());
+    let rows = match (totals.requests, after) {
+        (0, _) => Vec::new(),
+        (_, Some(a)) => {
+            store
+                .list_usage_after(user.id(), &filter, a, PAGE_SIZE + 1)
+                .await?
+        }
+        (_, None) => {
+            store
+                .list_usage(user.id(), &filter, before, PAGE_SIZE + 1)
+                .await?
+        }
     };
-    let has_more = rows.len() as i64 > PAGE_SIZE;
-    let rows = &rows[..rows.len().min(PAGE_SIZE as usize)];
+    // One row beyond the page says there is more in the direction read: older rows after a
+    // `before` page, newer ones before an `after` page (whose extra row is its newest).
+    let beyond = rows.len() as i64 > PAGE_SIZE;
+    let rows = match after {
+        Some(_) if beyond => &rows[1..],
+        _ => &rows[..rows.len().min(PAGE_SIZE as usize)],
+    };
+    let (has_older, has_newer) = match after {
+        Some(_) => (true, beyond),
+        None => (beyond, before.is_some()),
+    };
     let base = input.query();
     let with = |extra: String| {
         if base.is_empty() {
@@ -342,8 +366,17 @@ pub async fn list(
         }
     };
     let page = UsagePage {
-        next_query: has_more.then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
-        first_query: before.map(|_| base.clone()),
+        next_query: (has_older && !rows.is_empty())
+            .then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
+        newer_query: (has_newer && !rows.is_empty())
+            .then(|| with(format!("after={}", rows.first().map_or(0, |r| r.id)))),
+        first_query: (before.is_some() || after.is_some()).then(|| base.clone()),
+        showing: format!(
+            "Showing {} of {} request{}",
+            rows.len(),
+            totals.requests,
+            if totals.requests == 1 { "" } else { "s" }
+        ),
         csv_query: base.clone(),
         rows: views(rows, &keys),
         totals: totals.into(),

@@ -232,6 +232,14 @@ fn older_link(html: &str) -> Option<String> {
     Some(html[start..end].replace("&#38;", "&").replace("&amp;", "&"))
 }
 
+/// The "Newer" link's target, if the page has one.
+fn newer_link(html: &str) -> Option<String> {
+    let i = html.find("rel=\"prev\"")?;
+    let start = html[..i].rfind("href=\"")? + "href=\"".len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
 fn csv_records(body: &str) -> Vec<csv::StringRecord> {
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -947,4 +955,41 @@ async fn the_key_filter_finds_names_containing_it_and_says_what_a_key_is_called_
     assert_eq!(r.status(), 303);
     let html = app.get_html("/usage?key=SERVER").await;
     assert!(html.contains("now called “prod-eu”"), "{html}");
+}
+
+#[tokio::test]
+async fn newer_links_walk_back_to_the_same_pages_and_the_count_is_shown() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("walker", &[]).await;
+    for i in 0..120 {
+        call(&app, &token, "walker", "lowrouter/echo", &format!("m{i}")).await;
+    }
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    let mut htmls = Vec::new();
+    let mut next = Some("/usage?key=walker".to_owned());
+    while let Some(path) = next {
+        let html = app.get_html(&path).await;
+        pages.push(page_gens(&html));
+        next = older_link(&html);
+        htmls.push(html);
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [50, 50, 20]);
+    assert!(htmls[0].contains("Showing 50 of 120 requests"));
+    assert!(htmls[2].contains("Showing 20 of 120 requests"));
+    assert!(
+        newer_link(&htmls[0]).is_none(),
+        "the newest page has no Newer"
+    );
+    // Back from the last page: Newer gives exactly the pages seen on the way, filter kept.
+    let back = newer_link(&htmls[2]).expect("Newer on the last page");
+    assert!(back.contains("key=walker"), "{back}");
+    let html = app.get_html(&back).await;
+    assert_eq!(page_gens(&html), pages[1]);
+    let html = app
+        .get_html(&newer_link(&html).expect("Newer on page 2"))
+        .await;
+    assert_eq!(page_gens(&html), pages[0]);
+    assert!(newer_link(&html).is_none(), "back at the newest: no Newer");
+    assert!(older_link(&html).is_some());
 }
