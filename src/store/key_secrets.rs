@@ -126,6 +126,29 @@ pub(crate) const INSERT_SECRET: &str = "insert into key_secrets \
     (key_id, token_hash, token_prefix, token_last4, created_at) values ($1, $2, $3, $4, $5)";
 
 impl Store {
+    /// How a usage row's secret (`key_id`, its last four) is shown: `lr-sk-Ab3d…x9Qz`, from
+    /// the secret's row, retired ones included; None when no secret of this account's key
+    /// ends so (the last four alone is then shown).
+    pub async fn secret_display(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        last4: &str,
+    ) -> Result<Option<String>> {
+        let found: Option<(String, String)> = on_read!(self, pool => {
+            sqlx::query_as(
+                "select s.token_prefix, s.token_last4 from key_secrets s join api_keys k on k.id = s.key_id \
+                 where s.key_id = $1 and k.account_id = $2 and s.token_last4 = $3 order by s.id desc limit 1",
+            )
+            .bind(key_id)
+            .bind(account_id)
+            .bind(last4)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.map(|(prefix, last4)| masked(&prefix, &last4)))
+    }
+
     /// The key's secrets that matter to its owner: the current one and the previous one if
     /// it is not retired yet (quarantined ones included), current first.
     pub async fn key_secrets(&self, account_id: i64, key_id: i64) -> Result<Vec<SecretRow>> {

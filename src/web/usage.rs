@@ -433,8 +433,15 @@ pub async fn detail(
     let id = GenerationId::parse(&path).ok_or(WebError::NotFound)?;
     let row = state.store.usage_by_generation(user.id(), &id).await?;
     let keys = KeyNames::of(&state, user.id()).await?;
+    let mut view = UsageView::new(&row, &keys);
+    if let Some(last4) = row.secret_last4.as_deref() {
+        let store = &state.store;
+        if let Some(shown) = store.secret_display(user.id(), row.key_id, last4).await? {
+            view.secret = Some(shown);
+        }
+    }
     let page = DetailPage {
-        row: UsageView::new(&row, &keys),
+        row: view,
         layout: user.layout("usage"),
     };
     html(StatusCode::OK, page.render()?)

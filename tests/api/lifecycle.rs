@@ -101,6 +101,31 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
     let csv = app.get_html("/usage.csv").await;
     assert!(csv.lines().next().unwrap().ends_with("secret_last4"));
     assert!(csv.contains(last4(&old)) && csv.contains(last4(&new)));
+    // The detail page names the secret as the Keys pages do (prefix…last four), the retired
+    // one included; never more of it.
+    let gens: Vec<String> = {
+        let usage = app.get_html("/usage").await;
+        usage
+            .match_indices("href=\"/usage/gen-")
+            .map(|(i, _)| usage[i + 13..].split('"').next().unwrap().to_owned())
+            .collect()
+    };
+    let mut shown = Vec::new();
+    for g in &gens {
+        let page = app.get_html(&format!("/usage/{g}")).await;
+        for token in [&old, &new] {
+            let masked = format!("{}…{}", &token[..10], last4(token));
+            if page.contains(&masked) {
+                shown.push(masked);
+            }
+            assert!(
+                !page.contains(&token[10..token.len() - 4]),
+                "never more of it"
+            );
+        }
+    }
+    assert!(shown.iter().any(|m| m.ends_with(last4(&old))), "{shown:?}");
+    assert!(shown.iter().any(|m| m.ends_with(last4(&new))), "{shown:?}");
 }
 
 #[tokio::test]
