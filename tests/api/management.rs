@@ -859,3 +859,15 @@ async fn roll_through_the_api_keeps_the_key_and_retires_the_old_secret() {
     assert_eq!(status, 404);
     assert_eq!(app.echo(&newest, "still mine").await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_in_the_apis_error_shape() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let mk = management_key(&app, "big", false).await;
+    let huge = json!({"name": "x".repeat(100 * 1024)});
+    let (status, e) = call(&app, Method::POST, "/api/v1/keys", &mk, Some(huge)).await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(e["error"]["code"], "request_too_large");
+    assert_eq!(app.scalar_i64("select count(*) from api_keys").await, 0);
+}

@@ -172,9 +172,10 @@ pub(super) async fn key_object(
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
+    let body = super::read_body(payload).await?;
     let idem = idempotency_key(&req)?;
     let spec = parse_json::<CreateKey>(&body)?
         .input()
@@ -258,9 +259,10 @@ pub async fn patch(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
+    let body = super::read_body(payload).await?;
     let key = owned(&state, &m, &path).await?;
     if key.status == KeyStatus::Revoked {
         return Err(ApiError::not_found(KEY));

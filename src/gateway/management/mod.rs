@@ -13,6 +13,15 @@ pub mod usage;
 use super::error::ApiError;
 use crate::store::StoreError;
 
+/// The largest request body: a key's fields take a few KiB at most.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The request body, within [`BODY_LIMIT`] and the body deadline: beyond, 413
+/// `request_too_large` in the API's error shape (read after authentication).
+pub async fn read_body(payload: actix_web::web::Payload) -> Result<bytes::Bytes, ApiError> {
+    Ok(super::chat::read_body(payload, BODY_LIMIT).await?.freeze())
+}
+
 /// Default and largest page sizes of the list endpoints.
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;

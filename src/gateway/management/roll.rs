@@ -25,9 +25,10 @@ pub async fn roll(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
+    let body = super::read_body(payload).await?;
     // Every answered request's last use must be in before a roll decides whether the current
     // secret ever served one (see the module's doc).
     settled(&state, &m).await;
