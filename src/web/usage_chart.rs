@@ -145,17 +145,23 @@ pub fn build_chart(rows: &[DailySpend], first_day: i64, days: i64) -> Chart {
 /// 1, 2, 2.5 or 5 times a power of ten.
 pub fn nice_scale(max: i64) -> (i64, i64) {
     let max = max.max(1);
-    let mut magnitude = 1i64;
-    loop {
+    // Powers of ten up to 10^18, the largest an i64 holds: the loop always ends.
+    for magnitude in (0..=18).map(|e| 10i64.pow(e)) {
         for m in [10, 20, 25, 50] {
             let step = magnitude.saturating_mul(m) / 10;
             if step > 0 && step.saturating_mul(5) >= max {
-                let steps = (max + step - 1) / step;
-                return (step, steps.max(1));
+                return (step, ceil_div(max, step));
             }
         }
-        magnitude = magnitude.saturating_mul(10);
     }
+    // Beyond 5 * 10^18 (never a day's spend): five plain steps.
+    let step = ceil_div(max, 5);
+    (step, ceil_div(max, step))
+}
+
+/// `a / b` rounded up, for `a >= 1`, `b >= 1` (no overflow, unlike `a + b - 1`).
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a - 1) / b + 1
 }
 
 fn draw(
@@ -233,6 +239,8 @@ mod tests {
         assert_eq!(nice_scale(1_000_001), (250_000, 5));
         assert_eq!(nice_scale(0), (1, 1));
         assert_eq!(nice_scale(3), (1, 3));
+        let (step, steps) = nice_scale(i64::MAX);
+        assert!(steps <= 5 && step as i128 * steps as i128 >= i64::MAX as i128);
         for max in [1, 7, 99, 12_345, 9_999_999, 123_456_789_012] {
             let (step, steps) = nice_scale(max);
             assert!(step * steps >= max && steps <= 5, "{max}: {step} x {steps}");
