@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::error::{WebError, WebResult};
-use super::form::{public_form_token, CsrfForm, PublicForm};
+use super::form::{public_form_token, with_form_cookie, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
 use crate::domain::{Email, Password, VerifyToken};
@@ -48,7 +48,7 @@ async fn form_page(
         return Ok(see_other("/keys"));
     }
     let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
-    let mut response = render(
+    let response = render(
         AuthPage {
             signup,
             csrf,
@@ -57,12 +57,7 @@ async fn form_page(
         },
         StatusCode::OK,
     )?;
-    if let Some(cookie) = cookie {
-        response
-            .add_cookie(&cookie)
-            .map_err(|e| WebError::Internal(format!("form cookie: {e}")))?;
-    }
-    Ok(response)
+    with_form_cookie(response, cookie)
 }
 
 pub async fn signup_form(

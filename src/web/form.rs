@@ -171,6 +171,20 @@ fn form_nonce(req: &HttpRequest) -> Option<String> {
     (v.len() == NONCE_CHARS && v.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| v.to_owned())
 }
 
+/// `response` (a page with a public form) with the form's nonce cookie, when
+/// [`public_form_token`] made one.
+pub fn with_form_cookie(
+    mut response: actix_web::HttpResponse,
+    cookie: Option<Cookie<'static>>,
+) -> Result<actix_web::HttpResponse, WebError> {
+    if let Some(cookie) = cookie {
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| WebError::Internal(format!("form cookie: {e}")))?;
+    }
+    Ok(response)
+}
+
 /// The token to put in a public form for this request, and the cookie to set with the page
 /// when the request had none.
 pub fn public_form_token(

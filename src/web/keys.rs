@@ -189,19 +189,30 @@ pub(super) fn reveal(
     token: &ApiToken,
     rolled: bool,
 ) -> WebResult<HttpResponse> {
-    let info = req.connection_info();
     let page = RevealPage {
         layout: user.layout("keys"),
         name,
         token: token.expose().to_owned(),
-        base_url: format!("{}://{}", info.scheme(), info.host()),
+        base_url: base_url(req),
         rolled,
     };
-    Ok(HttpResponse::Ok()
+    Ok(secret_reveal(page.render()?))
+}
+
+/// The address the dashboard was reached at, for the snippets of a reveal page.
+pub(super) fn base_url(req: &actix_web::HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// A page that shows a secret once, as the answer to the POST that made it: `no-store`
+/// (and `Pragma: no-cache` for old caches), so no cache and no Back button brings it back.
+pub(super) fn secret_reveal(html: String) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .body(page.render()?))
+        .body(html)
 }
 
 /// Create answers with the reveal page itself (no redirect, so the token is in no URL and

@@ -1,7 +1,7 @@
 //! Management keys page: list, create (with the one-time reveal), revoke. Management keys
 //! (`lr-mk-…`) call the management API (`/api/v1/keys`, `/usage`), never the gateway.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -206,18 +206,13 @@ pub async fn create(
         .create_management_key(user.id(), CreatedVia::Dashboard(user.id()), &new, &token)
         .await?;
     tracing::info!(account_id = user.id(), management_key = %row.public_id, "management key created");
-    let info = req.connection_info();
     let page = RevealPage {
         layout: user.layout("management"),
         name: row.name,
         token: token.expose().to_owned(),
-        base_url: format!("{}://{}", info.scheme(), info.host()),
+        base_url: super::keys::base_url(&req),
     };
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .body(page.render()?))
+    Ok(super::keys::secret_reveal(page.render()?))
 }
 
 pub async fn revoke(

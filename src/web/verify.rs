@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::error::{WebError, WebResult};
-use super::form::{public_form_token, CsrfForm, PublicForm};
+use super::form::{public_form_token, with_form_cookie, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
 use crate::domain::{time_util, Credits, Email, VerifyToken};
@@ -120,7 +120,7 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> WebRe
         other => return refused(other),
     }
     let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
-    let mut response = page(
+    let response = page(
         StatusCode::OK,
         VerifyPage {
             title: "Verify your email address",
@@ -132,12 +132,7 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> WebRe
             next: ("/keys", "Go to your keys"),
         },
     )?;
-    if let Some(cookie) = cookie {
-        response
-            .add_cookie(&cookie)
-            .map_err(|e| WebError::Internal(format!("form cookie: {e}")))?;
-    }
-    Ok(response)
+    with_form_cookie(response, cookie)
 }
 
 /// POST /verify-email: uses the token. Signed in as that account: back to the keys with a
