@@ -123,7 +123,7 @@ pub async fn embeddings(
                     let upstream_model = &route.upstream_model;
                     return ctx
                         .finish(&state, &outcome, reservation, |r, _| {
-                            let body = client_reply(full.into(), upstream_model, &model.id, None);
+                            let body = client_reply(full, upstream_model, &model.id, None);
                             r.content_type("application/json").body(body)
                         })
                         .await;

@@ -149,7 +149,7 @@ pub(super) async fn forward(
                     return ctx
                         .finish(state, &outcome, reservation, |r, charged| {
                             let cost = include_cost.then_some(charged);
-                            let body = client_reply(full.into(), upstream_model, &model.id, cost);
+                            let body = client_reply(full, upstream_model, &model.id, cost);
                             r.content_type("application/json").body(body)
                         })
                         .await;
@@ -204,7 +204,7 @@ async fn answer_echo(
     }
     let outcome = Outcome::served(model, plan.prompt_tokens, plan.completion_tokens);
     let body = echo::completion(&plan, &ctx.generation_id, &model.id, created);
-    let body = body.to_string().into_bytes();
+    let body = Bytes::from(body.to_string());
     let include_cost = chat.include_cost;
     ctx.finish(state, &outcome, reservation, |r, charged| {
         r.content_type("application/json").body(client_reply(
@@ -291,15 +291,16 @@ pub(super) async fn upstream_rejected(
 
 /// A complete reply as the client gets it (see `reply`): the catalogue id as its model, and
 /// `usage.cost` when `cost` is given.
+/// A reply that needs neither passes through as it came, without a copy.
 pub(super) fn client_reply(
-    body: Vec<u8>,
+    body: Bytes,
     upstream_model: &str,
     model_id: &str,
     cost: Option<Credits>,
-) -> Vec<u8> {
-    let body = reply::rename_model(&body, upstream_model, model_id).unwrap_or(body);
+) -> Bytes {
+    let body = reply::rename_model(&body, upstream_model, model_id).map_or(body, Bytes::from);
     match cost {
-        Some(c) => reply::with_cost(&body, c).unwrap_or(body),
+        Some(c) => reply::with_cost(&body, c).map_or(body, Bytes::from),
         None => body,
     }
 }
