@@ -6,7 +6,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::forward::{client_reply, upstream_rejected, Attempts};
+use super::forward::{client_reply, upstream_rejected, Attempts, ReplyUsage};
 use super::outcome::{cost_of, prompt_bound, Outcome};
 use super::request::required_model;
 use super::{reserve, resolve::resolve_model, start};
@@ -144,9 +144,4 @@ pub async fn embeddings(
 #[derive(serde::Deserialize)]
 struct Reply {
     usage: Option<ReplyUsage>,
-}
-
-#[derive(serde::Deserialize)]
-struct ReplyUsage {
-    prompt_tokens: u64,
 }
