@@ -175,19 +175,21 @@ impl StreamJob {
         }
     }
 
-    /// A `data:` line with the catalogue id as its model (see `reply`).
-    fn renamed(&self, line: &[u8]) -> Bytes {
-        reply::rename_model(line, &self.upstream_model, &self.model.id)
-            .map_or_else(|| Bytes::copy_from_slice(line), Bytes::from)
+    /// A `data:` line with the catalogue id as its model (see `reply`); borrowed as it came
+    /// when there is nothing to rename (every line of a stream passes here).
+    fn renamed<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match reply::rename_model(line, &self.upstream_model, &self.model.id) {
+            Some(v) => std::borrow::Cow::Owned(v),
+            None => std::borrow::Cow::Borrowed(line),
+        }
     }
 
     /// The held usage chunk (`data: {…}\n`) renamed, with `usage.cost`.
     fn with_cost(&self, line: &[u8], charged: Credits) -> Bytes {
         let line = self.renamed(line);
-        let json = scan_json(&line);
-        match reply::with_cost(json, charged) {
+        match reply::with_cost(scan_json(&line), charged) {
             Some(v) => Bytes::from([&b"data: "[..], &v, b"\n"].concat()),
-            None => line,
+            None => Bytes::copy_from_slice(&line),
         }
     }
 
