@@ -99,6 +99,10 @@ fn describe() {
         "lowrouter_usage_batch_rows",
         "Usage rows per transaction, by backend"
     );
+    describe_histogram!(
+        "lowrouter_key_read_batch_lookups",
+        "PostgreSQL: requests whose key one shared read answered"
+    );
     describe_counter!(
         "lowrouter_usage_batch_failures_total",
         "Usage transactions that failed: retried, or rows the database refused"
@@ -171,6 +175,13 @@ pub fn upstream_fallback(model: &str) {
 pub fn usage_batch(backend: &'static str, rows: usize) {
     if enabled() {
         metrics::histogram!("lowrouter_usage_batch_rows", "backend" => backend).record(rows as f64);
+    }
+}
+
+/// PostgreSQL: requests whose key one shared read answered (`store::keys::group_read`).
+pub fn key_read_batch(lookups: usize) {
+    if enabled() {
+        metrics::histogram!("lowrouter_key_read_batch_lookups").record(lookups as f64);
     }
 }
 

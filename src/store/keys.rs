@@ -2,6 +2,7 @@
 
 mod api;
 mod gateway;
+pub(crate) mod group_read;
 
 pub use api::{KeyFilter, KeyPage};
 pub use gateway::{GatewayKey, GatewaySecret};

@@ -141,6 +141,8 @@ pub(crate) enum Engine {
         /// This process's budget leases (`lease_book`); None with `LOWROUTER_LEASES=off` (a
         /// reservation row per request, for comparison).
         leases: Option<Arc<lease_book::LeaseBook>>,
+        /// The gateway's key reads, shared by concurrent requests (`keys::group_read`).
+        key_reads: Arc<keys::group_read::KeyReads>,
         /// A connection holding the session advisory lock on `instance` for as long as the
         /// process lives; PostgreSQL drops it the moment the process dies.
         _liveness: Arc<sqlx::PgConnection>,
@@ -212,6 +214,7 @@ impl Store {
                 .await?;
             Store {
                 engine: Engine::Postgres {
+                    key_reads: Arc::new(keys::group_read::KeyReads::start(pool.clone())),
                     pool,
                     instance,
                     leases: (std::env::var("LOWROUTER_LEASES").as_deref() != Ok("off"))

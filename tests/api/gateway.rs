@@ -453,6 +453,74 @@ async fn concurrent_requests_never_drive_the_balance_negative() {
     assert!(app.scalar_i64("select min(balance) from accounts").await >= 0);
 }
 
+/// Concurrent requests share key reads on PostgreSQL (`store::keys::group_read`): each must
+/// still be answered as its own key (charged to it, refused when its key is revoked), and a
+/// revocation answered before a burst starts is seen by every request of the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_of_many_keys_are_each_answered_as_their_own_key() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let names = ["alpha", "beta", "gamma", "doomed"];
+    let mut tokens = Vec::new();
+    for name in names {
+        tokens.push(app.create_key(name, &[]).await);
+    }
+    let id = app.key_id("doomed").await;
+    let delete = format!("/keys/{id}/delete");
+    app.post_form(&delete, &delete, &[]).await;
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let (client, url) = (app.client.clone(), app.url("/api/v1/chat/completions"));
+        let (which, token) = (i % names.len(), tokens[i % names.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"model": "lowrouter/echo", "messages": [{"role": "user", "content": "x".repeat(8 * (which + 1))}]}))
+                .send()
+                .await
+                .unwrap();
+            (which, r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        let (which, status) = t.await.unwrap();
+        let expected = if names[which] == "doomed" { 401 } else { 200 };
+        assert_eq!(status, expected, "{}", names[which]);
+    }
+    app.api_json(&tokens[0], "/api/v1/credits").await; // every answered request applied
+    for (which, name) in names.iter().enumerate().take(3) {
+        let (rows, tokens_in) = (
+            app.scalar_i64(&format!(
+                "select count(*) from usage where key_name = '{name}'"
+            ))
+            .await,
+            app.scalar_i64(&format!(
+                "select cast(coalesce(sum(prompt_tokens), 0) as bigint) from usage where key_name = '{name}'"
+            ))
+            .await,
+        );
+        assert_eq!(rows, 30, "{name}: its own 30 requests");
+        // Each key sent a prompt of its own length: the rows are its requests, not another's.
+        let one = app
+            .scalar_i64(&format!(
+                "select min(prompt_tokens) from usage where key_name = '{name}'"
+            ))
+            .await;
+        assert_eq!(tokens_in, 30 * one, "{name}: all rows alike");
+        assert!(which == 0 || one > 0);
+    }
+    let distinct = app
+        .scalar_i64("select count(distinct prompt_tokens) from usage")
+        .await;
+    assert_eq!(distinct, 3, "three keys, three prompt sizes");
+    assert_eq!(
+        app.scalar_i64("select count(*) from usage where key_name = 'doomed'")
+            .await,
+        0
+    );
+}
+
 #[tokio::test]
 async fn deleting_a_key_fails_its_next_request() {
     let app = spawn_app().await;

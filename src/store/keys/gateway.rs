@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::super::key_secrets::Lifecycle;
-use super::super::{on_read, sqlite_direct, Result, Store};
+use super::super::{sqlite_direct, Engine, Result, Store};
 use super::{KeyRow, KeyStatus};
 use crate::domain::token::TokenHash;
 
@@ -49,18 +49,35 @@ impl GatewaySecret {
     }
 }
 
+/// The gateway's read: a secret with its key and the key's account, without its `where`.
+macro_rules! gateway_key_select {
+    ($($extra:literal)?) => {
+        concat!(
+            "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
+            k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, \
+            k.revoked_at, k.last_used_at, k.spend_day, k.day_spend, k.spend_month, k.month_spend, \
+            k.public_id, k.rpm_limit, k.concurrency_limit, a.balance, a.reserved, a.settled_seq, \
+            s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
+            s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, \
+            s.retired_at as secret_retired_at, s.quarantined_at as secret_quarantined_at, \
+            s.quarantine_url as secret_quarantine_url, s.last_used_at as secret_last_used_at",
+            $($extra,)?
+            " from key_secrets s join api_keys k on k.id = s.key_id \
+            join accounts a on a.id = k.account_id"
+        )
+    };
+}
+
 /// The secret by its hash (unique index), with its key and the key's account: the gateway's
 /// one read per request.
-const GATEWAY_KEY_SQL: &str = "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
-    k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, k.revoked_at, k.last_used_at, \
-    k.spend_day, k.day_spend, k.spend_month, k.month_spend, k.public_id, k.rpm_limit, \
-    k.concurrency_limit, a.balance, a.reserved, \
-    a.settled_seq, s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
-    s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, s.retired_at as secret_retired_at, \
-    s.quarantined_at as secret_quarantined_at, s.quarantine_url as secret_quarantine_url, \
-    s.last_used_at as secret_last_used_at \
-    from key_secrets s join api_keys k on k.id = s.key_id join accounts a on a.id = k.account_id \
-    where s.token_hash = $1";
+const GATEWAY_KEY_SQL: &str = concat!(gateway_key_select!(), " where s.token_hash = $1");
+
+/// PostgreSQL: [`GATEWAY_KEY_SQL`] for the hashes of several requests at once
+/// ([`super::group_read`]); each row names its hash.
+pub(super) const GATEWAY_KEYS_SQL: &str = concat!(
+    gateway_key_select!(", s.token_hash as secret_hash"),
+    " where s.token_hash = any($1)"
+);
 
 /// [`GATEWAY_KEY_SQL`]'s columns, in order, for the in-thread SQLite read.
 fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
@@ -110,14 +127,25 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
 impl Store {
     /// The gateway's one read per request: the key by token hash, with its account's balance.
     /// SQLite: on the calling thread, which it blocks ([`Store::gateway_key_blocking`]);
-    /// PostgreSQL: through the pool.
+    /// PostgreSQL: shared with the reads of concurrent requests ([`super::group_read`]).
     pub async fn gateway_key(&self, hash: &TokenHash) -> Result<Option<GatewayKey>> {
-        if let super::super::Engine::Sqlite { file, .. } = &self.engine {
-            return Self::gateway_key_blocking(file, hash);
+        match &self.engine {
+            Engine::Sqlite { file, .. } => Self::gateway_key_blocking(file, hash),
+            Engine::Postgres {
+                pool, key_reads, ..
+            } => key_reads.read(pool, hash).await,
         }
-        Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, GatewayKey>(GATEWAY_KEY_SQL).bind(&hash.0).fetch_optional(pool).await?
-        }))
+    }
+
+    /// PostgreSQL: the read of one request alone (see [`super::group_read`] for when).
+    pub(super) async fn gateway_key_alone(
+        pool: &sqlx::PgPool,
+        hash: &TokenHash,
+    ) -> Result<Option<GatewayKey>> {
+        Ok(sqlx::query_as::<_, GatewayKey>(GATEWAY_KEY_SQL)
+            .bind(&hash.0)
+            .fetch_optional(pool)
+            .await?)
     }
 
     /// SQLite: the gateway's key read, blocking the calling thread (a runtime worker) on
