@@ -40,28 +40,35 @@ struct Lookup {
 }
 
 /// The queue of key lookups and the task that answers them (one per PostgreSQL store).
+/// Without a queue (`LOWROUTER_KEY_READS=alone`, for comparison in the benchmarks), each
+/// request reads alone.
 pub(crate) struct KeyReads {
-    tx: mpsc::Sender<Lookup>,
+    tx: Option<mpsc::Sender<Lookup>>,
 }
 
 impl KeyReads {
     /// Starts the dispatcher; it ends when the store is dropped.
     pub(crate) fn start(pool: PgPool) -> Self {
+        if std::env::var("LOWROUTER_KEY_READS").as_deref() == Ok("alone") {
+            return KeyReads { tx: None };
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(dispatch(pool, rx));
-        KeyReads { tx }
+        KeyReads { tx: Some(tx) }
     }
 
     /// The key behind `hash`, read by a query sent after this call began.
     pub(crate) async fn read(&self, pool: &PgPool, hash: &TokenHash) -> Result<Option<GatewayKey>> {
-        let (reply, answer) = oneshot::channel();
-        let lookup = Lookup {
-            hash: hash.0.clone(),
-            reply,
-        };
-        if self.tx.send(lookup).await.is_ok() {
-            if let Ok(Some(key)) = answer.await {
-                return Ok(key);
+        if let Some(tx) = &self.tx {
+            let (reply, answer) = oneshot::channel();
+            let lookup = Lookup {
+                hash: hash.0.clone(),
+                reply,
+            };
+            if tx.send(lookup).await.is_ok() {
+                if let Ok(Some(key)) = answer.await {
+                    return Ok(key);
+                }
             }
         }
         Store::gateway_key_alone(pool, hash).await
