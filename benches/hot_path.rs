@@ -72,6 +72,8 @@ fn key(models: &str) -> KeyRow {
         public_id: None,
         rpm_limit: None,
         concurrency_limit: None,
+        disable_after_days: None,
+        idle_from: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn batches(c: &mut Criterion) {
             expires_on: None,
             rpm_limit: None,
             concurrency_limit: None,
+            disable_after_days: None,
         };
         let key = store
             .create_key(account, &spec, &ApiToken::generate())

@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             expires_on: None,
             rpm_limit: None,
             concurrency_limit: None,
+            disable_after_days: None,
         };
         let id = store
             .create_key(account_id, &spec, &ApiToken::generate())

@@ -355,6 +355,7 @@ fn key_form() -> impl Strategy<Value = KeyFormInput> {
                 expires,
                 rpm_limit: String::new(),
                 concurrency_limit: String::new(),
+                disable_after_days: String::new(),
             },
         )
 }

@@ -22,6 +22,8 @@ pub struct KeyFormInput {
     pub expires: String,
     pub rpm_limit: String,
     pub concurrency_limit: String,
+    /// Days without use after which the key disables itself; empty: never.
+    pub disable_after_days: String,
 }
 
 /// A key's name and scoping, valid by construction.
@@ -40,6 +42,8 @@ pub struct KeySpec {
     pub rpm_limit: Option<u32>,
     /// Requests in flight at once; None: no limit.
     pub concurrency_limit: Option<u32>,
+    /// Disabled after this many days without a request; None: never.
+    pub disable_after_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +56,7 @@ pub struct FieldErrors {
     pub expires: Option<String>,
     pub rpm_limit: Option<String>,
     pub concurrency_limit: Option<String>,
+    pub disable_after_days: Option<String>,
 }
 
 impl FieldErrors {
@@ -70,6 +75,7 @@ impl FieldErrors {
             ("expires_at", &self.expires),
             ("rpm_limit", &self.rpm_limit),
             ("concurrency_limit", &self.concurrency_limit),
+            ("disable_after_days", &self.disable_after_days),
         ]
         .into_iter()
         .find_map(|(field, e)| e.as_deref().map(|m| (field, m)))
@@ -78,6 +84,22 @@ impl FieldErrors {
 
 /// Highest requests-per-minute or concurrency limit accepted.
 pub const RATE_LIMIT_MAX: u32 = 1_000_000;
+
+/// Longest "disable after N days without use" accepted (ten years).
+pub const DISABLE_AFTER_DAYS_MAX: u32 = 3650;
+
+fn parse_days(raw: &str) -> Result<Option<u32>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=DISABLE_AFTER_DAYS_MAX).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "Enter a number of days from 1 to {DISABLE_AFTER_DAYS_MAX}, or leave empty to keep the key enabled however long it goes unused."
+        )),
+    }
+}
 
 fn parse_count(raw: &str) -> Result<Option<u32>, String> {
     let raw = raw.trim();
@@ -183,6 +205,10 @@ impl KeyFormInput {
             .map_err(|e| errors.concurrency_limit = Some(e))
             .ok()
             .flatten();
+        let disable_after_days = parse_days(&self.disable_after_days)
+            .map_err(|e| errors.disable_after_days = Some(e))
+            .ok()
+            .flatten();
         match name {
             Some(name) if errors.is_empty() => Ok(KeySpec {
                 name,
@@ -193,6 +219,7 @@ impl KeyFormInput {
                 expires_on,
                 rpm_limit,
                 concurrency_limit,
+                disable_after_days,
             }),
             _ => Err(Box::new(errors)),
         }
@@ -216,6 +243,10 @@ impl KeyFormInput {
             rpm_limit: spec.rpm_limit.map(|n| n.to_string()).unwrap_or_default(),
             concurrency_limit: spec
                 .concurrency_limit
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            disable_after_days: spec
+                .disable_after_days
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
         }

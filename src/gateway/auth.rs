@@ -98,6 +98,11 @@ pub async fn authenticate(
             ))
         }
         KeyState::Expired => return Err(ApiError::unauthorized("This API key has expired.")),
+        KeyState::Idle => {
+            return Err(ApiError::unauthorized(
+                "This API key was disabled after going unused for the period set on it. Enable it in the dashboard.",
+            ))
+        }
     }
     check_secret(store, &key, now_ms).await?;
     Ok(Authed { key })

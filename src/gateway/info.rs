@@ -199,6 +199,7 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "expires_at": k.expires_at.map(time_util::format_rfc3339),
         "rpm_limit": k.rpm_limit,
         "concurrency_limit": k.concurrency_limit,
+        "disable_after_days": k.disable_after_days,
         "spend_today": Credits::from_micros(today).exact(),
         "spend_this_month": Credits::from_micros(month).exact(),
         "remaining_today": remaining(k.daily_limit, today),

@@ -75,6 +75,8 @@ pub enum KeyState {
     Disabled,
     Expired,
     Revoked,
+    /// Disabled by its "disable after N days without use" setting; Enable restarts it.
+    Idle,
 }
 
 impl KeyState {
@@ -82,6 +84,7 @@ impl KeyState {
         match self {
             KeyState::Active => "Active",
             KeyState::Disabled => "Disabled",
+            KeyState::Idle => "Disabled (unused)",
             KeyState::Expired => "Expired",
             KeyState::Revoked => "Revoked",
         }
@@ -91,7 +94,7 @@ impl KeyState {
 pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, token_prefix, token_last4, models, region, daily_limit, \
     monthly_limit, expires_at, status, created_at, revoked_at, last_used_at, spend_day, day_spend, \
-    spend_month, month_spend, public_id, rpm_limit, concurrency_limit";
+    spend_month, month_spend, public_id, rpm_limit, concurrency_limit, disable_after_days, idle_from";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
@@ -119,6 +122,10 @@ pub struct KeyRow {
     pub public_id: Option<String>,
     pub rpm_limit: Option<i64>,
     pub concurrency_limit: Option<i64>,
+    /// Disabled after this many days without use (None: never); see [`KeyRow::state`].
+    pub disable_after_days: Option<i64>,
+    /// When an owner last restarted the idle clock (Enable, an edit).
+    pub idle_from: Option<i64>,
 }
 
 impl KeyRow {
@@ -127,8 +134,21 @@ impl KeyRow {
             KeyStatus::Revoked => KeyState::Revoked,
             KeyStatus::Disabled => KeyState::Disabled,
             _ if self.expires_at.is_some_and(|e| e <= now_ms) => KeyState::Expired,
+            _ if self.idle_until().is_some_and(|at| at <= now_ms) => KeyState::Idle,
             _ => KeyState::Active,
         }
+    }
+
+    /// With "disable after N days without use", the instant the key stops: N days after the
+    /// latest of its creation, its last use (any secret) and the owner's last Enable or edit.
+    /// Derived at request time, like expiry: exact across processes, no job.
+    pub fn idle_until(&self) -> Option<i64> {
+        let days = self.disable_after_days?;
+        let since = self
+            .created_at
+            .max(self.last_used_at.unwrap_or(i64::MIN))
+            .max(self.idle_from.unwrap_or(i64::MIN));
+        Some(since.saturating_add(days.saturating_mul(86_400_000)))
     }
 
     pub fn masked(&self) -> String {
@@ -176,14 +196,15 @@ impl KeyRow {
             expires_on: self.expires_on(),
             rpm_limit: self.rpm_limit.and_then(|n| u32::try_from(n).ok()),
             concurrency_limit: self.concurrency_limit.and_then(|n| u32::try_from(n).ok()),
+            disable_after_days: self.disable_after_days.and_then(|n| u32::try_from(n).ok()),
         }
     }
 }
 
 pub(super) const INSERT_KEY_SQL: &str = "insert into api_keys (account_id, name, token_hash, token_prefix, \
     token_last4, models, region, daily_limit, monthly_limit, expires_at, created_at, name_skeleton, \
-    public_id, rpm_limit, concurrency_limit) \
-    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) returning id";
+    public_id, rpm_limit, concurrency_limit, disable_after_days) \
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) returning id";
 
 /// A key row about to be inserted ([`INSERT_KEY_SQL`]'s parameters), with a new public id.
 pub(super) struct NewKey<'a> {
@@ -224,6 +245,7 @@ macro_rules! bind_new_key {
             .bind($new.public_id.as_str())
             .bind($new.spec.rpm_limit.map(i64::from))
             .bind($new.spec.concurrency_limit.map(i64::from))
+            .bind($new.spec.disable_after_days.map(i64::from))
     };
 }
 pub(super) use bind_new_key;
@@ -305,13 +327,14 @@ impl Store {
         })
     }
 
-    /// Replaces name and scoping of a live key. Spend counters stay. `Conflict` as for
-    /// [`Store::create_key`].
+    /// Replaces name and scoping of a live key. Spend counters stay; the idle clock
+    /// restarts (an owner just looked after the key). `Conflict` as for [`Store::create_key`].
     pub async fn update_key(&self, account_id: i64, key_id: i64, spec: &KeySpec) -> Result<()> {
         let done = on_write!(self, pool => {
             sqlx::query(
                 "update api_keys set name = $1, models = $2, region = $3, daily_limit = $4, monthly_limit = $5, \
-                 expires_at = $6, name_skeleton = $9, rpm_limit = $10, concurrency_limit = $11 \
+                 expires_at = $6, name_skeleton = $9, rpm_limit = $10, concurrency_limit = $11, \
+                 disable_after_days = $12, idle_from = $13 \
                  where id = $7 and account_id = $8 and status <> 'revoked'",
             )
             .bind(&spec.name)
@@ -325,6 +348,8 @@ impl Store {
             .bind(spec.name_skeleton())
             .bind(spec.rpm_limit.map(i64::from))
             .bind(spec.concurrency_limit.map(i64::from))
+            .bind(spec.disable_after_days.map(i64::from))
+            .bind(time_util::now_ms())
             .execute(pool)
             .await
             .map_err(conflict_on_unique)?
@@ -340,10 +365,14 @@ impl Store {
         switch: KeySwitch,
     ) -> Result<()> {
         let done = on_write!(self, pool => {
-            sqlx::query("update api_keys set status = $1 where id = $2 and account_id = $3 and status <> 'revoked'")
+            // Enabling restarts the idle clock too (a key disabled for lack of use works
+            // again for its full period).
+            sqlx::query("update api_keys set status = $1, idle_from = case when $1 = 'active' then $4 else idle_from end \
+                 where id = $2 and account_id = $3 and status <> 'revoked'")
                 .bind(switch.status().as_str())
                 .bind(key_id)
                 .bind(account_id)
+                .bind(time_util::now_ms())
                 .execute(pool)
                 .await?
                 .rows_affected()

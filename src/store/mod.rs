@@ -28,6 +28,7 @@ pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
 mod usage_batch;
+pub use usage_batch::LastUseWrites;
 pub mod usage_journal;
 
 use std::str::FromStr;

@@ -15,6 +15,8 @@ pub struct KeyView {
     pub region: String,
     /// "60 requests/min · 4 at once", or None without rate limits.
     pub rate: Option<String>,
+    /// "Disables after N days unused", with the day it would (see `KeyRow::idle_until`).
+    pub idle_rule: Option<String>,
     pub expires: String,
     pub state: &'static str,
     pub state_class: &'static str,
@@ -145,13 +147,20 @@ impl KeyView {
             },
             region: k.region.clone().unwrap_or_else(|| "Any".into()),
             rate: rate_text(k),
+            idle_rule: k.disable_after_days.zip(k.idle_until()).map(|(days, at)| {
+                let unit = if days == 1 { "day" } else { "days" };
+                format!(
+                    "Disables after {days} {unit} unused (on {})",
+                    time_util::format_date(at)
+                )
+            }),
             expires: k
                 .expires_on()
                 .map_or_else(|| "Never".into(), |d| d.to_string()),
             state: state.label(),
             state_class: match state {
                 KeyState::Active => "ok",
-                KeyState::Disabled => "muted",
+                KeyState::Disabled | KeyState::Idle => "muted",
                 KeyState::Expired => "warn",
                 KeyState::Revoked => "bad",
             },
@@ -169,7 +178,7 @@ impl KeyView {
                 ),
             ],
             limit_badge: limit_badge(k, now),
-            disabled: state == KeyState::Disabled,
+            disabled: matches!(state, KeyState::Disabled | KeyState::Idle),
             last_used_ago: super::key_life::last_used_words(now, k.last_used_at),
             age: None,
             rotate: false,

@@ -127,6 +127,7 @@ fn read_form(form: &CsrfForm) -> KeyFormInput {
         expires: form.get("expires").to_owned(),
         rpm_limit: form.get("rpm_limit").to_owned(),
         concurrency_limit: form.get("concurrency_limit").to_owned(),
+        disable_after_days: form.get("disable_after_days").to_owned(),
     }
 }
 

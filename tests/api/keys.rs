@@ -540,6 +540,7 @@ async fn existing_look_alike_names_survive_the_skeleton_migration() {
         expires_on: None,
         rpm_limit: None,
         concurrency_limit: None,
+        disable_after_days: None,
     };
     let token = lowrouter::domain::ApiToken::generate();
     assert!(matches!(

@@ -871,3 +871,99 @@ async fn an_oversized_body_is_refused_in_the_apis_error_shape() {
     assert_eq!(e["error"]["code"], "request_too_large");
     assert_eq!(app.scalar_i64("select count(*) from api_keys").await, 0);
 }
+
+/// "Disable after N days without use" (issue 15): set on the form or through the API,
+/// validated alike, enforced by the gateway at request time once the key has gone unused
+/// that long, shown as disabled everywhere, and undone by Enable, which restarts the clock.
+#[tokio::test]
+async fn keys_set_to_disable_when_unused_stop_after_that_long_until_enabled() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    for bad in ["0", "-5", "abc", "3651", "2.5", "1\u{0}"] {
+        let r = app
+            .create_key_response(&key_fields("idle", &[("disable_after_days", bad)]))
+            .await;
+        assert_eq!(r.status(), 422, "{bad:?}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("Enter a number of days from 1 to 3650"),
+            "{bad:?}"
+        );
+    }
+    let token = app.create_key("idle", &[("disable_after_days", "2")]).await;
+    assert!(app
+        .get_html("/keys")
+        .await
+        .contains("Disables after 2 days unused"));
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+    app.api_json(&token, "/api/v1/credits").await; // its last use is written
+    let mk = management_key(&app, "m", false).await;
+    let (_, listed) = call(&app, Method::GET, "/api/v1/keys?status=active", &mk, None).await;
+    assert_eq!(listed["data"][0]["disable_after_days"], 2);
+
+    // Nearly two days without a request: still works. Past two days: refused.
+    let day = 86_400_000i64;
+    app.execute_sql(&format!(
+        "update api_keys set created_at = created_at - {}, last_used_at = last_used_at - {}",
+        2 * day - 60_000,
+        2 * day - 60_000
+    ))
+    .await;
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+    app.api_json(&token, "/api/v1/credits").await;
+    app.execute_sql(&format!(
+        "update api_keys set created_at = created_at - {}, last_used_at = last_used_at - {}",
+        3 * day,
+        3 * day
+    ))
+    .await;
+    let r = app.echo(&token, "hi").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("unused"));
+    assert!(app.get_html("/keys").await.contains("Disabled (unused)"));
+    let (_, listed) = call(&app, Method::GET, "/api/v1/keys?status=disabled", &mk, None).await;
+    assert_eq!(listed["data"][0]["name"], "idle");
+    assert_eq!(listed["data"][0]["status"], "disabled");
+    let (_, active) = call(&app, Method::GET, "/api/v1/keys?status=active", &mk, None).await;
+    assert_eq!(active["data"].as_array().unwrap().len(), 0);
+
+    // Enable restarts the clock: it works again, for the full period.
+    let id = app.key_id("idle").await;
+    app.post_form(&format!("/keys/{id}/enable"), "/keys", &[])
+        .await;
+    assert_eq!(app.echo(&token, "hi").await.status(), 200);
+
+    // The API takes the same field with the same validation, and null clears it.
+    let public = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/keys/{public}");
+    let (status, e) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &mk,
+        Some(json!({"disable_after_days": 0})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["param"], "disable_after_days");
+    let (status, k) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &mk,
+        Some(json!({"disable_after_days": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{k}");
+    assert_eq!(k["data"]["disable_after_days"], Value::Null);
+    let (status, k) = call(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        &mk,
+        Some(json!({"name": "api-idle", "disable_after_days": 30})),
+    )
+    .await;
+    assert_eq!(status, 201, "{k}");
+    assert_eq!(k["data"]["disable_after_days"], 30);
+}

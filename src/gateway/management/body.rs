@@ -57,6 +57,9 @@ pub struct CreateKey {
     /// Requests in flight at once.
     #[serde(default)]
     pub concurrency_limit: Option<u64>,
+    /// The key disables itself after this many days without a request (1 to 3650).
+    #[serde(default)]
+    pub disable_after_days: Option<u64>,
 }
 
 /// `Some(None)` for an explicit `null` (clear the field), `None` when absent (keep it).
@@ -95,6 +98,9 @@ pub struct PatchKey {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>)]
     pub concurrency_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub disable_after_days: Option<Option<u64>>,
     /// `true` disables the key (kept, refuses requests), `false` enables it again.
     #[serde(default)]
     pub disabled: Option<bool>,
@@ -151,6 +157,7 @@ impl CreateKey {
             expires: self.expires_at.clone().unwrap_or_default(),
             rpm_limit: opt_raw(self.rpm_limit),
             concurrency_limit: opt_raw(self.concurrency_limit),
+            disable_after_days: opt_raw(self.disable_after_days),
         }
     }
 }
@@ -182,6 +189,9 @@ impl PatchKey {
         if let Some(n) = self.concurrency_limit {
             input.concurrency_limit = opt_raw(n);
         }
+        if let Some(n) = self.disable_after_days {
+            input.disable_after_days = opt_raw(n);
+        }
         input
     }
 }
@@ -212,6 +222,9 @@ pub struct KeyObject {
     pub monthly_limit: Option<String>,
     pub rpm_limit: Option<i64>,
     pub concurrency_limit: Option<i64>,
+    /// Days without a request after which the key disables itself (status `disabled`
+    /// until enabled again); null: never.
+    pub disable_after_days: Option<i64>,
     /// RFC 3339: the instant the key stops working.
     pub expires_at: Option<String>,
     pub created_at: String,
@@ -275,7 +288,7 @@ pub struct RollKey {
 pub fn status_word(state: KeyState) -> &'static str {
     match state {
         KeyState::Active => "active",
-        KeyState::Disabled => "disabled",
+        KeyState::Disabled | KeyState::Idle => "disabled",
         KeyState::Expired => "expired",
         KeyState::Revoked => "revoked",
     }
@@ -295,6 +308,7 @@ impl KeyObject {
             monthly_limit: credits(k.monthly_limit),
             rpm_limit: k.rpm_limit,
             concurrency_limit: k.concurrency_limit,
+            disable_after_days: k.disable_after_days,
             expires_at: k.expires_at.map(time_util::format_rfc3339),
             created_at: time_util::format_rfc3339(k.created_at),
             last_used_at: k.last_used_at.map(time_util::format_rfc3339),

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{warn_failed, Bisect, ATTEMPT_PAUSES_MS};
 use crate::store::usage::UsageEntry;
-use crate::store::{PgStore, StoreError};
+use crate::store::{LastUseWrites, PgStore, StoreError};
 
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -48,6 +48,7 @@ pub(super) async fn run_async(pg: PgStore, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     let mut barriers = Vec::new();
+    let mut last_use = LastUseWrites::default();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         for job in jobs.drain(..) {
             match job.entry {
@@ -58,7 +59,7 @@ pub(super) async fn run_async(pg: PgStore, mut rx: mpsc::Receiver<Job>) {
         if !batch.entries.is_empty() {
             crate::metrics::usage_batch("postgres", batch.entries.len());
         }
-        let fates = write_isolating(&pg, &batch.entries).await;
+        let fates = write_isolating(&pg, &batch.entries, &mut last_use).await;
         late.keep_failed(&batch.entries, &fates);
         let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
         batch.finish(&recorded);
@@ -113,7 +114,7 @@ impl Late {
                 tokio::time::sleep(LATE_PAUSE).await;
                 let (streams, answers): (Vec<_>, Vec<_>) =
                     waiting.drain(..).partition(|e| e.usage.streamed);
-                let fates = write_isolating(&pg, &streams).await;
+                let fates = write_isolating(&pg, &streams, &mut LastUseWrites::default()).await;
                 waiting.extend(
                     streams
                         .into_iter()
@@ -161,11 +162,15 @@ impl Late {
 }
 
 /// PostgreSQL: writes a batch (see [`Bisect`]); what became of each row.
-async fn write_isolating(pg: &PgStore, entries: &[UsageEntry]) -> Vec<Fate> {
+async fn write_isolating(
+    pg: &PgStore,
+    entries: &[UsageEntry],
+    last_use: &mut LastUseWrites,
+) -> Vec<Fate> {
     let mut fates = vec![Fate::Failed; entries.len()];
     let mut bisect = Bisect::new(entries.len());
     while let Some(r) = bisect.next_range() {
-        match write_retrying(pg, &entries[r.clone()]).await {
+        match write_retrying(pg, &entries[r.clone()], last_use).await {
             Ok(()) => {
                 // Leased holds leave the book before their requests are answered.
                 pg.leases_settled(&entries[r.clone()], true);
@@ -188,10 +193,14 @@ async fn write_isolating(pg: &PgStore, entries: &[UsageEntry]) -> Vec<Fate> {
 }
 
 /// Writes rows, retrying after [`ATTEMPT_PAUSES_MS`] unless the database refused their data.
-async fn write_retrying(pg: &PgStore, rows: &[UsageEntry]) -> Result<(), StoreError> {
+async fn write_retrying(
+    pg: &PgStore,
+    rows: &[UsageEntry],
+    last_use: &mut LastUseWrites,
+) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
-        match pg.store.write_usage_batch(rows).await {
+        match pg.write_usage_batch(rows, last_use).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_refused_data() => return Err(e),
             Err(e) => {

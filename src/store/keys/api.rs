@@ -40,13 +40,20 @@ impl Store {
     /// Newest first, keyset-paginated on the id (creation order), never offsets. Every
     /// parameter is bound (empty strings for "no filter"), so the SQL text is one.
     pub async fn key_page(&self, account_id: i64, f: &KeyFilter, now_ms: i64) -> Result<KeyPage> {
+        // `KeyRow::state` in SQL: revoked, disabled (by the owner, or idle past its
+        // "disable after N days without use"), expired, active.
+        let live = "status = 'active' and (expires_at is null or expires_at > $4)";
+        let idle = "(disable_after_days is not null \
+            and created_at + disable_after_days * 86400000 <= $4 \
+            and coalesce(last_used_at, 0) + disable_after_days * 86400000 <= $4 \
+            and coalesce(idle_from, 0) + disable_after_days * 86400000 <= $4)";
         let sql = format!(
             "select {KEY_COLUMNS} from api_keys where account_id = $1 \
              and ($2 = '' or name = $2) \
              and ($3 = '' \
                   or ($3 = 'revoked' and status = 'revoked') \
-                  or ($3 = 'disabled' and status = 'disabled') \
-                  or ($3 = 'active' and status = 'active' and (expires_at is null or expires_at > $4)) \
+                  or ($3 = 'disabled' and (status = 'disabled' or ({live} and {idle}))) \
+                  or ($3 = 'active' and {live} and not {idle}) \
                   or ($3 = 'expired' and status = 'active' and expires_at <= $4)) \
              and ($5 = '' or id < (select c.id from api_keys c where c.public_id = $5 and c.account_id = $1)) \
              order by id desc limit $6"

@@ -60,7 +60,8 @@ macro_rules! gateway_key_select {
             s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
             s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, \
             s.retired_at as secret_retired_at, s.quarantined_at as secret_quarantined_at, \
-            s.quarantine_url as secret_quarantine_url, s.last_used_at as secret_last_used_at",
+            s.quarantine_url as secret_quarantine_url, s.last_used_at as secret_last_used_at, \
+            k.disable_after_days, k.idle_from",
             $($extra,)?
             " from key_secrets s join api_keys k on k.id = s.key_id \
             join accounts a on a.id = k.account_id"
@@ -106,6 +107,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             public_id: r.get(18)?,
             rpm_limit: r.get(19)?,
             concurrency_limit: r.get(20)?,
+            disable_after_days: r.get(33)?,
+            idle_from: r.get(34)?,
         },
         balance: r.get(21)?,
         reserved: r.get(22)?,

@@ -4,7 +4,7 @@ use sqlx::QueryBuilder;
 
 use super::{
     add_on_conflict, daily_cells, daily_keys_cells, insert_into, one_statement, push_cells, sorted,
-    usage_cells, BatchPlan, Rows, CHUNK, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
+    usage_cells, BatchPlan, LastUseWrites, Rows, CHUNK, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
     INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS,
 };
 use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
@@ -12,16 +12,36 @@ use crate::store::usage::UsageEntry;
 use crate::store::Result;
 
 /// The PostgreSQL executor: multi-row statements, few round trips. Batches are not numbered
-/// (no hold book: holds are rows), so `settled_seq` stays 0.
+/// (no hold book: holds are rows), so `settled_seq` stays 0. With `last_use`, last uses
+/// are written only when due (see [`LastUseWrites`]).
 pub(super) async fn write_postgres(
     pool: &sqlx::PgPool,
     batch: &[UsageEntry],
     rows: Rows,
+    last_use: Option<&mut LastUseWrites>,
 ) -> Result<()> {
     let mut plan = BatchPlan::new(batch, rows);
-    if rows == Rows::Write && one_statement::fits(&plan) {
-        return one_statement::write(pool, batch, &plan).await;
+    if let Some(written) = last_use.as_deref() {
+        written.prune(&mut plan);
     }
+    if rows == Rows::Write && one_statement::fits(&plan) {
+        one_statement::write(pool, batch, &plan).await?;
+    } else {
+        write_transaction(pool, batch, rows, &mut plan).await?;
+    }
+    if let Some(written) = last_use {
+        written.written(&plan);
+    }
+    Ok(())
+}
+
+/// A batch that [`one_statement`] cannot take, as a transaction of several statements.
+async fn write_transaction(
+    pool: &sqlx::PgPool,
+    batch: &[UsageEntry],
+    rows: Rows,
+    plan: &mut BatchPlan<'_>,
+) -> Result<()> {
     let mut tx = pool.begin().await?;
     let written = if rows == Rows::Write { batch } else { &[] };
     for chunk in written.chunks(CHUNK) {

@@ -30,6 +30,7 @@ async fn journal_replay_applies_each_missing_entry_once() {
         expires_on: None,
         rpm_limit: None,
         concurrency_limit: None,
+        disable_after_days: None,
     };
     let key = store
         .create_key(account, &spec, &ApiToken::generate())
@@ -85,4 +86,58 @@ fn sqlite_statements_number_every_parameter() {
     assert!(sql
         .daily_keys
         .contains("on conflict (account_id, day, key_name) do update set requests"));
+}
+
+/// A key's and a secret's last use are written when first seen and then at most once per
+/// [`LAST_USE_EVERY_MS`]; settlements that move money are never dropped.
+#[test]
+fn last_uses_are_written_when_due_and_money_always() {
+    let reservation = |in_db: bool, lease: Option<i64>| crate::store::ledger::Reservation {
+        id: "r".into(),
+        account_id: 1,
+        key_id: 7,
+        amount: Credits::from_micros(5_000),
+        day: 1,
+        month: 1,
+        in_db,
+        lease,
+    };
+    // Served from a budget lease, as the PostgreSQL gateway's holds are.
+    let at = |id: &str, ms: i64| {
+        let mut e = entry(id, 1, 7);
+        e.usage.completed_at = ms;
+        e.reservation = Some(reservation(false, Some(3)));
+        e
+    };
+    let mut written = LastUseWrites::default();
+    let first = [at("a", 10_000)];
+    let mut plan = BatchPlan::new(&first, Rows::Write);
+    written.prune(&mut plan);
+    assert_eq!((plan.keys.len(), plan.secrets.len()), (1, 1), "first use");
+    written.written(&plan);
+
+    let soon = [at("b", 10_000 + LAST_USE_EVERY_MS - 1)];
+    let mut plan = BatchPlan::new(&soon, Rows::Write);
+    let (accounts, leases) = (plan.accounts.clone(), plan.leases.clone());
+    written.prune(&mut plan);
+    assert_eq!((plan.keys.len(), plan.secrets.len()), (0, 0), "not due yet");
+    assert_eq!(
+        (plan.accounts, plan.leases),
+        (accounts, leases),
+        "money is untouched"
+    );
+    assert_eq!(plan.daily.len(), 1, "rollups are untouched");
+
+    let later = [at("c", 10_000 + LAST_USE_EVERY_MS)];
+    let mut plan = BatchPlan::new(&later, Rows::Write);
+    written.prune(&mut plan);
+    assert_eq!((plan.keys.len(), plan.secrets.len()), (1, 1), "due");
+
+    // A settlement with a release or a charge on the key (a reservation row) always stays.
+    let mut held = at("d", 10_000);
+    held.reservation = Some(reservation(true, None));
+    let held = [held];
+    let mut plan = BatchPlan::new(&held, Rows::Write);
+    written.prune(&mut plan);
+    assert_eq!(plan.keys.len(), 1, "the key's counters must be settled");
 }
