@@ -25,7 +25,7 @@ fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const CSV_HEADER: [&str; 17] = [
+const CSV_HEADER: [&str; 18] = [
     "generation_id",
     "started_at",
     "completed_at",
@@ -43,6 +43,7 @@ const CSV_HEADER: [&str; 17] = [
     "http_status",
     "error_code",
     "secret_last4",
+    "secret",
 ];
 
 fn csv_writer(capacity: usize) -> csv::Writer<Vec<u8>> {

@@ -99,8 +99,16 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
 
     // The usage detail page and the CSV show the serving secret.
     let csv = app.get_html("/usage.csv").await;
-    assert!(csv.lines().next().unwrap().ends_with("secret_last4"));
+    assert!(csv.lines().next().unwrap().ends_with("secret_last4,secret"));
     assert!(csv.contains(last4(&old)) && csv.contains(last4(&new)));
+    // Each row names its secret as prefix…last four, the retired one included.
+    for token in [&old, &new] {
+        let shown = format!("{}…{}", &token[..10], last4(token));
+        assert!(
+            csv.contains(&format!(",{},{shown}\r\n", last4(token))),
+            "{shown} in {csv}"
+        );
+    }
     // The detail page names the secret as the Keys pages do (prefix…last four), the retired
     // one included; never more of it.
     let gens: Vec<String> = {

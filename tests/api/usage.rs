@@ -695,11 +695,12 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
             "status",
             "http_status",
             "error_code",
-            "secret_last4"
+            "secret_last4",
+            "secret"
         ]
     );
     assert_eq!(recs.len(), 1 + 5, "header and every row, newlines included");
-    assert!(recs.iter().all(|r| r.len() == 17));
+    assert!(recs.iter().all(|r| r.len() == 18));
     let by_gen = |g: &str| recs.iter().find(|r| &r[0] == g).unwrap().clone();
     // Every text cell that a spreadsheet would execute starts with a quote; the text itself
     // (commas, quotes, newlines) survives the round trip.

@@ -29,9 +29,14 @@ impl Store {
         for r in rows.iter_mut().filter(|r| r.cells().is_none()) {
             let sql =
                 format!("select {USAGE_COLUMNS} from usage where id = $1 and account_id = $2");
-            r.full = Some(on_read!(self, pool => {
+            let row = on_read!(self, pool => {
                 sqlx::query_as::<_, UsageRow>(&sql).bind(r.id).bind(account_id).fetch_one(pool).await?
-            }));
+            });
+            let secret = match row.secret_last4.as_deref() {
+                Some(last4) => self.secret_display(account_id, row.key_id, last4).await?,
+                None => None,
+            };
+            r.full = Some((row, secret.unwrap_or_default()));
         }
         Ok(rows)
     }
@@ -82,7 +87,7 @@ const EXPORT_SEP: char = '\u{1f}';
 
 /// The cells of an export row after the times, in CSV column order, as SQL both backends
 /// accept (`text || bigint` converts the number on both).
-const EXPORT_CELLS: [&str; 15] = [
+const EXPORT_CELLS: [&str; 16] = [
     "generation_id",
     "key_name",
     "requested_model",
@@ -98,6 +103,10 @@ const EXPORT_CELLS: [&str; 15] = [
     "http_status",
     "coalesce(error_code, '')",
     "coalesce(secret_last4, '')",
+    // The serving secret as the dashboard shows it (prefix…last four; `Store::secret_display`).
+    "coalesce((select s.token_prefix || '…' || s.token_last4 from key_secrets s \
+      where s.key_id = usage.key_id and s.token_last4 = usage.secret_last4 \
+      order by s.id desc limit 1), '')",
 ];
 
 /// A usage row for CSV export: the cells joined into one text value by the database. One
@@ -109,20 +118,22 @@ pub struct ExportRow {
     pub started_at: i64,
     pub completed_at: i64,
     cells: String,
-    /// The row read column by column, when a cell held the separator.
+    /// The row read column by column, when a cell held the separator, and its secret's
+    /// display.
     #[sqlx(skip)]
-    full: Option<UsageRow>,
+    full: Option<(UsageRow, String)>,
 }
 
 /// An export row's cells: generation id, key name, requested and resolved model, provider,
 /// region, prompt, completion and total tokens, cost (micro-credits), latency, status, HTTP
-/// status, error code, the serving secret's last four. Absent values are empty.
-pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 15];
+/// status, error code, the serving secret's last four and its display (prefix…last four).
+/// Absent values are empty.
+pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 16];
 
 impl ExportRow {
     pub fn cells(&self) -> Option<ExportCells<'_>> {
         use std::borrow::Cow;
-        if let Some(r) = &self.full {
+        if let Some((r, secret)) = &self.full {
             let o = |s: &Option<String>| Cow::Owned(s.clone().unwrap_or_default());
             let n = |n: i64| Cow::Owned(n.to_string());
             return Some([
@@ -141,6 +152,7 @@ impl ExportRow {
                 n(r.http_status),
                 o(&r.error_code),
                 o(&r.secret_last4),
+                Cow::Owned(secret.clone()),
             ]);
         }
         let mut it = self.cells.split(EXPORT_SEP).map(Cow::Borrowed);
