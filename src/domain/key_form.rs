@@ -88,30 +88,30 @@ pub const RATE_LIMIT_MAX: u32 = 1_000_000;
 /// Longest "disable after N days without use" accepted (ten years).
 pub const DISABLE_AFTER_DAYS_MAX: u32 = 3650;
 
-fn parse_days(raw: &str) -> Result<Option<u32>, String> {
+/// An optional whole number from 1 to `max` (empty: none); `refusal` says what to enter.
+fn parse_optional_count(raw: &str, max: u32, refusal: &str) -> Result<Option<u32>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
     }
     match raw.parse::<u32>() {
-        Ok(n) if (1..=DISABLE_AFTER_DAYS_MAX).contains(&n) => Ok(Some(n)),
-        _ => Err(format!(
-            "Enter a number of days from 1 to {DISABLE_AFTER_DAYS_MAX}, or leave empty to keep the key enabled however long it goes unused."
-        )),
+        Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(refusal.to_owned()),
     }
 }
 
+fn parse_days(raw: &str) -> Result<Option<u32>, String> {
+    parse_optional_count(raw, DISABLE_AFTER_DAYS_MAX, &format!(
+        "Enter a number of days from 1 to {DISABLE_AFTER_DAYS_MAX}, or leave empty to keep the key enabled however long it goes unused."
+    ))
+}
+
 fn parse_count(raw: &str) -> Result<Option<u32>, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    match raw.parse::<u32>() {
-        Ok(n) if (1..=RATE_LIMIT_MAX).contains(&n) => Ok(Some(n)),
-        _ => Err(format!(
-            "Enter a whole number from 1 to {RATE_LIMIT_MAX}, or leave empty for no limit."
-        )),
-    }
+    parse_optional_count(
+        raw,
+        RATE_LIMIT_MAX,
+        &format!("Enter a whole number from 1 to {RATE_LIMIT_MAX}, or leave empty for no limit."),
+    )
 }
 
 /// The last day a key works, from a date or from the RFC 3339 instant it stops (a UTC
