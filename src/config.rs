@@ -261,6 +261,7 @@ impl Settings {
         Ok(s)
     }
 
+    /// Long on purpose: one line per setting, in the order of the README's table.
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {

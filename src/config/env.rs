@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 
 impl Settings {
+    /// Long on purpose: one line per environment variable, as in the README's table.
     pub(super) fn apply_env(
         &mut self,
         get: impl Fn(&str) -> Option<String>,

@@ -142,6 +142,7 @@ fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
 
 impl KeyFormInput {
     /// `today` is the current UTC date: an expiry date in the past is refused.
+    /// Long on purpose: one parse per field, every error collected (a form shows them all).
     pub fn parse(&self, catalogue: &Catalogue, today: Date) -> Result<KeySpec, Box<FieldErrors>> {
         let mut errors = FieldErrors::default();
         let name = parse_name(&self.name)

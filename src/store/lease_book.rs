@@ -146,6 +146,10 @@ impl PgStore {
     /// headroom; refused as a reservation would be when the headroom is below `need`.
     /// `ample_only` (background top-up): leases `want` only if that is within the share,
     /// else nothing. Returns the lease row's id and the amount granted.
+    ///
+    /// Long on purpose: one transaction whose statements must run in lock order (key,
+    /// account, lease) with the headroom arithmetic between them; split, the order and the
+    /// conditions would live in different places.
     #[allow(clippy::too_many_arguments)]
     async fn take_lease(
         &self,

@@ -195,6 +195,7 @@ pub(crate) use {on_read, on_write};
 
 impl Store {
     /// Connects (creating an SQLite file if missing) and runs the backend's migrations.
+    /// Long on purpose: each backend's pool options side by side, with why each is set.
     pub async fn connect(url: &str) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()

@@ -247,6 +247,9 @@ struct BatchPlan<'a> {
 
 impl<'a> BatchPlan<'a> {
     /// The rollups stay empty when the rows are not written (`Rows::Skip`).
+    ///
+    /// Long on purpose: one pass over the batch, one arm per kind of hold (lease,
+    /// in-memory, reservation row, none), each summing what its settlement changes.
     fn new(batch: &'a [UsageEntry], rows: Rows) -> Self {
         let mut plan = BatchPlan {
             accounts: HashMap::new(),

@@ -62,6 +62,8 @@ impl ChatRequest {
     }
 }
 
+/// Long on purpose: one check per request field, in the order a reader of the OpenAI
+/// reference would look for them, each answering its own 400.
 pub fn parse_chat(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     let value: Value = serde_json::from_slice(raw)
         .map_err(|e| ApiError::invalid_request(format!("The body is not valid JSON: {e}.")))?;

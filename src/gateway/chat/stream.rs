@@ -85,6 +85,8 @@ impl StreamJob {
             .streaming(body)
     }
 
+    /// Long on purpose: the stream's one loop (read, rename, forward, watch the deadline,
+    /// record at the end); its exits are the stream's outcomes and read best side by side.
     async fn pump(
         self,
         mut upstream: BoxStream<'static, Result<Bytes, String>>,

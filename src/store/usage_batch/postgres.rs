@@ -36,6 +36,8 @@ pub(super) async fn write_postgres(
 }
 
 /// A batch that [`one_statement`] cannot take, as a transaction of several statements.
+/// Long on purpose: the statements in lock order (keys, accounts, leases, secrets), as one
+/// reads them in `one_statement`'s SQL.
 async fn write_transaction(
     pool: &sqlx::PgPool,
     batch: &[UsageEntry],
