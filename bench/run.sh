@@ -5,7 +5,7 @@
 #
 #   bench/run.sh [--postgres] [--duration SECONDS] [--no-build] [--no-stream]
 #                [--idle-threshold 0.80] [--idle-timeout 60] [--keep] [--profile] [--only-profile]
-#                [--hold] [--processes 2]
+#                [--hold] [--processes 2] [--rate-limits]
 #
 # --postgres also runs the SQLite gateway in the same invocation (target `gateway-sqlite`),
 # for the issue-11 ratio. --processes 2 (with --postgres): a second gateway process on the
@@ -13,6 +13,8 @@
 # only; `lb-2proc`: both), loaded at 32 connections; afterwards the key's spend must equal the
 # sum of its usage rows.
 #
+# --rate-limits: the bench key also has a requests-per-minute and a concurrency limit, both
+# far above what the run sends (the checks run, none trips): their cost, against a run without.
 # --profile: afterwards, sample the gateway with `perf record -e cpu-clock` during a
 # 32-connection run and count its syscalls with `strace -c -f` during a 1-connection run;
 # the reports are printed and kept in the work dir (implies --keep). --only-profile skips
@@ -35,6 +37,7 @@ PROFILE=0
 ONLY_PROFILE=0
 HOLD=0
 PROCESSES=1
+RATE_LIMITS=()
 PG_BASE=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 
 while [ $# -gt 0 ]; do
@@ -50,7 +53,8 @@ while [ $# -gt 0 ]; do
     --only-profile) PROFILE=1; ONLY_PROFILE=1; KEEP=1 ;;
     --hold) HOLD=1; KEEP=1 ;;
     --processes) PROCESSES=$2; shift ;;
-    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
+    --rate-limits) RATE_LIMITS=(--data-urlencode "rpm_limit=1000000" --data-urlencode "concurrency_limit=100000") ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -286,7 +290,7 @@ make_key() { # gateway base URL, cookie jar; prints the token
     --data-urlencode "name=bench" --data-urlencode "models=bench/fast" \
     --data-urlencode "models=bench/stream" --data-urlencode "region=eu-west" \
     --data-urlencode "daily_limit=999999999" --data-urlencode "monthly_limit=999999999" \
-    --data-urlencode "expires=" "$gw/keys" | grep -o 'value="lr-sk-[A-Za-z0-9]*"' | sed 's/value="\(.*\)"/\1/'
+    "${RATE_LIMITS[@]}" --data-urlencode "expires=" "$gw/keys" | grep -o 'value="lr-sk-[A-Za-z0-9]*"' | sed 's/value="\(.*\)"/\1/'
 }
 GW="http://127.0.0.1:$GW_PORT"
 TOKEN=$(make_key "$GW" "$WORK/cookies.txt")
