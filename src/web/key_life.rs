@@ -29,6 +29,7 @@ pub struct SecretView {
     pub current: bool,
     pub created: String,
     pub last_used: String,
+    pub last_used_at: Option<super::when::When>,
     /// Where its last request came from, coarsened.
     pub client: Option<String>,
     /// When a previous secret retires, in words.
@@ -59,6 +60,7 @@ impl SecretView {
             current: s.is_current(),
             created: time_util::format_minute(s.created_at),
             last_used: last_used_words(now, s.last_used_at),
+            last_used_at: super::when::When::maybe(now, s.last_used_at),
             client: s.last_client.clone(),
             retires,
             leaked: s.quarantined_at.map(|_| {
@@ -193,7 +195,7 @@ pub async fn roll(
         .roll_key(user.id(), key.id, &token, retire)
         .await?;
     tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
-    reveal(&user, &req, key.name, &token, true)
+    reveal(&user, &req, &key, &token, true)
 }
 
 pub async fn retire(

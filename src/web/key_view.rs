@@ -1,6 +1,7 @@
 //! A key as the dashboard shows it: scope, spend against limits, last use, the age of its
 //! current secret and the rotation markers.
 
+use super::when::When;
 use crate::config::Settings;
 use crate::domain::{time_util, Credits};
 use crate::store::key_secrets::SecretRow;
@@ -26,6 +27,8 @@ pub struct KeyView {
     pub disabled: bool,
     /// Relative and exact (`3 minutes ago (2026-11-30 12:00 UTC)`), or `Never`.
     pub last_used_ago: String,
+    /// The last request's time, for a `<time>` element; None when never used.
+    pub last_used_at: Option<When>,
     /// How old the current secret is (`12 days`), when known.
     pub age: Option<String>,
     /// The current secret is older than `rotate_after_days`.
@@ -171,6 +174,7 @@ impl KeyView {
             limit_badge: limit_badge(k, now),
             disabled: state == KeyState::Disabled,
             last_used_ago: super::key_life::last_used_words(now, k.last_used_at),
+            last_used_at: When::maybe(now, k.last_used_at),
             age: None,
             rotate: false,
             unused: false,

@@ -111,16 +111,28 @@ async fn every_validation_error_is_shown_beside_its_field_with_input_kept() {
         ),
         (
             key_fields("d", &[("daily_limit", "-1")]),
-            "Enter an amount in credits",
+            "A limit cannot be negative",
         ),
         (key_fields("d", &[("daily_limit", "0")]), "above zero"),
+        (
+            key_fields("d", &[("daily_limit", "-5")]),
+            "A limit cannot be negative",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "-abc")]),
+            "Enter the limit as a number of credits",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "9999999999")]),
+            "at most 999,999,999 credits",
+        ),
         (
             key_fields("d", &[("daily_limit", "1.1234567")]),
             "6 decimal places",
         ),
         (
             key_fields("d", &[("daily_limit", "abc")]),
-            "Enter an amount in credits",
+            "Enter the limit as a number of credits",
         ),
         (
             key_fields("d", &[("daily_limit", "10"), ("monthly_limit", "5")]),
@@ -128,7 +140,7 @@ async fn every_validation_error_is_shown_beside_its_field_with_input_kept() {
         ),
         (
             key_fields("mo", &[("monthly_limit", "1e5")]),
-            "Enter an amount in credits",
+            "Enter the limit as a number of credits",
         ),
         (
             key_fields("e", &[("expires", "2001-01-01")]),
