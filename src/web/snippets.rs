@@ -32,7 +32,7 @@ pub fn snippets(base_url: &str, token: &str) -> Vec<Snippet> {
             title: "Python (openai)",
             code: format!(
                 "import os\nfrom openai import OpenAI\n\n\
-                 client = OpenAI(base_url=\"{api}\", api_key=os.environ[\"LOWROUTER_API_KEY\"])\n\
+                 client = OpenAI(\n    base_url=\"{api}\",\n    api_key=os.environ[\"LOWROUTER_API_KEY\"],\n)\n\
                  reply = client.chat.completions.create(\n    model=\"lowrouter/auto\",\n    \
                  messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\n\
                  print(reply.choices[0].message.content)"
@@ -43,7 +43,7 @@ pub fn snippets(base_url: &str, token: &str) -> Vec<Snippet> {
             title: "Node (openai)",
             code: format!(
                 "import OpenAI from \"openai\";\n\n\
-                 const client = new OpenAI({{ baseURL: \"{api}\", apiKey: process.env.LOWROUTER_API_KEY }});\n\
+                 const client = new OpenAI({{\n  baseURL: \"{api}\",\n  apiKey: process.env.LOWROUTER_API_KEY,\n}});\n\
                  const reply = await client.chat.completions.create({{\n  model: \"lowrouter/auto\",\n  \
                  messages: [{{ role: \"user\", content: \"Hello\" }}],\n}});\n\
                  console.log(reply.choices[0].message.content);"
