@@ -967,6 +967,9 @@ async fn screenshots_of_the_main_pages() {
         .is_displayed()
         .await
         .unwrap());
+    // The Region choice says which models have no provider there, before Create.
+    let us_west = b.text("#region option[value='us-west']").await;
+    assert!(us_west.starts_with("us-west · not "), "{us_west}");
     shoot(&b, "new-key-errors", false, &mut problems).await;
     b.click_text("Cancel").await;
     b.wait_path("/keys").await;
@@ -1108,6 +1111,16 @@ async fn screenshots_of_the_main_pages() {
     see_usage_of(&b, long_name).await;
     let usage = b.source().await;
     assert!(usage.contains("429 · Daily limit reached") && usage.contains("404 · Unknown model"));
+    // Times read at a glance ("just now") with the exact UTC time on hover and in datetime;
+    // provider, region and model come from the catalogue, not free text.
+    let when = b.find("table.usage time[datetime]").await;
+    assert_eq!(when.text().await.unwrap(), "just now");
+    let exact = when.attr("title").await.unwrap().unwrap_or_default();
+    assert!(exact.ends_with(" UTC"), "{exact}");
+    b.find("select#f-provider option[value='lowrouter']").await;
+    b.find("select#f-region option[value='eu-west']").await;
+    b.find("datalist#model-ids option[value='openai/gpt-4o']")
+        .await;
     shoot(&b, "usage", true, &mut problems).await;
 
     b.click("nav[aria-label=Main] a[href='/']").await;

@@ -8,6 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpResponse};
 use askama::Template;
 
+use super::error::WebError;
 use super::{Dashboard, Layout};
 
 #[derive(Template)]
@@ -23,7 +24,14 @@ pub async fn with_layout(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let res = next.call(req).await?;
-    if res.status() != StatusCode::NOT_FOUND {
+    // Only the generic "nothing here" (WebError::NotFound): pages that answer 404 with their
+    // own words (a bad verification link) keep them.
+    let generic = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<WebError>())
+        .is_some_and(|e| matches!(e, WebError::NotFound));
+    if res.status() != StatusCode::NOT_FOUND || !generic {
         return Ok(res.map_into_boxed_body());
     }
     let (http, res) = res.into_parts();
