@@ -943,6 +943,8 @@ async fn screenshots_of_the_main_pages() {
 
     // The New key form with validation errors.
     b.click_text("New key").await;
+    b.find("#name").await;
+    shoot(&b, "new-key", true, &mut problems).await;
     b.fill("#name", "   ").await;
     b.fill("#daily_limit", "lots").await;
     b.click_text("Create").await;
