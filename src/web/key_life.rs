@@ -28,7 +28,6 @@ pub struct SecretView {
     pub masked: String,
     pub current: bool,
     pub created: String,
-    pub last_used: String,
     pub last_used_at: Option<super::when::When>,
     /// Where its last request came from, coarsened.
     pub client: Option<String>,
@@ -59,7 +58,6 @@ impl SecretView {
             masked: s.masked(),
             current: s.is_current(),
             created: time_util::format_minute(s.created_at),
-            last_used: last_used_words(now, s.last_used_at),
             last_used_at: super::when::When::maybe(now, s.last_used_at),
             client: s.last_client.clone(),
             retires,
@@ -70,20 +68,6 @@ impl SecretView {
             }),
         }
     }
-}
-
-/// `3 minutes ago (2026-11-30 12:00 UTC)`, or `Never`.
-pub fn last_used_words(now: i64, t: Option<i64>) -> String {
-    t.map_or_else(
-        || "Never".into(),
-        |t| {
-            format!(
-                "{} ({})",
-                time_util::relative(now, t),
-                time_util::format_minute(t)
-            )
-        },
-    )
 }
 
 fn quiet_words(ms: i64) -> String {
