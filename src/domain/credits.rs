@@ -273,8 +273,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_amounts() {
-        for bad in ["", ".", "-1", "1e3", "1,5", "abc", "1.2.3", "+1", "NaN"] {
+        for bad in [
+            "", ".", "-", "-abc", "--1", "1e3", "1,5", "abc", "1.2.3", "+1", "NaN",
+        ] {
             assert_eq!(Credits::parse(bad), Err(CreditsError::NotANumber), "{bad}");
+        }
+        // A minus before a number is its own mistake, said as such.
+        for negative in ["-1", "-0.5", " -5 "] {
+            assert_eq!(
+                Credits::parse(negative),
+                Err(CreditsError::Negative),
+                "{negative}"
+            );
         }
         assert_eq!(Credits::parse("1.0000001"), Err(CreditsError::TooPrecise));
         assert_eq!(Credits::parse("99999999999"), Err(CreditsError::TooLarge));
