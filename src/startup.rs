@@ -167,6 +167,10 @@ impl Application {
                 .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
                 .service(
                     web::scope("")
+                        // Inside the sessions: a signed-in 404 is re-rendered in the layout.
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::web::not_found_with_layout,
+                        ))
                         .wrap(sessions)
                         .wrap(crate::web::headers::security_headers())
                         .wrap(actix_web::middleware::from_fn(

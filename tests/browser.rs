@@ -488,8 +488,15 @@ async fn journey(js: bool) {
         "the list never shows the token"
     );
 
-    b.click(&format!("a[aria-label='Delete {name}']")).await;
+    // The row stays light: Manage (the key's page) and Edit; the rest is on the key's page.
+    b.click(&format!("a[aria-label^='Manage {name}']")).await;
+    assert_eq!(b.h1().await, name);
+    b.click_text("Delete").await;
     assert_eq!(b.h1().await, format!("Delete “{name}”?"));
+    assert!(
+        b.source().await.contains("Disable instead"),
+        "Delete offers to disable instead"
+    );
     b.click_text("Delete key").await;
     b.wait_path("/keys").await;
     assert!(b.source().await.contains("Revoked keys (1)"));
@@ -558,7 +565,8 @@ async fn roll_under_load_fails_no_request_then_the_old_secret_retires_when_quiet
     };
     wait_served(5).await;
 
-    b.click("a[aria-label='Roll rolling']").await;
+    b.click("a[aria-label^='Manage rolling']").await;
+    b.click_text("Roll").await;
     assert_eq!(b.h1().await, "Roll “rolling”");
     b.fill("input[name=quiet_minutes]", "0.05").await;
     b.click_text("Roll").await;
@@ -596,7 +604,7 @@ async fn roll_under_load_fails_no_request_then_the_old_secret_retires_when_quiet
     assert_eq!(app.chat(&new, "lowrouter/echo", "new").await.status(), 200);
     b.click_text("I have copied it — back to keys").await;
     b.wait_path("/keys").await;
-    b.click("a[aria-label='Secrets of rolling']").await;
+    b.click("a[aria-label^='Manage rolling']").await;
     let page = b.source().await;
     assert!(
         page.contains(&format!("…{}", &new[51..])),
@@ -769,8 +777,64 @@ if (page > 0) out.push('the page scrolls sideways by ' + page + 'px');
 return out;
 "#;
 
+/// axe-core from npm (`tests/a11y`, `npm ci --prefix tests/a11y`), read once.
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/a11y/node_modules/axe-core/axe.min.js");
+        let src = std::fs::read_to_string(&path).ok();
+        if src.is_none() && std::env::var_os("LOWROUTER_REQUIRE_BROWSER").is_some() {
+            panic!(
+                "{} is missing: run `npm ci --prefix tests/a11y`",
+                path.display()
+            );
+        }
+        src
+    })
+    .as_deref()
+}
+
+/// Runs axe-core on the current page at WCAG 2.2 AA (and the A and AA rules before it):
+/// every violation as `rule: target (summary)`. axe is injected through WebDriver's execute
+/// script, which the page's Content-Security-Policy does not govern: the page itself stays
+/// exactly as served.
+async fn axe_violations(b: &Browser) -> Vec<String> {
+    let Some(axe) = axe_source() else {
+        eprintln!("axe-core not installed (npm ci --prefix tests/a11y): accessibility not checked");
+        return Vec::new();
+    };
+    let loaded = b
+        .client
+        .execute("return typeof axe !== 'undefined'", vec![])
+        .await
+        .unwrap();
+    if loaded != Value::Bool(true) {
+        b.client
+            .execute(&format!("{axe}\n;return true;"), vec![])
+            .await
+            .expect("inject axe-core");
+    }
+    const RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, { runOnly: { type: 'tag',
+    values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+  .then(r => done(r.violations.flatMap(v => v.nodes.map(n =>
+      v.id + ': ' + n.target.join(' ') + ' (' + (n.failureSummary || '').replace(/\s+/g, ' ').slice(0, 200) + ')'))),
+        e => done(['axe failed: ' + e]));
+"#;
+    let found = b.client.execute_async(RUN, vec![]).await.unwrap();
+    found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
 /// Full-page screenshots of the current page at [`SHOT_WIDTHS`], without reloading it, as
-/// `target/screenshots/{name}-{width}.png`. With `check_overflow`, also checks at
+/// `target/screenshots/{name}-{width}.png`, each width also checked by axe-core (WCAG 2.2
+/// AA, zero violations) when the browser runs scripts. With `check_overflow`, also checks at
 /// [`CHECK_WIDTHS`] that nothing overflows its container sideways; every page is checked
 /// never to scroll sideways.
 async fn shoot(b: &Browser, name: &str, check_overflow: bool, problems: &mut Vec<String>) {
@@ -806,6 +870,11 @@ async fn shoot(b: &Browser, name: &str, check_overflow: bool, problems: &mut Vec
         }
         if !SHOT_WIDTHS.contains(&w) {
             continue;
+        }
+        if b.js {
+            for v in axe_violations(b).await {
+                problems.push(format!("{name} at {w}px, axe: {v}"));
+            }
         }
         let full = b
             .client
@@ -856,6 +925,10 @@ async fn screenshots_of_the_main_pages() {
     let app = spawn_app().await;
     let b = open_browser(&paths, &app.address, true).await;
     let mut problems = Vec::new();
+    b.goto("/login").await;
+    shoot(&b, "login", true, &mut problems).await;
+    b.goto("/signup").await;
+    shoot(&b, "signup", true, &mut problems).await;
     sign_up(&b).await;
 
     // The stylesheet loads under the Content-Security-Policy.
@@ -870,16 +943,35 @@ async fn screenshots_of_the_main_pages() {
 
     // The New key form with validation errors.
     b.click_text("New key").await;
+    b.find("#name").await;
+    shoot(&b, "new-key", true, &mut problems).await;
     b.fill("#name", "   ").await;
     b.fill("#daily_limit", "lots").await;
     b.click_text("Create").await;
     b.find(".notice.error").await;
+    // Focus moved to the error summary (autofocus: no script needed), whose lines link to
+    // the fields; the money message says what was wrong with "lots".
+    let focused = b
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "error-summary", "focus lands on the error summary");
+    b.find("#error-summary a[href='#name']").await;
+    let summary = b.text("#error-summary").await;
+    assert!(
+        summary.contains("Enter the limit as a number of credits"),
+        "{summary}"
+    );
     assert!(b
         .find("#name[aria-invalid=true]")
         .await
         .is_displayed()
         .await
         .unwrap());
+    // The Region choice says which models have no provider there, before Create.
+    let us_west = b.text("#region option[value='us-west']").await;
+    assert!(us_west.starts_with("us-west · not "), "{us_west}");
     shoot(&b, "new-key-errors", false, &mut problems).await;
     b.click_text("Cancel").await;
     b.wait_path("/keys").await;
@@ -894,6 +986,21 @@ async fn screenshots_of_the_main_pages() {
         },
     )
     .await;
+    // "Use it": the export line (the token written out once more, on this page only) and
+    // curl, Python and Node snippets, all shown, each with its Copy button; the scoping.
+    let reveal = b.source().await;
+    assert!(reveal.contains(&format!("export LOWROUTER_API_KEY={prod}")));
+    for id in ["export", "curl", "python", "node"] {
+        let copy = b.find(&format!("button[data-copy='#snippet-{id}']")).await;
+        assert!(copy.is_displayed().await.unwrap(), "Copy for {id}");
+        b.find(&format!("pre[tabindex='0'] code#snippet-{id}"))
+            .await;
+    }
+    let summary = b.text(".key-summary").await;
+    assert!(
+        summary.contains("lowrouter/echo, openai/gpt-4o") && summary.contains("eu-west"),
+        "{summary}"
+    );
     shoot(&b, "reveal", false, &mut problems).await;
     b.click("a[href='/keys']").await;
 
@@ -974,10 +1081,22 @@ async fn screenshots_of_the_main_pages() {
     assert_eq!(r.status(), 404);
 
     // Disable one key, and delete another, so every state shows.
-    b.click("button[aria-label='Disable local-dev']").await;
-    // The new page, not the old one (both are /keys): the key now offers Enable.
-    b.find("button[aria-label='Enable local-dev']").await;
-    b.click("a[aria-label='Delete old-laptop']").await;
+    b.click("a[aria-label^='Manage local-dev']").await;
+    b.click_text("Disable").await;
+    b.wait_path("/keys").await;
+    b.click("a[aria-label^='Manage local-dev']").await;
+    // The key's page now offers Enable, in the same place and width as Disable was.
+    b.find("button.fixed-width").await;
+    assert_eq!(b.text("button.fixed-width").await, "Enable");
+    shoot(&b, "key-page", true, &mut problems).await;
+    b.click_text("Edit").await;
+    assert_eq!(b.h1().await, "Edit “local-dev”");
+    shoot(&b, "edit-key", true, &mut problems).await;
+    b.goto("/keys").await;
+    b.click("a[aria-label^='Manage old-laptop']").await;
+    b.click_text("Delete").await;
+    assert!(b.source().await.contains("Disable instead"));
+    shoot(&b, "delete-key", true, &mut problems).await;
     b.click_text("Delete key").await;
     b.wait_path("/keys").await;
     let keys = b.source().await;
@@ -994,6 +1113,16 @@ async fn screenshots_of_the_main_pages() {
     see_usage_of(&b, long_name).await;
     let usage = b.source().await;
     assert!(usage.contains("429 · Daily limit reached") && usage.contains("404 · Unknown model"));
+    // Times read at a glance ("just now") with the exact UTC time on hover and in datetime;
+    // provider, region and model come from the catalogue, not free text.
+    let when = b.find("table.usage time[datetime]").await;
+    assert_eq!(when.text().await.unwrap(), "just now");
+    let exact = when.attr("title").await.unwrap().unwrap_or_default();
+    assert!(exact.ends_with(" UTC"), "{exact}");
+    b.find("select#f-provider option[value='lowrouter']").await;
+    b.find("select#f-region option[value='eu-west']").await;
+    b.find("datalist#model-ids option[value='openai/gpt-4o']")
+        .await;
     shoot(&b, "usage", true, &mut problems).await;
 
     b.click("nav[aria-label=Main] a[href='/']").await;
@@ -1018,6 +1147,13 @@ async fn screenshots_of_the_main_pages() {
     b.goto("/management-keys").await;
     assert!(b.source().await.contains("terraform"));
     shoot(&b, "management-keys", true, &mut problems).await;
+
+    // A signed-in 404 keeps the layout: the navigation and the balance.
+    b.goto("/keys/999999999").await;
+    assert_eq!(b.h1().await, "Not found");
+    b.find("nav[aria-label=Main] a[href='/usage']").await;
+    b.find(".balance").await;
+    shoot(&b, "not-found", true, &mut problems).await;
     b.close().await;
     assert!(problems.is_empty(), "layout problems: {problems:#?}");
 }

@@ -14,6 +14,9 @@ pub struct Credits(i64);
 pub enum CreditsError {
     #[error("enter an amount such as 10 or 2.50")]
     NotANumber,
+    /// A number with a minus sign: a different mistake from typing letters.
+    #[error("the amount cannot be negative")]
+    Negative,
     #[error("use at most 6 decimal places")]
     TooPrecise,
     #[error("the amount is too large")]
@@ -40,6 +43,12 @@ impl Credits {
             None => (s, ""),
         };
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if let Some(rest) = s.strip_prefix('-') {
+            if !rest.is_empty() && Credits::parse(rest).is_ok() {
+                return Err(CreditsError::Negative);
+            }
+            return Err(CreditsError::NotANumber);
+        }
         if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
             return Err(CreditsError::NotANumber);
         }
@@ -264,8 +273,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_amounts() {
-        for bad in ["", ".", "-1", "1e3", "1,5", "abc", "1.2.3", "+1", "NaN"] {
+        for bad in [
+            "", ".", "-", "-abc", "--1", "1e3", "1,5", "abc", "1.2.3", "+1", "NaN",
+        ] {
             assert_eq!(Credits::parse(bad), Err(CreditsError::NotANumber), "{bad}");
+        }
+        // A minus before a number is its own mistake, said as such.
+        for negative in ["-1", "-0.5", " -5 "] {
+            assert_eq!(
+                Credits::parse(negative),
+                Err(CreditsError::Negative),
+                "{negative}"
+            );
         }
         assert_eq!(Credits::parse("1.0000001"), Err(CreditsError::TooPrecise));
         assert_eq!(Credits::parse("99999999999"), Err(CreditsError::TooLarge));

@@ -4,7 +4,7 @@
 
 use time::Date;
 
-use super::credits::Credits;
+use super::credits::{Credits, CreditsError};
 pub use super::key_name::{name_skeleton, parse_name, NAME_MAX_CHARS};
 use super::time_util;
 use crate::catalogue::Catalogue;
@@ -136,7 +136,21 @@ fn parse_limit(raw: &str) -> Result<Option<Credits>, String> {
     match Credits::parse(raw) {
         Ok(c) if c.micros() > 0 => Ok(Some(c)),
         Ok(_) => Err("Enter an amount above zero, or leave empty for no limit.".into()),
-        Err(e) => Err(format!("Enter an amount in credits: {e}.")),
+        Err(CreditsError::Negative) => Err(
+            "A limit cannot be negative: enter an amount above zero, or leave empty for no limit."
+                .into(),
+        ),
+        Err(CreditsError::NotANumber) => Err(
+            "Enter the limit as a number of credits, such as 10 or 2.50 (digits and one decimal point only)."
+                .into(),
+        ),
+        Err(CreditsError::TooPrecise) => {
+            Err("Use at most 6 decimal places: 0.000001 credits is the smallest amount.".into())
+        }
+        Err(CreditsError::TooLarge) => Err(
+            "That is more than any account can spend: enter at most 999,999,999 credits, or leave empty for no limit."
+                .into(),
+        ),
     }
 }
 

@@ -28,7 +28,7 @@ pub struct SecretView {
     pub masked: String,
     pub current: bool,
     pub created: String,
-    pub last_used: String,
+    pub last_used_at: Option<super::when::When>,
     /// Where its last request came from, coarsened.
     pub client: Option<String>,
     /// When a previous secret retires, in words.
@@ -58,7 +58,7 @@ impl SecretView {
             masked: s.masked(),
             current: s.is_current(),
             created: time_util::format_minute(s.created_at),
-            last_used: last_used_words(now, s.last_used_at),
+            last_used_at: super::when::When::maybe(now, s.last_used_at),
             client: s.last_client.clone(),
             retires,
             leaked: s.quarantined_at.map(|_| {
@@ -68,20 +68,6 @@ impl SecretView {
             }),
         }
     }
-}
-
-/// `3 minutes ago (2026-11-30 12:00 UTC)`, or `Never`.
-pub fn last_used_words(now: i64, t: Option<i64>) -> String {
-    t.map_or_else(
-        || "Never".into(),
-        |t| {
-            format!(
-                "{} ({})",
-                time_util::relative(now, t),
-                time_util::format_minute(t)
-            )
-        },
-    )
 }
 
 fn quiet_words(ms: i64) -> String {
@@ -193,7 +179,7 @@ pub async fn roll(
         .roll_key(user.id(), key.id, &token, retire)
         .await?;
     tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
-    reveal(&user, &req, key.name, &token, true)
+    reveal(&user, &req, &key, &token, true)
 }
 
 pub async fn retire(

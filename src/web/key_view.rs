@@ -1,6 +1,7 @@
 //! A key as the dashboard shows it: scope, spend against limits, last use, the age of its
 //! current secret and the rotation markers.
 
+use super::when::When;
 use crate::config::Settings;
 use crate::domain::{time_util, Credits};
 use crate::store::key_secrets::SecretRow;
@@ -21,13 +22,12 @@ pub struct KeyView {
     pub state: &'static str,
     pub state_class: &'static str,
     pub created: String,
-    pub last_used: String,
     /// Today's and this month's spend, each against its limit.
     pub spend: [SpendView; 2],
     pub limit_badge: Option<LimitBadge>,
     pub disabled: bool,
-    /// Relative and exact (`3 minutes ago (2026-11-30 12:00 UTC)`), or `Never`.
-    pub last_used_ago: String,
+    /// The last request's time, for a `<time>` element; None when never used.
+    pub last_used_at: Option<When>,
     /// How old the current secret is (`12 days`), when known.
     pub age: Option<String>,
     /// The current secret is older than `rotate_after_days`.
@@ -165,9 +165,6 @@ impl KeyView {
                 KeyState::Revoked => "bad",
             },
             created: time_util::format_date(k.created_at),
-            last_used: k
-                .last_used_at
-                .map_or_else(|| "Never".into(), time_util::format_minute),
             spend: [
                 SpendView::new(k.spent_today(now), k.daily_limit, "today", "No daily limit"),
                 SpendView::new(
@@ -179,7 +176,7 @@ impl KeyView {
             ],
             limit_badge: limit_badge(k, now),
             disabled: matches!(state, KeyState::Disabled | KeyState::Idle),
-            last_used_ago: super::key_life::last_used_words(now, k.last_used_at),
+            last_used_at: When::maybe(now, k.last_used_at),
             age: None,
             rotate: false,
             unused: false,

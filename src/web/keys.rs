@@ -51,11 +51,16 @@ pub struct ModelOption {
     pub id: String,
     pub name: String,
     pub prices: String,
+    /// `eu-west, us-east`: where it has providers.
+    pub regions: String,
     pub checked: bool,
 }
 
 pub struct RegionOption {
     pub id: String,
+    /// `eu-west · every model` or `us-west · not openai/gpt-4o`: pinning a key there makes
+    /// those models fail (503 `region_unavailable`), so the choice says so before Create.
+    pub label: String,
     pub selected: bool,
 }
 
@@ -65,6 +70,9 @@ struct KeyFormPage {
     layout: Layout,
     /// `Some(id)` when editing an existing key.
     editing: Option<i64>,
+    /// The key being edited: its token, state, last use and spend beside the fields.
+    key: Option<KeyView>,
+    summary: Vec<super::error_summary::ErrorLink>,
     form_id: String,
     input: KeyFormInput,
     errors: FieldErrors,
@@ -78,7 +86,7 @@ struct KeyFormPage {
 fn form_page(
     catalogue: &Catalogue,
     layout: Layout,
-    editing: Option<i64>,
+    editing: Option<(i64, KeyView)>,
     input: KeyFormInput,
     errors: FieldErrors,
 ) -> KeyFormPage {
@@ -93,21 +101,38 @@ fn form_page(
                 m.input_price.display(),
                 m.output_price.display()
             ),
+            regions: catalogue.model_regions(m, |_| true).join(", "),
             checked: input.models.iter().any(|x| x == &m.id),
         })
         .collect();
     let regions = catalogue
         .regions
         .iter()
-        .map(|r| RegionOption {
-            id: r.clone(),
-            selected: input.region == *r,
+        .map(|r| {
+            let missing: Vec<&str> = catalogue
+                .models
+                .iter()
+                .filter(|m| catalogue.routes_in(m, Some(r)).next().is_none())
+                .map(|m| m.id.as_str())
+                .collect();
+            let label = if missing.is_empty() {
+                format!("{r} · every model")
+            } else {
+                format!("{r} · not {}", missing.join(", "))
+            };
+            RegionOption {
+                id: r.clone(),
+                label,
+                selected: input.region == *r,
+            }
         })
         .collect();
     KeyFormPage {
         unverified: layout.unverified && editing.is_none(),
         layout,
-        editing,
+        editing: editing.as_ref().map(|(id, _)| *id),
+        key: editing.map(|(_, k)| k),
+        summary: super::error_summary::key_form(&errors),
         form_id: random_token(),
         input,
         errors,
@@ -175,9 +200,11 @@ pub async fn new_form(state: web::Data<AppState>, user: Dashboard) -> WebResult<
 struct RevealPage {
     layout: Layout,
     name: String,
+    /// The key's scoping, for the user to check what they just made.
+    key: KeyView,
     token: String,
-    /// Where this dashboard is served, for the ready-to-paste curl example.
-    base_url: String,
+    /// The export line and curl / Python / Node calls.
+    snippets: Vec<super::snippets::Snippet>,
     /// A new secret of an existing key (Roll), not a new key.
     rolled: bool,
 }
@@ -186,15 +213,16 @@ struct RevealPage {
 pub(super) fn reveal(
     user: &Dashboard,
     req: &actix_web::HttpRequest,
-    name: String,
+    key: &KeyRow,
     token: &ApiToken,
     rolled: bool,
 ) -> WebResult<HttpResponse> {
     let page = RevealPage {
         layout: user.layout("keys"),
-        name,
+        name: key.name.clone(),
+        key: KeyView::new(key, time_util::now_ms()),
         token: token.expose().to_owned(),
-        base_url: base_url(req),
+        snippets: super::snippets::snippets(&base_url(req), token.expose()),
         rolled,
     };
     Ok(secret_reveal(page.render()?))
@@ -236,14 +264,15 @@ pub async fn create(
     };
     if !user.session.consume_form(form.get("form_id"))? {
         user.session
-            .set_flash("That key was already created. Its token is shown only once.")?;
+            .set_info("That key was already created. Its token is shown only once.")?;
         return Ok(see_other("/keys"));
     }
     let token = ApiToken::generate();
     match state.store.create_key(user.id(), &spec, &token).await {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
-            reveal(&user, &req, spec.name, &token, false)
+            let key = state.store.key(user.id(), id).await?;
+            reveal(&user, &req, &key, &token, false)
         }
         Err(StoreError::Conflict) => {
             let errors = FieldErrors {
@@ -259,10 +288,11 @@ pub async fn create(
 fn render_form_errors(
     state: &AppState,
     user: &Dashboard,
-    editing: Option<i64>,
+    editing: Option<&KeyRow>,
     input: KeyFormInput,
     errors: FieldErrors,
 ) -> WebResult<HttpResponse> {
+    let editing = editing.map(|k| (k.id, KeyView::new(k, time_util::now_ms())));
     let page = form_page(
         &state.catalogue,
         user.layout("keys"),
@@ -291,7 +321,7 @@ pub async fn edit_form(
     let page = form_page(
         &state.catalogue,
         user.layout("keys"),
-        Some(key.id),
+        Some((key.id, KeyView::new(&key, time_util::now_ms()))),
         input,
         FieldErrors::default(),
     );
@@ -312,7 +342,7 @@ pub async fn update(
         key.expires_on().map_or(today(), |d| d.min(today())),
     ) {
         Ok(spec) => spec,
-        Err(errors) => return render_form_errors(&state, &user, Some(key.id), input, *errors),
+        Err(errors) => return render_form_errors(&state, &user, Some(&key), input, *errors),
     };
     match state.store.update_key(user.id(), key.id, &spec).await {
         Ok(()) => {
@@ -325,7 +355,7 @@ pub async fn update(
                 name: Some(NAME_TAKEN.into()),
                 ..Default::default()
             };
-            render_form_errors(&state, &user, Some(key.id), input, errors)
+            render_form_errors(&state, &user, Some(&key), input, errors)
         }
         Err(e) => Err(e.into()),
     }

@@ -30,7 +30,8 @@ pub struct ManagementKeyView {
     pub expires: String,
     pub created: String,
     pub created_via: &'static str,
-    pub last_used: String,
+    /// For a `<time>`: relative, the exact UTC time on hover.
+    pub last_used_at: Option<super::when::When>,
 }
 
 impl ManagementKeyView {
@@ -59,9 +60,7 @@ impl ManagementKeyView {
                 Via::Cli => "command line",
                 Via::Dashboard => "dashboard",
             },
-            last_used: k
-                .last_used_at
-                .map_or_else(|| "Never".into(), time_util::format_minute),
+            last_used_at: super::when::When::maybe(time_util::now_ms(), k.last_used_at),
         }
     }
 }
@@ -197,7 +196,7 @@ pub async fn create(
     };
     if !user.session.consume_form(form.get("form_id"))? {
         user.session
-            .set_flash("That management key was already created. Its token is shown only once.")?;
+            .set_info("That management key was already created. Its token is shown only once.")?;
         return Ok(see_other("/management-keys"));
     }
     let token = ManagementToken::generate();

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod auth;
 pub mod client;
 pub mod error;
+mod error_summary;
 pub mod form;
 pub mod headers;
 pub mod home;
@@ -12,14 +13,18 @@ pub mod key_life;
 pub mod key_view;
 pub mod keys;
 pub mod management_keys;
+mod not_found;
+pub use not_found::with_layout as not_found_with_layout;
 pub mod password;
 pub mod reasons;
 pub mod session;
+mod snippets;
 pub mod throttle;
 pub mod usage;
 mod usage_chart;
 mod usage_csv;
 pub mod verify;
+pub mod when;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -87,6 +92,8 @@ pub struct Layout {
     pub csrf: String,
     pub nav: &'static str,
     pub flash: Option<String>,
+    /// A neutral notice (nothing changed), e.g. a re-sent New key form.
+    pub info: Option<String>,
     /// The account must still verify its email (`require_email_verification`): the banner
     /// with Resend shows, and key creation is refused.
     pub unverified: bool,
@@ -124,6 +131,7 @@ impl Dashboard {
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),
+            info: self.session.take_info(),
             unverified: self.unverified,
             pending_grant: if self.unverified && self.pending_grant != crate::domain::Credits::ZERO
             {

@@ -14,6 +14,8 @@ use super::error::WebError;
 const USER_ID: &str = crate::store::sessions::ACCOUNT_ID_KEY;
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
+/// A flash that informs rather than confirms a success (shown neutral, not green).
+const INFO: &str = "flash_info";
 const USED_FORMS: &str = "used_forms";
 
 pub fn random_token() -> String {
@@ -68,6 +70,17 @@ impl TypedSession {
     pub fn take_flash(&self) -> Option<String> {
         self.0.get::<String>(FLASH).ok().flatten()?;
         self.0.remove_as::<String>(FLASH).and_then(Result::ok)
+    }
+
+    /// A flash that tells something (no change was made), shown as neutral.
+    pub fn set_info(&self, message: &str) -> SessionResult<()> {
+        self.0.insert(INFO, message).map_err(internal)
+    }
+
+    /// The informational flash, removed (as [`TypedSession::take_flash`]).
+    pub fn take_info(&self) -> Option<String> {
+        self.0.get::<String>(INFO).ok().flatten()?;
+        self.0.remove_as::<String>(INFO).and_then(Result::ok)
     }
 
     /// Records a New key form as used. Returns false if it was used before, or is not a

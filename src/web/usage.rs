@@ -153,6 +153,8 @@ impl FilterInput {
 pub struct UsageView {
     pub generation_id: String,
     pub time: String,
+    /// `3 minutes ago`, with the exact time for `<time>`.
+    pub when: super::when::When,
     pub key_name: String,
     pub key_revoked: bool,
     /// The key's name today, when it was renamed since this request ("now called …").
@@ -215,6 +217,7 @@ impl UsageView {
         UsageView {
             generation_id: r.generation_id.clone(),
             time: time_util::format_second(r.started_at),
+            when: super::when::When::new(time_util::now_ms(), r.started_at),
             key_name: r.key_name.clone(),
             key_revoked: revoked,
             key_now: now_name.filter(|n| **n != r.key_name).cloned(),
@@ -281,6 +284,16 @@ impl From<UsageTotals> for TotalsView {
     }
 }
 
+/// The choices of a filter's select, with the current value kept when it is not one of them
+/// (a provider or region since removed from the catalogue still filters its old rows).
+fn with_current(choices: impl Iterator<Item = String>, current: &str) -> Vec<String> {
+    let mut out: Vec<String> = choices.collect();
+    if !current.is_empty() && !out.iter().any(|c| c == current) {
+        out.push(current.to_owned());
+    }
+    out
+}
+
 #[derive(Template)]
 #[template(path = "usage.html")]
 struct UsagePage {
@@ -293,6 +306,11 @@ struct UsagePage {
     /// What the totals cover, said beside them (the chart says its own period).
     totals_period: String,
     key_names: Vec<String>,
+    /// The catalogue's model ids, providers and regions: the filters offer them, so a typo
+    /// cannot quietly match nothing.
+    model_ids: Vec<String>,
+    providers: Vec<String>,
+    regions: Vec<String>,
     /// The current name of the key filtered by id.
     key_now: Option<String>,
     outcomes: &'static [StatusChoice],
@@ -383,6 +401,17 @@ pub async fn list(
         chart: build_chart(&daily, first_day, days),
         totals_period: totals_period(&filter),
         key_names,
+        model_ids: state
+            .catalogue
+            .models
+            .iter()
+            .map(|m| m.id.clone())
+            .collect(),
+        providers: with_current(
+            state.catalogue.providers.iter().map(|p| p.id.clone()),
+            &input.provider,
+        ),
+        regions: with_current(state.catalogue.regions.iter().cloned(), &input.region),
         key_now: match filter.key_id {
             Some(id) => state.store.key(user.id(), id).await.ok().map(|k| k.name),
             None => None,

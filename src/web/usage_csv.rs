@@ -127,6 +127,22 @@ fn utc_second(out: &mut String, ms: i64) {
     );
 }
 
+/// `lowrouter-usage-2026-11-01-to-2026-11-30.csv`, `lowrouter-usage-2026-11-30.csv` for one
+/// day, `lowrouter-usage-until-2026-11-30.csv` without a start (everything so far). The
+/// dates were parsed (`parse_filter`), so they hold only digits and hyphens.
+fn csv_filename(from: &str, to: &str, now: i64) -> String {
+    let to = if to.is_empty() {
+        time_util::format_date(now)
+    } else {
+        to.to_owned()
+    };
+    match from {
+        "" => format!("lowrouter-usage-until-{to}.csv"),
+        f if f == to => format!("lowrouter-usage-{to}.csv"),
+        f => format!("lowrouter-usage-{f}-to-{to}.csv"),
+    }
+}
+
 /// Streams exactly the filtered rows as CSV, page by page: memory stays flat at any size.
 pub async fn export_csv(
     state: web::Data<AppState>,
@@ -137,17 +153,7 @@ pub async fn export_csv(
     if !errors.is_empty() {
         return Err(super::error::WebError::BadRequest(errors.join(" ")));
     }
-    let from = if input.from.is_empty() {
-        "start".to_owned()
-    } else {
-        input.from.clone()
-    };
-    let to = if input.to.is_empty() {
-        time_util::format_date(time_util::now_ms())
-    } else {
-        input.to.clone()
-    };
-    let filename = format!("lowrouter-usage-{from}-to-{to}.csv");
+    let filename = csv_filename(&input.from, &input.to, time_util::now_ms());
     let mut w = csv_writer(256);
     w.write_record(CSV_HEADER)
         .map_err(|e| super::error::WebError::Internal(e.to_string()))?;

@@ -207,12 +207,12 @@ impl TestApp {
         token_of(&r.text().await.unwrap()).expect("reveal shows the token")
     }
 
-    /// The dashboard id of the key called `name` (from the Keys page's edit link).
+    /// The dashboard id of the key called `name` (from its row's link to the key's page).
     pub async fn key_id(&self, name: &str) -> i64 {
         let html = self.get_html("/keys").await;
         let row_start = html.find(&format!(">{name}</a>")).expect("key listed");
         let row = &html[row_start..];
-        between(row, "href=\"/keys/", "/edit")
+        between(row, "href=\"/keys/", "\"")
             .unwrap()
             .parse()
             .unwrap()

@@ -89,7 +89,81 @@ async fn resubmitting_create_makes_no_second_key_and_no_second_reveal() {
         .get_html(again.headers()["location"].to_str().unwrap())
         .await;
     assert!(keys.contains("already created"));
+    // It tells, it does not confirm a success: a neutral notice, not a green one.
+    assert!(
+        keys.contains("<div class=\"notice info\" role=\"status\">That key was already created")
+    );
+    assert!(!keys.contains("notice success"));
     assert_eq!(keys.matches(">twice</a>").count(), 1);
+}
+
+#[tokio::test]
+async fn a_signed_in_404_keeps_the_layout_and_home_has_no_zero_keys_sentence() {
+    let app = spawn_app().await;
+    // Signed out: the plain page.
+    let r = app.get("/no/such/page").await;
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().await.unwrap().contains("aria-label=\"Main\""));
+
+    app.signed_up().await;
+    let home = app.get_html("/").await;
+    assert!(home.contains("You have no API keys yet"), "{home}");
+    assert!(!home.contains("across your 0 keys"));
+    // A missing key, another account's would-be id, an unknown path: 404 in the layout,
+    // navigation and balance kept.
+    for path in [
+        "/keys/123456789",
+        "/keys/123456789/edit",
+        "/no/such/page",
+        "/usage/gen-nope",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("aria-label=\"Main\""), "{path}: {html}");
+        assert!(html.contains("class=\"balance\""), "{path}");
+        assert!(html.contains("<h1>Not found</h1>"), "{path}");
+    }
+    let r = app
+        .create_key_response(&key_fields(
+            "mine",
+            &[("daily_limit", "2.5"), ("region", "eu-west")],
+        ))
+        .await;
+    let reveal = r.text().await.unwrap();
+    let token = token_of(&reveal).unwrap();
+    // "Use it" without JavaScript: the export line, curl, Python and Node all there, and the
+    // scoping to check.
+    assert!(reveal.contains(&format!("export LOWROUTER_API_KEY={token}")));
+    for snippet in [
+        "curl http",
+        "from openai import OpenAI",
+        "import OpenAI from",
+        "Scoping and spend",
+        "0.00 of 2.50 credits spent today",
+        "eu-west",
+    ] {
+        assert!(reveal.contains(snippet), "{snippet}");
+    }
+    let list = app.get_html("/keys").await;
+    let id = list
+        .split("href=\"/keys/")
+        .filter_map(|p| p.split('"').next())
+        .find(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a key's page link")
+        .to_owned();
+    let edit = app.get_html(&format!("/keys/{id}/edit")).await;
+    assert!(
+        edit.contains("Edit “mine”") && edit.contains("Spent today: 0.00"),
+        "{edit}"
+    );
+    let delete = app.get_html(&format!("/keys/{id}/delete")).await;
+    assert!(
+        delete.contains("Disable instead") && delete.contains("Last used"),
+        "{delete}"
+    );
+    let home = app.get_html("/").await;
+    assert!(home.contains("Spend and activity of your key."), "{home}");
 }
 
 #[tokio::test]
@@ -111,16 +185,28 @@ async fn every_validation_error_is_shown_beside_its_field_with_input_kept() {
         ),
         (
             key_fields("d", &[("daily_limit", "-1")]),
-            "Enter an amount in credits",
+            "A limit cannot be negative",
         ),
         (key_fields("d", &[("daily_limit", "0")]), "above zero"),
+        (
+            key_fields("d", &[("daily_limit", "-5")]),
+            "A limit cannot be negative",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "-abc")]),
+            "Enter the limit as a number of credits",
+        ),
+        (
+            key_fields("d", &[("daily_limit", "9999999999")]),
+            "at most 999,999,999 credits",
+        ),
         (
             key_fields("d", &[("daily_limit", "1.1234567")]),
             "6 decimal places",
         ),
         (
             key_fields("d", &[("daily_limit", "abc")]),
-            "Enter an amount in credits",
+            "Enter the limit as a number of credits",
         ),
         (
             key_fields("d", &[("daily_limit", "10"), ("monthly_limit", "5")]),
@@ -128,7 +214,7 @@ async fn every_validation_error_is_shown_beside_its_field_with_input_kept() {
         ),
         (
             key_fields("mo", &[("monthly_limit", "1e5")]),
-            "Enter an amount in credits",
+            "Enter the limit as a number of credits",
         ),
         (
             key_fields("e", &[("expires", "2001-01-01")]),

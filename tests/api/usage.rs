@@ -745,7 +745,14 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
     assert!(all.headers()["content-disposition"]
         .to_str()
         .unwrap()
-        .contains(&format!("lowrouter-usage-start-to-{}.csv", date(t))));
+        .contains(&format!("lowrouter-usage-until-{}.csv", date(t))));
+    let day = app
+        .get(&format!("/usage.csv?from={0}&to={0}", date(t)))
+        .await;
+    assert_eq!(
+        day.headers()["content-disposition"].to_str().unwrap(),
+        format!("attachment; filename=\"lowrouter-usage-{}.csv\"", date(t))
+    );
 }
 
 #[tokio::test]
