@@ -14,6 +14,7 @@
 //! for one dashboard write).
 
 pub mod accounts;
+pub mod alerts;
 pub mod email_tokens;
 mod health;
 pub mod idempotency;
@@ -28,6 +29,7 @@ pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
 mod usage_batch;
+pub mod webhooks;
 pub mod usage_journal;
 
 use std::str::FromStr;

@@ -107,7 +107,7 @@ async fn begin(
 ) -> Result<(Ctx, bytes::Bytes), HttpResponse> {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
-    let authed = match authenticate(&state.store, req.headers(), started_ms).await {
+    let authed = match authenticate(&state.store, req.headers(), started_ms, &state.alerts).await {
         Ok(a) => a,
         Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
     };
