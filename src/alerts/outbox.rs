@@ -109,7 +109,10 @@ fn describe(e: reqwest::Error) -> String {
     let refused = std::error::Error::source(&e)
         .into_iter()
         .chain(std::iter::successors(std::error::Error::source(&e), |s| s.source()))
-        .any(|s| s.downcast_ref::<target::TargetError>().is_some());
+        .any(|s| {
+            s.downcast_ref::<target::TargetError>().is_some()
+                || s.to_string().contains(target::REFUSED_MARK)
+        });
     if refused {
         "refused: the host resolves to a non-public address".into()
     } else if e.is_timeout() {

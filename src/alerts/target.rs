@@ -17,6 +17,9 @@ use reqwest::Url;
 /// Longest accepted URL.
 pub const MAX_URL: usize = 2048;
 
+/// Words of [`TargetError::Private`]'s message, to find it in a client error's chain.
+pub const REFUSED_MARK: &str = "otherwise not public";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("Enter an http:// or https:// URL.")]

@@ -7,7 +7,7 @@ use super::{on_read, on_write, Result, Store};
 use crate::domain::time_util;
 
 /// A workspace's alert settings (`alert_settings`; the defaults when it has no row).
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertSettings {
     /// Micro-credits in the last hour below which no spike is reported.
     pub spike_floor: i64,

@@ -94,6 +94,12 @@ pub struct Input {
     pub email_digest: bool,
 }
 
+impl Input {
+    pub fn has(&self, kind: &str) -> bool {
+        self.events.iter().any(|e| e == kind)
+    }
+}
+
 #[derive(Default)]
 pub struct Errors {
     pub url: Option<String>,

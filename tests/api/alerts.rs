@@ -210,7 +210,8 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
     // The notifications list and the nav's unread count; Mark all read clears it.
     let page = app.get_html("/alerts").await;
     assert!(page.contains("reached 80% of its day limit"), "{page}");
-    assert!(page.contains("aria-label=\"3 unread\""));
+    // Three thresholds and the first use of the echo model.
+    assert!(page.contains("aria-label=\"4 unread\""), "{page}");
     let r = app.post_form("/alerts/read", "/alerts", &[]).await;
     assert_eq!(r.status(), 303);
     assert!(!app.get_html("/alerts").await.contains("unread\""));
@@ -254,7 +255,10 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let hits = receiver.wait_for(Duration::from_secs(5), |h| !h.is_empty()).await;
-    let spike = &of_type(&hits, "spend.spike")[0];
+    let spike = of_type(&hits, "spend.spike")
+        .into_iter()
+        .find(|e| e["key"]["name"] == "hot")
+        .expect("the hot key's spike");
     assert_eq!(spike["details"]["auto_disabled"], true);
     assert_eq!(spike["key"]["name"], "hot");
     // The other key, without auto-disable, still works.
@@ -443,4 +447,45 @@ async fn uses_of_a_dead_secret_are_told_once_an_hour() {
     assert_eq!(app.echo(&token, "hi").await.status(), 401);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.hits().len(), 1, "one alert per secret per hour");
+}
+
+#[tokio::test]
+async fn the_email_digest_comes_at_most_once_an_hour() {
+    let Some(sink) = crate::smtp_sink::SmtpSink::start() else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        fast_alerts(s);
+        s.smtp_url = Some(lowrouter::config::Secret::new(sink.url()));
+        s.mail_from = Some("LowRouter <noreply@example.test>".into());
+    })
+    .await;
+    let email = app.signed_up().await;
+    let r = app
+        .post_form(
+            "/alerts/settings",
+            "/alerts/settings",
+            &[("spike_floor", "1".into()), ("spike_factor", "10".into()), ("email_digest", "1".into())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let token = app.create_key("capped", &[("daily_limit", "0.04")]).await;
+    // 0.024 of 0.04: 60% (50), then refused at the limit (100): two events, one digest.
+    assert_eq!(app.echo(&token, &"x".repeat(40)).await.status(), 200);
+    let start = Instant::now();
+    while !app.get_html("/alerts").await.contains("reached 50%") {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails[0]["to"].as_str().unwrap(), email);
+    assert!(mails[0]["text"].as_str().unwrap().contains("reached 50% of its day limit"), "{}", mails[0]);
+    assert_eq!(app.echo(&token, &"x".repeat(40)).await.status(), 429);
+    let start = Instant::now();
+    while !app.get_html("/alerts").await.contains("reached 100%") {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sink.messages().len(), 1, "the next digest waits for the hour");
 }
