@@ -8,7 +8,9 @@ use crate::store::Store;
 pub async fn send_due(store: &Store, mailer: &Mailer) -> anyhow::Result<()> {
     let now = time_util::now_ms();
     for (account_id, email) in store.digests_due(now).await? {
-        let Some(events) = store.take_digest(account_id, now).await? else { continue };
+        let Some(events) = store.take_digest(account_id, now).await? else {
+            continue;
+        };
         if events.is_empty() {
             continue;
         }

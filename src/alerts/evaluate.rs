@@ -73,15 +73,36 @@ async fn evaluate_key(
     spike(store, &key, now, medians).await?;
     let today = time_util::day_number(now);
     for model in &touch.models {
-        if !store.model_used_before(account_id, key_id, model, today).await? {
+        if !store
+            .model_used_before(account_id, key_id, model, today)
+            .await?
+        {
             let dedupe = format!("model:{key_id}:{model}");
-            emit(store, account_id, Some(&key), "model.first_use", &dedupe, json!({"model": model}), None).await?;
+            emit(
+                store,
+                account_id,
+                Some(&key),
+                "model.first_use",
+                &dedupe,
+                json!({"model": model}),
+                None,
+            )
+            .await?;
         }
     }
     for network in &touch.networks {
         if store.note_key_network(key_id, network).await? {
             let dedupe = format!("network:{key_id}:{network}");
-            emit(store, account_id, Some(&key), "network.new", &dedupe, json!({"network": network}), None).await?;
+            emit(
+                store,
+                account_id,
+                Some(&key),
+                "network.new",
+                &dedupe,
+                json!({"network": network}),
+                None,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -93,7 +114,14 @@ async fn thresholds(store: &Store, key: &KeyRow, touch: &KeyTouch, now: i64) -> 
     let today = time_util::day_number(now);
     let month_first_day = time_util::day_number(month_start_ms(now));
     let periods = [
-        ("day", key.daily_limit, today, today, touch.day_limit_refused, today),
+        (
+            "day",
+            key.daily_limit,
+            today,
+            today,
+            touch.day_limit_refused,
+            today,
+        ),
         (
             "month",
             key.monthly_limit,
@@ -104,8 +132,12 @@ async fn thresholds(store: &Store, key: &KeyRow, touch: &KeyTouch, now: i64) -> 
         ),
     ];
     for (period, limit, from, to, refused, period_no) in periods {
-        let Some(limit) = limit.filter(|l| *l > 0) else { continue };
-        let spent = store.key_spend_days(key.account_id, key.id, from, to).await?;
+        let Some(limit) = limit.filter(|l| *l > 0) else {
+            continue;
+        };
+        let spent = store
+            .key_spend_days(key.account_id, key.id, from, to)
+            .await?;
         let percent = if refused {
             100
         } else {
@@ -114,7 +146,16 @@ async fn thresholds(store: &Store, key: &KeyRow, touch: &KeyTouch, now: i64) -> 
         for t in THRESHOLDS.into_iter().filter(|t| percent >= *t) {
             let dedupe = format!("limit:{}:{period}:{period_no}:{t}", key.id);
             let details = json!({"period": period, "percent": t, "limit": limit, "spent": spent});
-            emit(store, key.account_id, Some(key), "limit.threshold", &dedupe, details, None).await?;
+            emit(
+                store,
+                key.account_id,
+                Some(key),
+                "limit.threshold",
+                &dedupe,
+                details,
+                None,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -142,7 +183,9 @@ async fn spike(
         Some((at, m)) if at.elapsed() < MEDIAN_TTL => *m,
         _ => {
             let from = now - HOUR_MS - BASELINE_HOURS * HOUR_MS;
-            let hours = store.key_hourly_spend(key.account_id, key.id, from, now - HOUR_MS).await?;
+            let hours = store
+                .key_hourly_spend(key.account_id, key.id, from, now - HOUR_MS)
+                .await?;
             let m = median_hour(hours.into_iter().map(|(_, c)| c).collect());
             medians.insert(key.id, (Instant::now(), m));
             m
@@ -151,14 +194,28 @@ async fn spike(
     if i128::from(last_hour) <= i128::from(settings.spike_factor) * i128::from(median) {
         return Ok(());
     }
-    let auto = key.status == KeyStatus::Active && store.key_auto_disable(key.account_id, key.id).await?;
+    let auto =
+        key.status == KeyStatus::Active && store.key_auto_disable(key.account_id, key.id).await?;
     let dedupe = format!("spike:{}:{}", key.id, now / HOUR_MS);
     let details = json!({
         "last_hour": last_hour, "median_hour": median, "factor": settings.spike_factor,
         "floor": settings.spike_floor, "auto_disabled": auto,
     });
-    if emit(store, key.account_id, Some(key), "spend.spike", &dedupe, details, None).await? && auto {
-        store.set_key_status(key.account_id, key.id, KeySwitch::Disabled).await?;
+    if emit(
+        store,
+        key.account_id,
+        Some(key),
+        "spend.spike",
+        &dedupe,
+        details,
+        None,
+    )
+    .await?
+        && auto
+    {
+        store
+            .set_key_status(key.account_id, key.id, KeySwitch::Disabled)
+            .await?;
         tracing::warn!(key_id = key.id, "key disabled on a spend spike");
     }
     Ok(())
@@ -181,19 +238,39 @@ async fn dead_use(store: &Store, secret_id: i64, d: &super::DeadUse) -> Result<(
     };
     let dedupe = format!("dead:{secret_id}:{}", time_util::now_ms() / HOUR_MS);
     let details = json!({"reason": d.reason, "count": d.count});
-    emit(store, d.account_id, Some(&key), "secret.dead_use", &dedupe, details, None).await?;
+    emit(
+        store,
+        d.account_id,
+        Some(&key),
+        "secret.dead_use",
+        &dedupe,
+        details,
+        None,
+    )
+    .await?;
     Ok(())
 }
 
 async fn evaluate_balance(store: &Store, account_id: i64) -> Result<()> {
     let settings = store.alert_settings(account_id).await?;
-    let Some(below) = settings.balance_below else { return Ok(()) };
+    let Some(below) = settings.balance_below else {
+        return Ok(());
+    };
     let account = store.account(account_id).await?;
     if account.balance < below {
         let day = time_util::day_number(time_util::now_ms());
         let dedupe = format!("balance:{below}:{day}");
         let details = json!({"balance": account.balance, "below": below});
-        emit(store, account_id, None, "balance.low", &dedupe, details, None).await?;
+        emit(
+            store,
+            account_id,
+            None,
+            "balance.low",
+            &dedupe,
+            details,
+            None,
+        )
+        .await?;
     }
     Ok(())
 }

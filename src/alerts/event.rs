@@ -12,15 +12,33 @@ use crate::store::{Result, Store};
 
 /// Every event type, as webhooks subscribe to them and payloads name them.
 pub const KINDS: [(&str, &str); 10] = [
-    ("limit.threshold", "A key reached 50%, 80% or 100% of its daily or monthly limit"),
-    ("balance.low", "The workspace balance fell below the set amount"),
-    ("spend.spike", "A key's spend in the last hour is far above its usual hour"),
+    (
+        "limit.threshold",
+        "A key reached 50%, 80% or 100% of its daily or monthly limit",
+    ),
+    (
+        "balance.low",
+        "The workspace balance fell below the set amount",
+    ),
+    (
+        "spend.spike",
+        "A key's spend in the last hour is far above its usual hour",
+    ),
     ("model.first_use", "A key used a model for the first time"),
     ("network.new", "A key was used from a new client network"),
-    ("secret.dead_use", "A revoked, disabled, expired, retired or quarantined secret was used"),
+    (
+        "secret.dead_use",
+        "A revoked, disabled, expired, retired or quarantined secret was used",
+    ),
     ("key.expiring", "A key expires within 7 days"),
-    ("key.rotation_due", "A key's secret is older than the rotation age"),
-    ("secret.leak_reported", "A key's secret was reported as leaked"),
+    (
+        "key.rotation_due",
+        "A key's secret is older than the rotation age",
+    ),
+    (
+        "secret.leak_reported",
+        "A key's secret was reported as leaked",
+    ),
     ("test", "Test events (Send test event)"),
 ];
 
@@ -36,7 +54,8 @@ pub fn summary(kind: &str, payload: &str) -> String {
     match kind {
         "limit.threshold" => format!(
             "Key “{key}” reached {}% of its {} limit",
-            d["percent"], d["period"].as_str().unwrap_or("")
+            d["percent"],
+            d["period"].as_str().unwrap_or("")
         ),
         "balance.low" => "The workspace balance fell below the alert amount".into(),
         "spend.spike" if d["auto_disabled"] == true => {

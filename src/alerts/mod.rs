@@ -76,7 +76,9 @@ impl Feed {
                 }
                 let k = t.entry(u.key_id).or_default();
                 k.account_id = u.account_id;
-                if let (Some(m), crate::store::usage::UsageStatus::Ok) = (&u.resolved_model, u.status) {
+                if let (Some(m), crate::store::usage::UsageStatus::Ok) =
+                    (&u.resolved_model, u.status)
+                {
                     if k.models.len() < 64 {
                         k.models.insert(m.clone());
                     }
@@ -105,7 +107,12 @@ impl Feed {
                 return;
             }
             d.entry(secret_id)
-                .or_insert(DeadUse { account_id, key_id, reason, count: 0 })
+                .or_insert(DeadUse {
+                    account_id,
+                    key_id,
+                    reason,
+                    count: 0,
+                })
                 .count += 1;
         }
         self.wake.notify_one();
@@ -178,8 +185,16 @@ pub fn leak_reported(
             let key = store.key(account_id, key_id).await?;
             let dedupe = format!("leak:{key_id}:{}", &token_hash[..16.min(token_hash.len())]);
             let details = serde_json::json!({"url": url});
-            event::emit(&store, account_id, Some(&key), "secret.leak_reported", &dedupe, details, None)
-                .await?;
+            event::emit(
+                &store,
+                account_id,
+                Some(&key),
+                "secret.leak_reported",
+                &dedupe,
+                details,
+                None,
+            )
+            .await?;
             outbox.notify_one();
             Ok::<(), crate::store::StoreError>(())
         };

@@ -25,18 +25,29 @@ const MAX_PAUSE_MS: i64 = 3_600_000;
 /// Bytes of a receiver's answer read (and kept: none but the status).
 const ANSWER_MAX: usize = 4096;
 
-pub async fn run(store: Store, cfg: AlertConfig, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    store: Store,
+    cfg: AlertConfig,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     let client = target::client(cfg.allow_private_targets);
     loop {
         if *stop.borrow() {
             return;
         }
         let now = time_util::now_ms();
-        match store.claim_deliveries(now, now + CLAIM.as_millis() as i64, BATCH).await {
+        match store
+            .claim_deliveries(now, now + CLAIM.as_millis() as i64, BATCH)
+            .await
+        {
             Ok(due) if !due.is_empty() => {
                 let full = due.len() as i64 == BATCH;
                 let sends = due.into_iter().map(|d| deliver(&store, &client, &cfg, d));
-                futures_util::stream::iter(sends).buffer_unordered(8).collect::<Vec<()>>().await;
+                futures_util::stream::iter(sends)
+                    .buffer_unordered(8)
+                    .collect::<Vec<()>>()
+                    .await;
                 if full {
                     continue;
                 }
@@ -62,7 +73,10 @@ async fn deliver(store: &Store, client: &reqwest::Client, cfg: &AlertConfig, d: 
         .saturating_mul(1i64 << (attempts - 1).clamp(0, 30))
         .min(MAX_PAUSE_MS);
     let (status, error) = match &result {
-        Ok(s) => (Some(i64::from(*s)), (!(200..300).contains(s)).then(|| format!("HTTP {s}"))),
+        Ok(s) => (
+            Some(i64::from(*s)),
+            (!(200..300).contains(s)).then(|| format!("HTTP {s}")),
+        ),
         Err(e) => (None, Some(e.clone())),
     };
     let delivered = error.is_none();
@@ -87,7 +101,10 @@ async fn send(client: &reqwest::Client, cfg: &AlertConfig, d: &DueDelivery) -> R
     let resp = client
         .post(url)
         .header("content-type", "application/json")
-        .header(sign::HEADER, sign::signature(&d.secret, t, d.payload.as_bytes()))
+        .header(
+            sign::HEADER,
+            sign::signature(&d.secret, t, d.payload.as_bytes()),
+        )
         .body(d.payload.clone())
         .send()
         .await
@@ -108,7 +125,9 @@ async fn send(client: &reqwest::Client, cfg: &AlertConfig, d: &DueDelivery) -> R
 fn describe(e: reqwest::Error) -> String {
     let refused = std::error::Error::source(&e)
         .into_iter()
-        .chain(std::iter::successors(std::error::Error::source(&e), |s| s.source()))
+        .chain(std::iter::successors(std::error::Error::source(&e), |s| {
+            s.source()
+        }))
         .any(|s| {
             s.downcast_ref::<target::TargetError>().is_some()
                 || s.to_string().contains(target::REFUSED_MARK)

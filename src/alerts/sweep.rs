@@ -46,19 +46,41 @@ pub async fn run(
 async fn sweep(store: &Store, rotate_after_days: u32) -> Result<()> {
     let now = time_util::now_ms();
     for (account_id, key_id, expires_at) in store.keys_expiring(now, now + WEEK_MS).await? {
-        let Ok(key) = store.key(account_id, key_id).await else { continue };
+        let Ok(key) = store.key(account_id, key_id).await else {
+            continue;
+        };
         let dedupe = format!("expiring:{key_id}:{expires_at}");
         let details = json!({"expires_at": time_util::format_rfc3339(expires_at)});
-        emit(store, account_id, Some(&key), "key.expiring", &dedupe, details, None).await?;
+        emit(
+            store,
+            account_id,
+            Some(&key),
+            "key.expiring",
+            &dedupe,
+            details,
+            None,
+        )
+        .await?;
     }
     if rotate_after_days > 0 {
         let before = now - i64::from(rotate_after_days) * 86_400_000;
         for (account_id, key_id, made_at) in store.keys_rotation_due(before).await? {
-            let Ok(key) = store.key(account_id, key_id).await else { continue };
+            let Ok(key) = store.key(account_id, key_id).await else {
+                continue;
+            };
             let dedupe = format!("rotation:{key_id}:{made_at}");
             let details = json!({"secret_created_at": time_util::format_rfc3339(made_at),
                                  "rotate_after_days": rotate_after_days});
-            emit(store, account_id, Some(&key), "key.rotation_due", &dedupe, details, None).await?;
+            emit(
+                store,
+                account_id,
+                Some(&key),
+                "key.rotation_due",
+                &dedupe,
+                details,
+                None,
+            )
+            .await?;
         }
     }
     Ok(())

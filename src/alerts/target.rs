@@ -57,7 +57,10 @@ pub fn parse(s: &str, allow_private: bool) -> Result<Url, TargetError> {
 pub fn literal_ip(url: &Url) -> Option<IpAddr> {
     // The URL parser has already normalised IPv4 forms (`127.1`, `2130706433`).
     let host = url.host_str()?;
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Resolves the URL's host now and refuses it if any address is not public (save time).
@@ -159,9 +162,22 @@ mod tests {
     #[test]
     fn non_public_addresses_are_refused() {
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::7f00:1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::7f00:1",
         ] {
             assert!(!is_public(bad.parse().unwrap()), "{bad}");
         }
@@ -174,11 +190,20 @@ mod tests {
     fn urls_are_parsed_strictly() {
         assert_eq!(parse("file:///etc/passwd", true), Err(TargetError::Scheme));
         assert_eq!(parse("gopher://x", true), Err(TargetError::Scheme));
-        assert_eq!(parse("http://u:p@example.com/", true), Err(TargetError::Malformed));
+        assert_eq!(
+            parse("http://u:p@example.com/", true),
+            Err(TargetError::Malformed)
+        );
         assert_eq!(parse("http://[::1]/", false), Err(TargetError::Private));
         assert_eq!(parse("http://127.1/", false), Err(TargetError::Private));
-        assert_eq!(parse("http://2130706433/", false), Err(TargetError::Private));
+        assert_eq!(
+            parse("http://2130706433/", false),
+            Err(TargetError::Private)
+        );
         assert!(parse("http://127.0.0.1:9/", true).is_ok());
-        assert_eq!(parse("https://a\0b.example/", true), Err(TargetError::Malformed));
+        assert_eq!(
+            parse("https://a\0b.example/", true),
+            Err(TargetError::Malformed)
+        );
     }
 }

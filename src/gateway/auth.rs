@@ -111,7 +111,11 @@ pub async fn authenticate(
     }
     if let Err(e) = check_secret(store, &key, now_ms).await {
         let quarantined = key.secret.secret_quarantined_at.is_some();
-        told(if quarantined { "quarantined" } else { "retired" });
+        told(if quarantined {
+            "quarantined"
+        } else {
+            "retired"
+        });
         return Err(e);
     }
     Ok(Authed { key })

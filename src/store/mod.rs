@@ -29,8 +29,8 @@ pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
 mod usage_batch;
-pub mod webhooks;
 pub mod usage_journal;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -124,10 +124,17 @@ struct SettingsPage {
 
 fn settings_input(s: &AlertSettings) -> Input {
     Input {
-        events: event::KINDS.iter().filter(|(k, _)| *k != "test").map(|(k, _)| (*k).to_owned()).collect(),
+        events: event::KINDS
+            .iter()
+            .filter(|(k, _)| *k != "test")
+            .map(|(k, _)| (*k).to_owned())
+            .collect(),
         spike_floor: Credits::from_micros(s.spike_floor).to_string(),
         spike_factor: s.spike_factor.to_string(),
-        balance_below: s.balance_below.map(|b| Credits::from_micros(b).to_string()).unwrap_or_default(),
+        balance_below: s
+            .balance_below
+            .map(|b| Credits::from_micros(b).to_string())
+            .unwrap_or_default(),
         email_digest: s.email_digest,
         ..Input::default()
     }
@@ -151,7 +158,11 @@ async fn settings_page(
         layout: user.layout("alerts"),
         endpoints: endpoints
             .into_iter()
-            .map(|e| EndpointView { id: e.id, url: e.url, events: e.events.replace(',', ", ") })
+            .map(|e| EndpointView {
+                id: e.id,
+                url: e.url,
+                events: e.events.replace(',', ", "),
+            })
             .collect(),
         deliveries: deliveries
             .into_iter()
@@ -159,13 +170,17 @@ async fn settings_page(
                 endpoint_id: d.endpoint_id,
                 event: d.event_public_id,
                 kind: d.kind,
-                last: d.last_attempt_at.map_or_else(|| "Not yet".into(), time_util::format_second),
+                last: d
+                    .last_attempt_at
+                    .map_or_else(|| "Not yet".into(), time_util::format_second),
                 status: match (d.last_status, d.last_error) {
                     (Some(s), _) => s.to_string(),
                     (None, Some(e)) => e,
                     (None, None) => "–".into(),
                 },
-                latency: d.last_latency_ms.map_or_else(|| "–".into(), |l| format!("{l} ms")),
+                latency: d
+                    .last_latency_ms
+                    .map_or_else(|| "–".into(), |l| format!("{l} ms")),
                 next: if d.state == "pending" && d.next_attempt_at > now {
                     time_util::format_second(d.next_attempt_at)
                 } else {
@@ -178,7 +193,11 @@ async fn settings_page(
         keys: keys
             .into_iter()
             .filter(|k| k.revoked_at.is_none())
-            .map(|k| KeyToggle { on: auto.contains(&k.id), id: k.id, name: k.name })
+            .map(|k| KeyToggle {
+                on: auto.contains(&k.id),
+                id: k.id,
+                name: k.name,
+            })
             .collect(),
         kinds: event::KINDS.to_vec(),
         input,
@@ -195,7 +214,15 @@ async fn settings_page(
 
 pub async fn settings(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let s = state.store.alert_settings(user.id()).await?;
-    settings_page(&state, &user, settings_input(&s), Errors::default(), None, StatusCode::OK).await
+    settings_page(
+        &state,
+        &user,
+        settings_input(&s),
+        Errors::default(),
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Most endpoints one workspace may have.
@@ -229,18 +256,40 @@ pub async fn create_endpoint(
         errors.events = Some("Choose at least one event.".into());
     }
     if state.store.endpoints(user.id()).await?.len() >= MAX_ENDPOINTS {
-        errors.url = Some(format!("A workspace has at most {MAX_ENDPOINTS} endpoints; delete one first."));
+        errors.url = Some(format!(
+            "A workspace has at most {MAX_ENDPOINTS} endpoints; delete one first."
+        ));
     }
     let Some(url) = url.filter(|_| errors.url.is_none() && errors.events.is_none()) else {
-        return settings_page(&state, &user, input, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return settings_page(
+            &state,
+            &user,
+            input,
+            errors,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     };
     let secret = sign::new_secret();
     let id = state
         .store
         .create_endpoint(user.id(), url.as_str(), &secret, &input.events.join(","))
         .await?;
-    tracing::info!(account_id = user.id(), endpoint = id, "webhook endpoint added");
-    settings_page(&state, &user, settings_input(&s), Errors::default(), Some(secret), StatusCode::OK).await
+    tracing::info!(
+        account_id = user.id(),
+        endpoint = id,
+        "webhook endpoint added"
+    );
+    settings_page(
+        &state,
+        &user,
+        settings_input(&s),
+        Errors::default(),
+        Some(secret),
+        StatusCode::OK,
+    )
+    .await
 }
 
 pub async fn delete_endpoint(
@@ -249,8 +298,12 @@ pub async fn delete_endpoint(
     path: web::Path<i64>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    state.store.delete_endpoint(user.id(), path.into_inner()).await?;
-    user.session.set_flash("Endpoint deleted. Its pending deliveries were dropped.")?;
+    state
+        .store
+        .delete_endpoint(user.id(), path.into_inner())
+        .await?;
+    user.session
+        .set_flash("Endpoint deleted. Its pending deliveries were dropped.")?;
     Ok(see_other("/alerts/settings"))
 }
 
@@ -261,14 +314,30 @@ pub async fn send_test(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let endpoint = path.into_inner();
-    if !state.store.endpoints(user.id()).await?.iter().any(|e| e.id == endpoint) {
+    if !state
+        .store
+        .endpoints(user.id())
+        .await?
+        .iter()
+        .any(|e| e.id == endpoint)
+    {
         return Err(WebError::NotFound);
     }
     let dedupe = format!("test:{}", super::session::random_token());
     let details = json!({"message": "This is a test event from LowRouter."});
-    event::emit(&state.store, user.id(), None, "test", &dedupe, details, Some(endpoint)).await?;
+    event::emit(
+        &state.store,
+        user.id(),
+        None,
+        "test",
+        &dedupe,
+        details,
+        Some(endpoint),
+    )
+    .await?;
     state.outbox.notify_one();
-    user.session.set_flash("Test event queued; see the delivery log below.")?;
+    user.session
+        .set_flash("Test event queued; see the delivery log below.")?;
     Ok(see_other("/alerts/settings"))
 }
 
@@ -293,7 +362,12 @@ pub async fn save_settings(
         ..settings_input(&AlertSettings::default())
     };
     let parsed = (|| -> Result<AlertSettings, String> {
-        let factor = input.spike_factor.trim().parse::<i64>().ok().filter(|f| (1..=1000).contains(f));
+        let factor = input
+            .spike_factor
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|f| (1..=1000).contains(f));
         Ok(AlertSettings {
             spike_floor: credits(&input.spike_floor, "Spike floor")?,
             spike_factor: factor.ok_or("Spike factor: enter a whole number from 1 to 1000.")?,
@@ -311,8 +385,19 @@ pub async fn save_settings(
             Ok(see_other("/alerts/settings"))
         }
         Err(e) => {
-            let errors = Errors { settings: Some(e), ..Errors::default() };
-            settings_page(&state, &user, input, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+            let errors = Errors {
+                settings: Some(e),
+                ..Errors::default()
+            };
+            settings_page(
+                &state,
+                &user,
+                input,
+                errors,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
     }
 }
@@ -324,7 +409,10 @@ pub async fn auto_disable(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let on = form.get("on") == "1";
-    state.store.set_key_auto_disable(user.id(), path.into_inner(), on).await?;
+    state
+        .store
+        .set_key_auto_disable(user.id(), path.into_inner(), on)
+        .await?;
     user.session.set_flash(if on {
         "Auto-disable on spike is on for that key."
     } else {

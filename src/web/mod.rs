@@ -70,9 +70,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/alerts/settings", web::get().to(alerts::settings))
         .route("/alerts/settings", web::post().to(alerts::save_settings))
         .route("/alerts/webhooks", web::post().to(alerts::create_endpoint))
-        .route("/alerts/webhooks/{id}/delete", web::post().to(alerts::delete_endpoint))
-        .route("/alerts/webhooks/{id}/test", web::post().to(alerts::send_test))
-        .route("/alerts/keys/{id}/auto-disable", web::post().to(alerts::auto_disable))
+        .route(
+            "/alerts/webhooks/{id}/delete",
+            web::post().to(alerts::delete_endpoint),
+        )
+        .route(
+            "/alerts/webhooks/{id}/test",
+            web::post().to(alerts::send_test),
+        )
+        .route(
+            "/alerts/keys/{id}/auto-disable",
+            web::post().to(alerts::auto_disable),
+        )
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))

@@ -94,7 +94,10 @@ impl Receiver {
             if pred(&hits) {
                 return hits;
             }
-            assert!(start.elapsed() < limit, "receiver never saw it; got {hits:?}");
+            assert!(
+                start.elapsed() < limit,
+                "receiver never saw it; got {hits:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -120,7 +123,10 @@ async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> String {
         .expect("the secret is revealed once")
         .to_owned();
     assert!(secret.starts_with("whsec_"));
-    assert!(!app.get_html("/alerts/settings").await.contains(&secret), "shown once");
+    assert!(
+        !app.get_html("/alerts/settings").await.contains(&secret),
+        "shown once"
+    );
     secret
 }
 
@@ -163,7 +169,7 @@ fn verify_python(secret: &str, header: &str, body: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "True"
 }
 
-fn of_type<'a>(hits: &'a [Hit], kind: &str) -> Vec<Value> {
+fn of_type(hits: &[Hit], kind: &str) -> Vec<Value> {
     hits.iter()
         .map(|h| serde_json::from_str::<Value>(&h.body).unwrap())
         .filter(|v| v["type"] == kind)
@@ -175,7 +181,12 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
     let app = spawn_app_with(fast_alerts).await;
     let receiver = Receiver::start(0).await;
     app.signed_up().await;
-    let secret = add_endpoint(&app, &format!("{}/hook", receiver.url), &["limit.threshold"]).await;
+    let secret = add_endpoint(
+        &app,
+        &format!("{}/hook", receiver.url),
+        &["limit.threshold"],
+    )
+    .await;
     // Each echo of 40 bytes costs 0.024 credits: 24%, 48%, 72% (50), 96% (80), then refused
     // at the limit (100), and refused again (nothing new).
     let token = app.create_key("capped", &[("daily_limit", "0.1")]).await;
@@ -184,12 +195,17 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
         assert_eq!(app.echo(&token, &text).await.status(), expected);
     }
     let hits = receiver
-        .wait_for(Duration::from_secs(10), |h| of_type(h, "limit.threshold").len() >= 3)
+        .wait_for(Duration::from_secs(10), |h| {
+            of_type(h, "limit.threshold").len() >= 3
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.hits().len(), hits.len(), "nothing more arrives");
     let events = of_type(&hits, "limit.threshold");
-    let mut percents: Vec<i64> = events.iter().map(|e| e["details"]["percent"].as_i64().unwrap()).collect();
+    let mut percents: Vec<i64> = events
+        .iter()
+        .map(|e| e["details"]["percent"].as_i64().unwrap())
+        .collect();
     percents.sort();
     assert_eq!(percents, [50, 80, 100]);
     for e in &events {
@@ -204,7 +220,11 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
     for h in &hits {
         assert!(verify_rust(&secret, &h.signature, &h.body), "{h:?}");
         assert!(verify_python(&secret, &h.signature, &h.body), "{h:?}");
-        assert!(!verify_python(&secret, &h.signature, &format!("{} ", h.body)));
+        assert!(!verify_python(
+            &secret,
+            &h.signature,
+            &format!("{} ", h.body)
+        ));
         assert!(!verify_python("whsec_wrong", &h.signature, &h.body));
     }
     // The notifications list and the nav's unread count; Mark all read clears it.
@@ -217,7 +237,12 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
     assert!(!app.get_html("/alerts").await.contains("unread\""));
     // The delivery log shows them delivered.
     let log = app.get_html("/alerts/settings").await;
-    assert_eq!(log.matches("<td data-label=\"State\">delivered</td>").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("<td data-label=\"State\">delivered</td>")
+            .count(),
+        3,
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +255,11 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
         .post_form(
             "/alerts/settings",
             "/alerts/settings",
-            &[("spike_floor", "0.01".into()), ("spike_factor", "10".into()), ("balance_below", "".into())],
+            &[
+                ("spike_floor", "0.01".into()),
+                ("spike_factor", "10".into()),
+                ("balance_below", "".into()),
+            ],
         )
         .await;
     assert_eq!(r.status(), 303);
@@ -238,7 +267,11 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
     let calm = app.create_key("calm", &[]).await;
     let id = app.key_id("hot").await;
     let r = app
-        .post_form(&format!("/alerts/keys/{id}/auto-disable"), "/alerts/settings", &[("on", "1".into())])
+        .post_form(
+            &format!("/alerts/keys/{id}/auto-disable"),
+            "/alerts/settings",
+            &[("on", "1".into())],
+        )
         .await;
     assert_eq!(r.status(), 303);
     // 0.024 credits in the hour: above the floor, and the key has no history (median 0).
@@ -248,13 +281,21 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
         let r = app.echo(&token, "again").await;
         if r.status() == 401 {
             let e: Value = r.json().await.unwrap();
-            assert!(e["error"]["message"].as_str().unwrap().contains("disabled"), "{e}");
+            assert!(
+                e["error"]["message"].as_str().unwrap().contains("disabled"),
+                "{e}"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "the key was never disabled");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the key was never disabled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let hits = receiver.wait_for(Duration::from_secs(5), |h| !h.is_empty()).await;
+    let hits = receiver
+        .wait_for(Duration::from_secs(5), |h| !h.is_empty())
+        .await;
     let spike = of_type(&hits, "spend.spike")
         .into_iter()
         .find(|e| e["key"]["name"] == "hot")
@@ -264,7 +305,9 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
     // The other key, without auto-disable, still works.
     assert_eq!(app.echo(&calm, "hi").await.status(), 200);
     // Enable restores it (the spike of this hour is already told: no second disable).
-    let r = app.post_form(&format!("/keys/{id}/enable"), "/keys", &[]).await;
+    let r = app
+        .post_form(&format!("/keys/{id}/enable"), "/keys", &[])
+        .await;
     assert_eq!(r.status(), 303);
     assert_eq!(app.echo(&token, "back").await.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -285,40 +328,68 @@ async fn a_failing_receiver_gets_the_event_on_the_third_try_after_a_restart() {
         alert_poll: Duration::from_millis(50),
         ..Settings::default()
     };
-    let first = lowrouter::startup::Application::build(settings.clone()).await.unwrap();
+    let first = lowrouter::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
     let stop = first.stop_handle();
     let app = test_app_at(first.port(), db_url, dir);
     let running = tokio::spawn(first.run_until_stopped());
     app.signed_up().await;
     let secret = add_endpoint(&app, &receiver.url, &["spend.spike"]).await;
     let page = app.get_html("/alerts/settings").await;
-    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"").unwrap().to_owned();
+    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"")
+        .unwrap()
+        .to_owned();
     let r = app
-        .post_form(&format!("/alerts/webhooks/{endpoint}/test"), "/alerts/settings", &[])
+        .post_form(
+            &format!("/alerts/webhooks/{endpoint}/test"),
+            "/alerts/settings",
+            &[],
+        )
         .await;
     assert_eq!(r.status(), 303);
     // Two failures (at once, then a second later); stop before the third (two seconds on).
-    receiver.wait_for(Duration::from_secs(5), |h| h.len() >= 2).await;
+    receiver
+        .wait_for(Duration::from_secs(5), |h| h.len() >= 2)
+        .await;
     stop.stop(true).await;
     running.await.unwrap().unwrap();
     assert_eq!(receiver.hits().len(), 2);
 
-    let second = lowrouter::startup::Application::build(settings).await.unwrap();
+    let second = lowrouter::startup::Application::build(settings)
+        .await
+        .unwrap();
     let port = second.port();
     tokio::spawn(second.run_until_stopped());
-    let hits = receiver.wait_for(Duration::from_secs(10), |h| h.len() >= 3).await;
+    let hits = receiver
+        .wait_for(Duration::from_secs(10), |h| h.len() >= 3)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.hits().len(), 3, "delivered once it succeeded");
-    let ids: Vec<Value> = hits.iter().map(|h| serde_json::from_str::<Value>(&h.body).unwrap()["id"].clone()).collect();
-    assert!(ids.iter().all(|i| *i == ids[0]), "one event id to dedupe by: {ids:?}");
-    assert_eq!(serde_json::from_str::<Value>(&hits[2].body).unwrap()["type"], "test");
-    assert!(hits.iter().all(|h| verify_rust(&secret, &h.signature, &h.body)));
+    let ids: Vec<Value> = hits
+        .iter()
+        .map(|h| serde_json::from_str::<Value>(&h.body).unwrap()["id"].clone())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one event id to dedupe by: {ids:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&hits[2].body).unwrap()["type"],
+        "test"
+    );
+    assert!(hits
+        .iter()
+        .all(|h| verify_rust(&secret, &h.signature, &h.body)));
     // The log on the restarted server (same database, same session).
     let mut app = app;
     app.port = port;
     app.address = format!("http://127.0.0.1:{port}");
     let log = app.get_html("/alerts/settings").await;
-    assert!(log.contains("<td data-label=\"State\">delivered</td>"), "{log}");
+    assert!(
+        log.contains("<td data-label=\"State\">delivered</td>"),
+        "{log}"
+    );
     assert!(log.contains("<td data-label=\"Attempts\">3</td>"), "{log}");
 }
 
@@ -343,13 +414,20 @@ async fn private_targets_are_refused_at_save_and_at_delivery() {
         format!("https://{}.example.com/", "a".repeat(3000)),
     ] {
         let r = app
-            .post_form("/alerts/webhooks", "/alerts/settings", &[("url", url.clone()), ("events", "test".into())])
+            .post_form(
+                "/alerts/webhooks",
+                "/alerts/settings",
+                &[("url", url.clone()), ("events", "test".into())],
+            )
             .await;
         assert_eq!(r.status(), 422, "{url}");
         let html = r.text().await.unwrap();
         assert!(html.contains("field-error"), "{url}: {html}");
     }
-    assert!(app.get_html("/alerts/settings").await.contains("No endpoints yet."));
+    assert!(app
+        .get_html("/alerts/settings")
+        .await
+        .contains("No endpoints yet."));
     // A name that resolves to loopback, planted past the form (as if DNS changed after
     // the save): refused at delivery, after resolution, and never reached.
     let account = app.scalar_i64("select id from accounts").await;
@@ -359,9 +437,15 @@ async fn private_targets_are_refused_at_save_and_at_delivery() {
     ))
     .await;
     let page = app.get_html("/alerts/settings").await;
-    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"").unwrap().to_owned();
+    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"")
+        .unwrap()
+        .to_owned();
     let r = app
-        .post_form(&format!("/alerts/webhooks/{endpoint}/test"), "/alerts/settings", &[])
+        .post_form(
+            &format!("/alerts/webhooks/{endpoint}/test"),
+            "/alerts/settings",
+            &[],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let start = Instant::now();
@@ -383,16 +467,30 @@ async fn redirects_are_not_followed() {
     app.signed_up().await;
     add_endpoint(&app, &format!("{}/redirect", receiver.url), &["test"]).await;
     let page = app.get_html("/alerts/settings").await;
-    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"").unwrap().to_owned();
-    app.post_form(&format!("/alerts/webhooks/{endpoint}/test"), "/alerts/settings", &[])
+    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"")
+        .unwrap()
+        .to_owned();
+    app.post_form(
+        &format!("/alerts/webhooks/{endpoint}/test"),
+        "/alerts/settings",
+        &[],
+    )
+    .await;
+    receiver
+        .wait_for(Duration::from_secs(5), |h| !h.is_empty())
         .await;
-    receiver.wait_for(Duration::from_secs(5), |h| !h.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hits = receiver.hits();
     assert!(hits.iter().all(|h| h.path == "/redirect"), "{hits:?}");
     let log = app.get_html("/alerts/settings").await;
-    assert!(log.contains("<td data-label=\"Response\">302</td>"), "{log}");
-    assert!(log.contains("<td data-label=\"State\">pending</td>"), "a 302 is not a delivery");
+    assert!(
+        log.contains("<td data-label=\"Response\">302</td>"),
+        "{log}"
+    );
+    assert!(
+        log.contains("<td data-label=\"State\">pending</td>"),
+        "a 302 is not a delivery"
+    );
 }
 
 #[tokio::test]
@@ -404,7 +502,9 @@ async fn other_workspaces_endpoints_and_keys_are_not_found() {
     app.create_key("mine", &[]).await;
     let key = app.key_id("mine").await;
     let page = app.get_html("/alerts/settings").await;
-    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"").unwrap().to_owned();
+    let endpoint = between(&page, "action=\"/alerts/webhooks/", "/test\"")
+        .unwrap()
+        .to_owned();
 
     let other = crate::helpers::spawn_clone(&app);
     other.signed_up().await;
@@ -414,17 +514,29 @@ async fn other_workspaces_endpoints_and_keys_are_not_found() {
         format!("/alerts/keys/{key}/auto-disable"),
         "/alerts/webhooks/99999999999999999999/delete".to_owned(),
     ] {
-        let r = other.post_form(&path, "/alerts/settings", &[("on", "1".into())]).await;
+        let r = other
+            .post_form(&path, "/alerts/settings", &[("on", "1".into())])
+            .await;
         assert_eq!(r.status(), 404, "{path}");
     }
     // Bad settings keep the input and save nothing.
     let r = other
-        .post_form("/alerts/settings", "/alerts/settings", &[("spike_floor", "lots\0".into()), ("spike_factor", "0".into())])
+        .post_form(
+            "/alerts/settings",
+            "/alerts/settings",
+            &[
+                ("spike_floor", "lots\0".into()),
+                ("spike_factor", "0".into()),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("Nothing was saved"));
     assert!(receiver.hits().is_empty());
-    assert!(app.get_html("/alerts/settings").await.contains(&receiver.url));
+    assert!(app
+        .get_html("/alerts/settings")
+        .await
+        .contains(&receiver.url));
 }
 
 #[tokio::test]
@@ -435,11 +547,18 @@ async fn uses_of_a_dead_secret_are_told_once_an_hour() {
     add_endpoint(&app, &receiver.url, &["secret.dead_use"]).await;
     let token = app.create_key("old", &[]).await;
     let id = app.key_id("old").await;
-    assert_eq!(app.post_form(&format!("/keys/{id}/disable"), "/keys", &[]).await.status(), 303);
+    assert_eq!(
+        app.post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+            .await
+            .status(),
+        303
+    );
     for _ in 0..3 {
         assert_eq!(app.echo(&token, "hi").await.status(), 401);
     }
-    let hits = receiver.wait_for(Duration::from_secs(5), |h| !h.is_empty()).await;
+    let hits = receiver
+        .wait_for(Duration::from_secs(5), |h| !h.is_empty())
+        .await;
     let e: Value = serde_json::from_str(&hits[0].body).unwrap();
     assert_eq!(e["type"], "secret.dead_use");
     assert_eq!(e["details"]["reason"], "disabled");
@@ -465,7 +584,11 @@ async fn the_email_digest_comes_at_most_once_an_hour() {
         .post_form(
             "/alerts/settings",
             "/alerts/settings",
-            &[("spike_floor", "1".into()), ("spike_factor", "10".into()), ("email_digest", "1".into())],
+            &[
+                ("spike_floor", "1".into()),
+                ("spike_factor", "10".into()),
+                ("email_digest", "1".into()),
+            ],
         )
         .await;
     assert_eq!(r.status(), 303);
@@ -479,7 +602,14 @@ async fn the_email_digest_comes_at_most_once_an_hour() {
     }
     let mails = sink.wait_for(1).await;
     assert_eq!(mails[0]["to"].as_str().unwrap(), email);
-    assert!(mails[0]["text"].as_str().unwrap().contains("reached 50% of its day limit"), "{}", mails[0]);
+    assert!(
+        mails[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("reached 50% of its day limit"),
+        "{}",
+        mails[0]
+    );
     assert_eq!(app.echo(&token, &"x".repeat(40)).await.status(), 429);
     let start = Instant::now();
     while !app.get_html("/alerts").await.contains("reached 100%") {
@@ -487,5 +617,9 @@ async fn the_email_digest_comes_at_most_once_an_hour() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(sink.messages().len(), 1, "the next digest waits for the hour");
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "the next digest waits for the hour"
+    );
 }

@@ -156,7 +156,14 @@ async fn start<T>(
         Err(e) => return Err(ctx.fail(state, e, None).await),
     };
     if ctx.started.elapsed() > REREAD_AFTER {
-        match authenticate(&state.store, req.headers(), time_util::now_ms(), &state.alerts).await {
+        match authenticate(
+            &state.store,
+            req.headers(),
+            time_util::now_ms(),
+            &state.alerts,
+        )
+        .await
+        {
             Ok(a) => ctx.authed = a,
             Err(e) => return Err(e.into_response()),
         }

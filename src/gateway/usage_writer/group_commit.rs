@@ -68,7 +68,13 @@ pub(super) async fn run_async(
         if fates.iter().all(|f| *f == Fate::Recorded) {
             feed.applied(&batch.entries);
         } else {
-            let written: Vec<UsageEntry> = batch.entries.iter().zip(&recorded).filter(|(_, r)| **r).map(|(e, _)| e.clone()).collect();
+            let written: Vec<UsageEntry> = batch
+                .entries
+                .iter()
+                .zip(&recorded)
+                .filter(|(_, r)| **r)
+                .map(|(e, _)| e.clone())
+                .collect();
             feed.applied(&written);
         }
         batch.finish(&recorded);
