@@ -108,6 +108,13 @@ pub struct Settings {
     /// Public keys that sign leaked-token reports (GitHub's format: identifier + PEM).
     /// Empty: reports are accepted unsigned.
     pub leak_report_public_keys: Vec<LeakReportKey>,
+    /// Webhook targets may be loopback or private addresses (self-hosted receivers, tests);
+    /// off, they must be public (`alerts::target`).
+    pub webhook_allow_private_targets: bool,
+    /// The pause before a failed webhook delivery's first retry; each next one doubles.
+    pub webhook_retry_base: Duration,
+    /// How often alert workers look for due deliveries and digests.
+    pub alert_poll: Duration,
 }
 
 /// One public key of a secret-scanning programme, as GitHub publishes them.
@@ -155,6 +162,9 @@ impl Default for Settings {
             rotate_after_days: 90,
             unused_after_days: 30,
             leak_report_public_keys: Vec::new(),
+            webhook_allow_private_targets: false,
+            webhook_retry_base: Duration::from_secs(30),
+            alert_poll: Duration::from_secs(1),
         }
     }
 }
@@ -192,6 +202,8 @@ struct FileSettings {
     rotate_after_days: Option<u32>,
     unused_after_days: Option<u32>,
     leak_report_public_keys: Option<Vec<LeakReportKey>>,
+    webhook_allow_private_targets: Option<bool>,
+    webhook_retry_base_secs: Option<u64>,
 }
 
 /// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
@@ -371,6 +383,12 @@ impl Settings {
         }
         if let Some(v) = f.leak_report_public_keys {
             self.leak_report_public_keys = v;
+        }
+        if let Some(v) = f.webhook_allow_private_targets {
+            self.webhook_allow_private_targets = v;
+        }
+        if let Some(v) = f.webhook_retry_base_secs {
+            self.webhook_retry_base = Duration::from_secs(v.max(1));
         }
         Ok(())
     }

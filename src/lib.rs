@@ -4,6 +4,7 @@
 // One `unsafe` block in all (a glibc malloc tuning call, `web::password`), allowed there alone.
 #![deny(unsafe_code)]
 
+pub mod alerts;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

@@ -118,6 +118,19 @@ impl Mailer {
         });
     }
 
+    /// Sends a plain-text mail now (the alert digest, from its background task).
+    pub async fn send_text(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to.parse()?)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)?;
+        let _session = self.sessions.acquire().await;
+        self.transport.send(message).await?;
+        Ok(())
+    }
+
     fn verification_message(
         &self,
         to: &Email,

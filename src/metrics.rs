@@ -200,6 +200,13 @@ pub fn usage_journal_lag(entries: i64) {
     }
 }
 
+/// A webhook delivery attempt: `delivered` or `failed` (retried or given up).
+pub fn webhook_delivery(outcome: &'static str) {
+    if enabled() {
+        metrics::counter!("lowrouter_webhook_attempts_total", "outcome" => outcome).increment(1);
+    }
+}
+
 pub fn login_failure() {
     if enabled() {
         metrics::counter!("lowrouter_login_failures_total").increment(1);

@@ -35,6 +35,8 @@ pub struct Application {
     /// The metrics listener (`metrics_bind`) and its port.
     metrics: Option<(Server, u16)>,
     usage: UsageWriter,
+    /// Stops the alert tasks once the server has stopped.
+    alerts_stop: tokio::sync::watch::Sender<bool>,
     shutdown_timeout: Duration,
     /// SQLite only: held for the life of the process (see [`lock_sqlite`]).
     _lock: Option<File>,
@@ -92,8 +94,24 @@ impl Application {
         )?;
         let dummy_hash =
             actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
+        let feed = Arc::new(crate::alerts::Feed::default());
+        let (alerts_stop, stop) = tokio::sync::watch::channel(false);
+        let outbox = crate::alerts::spawn(
+            store.clone(),
+            feed.clone(),
+            crate::alerts::AlertConfig {
+                allow_private_targets: settings.webhook_allow_private_targets,
+                retry_base: settings.webhook_retry_base,
+                poll: settings.alert_poll,
+                rotate_after_days: settings.rotate_after_days,
+            },
+            mailer.clone(),
+            stop,
+        );
         let state = AppState {
-            usage: UsageWriter::start(&ledger)
+            outbox,
+            alerts: feed.clone(),
+            usage: UsageWriter::start(&ledger, feed)
                 .await
                 .context("starting the usage writer")?,
             ledger,
@@ -204,6 +222,7 @@ impl Application {
             server,
             metrics,
             usage,
+            alerts_stop,
             shutdown_timeout: settings.shutdown_timeout,
             _lock: lock,
         })
@@ -211,6 +230,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server as SIGTERM would (tests restart a server on the same database).
+    pub fn stop_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// The metrics listener's port, when `metrics_bind` is set.
@@ -236,6 +260,7 @@ impl Application {
                 "usage not fully flushed in time; journaled entries are applied at the next start"
             );
         }
+        let _ = self.alerts_stop.send(true);
         if let Some(handle) = metrics {
             handle.stop(true).await;
         }

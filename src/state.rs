@@ -50,4 +50,8 @@ pub struct AppState {
     pub form_key: Arc<FormKey>,
     /// Sends verification mail; `None` without `smtp_url` and `mail_from`.
     pub mailer: Option<Arc<Mailer>>,
+    /// Where the gateway tells alerts of refused dead secrets.
+    pub alerts: Arc<crate::alerts::Feed>,
+    /// Wakes the webhook worker (a test event was queued).
+    pub outbox: Arc<tokio::sync::Notify>,
 }

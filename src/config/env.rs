@@ -20,6 +20,10 @@ impl Settings {
                 message: e.to_string(),
             })
         }
+        if let Some(v) = get("LOWROUTER_WEBHOOK_ALLOW_PRIVATE_TARGETS") {
+            self.webhook_allow_private_targets =
+                parse("LOWROUTER_WEBHOOK_ALLOW_PRIVATE_TARGETS", &v)?;
+        }
         if let Some(v) = get("LOWROUTER_BIND") {
             self.bind = v;
         }

@@ -76,10 +76,12 @@ impl Authed {
     }
 }
 
+/// `dead` hears of every refused use of a dead secret (alerts; a map insert, no I/O).
 pub async fn authenticate(
     store: &Store,
     headers: &HeaderMap,
     now_ms: i64,
+    dead: &crate::alerts::Feed,
 ) -> Result<Authed, ApiError> {
     let token = bearer_token(headers)?;
     let key = store.gateway_key(&hash_str(token)).await.map_err(|e| {
@@ -89,22 +91,39 @@ pub async fn authenticate(
     // Unknown and revoked read the same: a revoked token tells its holder nothing new.
     let invalid = || ApiError::unauthorized("Invalid API key.");
     let key = key.ok_or_else(invalid)?;
+    let told = |reason| dead.dead_use(key.key.account_id, key.key.id, key.secret.secret_id, reason);
     match key.key.state(now_ms) {
         KeyState::Active => {}
-        KeyState::Revoked => return Err(invalid()),
+        KeyState::Revoked => {
+            told("revoked");
+            return Err(invalid());
+        }
         KeyState::Disabled => {
+            told("disabled");
             return Err(ApiError::unauthorized(
                 "This API key is disabled. Enable it in the dashboard.",
-            ))
+            ));
         }
-        KeyState::Expired => return Err(ApiError::unauthorized("This API key has expired.")),
+        KeyState::Expired => {
+            told("expired");
+            return Err(ApiError::unauthorized("This API key has expired."));
+        }
         KeyState::Idle => {
+            told("disabled");
             return Err(ApiError::unauthorized(
                 "This API key was disabled after going unused for the period set on it. Enable it in the dashboard.",
-            ))
+            ));
         }
     }
-    check_secret(store, &key, now_ms).await?;
+    if let Err(e) = check_secret(store, &key, now_ms).await {
+        let quarantined = key.secret.secret_quarantined_at.is_some();
+        told(if quarantined {
+            "quarantined"
+        } else {
+            "retired"
+        });
+        return Err(e);
+    }
     Ok(Authed { key })
 }
 

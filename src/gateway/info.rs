@@ -33,7 +33,7 @@ async fn authenticate_settled(
     req: &HttpRequest,
     now_ms: i64,
 ) -> Result<Authed, ApiError> {
-    let authed = authenticate(&state.store, req.headers(), now_ms)
+    let authed = authenticate(&state.store, req.headers(), now_ms, &state.alerts)
         .await
         .map_err(|e| state.refusals.after_failed_auth(req, e))?;
     // PostgreSQL: this process's unused lease slices of the account go back first, so an
@@ -41,7 +41,7 @@ async fn authenticate_settled(
     let account = authed.key.key.account_id;
     let returned = state.ledger.return_account_leases(account).await;
     if state.usage.settled().await || returned {
-        return authenticate(&state.store, req.headers(), now_ms).await;
+        return authenticate(&state.store, req.headers(), now_ms, &state.alerts).await;
     }
     Ok(authed)
 }

@@ -164,6 +164,12 @@ pub async fn report(
                         prefix = token.display_prefix(),
                         "secret reported as leaked: quarantined"
                     );
+                    crate::alerts::leak_reported(
+                        state.store.clone(),
+                        token.hash().0.clone(),
+                        url.clone(),
+                        state.outbox.clone(),
+                    );
                     "true_positive"
                 } else {
                     "false_positive"

@@ -278,7 +278,7 @@ pub(super) use insert_new_key;
 
 /// An update addressed by `id and account_id` changed its row, or there is none for this
 /// account (another account's key looks exactly like a missing one).
-fn one_row(rows_affected: u64) -> Result<()> {
+pub(super) fn one_row(rows_affected: u64) -> Result<()> {
     if rows_affected == 1 {
         Ok(())
     } else {

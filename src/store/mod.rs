@@ -14,6 +14,7 @@
 //! for one dashboard write).
 
 pub mod accounts;
+pub mod alerts;
 pub mod email_tokens;
 mod health;
 pub mod idempotency;
@@ -30,6 +31,7 @@ pub mod usage;
 mod usage_batch;
 pub use usage_batch::LastUseWrites;
 pub mod usage_journal;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;

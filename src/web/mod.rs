@@ -1,6 +1,7 @@
 //! The server-rendered dashboard. Handlers are thin: parse (domain types), call the store,
 //! render a template or redirect (post/redirect/get), with errors as [`error::WebError`].
 
+pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod client;
@@ -69,6 +70,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/management-keys/{id}/revoke",
             web::post().to(management_keys::revoke),
         )
+        .route("/alerts", web::get().to(alerts::list))
+        .route("/alerts/read", web::post().to(alerts::mark_read))
+        .route("/alerts/settings", web::get().to(alerts::settings))
+        .route("/alerts/settings", web::post().to(alerts::save_settings))
+        .route("/alerts/webhooks", web::post().to(alerts::create_endpoint))
+        .route(
+            "/alerts/webhooks/{id}/delete",
+            web::post().to(alerts::delete_endpoint),
+        )
+        .route(
+            "/alerts/webhooks/{id}/test",
+            web::post().to(alerts::send_test),
+        )
+        .route(
+            "/alerts/keys/{id}/auto-disable",
+            web::post().to(alerts::auto_disable),
+        )
         .route("/usage", web::get().to(usage::list))
         .route("/usage.csv", web::get().to(usage_csv::export_csv))
         .route("/usage/{generation_id}", web::get().to(usage::detail))
@@ -101,6 +119,8 @@ pub struct Layout {
     pub pending_grant: String,
     /// Secrets reported as leaked and not retired: a banner on every page.
     pub leaks: Vec<LeakBanner>,
+    /// Unread alerts (the nav's count; 100 means 100 or more).
+    pub unread: i64,
 }
 
 /// One leaked secret in the layout's banner, with a one-click Roll of its key.
@@ -121,6 +141,7 @@ pub struct Dashboard {
     pub unverified: bool,
     pending_grant: crate::domain::Credits,
     pub leaks: Vec<LeakedSecret>,
+    unread: i64,
 }
 
 impl Dashboard {
@@ -152,6 +173,7 @@ impl Dashboard {
                         .unwrap_or_else(|| "an unknown place".into()),
                 })
                 .collect(),
+            unread: self.unread,
         }
     }
 
@@ -194,7 +216,13 @@ impl FromRequest for Dashboard {
                 .leaked_secrets(id)
                 .await
                 .map_err(WebError::from)?;
+            let unread = state
+                .store
+                .unread_alerts(id)
+                .await
+                .map_err(WebError::from)?;
             Ok(Dashboard {
+                unread,
                 account,
                 session,
                 csrf,

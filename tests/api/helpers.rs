@@ -412,3 +412,17 @@ async fn fake_chat(
         }
     }
 }
+
+/// A `TestApp` for a server the test built itself (to stop and restart it), on `db_url`,
+/// whose files live in `dir`.
+pub fn test_app_at(port: u16, db_url: String, dir: tempfile::TempDir) -> TestApp {
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        metrics_port: None,
+        db_url,
+        client: new_client(),
+        upstream: None,
+        _dir: dir,
+    }
+}

@@ -107,7 +107,7 @@ async fn begin(
 ) -> Result<(Ctx, bytes::Bytes), HttpResponse> {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
-    let authed = match authenticate(&state.store, req.headers(), started_ms).await {
+    let authed = match authenticate(&state.store, req.headers(), started_ms, &state.alerts).await {
         Ok(a) => a,
         Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
     };
@@ -156,7 +156,14 @@ async fn start<T>(
         Err(e) => return Err(ctx.fail(state, e, None).await),
     };
     if ctx.started.elapsed() > REREAD_AFTER {
-        match authenticate(&state.store, req.headers(), time_util::now_ms()).await {
+        match authenticate(
+            &state.store,
+            req.headers(),
+            time_util::now_ms(),
+            &state.alerts,
+        )
+        .await
+        {
             Ok(a) => ctx.authed = a,
             Err(e) => return Err(e.into_response()),
         }

@@ -43,7 +43,11 @@ impl Batch {
     }
 }
 
-pub(super) async fn run_async(pg: PgStore, mut rx: mpsc::Receiver<Job>) {
+pub(super) async fn run_async(
+    pg: PgStore,
+    mut rx: mpsc::Receiver<Job>,
+    feed: std::sync::Arc<crate::alerts::Feed>,
+) {
     let late = Late::start(pg.clone());
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
@@ -62,6 +66,18 @@ pub(super) async fn run_async(pg: PgStore, mut rx: mpsc::Receiver<Job>) {
         let fates = write_isolating(&pg, &batch.entries, &mut last_use).await;
         late.keep_failed(&batch.entries, &fates);
         let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
+        if fates.iter().all(|f| *f == Fate::Recorded) {
+            feed.applied(&batch.entries);
+        } else {
+            let written: Vec<UsageEntry> = batch
+                .entries
+                .iter()
+                .zip(&recorded)
+                .filter(|(_, r)| **r)
+                .map(|(e, _)| e.clone())
+                .collect();
+            feed.applied(&written);
+        }
         batch.finish(&recorded);
         for done in barriers.drain(..) {
             let _ = done.send(true);

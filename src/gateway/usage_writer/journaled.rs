@@ -47,7 +47,11 @@ pub(super) struct State {
 
 impl Journaled {
     /// Replays the journal, then starts the `usage-applier` thread.
-    pub async fn start(store: SqliteStore, book: Arc<HoldBook>) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        store: SqliteStore,
+        book: Arc<HoldBook>,
+        feed: Arc<crate::alerts::Feed>,
+    ) -> anyhow::Result<Arc<Self>> {
         let path = store.file.path.clone();
         // On a thread of its own (its SQLite connection goes with it), awaited without
         // holding a runtime worker: replay reads the files and writes one transaction.
@@ -92,7 +96,7 @@ impl Journaled {
         let applier = Arc::downgrade(&journaled);
         std::thread::Builder::new()
             .name("usage-applier".into())
-            .spawn(move || run_applier(&store, &applier))?;
+            .spawn(move || run_applier(&store, &applier, &feed))?;
         Ok(journaled)
     }
 
@@ -155,7 +159,11 @@ impl Journaled {
 /// The SQLite applier thread: journaled entries into SQLite, many per transaction, retried
 /// until they are in (they were answered; the journal keeps them meanwhile). Stops once
 /// every [`UsageWriter`] is gone (it holds only a weak reference between rounds).
-fn run_applier(store: &SqliteStore, shared: &std::sync::Weak<Journaled>) {
+fn run_applier(
+    store: &SqliteStore,
+    shared: &std::sync::Weak<Journaled>,
+    feed: &crate::alerts::Feed,
+) {
     loop {
         let Some(j) = shared.upgrade() else { return };
         let (entries, last) = {
@@ -180,6 +188,7 @@ fn run_applier(store: &SqliteStore, shared: &std::sync::Weak<Journaled>) {
             crate::metrics::usage_batch("sqlite", entries.len());
             apply_isolating(store, &entries, last);
             j.book.applied(last);
+            feed.applied(&entries);
         }
         crate::metrics::usage_journal_lag(j.journaled.load(Ordering::Acquire) - last);
         j.applied

@@ -56,16 +56,17 @@ pub struct RecordError;
 impl UsageWriter {
     /// Starts the writer. SQLite: first applies what a previous process journaled but did
     /// not apply, then starts the applier thread; fails if the journal cannot be read
-    /// (`usage_journal::JournalError`). PostgreSQL: a task on the current runtime.
-    pub async fn start(ledger: &Ledger) -> anyhow::Result<Self> {
+    /// (`usage_journal::JournalError`). PostgreSQL: a task on the current runtime. Both hand
+    /// every applied batch to `feed` (alerts evaluate it off the request path).
+    pub async fn start(ledger: &Ledger, feed: Arc<crate::alerts::Feed>) -> anyhow::Result<Self> {
         let inner = match ledger {
             Ledger::InMemory { book, sqlite } => {
-                Inner::Sqlite(Journaled::start(sqlite.clone(), book.clone()).await?)
+                Inner::Sqlite(Journaled::start(sqlite.clone(), book.clone(), feed).await?)
             }
             // Shared holds are rows and leased slices, settled by the batch's transaction.
             Ledger::Shared(pg) => {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run_async(pg.clone(), rx));
+                tokio::spawn(run_async(pg.clone(), rx, feed));
                 Inner::Postgres(tx)
             }
         };

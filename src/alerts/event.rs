@@ -1,0 +1,130 @@
+//! Event kinds and the JSON payload every channel carries:
+//! `{"id": "evt_…", "type": "…", "created_at": "<RFC 3339>", "workspace": {"id": …},
+//! "key": {"id": "key_…", "name": "…", "display": "lr-sk-ab…wxyz"} | null, "details": {…}}`.
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::{json, Value};
+
+use crate::domain::time_util;
+use crate::store::alerts::NewEvent;
+use crate::store::keys::KeyRow;
+use crate::store::{Result, Store};
+
+/// Every event type, as webhooks subscribe to them and payloads name them.
+pub const KINDS: [(&str, &str); 10] = [
+    (
+        "limit.threshold",
+        "A key reached 50%, 80% or 100% of its daily or monthly limit",
+    ),
+    (
+        "balance.low",
+        "The workspace balance fell below the set amount",
+    ),
+    (
+        "spend.spike",
+        "A key's spend in the last hour is far above its usual hour",
+    ),
+    ("model.first_use", "A key used a model for the first time"),
+    ("network.new", "A key was used from a new client network"),
+    (
+        "secret.dead_use",
+        "A revoked, disabled, expired, retired or quarantined secret was used",
+    ),
+    ("key.expiring", "A key expires within 7 days"),
+    (
+        "key.rotation_due",
+        "A key's secret is older than the rotation age",
+    ),
+    (
+        "secret.leak_reported",
+        "A key's secret was reported as leaked",
+    ),
+    ("test", "Test events (Send test event)"),
+];
+
+pub fn is_kind(s: &str) -> bool {
+    KINDS.iter().any(|(k, _)| *k == s)
+}
+
+/// A short human line for an event (notifications list, digest mail).
+pub fn summary(kind: &str, payload: &str) -> String {
+    let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    let key = v["key"]["name"].as_str().unwrap_or("");
+    let d = &v["details"];
+    match kind {
+        "limit.threshold" => format!(
+            "Key “{key}” reached {}% of its {} limit",
+            d["percent"],
+            d["period"].as_str().unwrap_or("")
+        ),
+        "balance.low" => "The workspace balance fell below the alert amount".into(),
+        "spend.spike" if d["auto_disabled"] == true => {
+            format!("Spend spike on key “{key}”: the key was disabled")
+        }
+        "spend.spike" => format!("Spend spike on key “{key}”"),
+        "model.first_use" => format!(
+            "Key “{key}” used {} for the first time",
+            d["model"].as_str().unwrap_or("a model")
+        ),
+        "network.new" => format!(
+            "Key “{key}” was used from a new network, {}",
+            d["network"].as_str().unwrap_or("")
+        ),
+        "secret.dead_use" => format!("A dead secret of key “{key}” was used"),
+        "key.expiring" => format!("Key “{key}” expires within 7 days"),
+        "key.rotation_due" => format!("Key “{key}” is due for rotation"),
+        "secret.leak_reported" => format!("A secret of key “{key}” was reported as leaked"),
+        "test" => "Test event".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn new_public_id() -> String {
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    let mut s = String::from("evt_");
+    Alphanumeric.append_string(&mut rng, &mut s, 24);
+    s
+}
+
+/// The payload's `key` object.
+pub fn key_json(k: &KeyRow) -> Value {
+    json!({
+        "id": k.public_id,
+        "name": k.name,
+        "display": crate::domain::token::masked(&k.token_prefix, &k.token_last4),
+    })
+}
+
+/// Records an event once per `dedupe` (with its outbox rows). True when it was new.
+pub async fn emit(
+    store: &Store,
+    account_id: i64,
+    key: Option<&KeyRow>,
+    kind: &str,
+    dedupe: &str,
+    details: Value,
+    only_endpoint: Option<i64>,
+) -> Result<bool> {
+    let public_id = new_public_id();
+    let payload = json!({
+        "id": public_id,
+        "type": kind,
+        "created_at": time_util::format_rfc3339(time_util::now_ms()),
+        "workspace": {"id": account_id},
+        "key": key.map(key_json),
+        "details": details,
+    })
+    .to_string();
+    let id = store
+        .insert_alert_event(&NewEvent {
+            public_id: &public_id,
+            account_id,
+            key_id: key.map(|k| k.id),
+            kind,
+            dedupe,
+            payload: &payload,
+            only_endpoint,
+        })
+        .await?;
+    Ok(id.is_some())
+}
