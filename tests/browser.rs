@@ -1148,6 +1148,14 @@ async fn screenshots_of_the_main_pages() {
     assert!(b.source().await.contains("terraform"));
     shoot(&b, "management-keys", true, &mut problems).await;
 
+    // Alerts: the notifications list and the settings (endpoints, events, per-key brakes),
+    // from the navigation.
+    b.click("nav[aria-label=Main] a[href='/alerts']").await;
+    b.wait_path("/alerts").await;
+    shoot(&b, "alerts", true, &mut problems).await;
+    b.goto("/alerts/settings").await;
+    shoot(&b, "alert-settings", true, &mut problems).await;
+
     // A signed-in 404 keeps the layout: the navigation and the balance.
     b.goto("/keys/999999999").await;
     assert_eq!(b.h1().await, "Not found");
