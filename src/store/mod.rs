@@ -14,6 +14,7 @@
 //! for one dashboard write).
 
 pub mod accounts;
+pub mod audit;
 pub mod email_tokens;
 mod health;
 pub mod idempotency;
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod lease_book;
 pub mod ledger;
 pub mod management_keys;
+pub mod members;
 mod rate_limits;
 pub mod secrets;
 pub mod sessions;

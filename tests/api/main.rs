@@ -22,5 +22,6 @@ mod sdk;
 mod security;
 mod sessions;
 mod smtp_sink;
+mod teams;
 mod throttle;
 mod usage;
