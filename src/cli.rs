@@ -166,7 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let actor = crate::domain::audit::Actor::cli();
             match store.grant_credits(&to, amount, &actor).await {
                 Ok(balance) => println!("granted {amount} credits to {whom}; balance is now {balance}"),
-                Err(StoreError::NotFound) => bail!("no workspace for {whom}"),
+                Err(StoreError::NotFound) => bail!("no account or workspace for {whom}"),
                 Err(e) => return Err(e.into()),
             }
         }

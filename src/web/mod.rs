@@ -158,8 +158,8 @@ impl Can {
     }
 
     /// Whether this member may change a key created by `created_by`.
-    pub fn change_key(&self, created_by: Option<i64>) -> bool {
-        self.change_any_key || (self.developer && created_by == Some(self.user_id))
+    pub fn change_key(&self, created_by: &Option<i64>) -> bool {
+        self.change_any_key || (self.developer && *created_by == Some(self.user_id))
     }
 }
 

@@ -47,6 +47,8 @@ impl TypedSession {
     /// Signs in: a new session id (no fixation) and a new CSRF token.
     pub fn log_in(&self, account_id: i64) -> SessionResult<()> {
         self.0.renew();
+        // Another person may have used this browser's session: start in their own workspace.
+        self.0.remove(WORKSPACE);
         self.0.insert(USER_ID, account_id).map_err(internal)?;
         self.0.insert(CSRF, random_token()).map_err(internal)
     }

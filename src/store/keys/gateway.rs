@@ -89,6 +89,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             public_id: r.get(18)?,
             rpm_limit: r.get(19)?,
             concurrency_limit: r.get(20)?,
+            // Not read on the hot path: the gateway never asks who made a key.
+            created_by: None,
         },
         balance: r.get(21)?,
         reserved: r.get(22)?,
