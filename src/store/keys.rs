@@ -120,7 +120,9 @@ pub struct KeyRow {
     pub public_id: Option<String>,
     pub rpm_limit: Option<i64>,
     pub concurrency_limit: Option<i64>,
-    /// The person who created it (None: through a management key or the CLI).
+    /// The person who created it (None: through a management key or the CLI). Not read by
+    /// the gateway's per-request query (hence `default`: that SQL stays as it was).
+    #[sqlx(default)]
     pub created_by: Option<i64>,
 }
 
