@@ -72,6 +72,7 @@ fn key(models: &str) -> KeyRow {
         public_id: None,
         rpm_limit: None,
         concurrency_limit: None,
+        created_by: None,
     }
 }
 

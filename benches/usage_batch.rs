@@ -74,7 +74,12 @@ fn batches(c: &mut Criterion) {
             concurrency_limit: None,
         };
         let key = store
-            .create_key(account, &spec, &ApiToken::generate())
+            .create_key(
+                account,
+                &spec,
+                &ApiToken::generate(),
+                &lowrouter::domain::audit::Actor::cli(),
+            )
             .await
             .unwrap();
         (store, account, key)

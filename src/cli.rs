@@ -86,7 +86,11 @@ pub enum CreditsCommand {
     /// Add credits to a workspace, e.g. `--amount 25.00`: by its id (`--workspace`, shown
     /// on the Members page) or its founding owner's email (`--email`, their own workspace).
     Grant {
-        #[arg(long, required_unless_present = "workspace", conflicts_with = "workspace")]
+        #[arg(
+            long,
+            required_unless_present = "workspace",
+            conflicts_with = "workspace"
+        )]
         email: Option<String>,
         #[arg(long)]
         workspace: Option<String>,
@@ -165,7 +169,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let actor = crate::domain::audit::Actor::cli();
             match store.grant_credits(&to, amount, &actor).await {
-                Ok(balance) => println!("granted {amount} credits to {whom}; balance is now {balance}"),
+                Ok(balance) => {
+                    println!("granted {amount} credits to {whom}; balance is now {balance}")
+                }
                 Err(StoreError::NotFound) => bail!("no account or workspace for {whom}"),
                 Err(e) => return Err(e.into()),
             }

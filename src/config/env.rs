@@ -39,8 +39,7 @@ impl Settings {
             self.signup_grant = parse("LOWROUTER_SIGNUP_GRANT", &v)?;
         }
         if let Some(v) = get("LOWROUTER_AUDIT_RETENTION_DAYS") {
-            self.audit_retention_days =
-                parse::<u32>("LOWROUTER_AUDIT_RETENTION_DAYS", &v)?.max(1);
+            self.audit_retention_days = parse::<u32>("LOWROUTER_AUDIT_RETENTION_DAYS", &v)?.max(1);
         }
         if let Some(v) = get("LOWROUTER_CATALOGUE") {
             self.catalogue_path = Some(PathBuf::from(v));

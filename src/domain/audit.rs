@@ -210,7 +210,10 @@ fn spec_fields(s: &KeySpec) -> [(&'static str, Value); 8] {
         ("models", json!(s.models)),
         ("region", json!(s.region)),
         ("daily_limit", json!(s.daily_limit.map(|c| c.to_string()))),
-        ("monthly_limit", json!(s.monthly_limit.map(|c| c.to_string()))),
+        (
+            "monthly_limit",
+            json!(s.monthly_limit.map(|c| c.to_string())),
+        ),
         (
             "expires_on",
             json!(s
@@ -278,7 +281,10 @@ impl AuditFilter {
         let actor = actor.trim();
         if !actor.is_empty() {
             if actor.chars().count() > ACTOR_FILTER_MAX || actor.chars().any(char::is_control) {
-                return Err(("actor", "The actor filter is too long or has control characters."));
+                return Err((
+                    "actor",
+                    "The actor filter is too long or has control characters.",
+                ));
             }
             f.actor = Some(actor.to_owned());
         }
@@ -346,12 +352,34 @@ mod tests {
     #[test]
     fn filters_refuse_what_they_cannot_use() {
         assert!(AuditFilter::parse("", "", "", "", "").is_ok());
-        assert_eq!(AuditFilter::parse("a\0", "", "", "", "").unwrap_err().0, "actor");
-        assert_eq!(AuditFilter::parse("", "key.nope", "", "", "").unwrap_err().0, "action");
-        assert_eq!(AuditFilter::parse("", "", "2026-02-30", "", "").unwrap_err().0, "from");
-        assert_eq!(AuditFilter::parse("", "", "", "", "-1").unwrap_err().0, "cursor");
-        assert_eq!(AuditFilter::parse("", "", "", "", "99999999999999999999").unwrap_err().0, "cursor");
-        let f = AuditFilter::parse(" Ann ", "key.created", "2026-01-01", "2026-01-01", "7").unwrap();
+        assert_eq!(
+            AuditFilter::parse("a\0", "", "", "", "").unwrap_err().0,
+            "actor"
+        );
+        assert_eq!(
+            AuditFilter::parse("", "key.nope", "", "", "")
+                .unwrap_err()
+                .0,
+            "action"
+        );
+        assert_eq!(
+            AuditFilter::parse("", "", "2026-02-30", "", "")
+                .unwrap_err()
+                .0,
+            "from"
+        );
+        assert_eq!(
+            AuditFilter::parse("", "", "", "", "-1").unwrap_err().0,
+            "cursor"
+        );
+        assert_eq!(
+            AuditFilter::parse("", "", "", "", "99999999999999999999")
+                .unwrap_err()
+                .0,
+            "cursor"
+        );
+        let f =
+            AuditFilter::parse(" Ann ", "key.created", "2026-01-01", "2026-01-01", "7").unwrap();
         assert_eq!(f.actor.as_deref(), Some("Ann"));
         assert_eq!(f.until.unwrap() - f.from.unwrap(), 86_400_000);
         assert_eq!(f.before, Some(7));

@@ -17,7 +17,10 @@ impl Retirement {
     /// For the audit log: how the previous secret retires.
     pub fn describe(&self) -> String {
         match self {
-            Retirement::WhenQuiet { quiet_ms, deadline_ms } => format!(
+            Retirement::WhenQuiet {
+                quiet_ms,
+                deadline_ms,
+            } => format!(
                 "when quiet for {} min, at the latest {}",
                 quiet_ms / 60_000,
                 super::time_util::format_rfc3339(*deadline_ms)

@@ -25,7 +25,8 @@ pub struct AccountRow {
 }
 
 /// The columns of [`AccountRow`].
-const ACCOUNT_COLUMNS: &str = "id, email, password_hash, balance, reserved, email_verified_at, name";
+const ACCOUNT_COLUMNS: &str =
+    "id, email, password_hash, balance, reserved, email_verified_at, name";
 
 impl AccountRow {
     pub fn email_verified(&self) -> bool {

@@ -209,7 +209,10 @@ impl Store {
         &self,
         ws: WorkspaceId,
         user: UserId,
-    ) -> Result<(Vec<OffboardKey>, Vec<super::management_keys::ManagementKeyRow>)> {
+    ) -> Result<(
+        Vec<OffboardKey>,
+        Vec<super::management_keys::ManagementKeyRow>,
+    )> {
         let keys: Vec<OffboardKey> = on_read!(self, pool => {
             sqlx::query_as(
                 "select k.id, k.name, \
@@ -309,7 +312,10 @@ impl Store {
     }
 
     /// The invitation behind a link, whatever its state (the page says what it is).
-    pub async fn invitation_by_token(&self, token: &TokenHash) -> Result<Option<(InvitationRow, String)>> {
+    pub async fn invitation_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<(InvitationRow, String)>> {
         let sql = format!(
             "select i.{}, a.name as workspace from invitations i join accounts a on a.id = i.account_id \
              where i.token_hash = $1",

@@ -64,8 +64,14 @@ mod tests {
         assert_eq!(judge(Need::OwnKey, Role::Viewer), Verdict::Deny);
         assert_eq!(judge(Need::OwnKey, Role::Developer), Verdict::IfCreator);
         assert_eq!(judge(Need::OwnKey, Role::Admin), Verdict::Allow);
-        assert_eq!(judge(Need::Role(Role::Admin), Role::Developer), Verdict::Deny);
-        assert_eq!(judge(Need::Role(Role::Viewer), Role::Viewer), Verdict::Allow);
+        assert_eq!(
+            judge(Need::Role(Role::Admin), Role::Developer),
+            Verdict::Deny
+        );
+        assert_eq!(
+            judge(Need::Role(Role::Viewer), Role::Viewer),
+            Verdict::Allow
+        );
     }
 
     #[test]
@@ -73,7 +79,9 @@ mod tests {
         let rules = crate::web::RULES;
         for (i, a) in rules.iter().enumerate() {
             assert!(
-                !rules[i + 1..].iter().any(|b| a.method == b.method && a.path == b.path),
+                !rules[i + 1..]
+                    .iter()
+                    .any(|b| a.method == b.method && a.path == b.path),
                 "{} {} twice",
                 a.method,
                 a.path

@@ -155,8 +155,15 @@ pub async fn export_csv(
         .from_writer(Vec::new());
     let csv_err = |e: csv::Error| WebError::Internal(e.to_string());
     w.write_record([
-        "time", "actor_kind", "actor", "action", "target_kind", "target", "details",
-        "client_address", "user_agent",
+        "time",
+        "actor_kind",
+        "actor",
+        "action",
+        "target_kind",
+        "target",
+        "details",
+        "client_address",
+        "user_agent",
     ])
     .map_err(csv_err)?;
     loop {
@@ -173,8 +180,12 @@ pub async fn export_csv(
                 r.client_addr.clone().unwrap_or_default(),
                 r.user_agent.clone().unwrap_or_default(),
             ];
-            w.write_record(cells.iter().map(|c| super::usage_csv::defuse(c).into_owned()))
-                .map_err(csv_err)?;
+            w.write_record(
+                cells
+                    .iter()
+                    .map(|c| super::usage_csv::defuse(c).into_owned()),
+            )
+            .map_err(csv_err)?;
         }
         match page.next {
             Some(n) => f.before = Some(n),

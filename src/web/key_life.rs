@@ -212,7 +212,11 @@ pub async fn retire(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
-    let message = match state.store.retire_previous(user.id(), key.id, &user.actor).await {
+    let message = match state
+        .store
+        .retire_previous(user.id(), key.id, &user.actor)
+        .await
+    {
         Ok(()) => "The previous secret is retired: requests with it now fail.",
         Err(StoreError::NotFound) => "There is no previous secret to retire.",
         Err(e) => return Err(e.into()),

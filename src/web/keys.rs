@@ -239,7 +239,11 @@ pub async fn create(
         return Ok(see_other("/keys"));
     }
     let token = ApiToken::generate();
-    match state.store.create_key(user.id(), &spec, &token, &user.actor).await {
+    match state
+        .store
+        .create_key(user.id(), &spec, &token, &user.actor)
+        .await
+    {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
             reveal(&user, &req, spec.name, &token, false)
@@ -313,7 +317,11 @@ pub async fn update(
         Ok(spec) => spec,
         Err(errors) => return render_form_errors(&state, &user, Some(key.id), input, *errors),
     };
-    match state.store.update_key(user.id(), key.id, &spec, &user.actor).await {
+    match state
+        .store
+        .update_key(user.id(), key.id, &spec, &user.actor)
+        .await
+    {
         Ok(()) => {
             user.session
                 .set_flash(&format!("Saved changes to “{}”.", spec.name))?;
@@ -395,7 +403,10 @@ pub async fn delete(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
-    state.store.revoke_key(user.id(), key.id, &user.actor).await?;
+    state
+        .store
+        .revoke_key(user.id(), key.id, &user.actor)
+        .await?;
     tracing::info!(account_id = user.id(), key_id = key.id, "key revoked");
     user.session.set_flash(&format!(
         "Deleted “{}”. Requests with its token now fail.",

@@ -228,7 +228,10 @@ pub async fn revoke(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
-    let name = state.store.revoke_management_key(user.id(), &id, &user.actor).await?;
+    let name = state
+        .store
+        .revoke_management_key(user.id(), &id, &user.actor)
+        .await?;
     tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key revoked");
     user.session.set_flash(&format!(
         "Revoked “{name}”. Requests with its token now fail."

@@ -123,7 +123,8 @@ pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<Http
 }
 
 fn role_field(user: &Dashboard, form: &CsrfForm) -> WebResult<Role> {
-    let role = Role::parse(form.get("role")).ok_or_else(|| WebError::BadRequest("Choose a role.".into()))?;
+    let role = Role::parse(form.get("role"))
+        .ok_or_else(|| WebError::BadRequest("Choose a role.".into()))?;
     if !user.role.may_manage(role) {
         return Err(WebError::Forbidden);
     }
@@ -150,7 +151,14 @@ pub async fn invite(
     let token = VerifyToken::generate();
     state
         .store
-        .create_invitation(user.workspace(), &email, role, &token.hash(), &user.actor, user.user)
+        .create_invitation(
+            user.workspace(),
+            &email,
+            role,
+            &token.hash(),
+            &user.actor,
+            user.user,
+        )
         .await?;
     let path = format!("/invitations/{}", token.expose());
     // Mail only with the operator's `public_base_url`: never a link built from the
@@ -217,7 +225,9 @@ pub async fn remove(
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
     if target == user.user {
-        return Err(WebError::BadRequest("To leave, use Leave this workspace.".into()));
+        return Err(WebError::BadRequest(
+            "To leave, use Leave this workspace.".into(),
+        ));
     }
     manageable(&state, &user, target).await?;
     match state
@@ -352,7 +362,8 @@ pub async fn revoke_invitation(
         .store
         .revoke_invitation(user.workspace(), id, &user.actor)
         .await?;
-    user.session.set_flash("Invitation revoked: its link no longer works.")?;
+    user.session
+        .set_flash("Invitation revoked: its link no longer works.")?;
     Ok(see_other("/members"))
 }
 
@@ -419,7 +430,8 @@ pub async fn accept(
     {
         Ok(ws) => {
             user.session.set_workspace(ws.0)?;
-            user.session.set_flash("Welcome: you joined the workspace.")?;
+            user.session
+                .set_flash("Welcome: you joined the workspace.")?;
             Ok(see_other("/keys"))
         }
         Err(Refusal::NotOpen) => Err(WebError::BadRequest(NOT_OPEN.into())),

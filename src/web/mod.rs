@@ -34,8 +34,8 @@ use crate::domain::audit::Actor;
 use crate::domain::team::{Role, UserId, WorkspaceId};
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
-use crate::store::members::MembershipRow;
 use crate::store::key_secrets::LeakedSecret;
+use crate::store::members::MembershipRow;
 use error::WebError;
 use session::TypedSession;
 
@@ -54,8 +54,8 @@ macro_rules! dashboard_routes {
     };
 }
 
-use access::Need::{OwnKey, Public, Role as At};
 use crate::domain::team::Role::{Admin, Developer, Viewer};
+use access::Need::{OwnKey, Public, Role as At};
 
 dashboard_routes! {
     get "/" => home::index, Public;

@@ -222,7 +222,10 @@ pub async fn resend(
             let email = Email::parse(email)
                 .map_err(|e| WebError::Internal(format!("stored email: {e}")))?;
             mail_link(&state, user.user.0, &email, &token);
-            tracing::info!(account_id = user.user.0, "verification mail requested again");
+            tracing::info!(
+                account_id = user.user.0,
+                "verification mail requested again"
+            );
             user.session.set_flash(&format!(
                 "We sent a new verification link to {email}. It works for 24 hours.",
                 email = email.as_str()

@@ -71,13 +71,18 @@ async fn team() -> Team {
 async fn member_id(app: &TestApp, email: &str) -> i64 {
     let html = app.get_html("/members").await;
     let row = &html[html.find(&format!("{email}</td>")).expect("member listed")..];
-    between(row, "action=\"/members/", "/role").unwrap().parse().unwrap()
+    between(row, "action=\"/members/", "/role")
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// The current workspace's id, from the Members page.
 async fn workspace_id(app: &TestApp) -> String {
     let html = app.get_html("/members").await;
-    between(&html, "Workspace id: <code>", "</code>").unwrap().to_owned()
+    between(&html, "Workspace id: <code>", "</code>")
+        .unwrap()
+        .to_owned()
 }
 
 /// What each route needs, as this test expects it. The server's table must say exactly the
@@ -209,10 +214,7 @@ async fn every_route_is_enforced_for_every_role() {
                 };
                 if allowed {
                     assert_ne!(status, 403, "{role} may {method} {path}");
-                    let to_login = r
-                        .headers()
-                        .get("location")
-                        .is_some_and(|l| l == "/login");
+                    let to_login = r.headers().get("location").is_some_and(|l| l == "/login");
                     assert!(!to_login, "{role} {method} {path} kept the session");
                 } else {
                     assert_eq!(status, 403, "{role} must not {method} {path}");
@@ -230,7 +232,10 @@ async fn pages_offer_only_what_the_role_may_do() {
     let viewer = t.members[0].get_html("/keys").await;
     assert!(viewer.contains("owner-key"));
     assert!(!viewer.contains("/edit\""), "no Edit for viewers");
-    assert!(!viewer.contains("href=\"/keys/new\""), "no New key for viewers");
+    assert!(
+        !viewer.contains("href=\"/keys/new\""),
+        "no New key for viewers"
+    );
     assert!(!viewer.contains("/delete\""), "no Delete for viewers");
     let dev = t.members[1].get_html("/keys").await;
     assert!(dev.contains("href=\"/keys/new\""));
@@ -238,8 +243,14 @@ async fn pages_offer_only_what_the_role_may_do() {
     t.members[1].create_key("dev-key", &[]).await;
     let dev = t.members[1].get_html("/keys").await;
     assert_eq!(dev.matches("/edit\"").count(), 1, "only their own key");
-    assert!(!t.members[1].get_html("/members").await.contains("/remove\""));
-    assert!(t.members[2].get_html("/members").await.contains("/remove\""));
+    assert!(!t.members[1]
+        .get_html("/members")
+        .await
+        .contains("/remove\""));
+    assert!(t.members[2]
+        .get_html("/members")
+        .await
+        .contains("/remove\""));
     // The top bar says which workspace is current, and switches.
     let html = t.members[0].get_html("/keys").await;
     assert!(html.contains(&format!("selected>{} (Viewer)", t.emails[3])));
@@ -256,7 +267,13 @@ async fn invitations_are_one_use_expire_can_be_revoked_and_need_the_invited_emai
     assert_eq!(mallory.post_form(&path, "/keys", &[]).await.status(), 403);
     assert!(mallory.get_html(&path).await.contains("another email"));
     // Malformed links are 404 before any SQL: NUL, too long, other alphabets.
-    for bad in ["%00", "AAAA%00AAAA", &"A".repeat(5000), "..%2F..%2Fetc", "%E2%80%AE"] {
+    for bad in [
+        "%00",
+        "AAAA%00AAAA",
+        &"A".repeat(5000),
+        "..%2F..%2Fetc",
+        "%E2%80%AE",
+    ] {
         let r = mallory.get(&format!("/invitations/{bad}")).await;
         assert_eq!(r.status(), 404, "{bad}");
         let csrf = csrf_of(&mallory.get_html("/keys").await);
@@ -271,7 +288,10 @@ async fn invitations_are_one_use_expire_can_be_revoked_and_need_the_invited_emai
     }
     // A well-formed unknown token says the link is not valid.
     assert_eq!(
-        mallory.get(&format!("/invitations/{}", "B".repeat(43))).await.status(),
+        mallory
+            .get(&format!("/invitations/{}", "B".repeat(43)))
+            .await
+            .status(),
         400
     );
     // Bob accepts once; the second use fails.
@@ -281,7 +301,9 @@ async fn invitations_are_one_use_expire_can_be_revoked_and_need_the_invited_emai
     let carol_email = format!("carol-{owner}");
     let path = invite(&app, &carol_email, "viewer").await;
     let html = app.get_html("/members").await;
-    let id = between(&html, "action=\"/invitations/", "/revoke").unwrap().to_owned();
+    let id = between(&html, "action=\"/invitations/", "/revoke")
+        .unwrap()
+        .to_owned();
     let r = app
         .post_form(&format!("/invitations/{id}/revoke"), "/members", &[])
         .await;
@@ -344,7 +366,10 @@ async fn removing_a_member_ends_their_access_at_once_and_offboarding_rolls_their
     assert_eq!(r.status(), 404, "cannot switch back");
     // Their key keeps working until rolled.
     assert_eq!(t.app.echo(&token, "still works").await.status(), 200);
-    let html = t.app.get_html(&format!("/members/{dev_id}/offboarding")).await;
+    let html = t
+        .app
+        .get_html(&format!("/members/{dev_id}/offboarding"))
+        .await;
     assert!(html.contains("dev-key"));
     assert!(html.contains("created"));
     let r = t
@@ -382,8 +407,12 @@ async fn the_audit_log_records_each_event_with_its_actor() {
         )
         .await;
     assert_eq!(r.status(), 303);
-    owner.post_form(&format!("/keys/{id}/disable"), "/keys", &[]).await;
-    owner.post_form(&format!("/keys/{id}/enable"), "/keys", &[]).await;
+    owner
+        .post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+        .await;
+    owner
+        .post_form(&format!("/keys/{id}/enable"), "/keys", &[])
+        .await;
     let r = owner
         .post_form(
             &format!("/keys/{id}/roll"),
@@ -393,7 +422,9 @@ async fn the_audit_log_records_each_event_with_its_actor() {
         .await;
     assert_eq!(r.status(), 200);
     let rolled = token_of(&r.text().await.unwrap()).unwrap();
-    owner.post_form(&format!("/keys/{id}/retire"), &format!("/keys/{id}"), &[]).await;
+    owner
+        .post_form(&format!("/keys/{id}/retire"), &format!("/keys/{id}"), &[])
+        .await;
     let mk = management_key(owner, "terraform", false).await;
     let (status, created) = call(
         owner,
@@ -414,9 +445,14 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     )
     .await;
     assert_eq!(status, 200);
-    owner.post_form(&format!("/keys/{id}/delete"), "/keys", &[]).await;
+    owner
+        .post_form(&format!("/keys/{id}/delete"), "/keys", &[])
+        .await;
     let other = spawn_clone(owner);
-    assert_eq!(other.login(&t.emails[3], "wrong password!").await.status(), 401);
+    assert_eq!(
+        other.login(&t.emails[3], "wrong password!").await.status(),
+        401
+    );
     assert_eq!(other.login(&t.emails[3], PASSWORD).await.status(), 303);
     let db = owner.db_url.clone();
     let ws = workspace_id(owner).await;
@@ -429,7 +465,11 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Walk every page two at a time.
     let mut events: Vec<Value> = Vec::new();
@@ -452,7 +492,10 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     }
     let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len(), "no event twice");
-    let actions: BTreeSet<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     for a in [
         "member.invited",
         "member.joined",
@@ -482,14 +525,20 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     assert_eq!(edit["details"]["changes"]["name"]["from"], "prod");
     assert_eq!(edit["details"]["changes"]["name"]["to"], "production");
     assert_eq!(edit["details"]["changes"]["rpm_limit"]["to"], 60);
-    assert!(edit["details"]["changes"].get("region").is_none(), "only what changed");
+    assert!(
+        edit["details"]["changes"].get("region").is_none(),
+        "only what changed"
+    );
     assert!(edit["target"]["id"].as_str().unwrap().starts_with("key_"));
     assert_eq!(edit["actor"]["client_address"], "127.0.0.1");
     let api_edit = find("key.edited", "ci-2");
     assert_eq!(api_edit["actor"]["type"], "management_key");
     assert_eq!(api_edit["actor"]["label"], "terraform");
     assert_eq!(api_edit["target"]["id"], ci.as_str());
-    let grant = events.iter().find(|e| e["action"] == "credits.granted").unwrap();
+    let grant = events
+        .iter()
+        .find(|e| e["action"] == "credits.granted")
+        .unwrap();
     assert_eq!(grant["actor"]["type"], "cli");
     assert_eq!(grant["details"]["amount"], "3.00");
     // Never a secret.
@@ -514,7 +563,14 @@ async fn the_audit_log_records_each_event_with_its_actor() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["key.edited", "key.created"]);
-    let (_, page) = call(owner, Method::GET, "/api/v1/audit?action=login.failed", &mk, None).await;
+    let (_, page) = call(
+        owner,
+        Method::GET,
+        "/api/v1/audit?action=login.failed",
+        &mk,
+        None,
+    )
+    .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
     for (q, param) in [
         ("cursor=abc", "cursor"),
@@ -534,8 +590,14 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     let stranger = spawn_clone(owner);
     stranger.signed_up().await;
     let smk = management_key(&stranger, "s", true).await;
-    let (status, _) =
-        call(&stranger, Method::GET, &format!("/api/v1/audit?key={ci}"), &smk, None).await;
+    let (status, _) = call(
+        &stranger,
+        Method::GET,
+        &format!("/api/v1/audit?key={ci}"),
+        &smk,
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     let (_, page) = call(&stranger, Method::GET, "/api/v1/audit", &smk, None).await;
     assert!(page["data"]
@@ -554,10 +616,18 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     use sqlx::Connection;
     let refused = if is_postgres() {
         let mut c = sqlx::PgConnection::connect(&owner.db_url).await.unwrap();
-        sqlx::query("update audit_events set action = 'x'").execute(&mut c).await.is_err()
+        sqlx::query("update audit_events set action = 'x'")
+            .execute(&mut c)
+            .await
+            .is_err()
     } else {
-        let mut c = sqlx::SqliteConnection::connect(&owner.db_url).await.unwrap();
-        sqlx::query("update audit_events set action = 'x'").execute(&mut c).await.is_err()
+        let mut c = sqlx::SqliteConnection::connect(&owner.db_url)
+            .await
+            .unwrap();
+        sqlx::query("update audit_events set action = 'x'")
+            .execute(&mut c)
+            .await
+            .is_err()
     };
     assert!(refused, "audit rows cannot be updated");
 }
@@ -594,12 +664,20 @@ async fn migration_makes_each_account_the_owner_of_its_workspace() {
     }
     if is_postgres() {
         let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-        run!(sqlx::PgConnection, sqlx::migrate!("./migrations/postgres"), opts);
+        run!(
+            sqlx::PgConnection,
+            sqlx::migrate!("./migrations/postgres"),
+            opts
+        );
     } else {
         let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
             .unwrap()
             .create_if_missing(true);
-        run!(sqlx::SqliteConnection, sqlx::migrate!("./migrations/sqlite"), opts);
+        run!(
+            sqlx::SqliteConnection,
+            sqlx::migrate!("./migrations/sqlite"),
+            opts
+        );
     }
     let store = lowrouter::store::Store::connect(&url).await.unwrap();
     use lowrouter::domain::team::{Role, UserId, WorkspaceId};
@@ -609,7 +687,10 @@ async fn migration_makes_each_account_the_owner_of_its_workspace() {
             Some(Role::Owner)
         );
         let other = 3 - id;
-        assert_eq!(store.role_of(WorkspaceId(id), UserId(other)).await.unwrap(), None);
+        assert_eq!(
+            store.role_of(WorkspaceId(id), UserId(other)).await.unwrap(),
+            None
+        );
     }
     let a = store.account(1).await.unwrap();
     assert_eq!((a.balance, a.name.as_str()), (5_000_000, "a@example.com"));

@@ -103,7 +103,11 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
         .text()
         .await
         .unwrap();
-    assert_eq!(current, format!("{owner_email} (Developer)"), "the top bar says where");
+    assert_eq!(
+        current,
+        format!("{owner_email} (Developer)"),
+        "the top bar says where"
+    );
     let token = create_key(
         &dev,
         &NewKey {
@@ -135,7 +139,9 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
             .await
             .unwrap()
             .unwrap();
-        href.trim_start_matches("/keys/").trim_end_matches("/edit").to_owned()
+        href.trim_start_matches("/keys/")
+            .trim_end_matches("/edit")
+            .to_owned()
     };
     viewer.goto(&format!("/keys/{key_id}/edit")).await;
     assert_eq!(viewer.h1().await, "Not allowed");
@@ -147,7 +153,11 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
         format!("/keys/{key_id}/roll"),
         "/members/invite".to_owned(),
     ] {
-        assert_eq!(forged_post(&viewer, &path).await, "Not allowed", "viewer POST {path}");
+        assert_eq!(
+            forged_post(&viewer, &path).await,
+            "Not allowed",
+            "viewer POST {path}"
+        );
     }
     viewer.close().await;
 
@@ -160,7 +170,10 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
     assert!(owner.source().await.contains("dev-key"));
     dev.goto("/keys").await;
     let html = dev.source().await;
-    assert!(!html.contains("dev-key"), "the removed developer sees nothing of it");
+    assert!(
+        !html.contains("dev-key"),
+        "the removed developer sees nothing of it"
+    );
     assert!(html.contains("no longer a member"));
     dev.close().await;
     // Their key still works until rolled; Roll all shows the new secret once.

@@ -275,7 +275,10 @@ pub async fn patch(
         .parse(&state.catalogue, today)
         .map_err(|e| field_error(&e))?;
     let store = &state.store;
-    match store.update_key(m.account_id(), key.id, &spec, &m.actor).await {
+    match store
+        .update_key(m.account_id(), key.id, &spec, &m.actor)
+        .await
+    {
         Err(StoreError::Conflict) => return Err(ApiError::invalid_param("name", NAME_TAKEN)),
         other => other.map_err(store_error(KEY))?,
     }
@@ -308,7 +311,11 @@ pub async fn delete(
     let m = authenticate(&state, &req, Intent::Write).await?;
     let key = owned(&state, &m, &path).await?;
     // Revoking a revoked key changes nothing and answers the same (a retry is safe).
-    match state.store.revoke_key(m.account_id(), key.id, &m.actor).await {
+    match state
+        .store
+        .revoke_key(m.account_id(), key.id, &m.actor)
+        .await
+    {
         Ok(()) => tracing::info!(
             account_id = m.account_id(),
             key_id = key.id,
