@@ -74,6 +74,7 @@ fn key(models: &str) -> KeyRow {
         concurrency_limit: None,
         disable_after_days: None,
         idle_from: None,
+        created_by: None,
     }
 }
 

@@ -75,7 +75,12 @@ fn batches(c: &mut Criterion) {
             disable_after_days: None,
         };
         let key = store
-            .create_key(account, &spec, &ApiToken::generate())
+            .create_key(
+                account,
+                &spec,
+                &ApiToken::generate(),
+                &lowrouter::domain::audit::Actor::cli(),
+            )
             .await
             .unwrap();
         (store, account, key)

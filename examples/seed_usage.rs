@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use clap::Parser;
+use lowrouter::domain::audit::Actor;
 use lowrouter::domain::key_form::KeySpec;
 use lowrouter::domain::{ApiToken, Credits, Email, Password};
 use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
@@ -108,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             disable_after_days: None,
         };
         let id = store
-            .create_key(account_id, &spec, &ApiToken::generate())
+            .create_key(account_id, &spec, &ApiToken::generate(), &Actor::cli())
             .await?;
         keys.push((id, name));
     }
@@ -202,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
         store.write_usage_batch(&batch).await?;
     }
     for (id, _) in keys.iter().rev().take(a.revoke) {
-        store.revoke_key(account_id, *id).await?;
+        store.revoke_key(account_id, *id, &Actor::cli()).await?;
     }
     let took = started.elapsed().as_secs_f64();
     store.close().await;

@@ -83,10 +83,17 @@ pub enum ManagementKeyCommand {
 
 #[derive(Subcommand)]
 pub enum CreditsCommand {
-    /// Add credits to an account, e.g. `--amount 25.00`.
+    /// Add credits to a workspace, e.g. `--amount 25.00`: by its id (`--workspace`, shown
+    /// on the Members page) or its founding owner's email (`--email`, their own workspace).
     Grant {
+        #[arg(
+            long,
+            required_unless_present = "workspace",
+            conflicts_with = "workspace"
+        )]
+        email: Option<String>,
         #[arg(long)]
-        email: String,
+        workspace: Option<String>,
         #[arg(long)]
         amount: String,
     },
@@ -133,20 +140,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Credits {
-            command: CreditsCommand::Grant { email, amount },
+            command:
+                CreditsCommand::Grant {
+                    email,
+                    workspace,
+                    amount,
+                },
         } => {
-            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            use crate::store::accounts::GrantTo;
+            let to = match (email, workspace) {
+                (Some(e), _) => {
+                    GrantTo::Email(Email::parse(&e).map_err(|e| anyhow::anyhow!("--email: {e}"))?)
+                }
+                (None, Some(w)) => GrantTo::Workspace(
+                    crate::domain::team::WorkspaceId::parse(&w)
+                        .ok_or_else(|| anyhow::anyhow!("--workspace: not a workspace id"))?,
+                ),
+                (None, None) => bail!("--email or --workspace is required"),
+            };
             let amount = Credits::parse(&amount).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
             if amount == Credits::ZERO {
                 bail!("--amount: must be above zero");
             }
             let store = Store::connect(&settings.database_url).await?;
-            match store.grant_credits(&email, amount).await {
-                Ok(balance) => println!(
-                    "granted {amount} credits to {}; balance is now {balance}",
-                    email.as_str()
-                ),
-                Err(StoreError::NotFound) => bail!("no account with email {}", email.as_str()),
+            let whom = match &to {
+                GrantTo::Email(e) => e.as_str().to_owned(),
+                GrantTo::Workspace(w) => format!("workspace {}", w.0),
+            };
+            let actor = crate::domain::audit::Actor::cli();
+            match store.grant_credits(&to, amount, &actor).await {
+                Ok(balance) => {
+                    println!("granted {amount} credits to {whom}; balance is now {balance}")
+                }
+                Err(StoreError::NotFound) => bail!("no account or workspace for {whom}"),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -189,7 +215,13 @@ async fn create_management_key(
     };
     let token = crate::domain::ManagementToken::generate();
     let row = store
-        .create_management_key(account.id, CreatedVia::Cli, &new, &token)
+        .create_management_key(
+            account.id,
+            CreatedVia::Cli,
+            &new,
+            &token,
+            &crate::domain::audit::Actor::cli(),
+        )
         .await?;
     eprintln!(
         "created {} management key “{}” ({}) for {}; it is shown only once:",

@@ -46,6 +46,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// Credits granted to every new account.
     pub signup_grant: Credits,
+    /// Audit events older than this many days are deleted by the hourly retention job.
+    pub audit_retention_days: u32,
     /// Replaces the built-in model catalogue.
     pub catalogue_path: Option<PathBuf>,
     /// Upstream deadlines (see `gateway::upstream`): to connect, to the response's headers
@@ -135,6 +137,7 @@ impl Default for Settings {
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 3600),
             signup_grant: Credits::from_micros(5_000_000),
+            audit_retention_days: 400,
             catalogue_path: None,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
@@ -178,6 +181,7 @@ struct FileSettings {
     cookie_secure: Option<bool>,
     session_idle_minutes: Option<u64>,
     signup_grant: Option<Credits>,
+    audit_retention_days: Option<u32>,
     catalogue_path: Option<PathBuf>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_first_byte_timeout_secs: Option<u64>,
@@ -303,6 +307,9 @@ impl Settings {
         }
         if let Some(v) = f.signup_grant {
             self.signup_grant = v;
+        }
+        if let Some(v) = f.audit_retention_days {
+            self.audit_retention_days = v.max(1);
         }
         if let Some(v) = f.catalogue_path {
             self.catalogue_path = Some(base.join(v));

@@ -92,6 +92,33 @@ impl Mailer {
                 return;
             }
         };
+        self.deliver(message, account_id, "verification");
+    }
+
+    /// Mails an invitation link (the one the inviter was shown), in the background.
+    pub fn send_invitation(&self, to: Email, workspace: String, link: String) {
+        let build = || -> anyhow::Result<Message> {
+            let text = format!(
+                "You are invited to the workspace \"{workspace}\" on LowRouter.\n\n\
+                 Open this link within 7 days, then sign in or sign up with this email address ({}):\n\n{link}\n\n\
+                 If you did not expect this, ignore this mail.\n",
+                to.as_str()
+            );
+            Ok(Message::builder()
+                .from(self.from.clone())
+                .to(to.as_str().parse()?)
+                .subject("You are invited to a LowRouter workspace")
+                .header(ContentType::TEXT_PLAIN)
+                .body(text)?)
+        };
+        match build() {
+            Ok(m) => self.deliver(m, 0, "invitation"),
+            Err(e) => tracing::error!(error = %e, "invitation mail could not be built"),
+        }
+    }
+
+    /// Sends in the background with bounded retries; logs by account id, never the link.
+    fn deliver(&self, message: Message, account_id: i64, what: &'static str) {
         let transport = self.transport.clone();
         let sessions = self.sessions.clone();
         tokio::spawn(async move {
@@ -102,15 +129,15 @@ impl Mailer {
                 };
                 match result {
                     Ok(_) => {
-                        tracing::info!(account_id, attempt, "verification mail sent");
+                        tracing::info!(account_id, attempt, what, "mail sent");
                         return;
                     }
                     Err(e) if e.is_permanent() || attempt == ATTEMPTS => {
-                        tracing::error!(account_id, attempt, error = %e, "verification mail not sent");
+                        tracing::error!(account_id, attempt, what, error = %e, "mail not sent");
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(account_id, attempt, error = %e, "verification mail failed; retrying");
+                        tracing::warn!(account_id, attempt, what, error = %e, "mail failed; retrying");
                         tokio::time::sleep(BACKOFF[attempt - 1]).await;
                     }
                 }

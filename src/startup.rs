@@ -81,7 +81,12 @@ impl Application {
         if released > 0 {
             tracing::info!(released, "released reservations left by a previous process");
         }
-        spawn_housekeeping(store.clone(), &ledger, sweep_age);
+        spawn_housekeeping(
+            store.clone(),
+            &ledger,
+            sweep_age,
+            settings.audit_retention_days,
+        );
 
         let upstreams = Upstreams::new(
             &catalogue,
@@ -331,8 +336,9 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
 /// release the holds of processes that died (PostgreSQL). Every minute: holds past the
 /// longest possible request, expired sessions, verification links a week past their
 /// expiry, idempotency keys past their 24 hours, and (PostgreSQL) rate limit minutes that
-/// are over.
-fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
+/// are over. Every hour (and at start): audit events past `audit_retention_days`.
+fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration, retention_days: u32) {
+    let retention_ms = i64::from(retention_days) * 86_400_000;
     store.start_checkpointer();
     let pg = match ledger {
         Ledger::Shared(pg) => {
@@ -345,6 +351,14 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.tick().await;
         for round in 1u64.. {
+            if round % 360 == 1 {
+                let cutoff = time_util::now_ms() - retention_ms;
+                match store.purge_audit_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "audit events past retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+                }
+            }
             tick.tick().await;
             if let Some(pg) = &pg {
                 if let Err(e) = pg.sweep_dead_instances().await {

@@ -1244,3 +1244,7 @@ async fn email_verification_pages_fit_and_work() {
     b.close().await;
     assert!(problems.is_empty(), "layout problems: {problems:#?}");
 }
+
+// Teams (issue 18): invitations, roles, removal, offboarding, audit log.
+#[path = "browser/teams.rs"]
+mod teams;

@@ -31,6 +31,12 @@ enum Target {
     ApiKey,
     /// A management key by public id (the Management keys page).
     ManagementKey,
+    /// A webhook endpoint's id (the Alerts settings page).
+    Webhook,
+    /// A person's id as a member of the current workspace (the Members page).
+    Member,
+    /// A pending invitation's id (the Members page).
+    Invitation,
 }
 
 struct Case {
@@ -132,6 +138,48 @@ const ISOLATION_TABLE: &[Case] = &[
     },
     Case {
         method: "POST",
+        pattern: "/alerts/keys/{id}/auto-disable",
+        target: Target::Key,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/alerts/webhooks/{id}/test",
+        target: Target::Webhook,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/alerts/webhooks/{id}/delete",
+        target: Target::Webhook,
+        owner_status: 303,
+    },
+    Case {
+        method: "GET",
+        pattern: "/members/{user}/offboarding",
+        target: Target::Member,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
+        pattern: "/members/{user}/role",
+        target: Target::Member,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/members/{user}/remove",
+        target: Target::Member,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
+        pattern: "/invitations/{id}/revoke",
+        target: Target::Invitation,
+        owner_status: 303,
+    },
+    Case {
+        method: "POST",
         pattern: "/keys/{id}/edit",
         target: Target::Key,
         owner_status: 303,
@@ -156,28 +204,50 @@ const ISOLATION_TABLE: &[Case] = &[
     },
 ];
 
-/// Routes with a path parameter that is not an account's id.
-const NOT_ID_ROUTES: &[(&str, &str)] =
-    &[("GET", "/static/{file}"), ("GET", "/api/v1/models/{id:.+}")];
+/// Routes with a path parameter that is not an account's id. An invitation's `{token}` is
+/// the one-time credential itself (256 bits, stored hashed): holding it is what entitles.
+/// Roll all is covered by its offboarding page's case (same lookup of the member).
+const NOT_ID_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/static/{file}"),
+    ("GET", "/api/v1/models/{id:.+}"),
+    ("GET", "/invitations/{token}"),
+    ("POST", "/invitations/{token}"),
+    ("POST", "/members/{user}/offboarding/roll-all"),
+];
 
 /// `(METHOD, path)` of every `.route("…", web::method()…)` in a routes file, prefixed with
 /// the file's `web::scope("…")` if it has one.
 fn routes_in(src: &str) -> Vec<(String, String)> {
+    // The dashboard's table (`dashboard_routes!`): `get "/path" => handler, rule;`.
+    let table = src.lines().filter_map(|line| {
+        let line = line.trim();
+        let (method, rest) = line.split_once(' ')?;
+        if !matches!(method, "get" | "post") || !rest.starts_with('"') || !rest.contains("=>") {
+            return None;
+        }
+        let path = rest[1..].split('"').next()?;
+        Some((method.to_uppercase(), path.to_owned()))
+    });
+    let mut found: Vec<(String, String)> = table.collect();
     let scope = between(src, "web::scope(\"", "\"").unwrap_or("");
     // `.route(` then the path's literal, on the same line or (as rustfmt wraps long ones)
     // the next.
-    src.split(".route(")
-        .skip(1)
-        .map(|piece| {
-            let piece = piece
-                .trim_start()
-                .strip_prefix('"')
-                .expect("route path is a literal");
-            let path = piece.split('"').next().unwrap();
-            let method = between(piece, "web::", "()").expect("route has a method guard");
-            (method.to_uppercase(), format!("{scope}{path}"))
-        })
-        .collect()
+    found.extend(
+        src.split(".route(")
+            .skip(1)
+            // The table's own registration: `cfg.route($path, …)`.
+            .filter(|piece| !piece.trim_start().starts_with('$'))
+            .map(|piece| {
+                let piece = piece
+                    .trim_start()
+                    .strip_prefix('"')
+                    .expect("route path is a literal");
+                let path = piece.split('"').next().unwrap();
+                let method = between(piece, "web::", "()").expect("route has a method guard");
+                (method.to_uppercase(), format!("{scope}{path}"))
+            }),
+    );
+    found
 }
 
 /// The routes as the source declares them; the table must cover every one with an id.
@@ -283,6 +353,16 @@ async fn account_state(db: &Db, id: i64) -> Vec<String> {
         ))
         .await,
     );
+    // Teams and alerts: members and their roles, invitations, webhook endpoints and what
+    // they were sent.
+    for sql in [
+        format!("select cast(user_id as text) || '|' || role from workspace_members where account_id = {id} order by user_id"),
+        format!("select cast(id as text) || '|' || coalesce(cast(revoked_at as text), '-') from invitations where account_id = {id} order by id"),
+        format!("select cast(id as text) || '|' || url || '|' || coalesce(cast(deleted_at as text), '-') from webhook_endpoints where account_id = {id} order by id"),
+        format!("select cast(count(*) as text) from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id where e.account_id = {id}"),
+    ] {
+        s.extend(db.texts(&sql).await);
+    }
     s
 }
 
@@ -296,7 +376,12 @@ async fn send_case(
     c: &Case,
     id: &str,
 ) -> (u16, String) {
-    let url = server.url(&c.pattern.replace("{id}", id).replace("{generation_id}", id));
+    let url = server.url(
+        &c.pattern
+            .replace("{id}", id)
+            .replace("{generation_id}", id)
+            .replace("{user}", id),
+    );
     let req = match c.method {
         "GET" => who.client.get(&url),
         "POST" if c.pattern.starts_with("/api/v1/") => {
@@ -309,6 +394,7 @@ async fn send_case(
                 ("name", "pwned"),
                 ("daily_limit", "99999"),
                 ("models", "lowrouter/echo"),
+                ("role", "viewer"),
             ])
         }
         "PATCH" => who.client.patch(&url).json(&serde_json::json!({
@@ -332,7 +418,14 @@ async fn send_case(
 async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = fresh_database(dir.path()).await;
-    let server = Server::start(dir.path(), &db_url, "isolation", &[]).await;
+    // Webhook endpoints on loopback are allowed here: the endpoints below only need to exist.
+    let server = Server::start(
+        dir.path(),
+        &db_url,
+        "isolation",
+        &[("LOWROUTER_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")],
+    )
+    .await;
     let db = Db(db_url);
     let api = api_client();
 
@@ -386,6 +479,63 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
         .await
         .remove(0);
 
+    // A webhook endpoint, a second member (invited as a developer, joined) and a pending
+    // invitation of the owner's workspace.
+    let r = owner
+        .post_form(
+            "/alerts/webhooks",
+            "/alerts/settings",
+            &[
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", "limit.threshold"),
+            ],
+        )
+        .await;
+    assert!(
+        r.status().is_success() || r.status() == 303,
+        "endpoint saved"
+    );
+    let webhook_id = db
+        .i64(&format!(
+            "select min(id) from webhook_endpoints where account_id = {owner_id}"
+        ))
+        .await
+        .to_string();
+    let member = Browser::new(&server);
+    let member_email = member.signed_up().await;
+    let invite = owner
+        .post_form(
+            "/members/invite",
+            "/members",
+            &[("email", member_email.as_str()), ("role", "developer")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let link = between(&invite, "/invitations/", "\"")
+        .map(|t| format!("/invitations/{t}"))
+        .expect("the invitation link is shown to the inviter");
+    let r = member.post_form(&link, &link, &[]).await;
+    assert!(
+        r.status().is_success() || r.status() == 303,
+        "invitation accepted"
+    );
+    let member_id = db.account_id(&member_email).await.to_string();
+    owner
+        .post_form(
+            "/members/invite",
+            "/members",
+            &[("email", "pending@example.com"), ("role", "viewer")],
+        )
+        .await;
+    let invitation_id = db
+        .i64(&format!(
+            "select min(id) from invitations where account_id = {owner_id} and accepted_at is null"
+        ))
+        .await
+        .to_string();
+
     // The intruder: signed in, with keys of its own and valid CSRF tokens.
     let intruder = Browser::new(&server);
     intruder.signed_up().await;
@@ -413,6 +563,13 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
                 vec![owner_mk_id.clone()],
                 "mk_AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
             ),
+            Target::Webhook => (vec![webhook_id.clone()], "987654321".to_owned()),
+            // The owner is a member of their own workspace too.
+            Target::Member => (
+                vec![member_id.clone(), owner_id.to_string()],
+                "987654321".to_owned(),
+            ),
+            Target::Invitation => (vec![invitation_id.clone()], "987654321".to_owned()),
         };
         let (missing_status, missing_body) =
             send_case(&server, &intruder, intruder_bearers, c, &missing).await;
@@ -457,6 +614,9 @@ async fn another_account_gets_404_on_every_id_route_and_nothing_changes() {
             Target::Generation => generation.clone(),
             Target::ApiKey => api_key_id.clone(),
             Target::ManagementKey => owner_mk_id.clone(),
+            Target::Webhook => webhook_id.clone(),
+            Target::Member => member_id.clone(),
+            Target::Invitation => invitation_id.clone(),
         };
         let (status, _) = send_case(&server, &owner, owner_bearers, c, &id).await;
         assert_eq!(status, c.owner_status, "owner: {} {}", c.method, c.pattern);

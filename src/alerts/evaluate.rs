@@ -11,6 +11,7 @@ use tokio::sync::{watch, Notify};
 
 use super::event::emit;
 use super::{Feed, KeyTouch};
+use crate::domain::audit::Actor;
 use crate::domain::time_util;
 use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::{Result, Store};
@@ -214,7 +215,12 @@ async fn spike(
         && auto
     {
         store
-            .set_key_status(key.account_id, key.id, KeySwitch::Disabled)
+            .set_key_status(
+                key.account_id,
+                key.id,
+                KeySwitch::Disabled,
+                &Actor::system(),
+            )
             .await?;
         tracing::warn!(key_id = key.id, "key disabled on a spend spike");
     }

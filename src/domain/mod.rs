@@ -1,6 +1,7 @@
 //! Domain types: values that exist are valid. Input is parsed into these at the edge
 //! (forms, CLI, config, HTTP headers) and the rest of the code never re-checks it.
 
+pub mod audit;
 pub mod client_hint;
 pub mod credits;
 pub mod email;
@@ -9,6 +10,7 @@ pub mod key_name;
 pub mod password;
 pub mod public_id;
 pub mod roll_form;
+pub mod team;
 pub mod text;
 pub mod time_util;
 pub mod token;

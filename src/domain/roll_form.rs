@@ -13,6 +13,24 @@ pub enum Retirement {
     Now,
 }
 
+impl Retirement {
+    /// For the audit log: how the previous secret retires.
+    pub fn describe(&self) -> String {
+        match self {
+            Retirement::WhenQuiet {
+                quiet_ms,
+                deadline_ms,
+            } => format!(
+                "when quiet for {} min, at the latest {}",
+                quiet_ms / 60_000,
+                super::time_util::format_rfc3339(*deadline_ms)
+            ),
+            Retirement::At(t) => format!("at {}", super::time_util::format_rfc3339(*t)),
+            Retirement::Now => "now".into(),
+        }
+    }
+}
+
 /// Quiet period when the form leaves it empty: 60 minutes.
 pub const DEFAULT_QUIET_MINUTES: &str = "60";
 /// Deadline of a "when quiet" retirement when the form leaves it empty: 7 days.

@@ -68,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/keys/{id}", web::delete().to(management::keys::delete))
             .route("/keys/{id}/roll", web::post().to(management::roll::roll))
             .route("/usage", web::get().to(management::usage::list))
+            .route("/audit", web::get().to(management::audit::list))
             .route("/openapi.json", web::get().to(openapi::openapi_json))
             .default_service(web::to(not_found)),
     );

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::management::{body, keys, roll, usage};
+use super::management::{audit, body, keys, roll, usage};
 use super::{chat, info, leaks};
 
 /// The gateway's error shape.
@@ -63,10 +63,12 @@ impl Modify for BearerSchemes {
         chat::completions, chat::embeddings, info::models, info::model, info::key, info::credits,
         info::generation, info::generation_by_query, leaks::report,
         keys::list, keys::create, keys::get, keys::patch, keys::delete, roll::roll, usage::list,
+        audit::list,
         openapi_json
     ),
     components(schemas(ErrorBody, ErrorDetail, ReplayBody, body::KeyObject, body::Amount,
-        body::PreviousSecret, body::RollKey)),
+        body::PreviousSecret, body::RollKey, audit::AuditObject, audit::AuditActor,
+        audit::AuditTarget, audit::AuditList)),
     modifiers(&BearerSchemes),
     tags((name = "gateway", description = "Inference, with an API key"),
          (name = "management", description = "Keys and usage, with a management key"))

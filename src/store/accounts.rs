@@ -2,7 +2,12 @@
 
 use sqlx::FromRow;
 
-use super::{conflict_on_unique, email_tokens, on_read, on_write, Result, Store, StoreError};
+use super::audit::{insert_audit, AuditEvent};
+use super::{
+    conflict_on_unique, email_tokens, members, on_read, on_write, Result, Store, StoreError,
+};
+use crate::domain::audit::{Action, Actor};
+use crate::domain::team::WorkspaceId;
 use crate::domain::{time_util, Credits, Email, TokenHash};
 
 #[derive(Debug, Clone, FromRow)]
@@ -15,10 +20,13 @@ pub struct AccountRow {
     /// When the account proved its email address; `None` only for an account that signed
     /// up with `require_email_verification` on and has not yet opened its link.
     pub email_verified_at: Option<i64>,
+    /// The workspace's name (this row is the workspace too: migration 0013).
+    pub name: String,
 }
 
 /// The columns of [`AccountRow`].
-const ACCOUNT_COLUMNS: &str = "id, email, password_hash, balance, reserved, email_verified_at";
+const ACCOUNT_COLUMNS: &str =
+    "id, email, password_hash, balance, reserved, email_verified_at, name";
 
 impl AccountRow {
     pub fn email_verified(&self) -> bool {
@@ -42,17 +50,21 @@ impl Store {
     ) -> Result<i64> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
-            sqlx::query_scalar::<_, i64>(
-                "insert into accounts (email, password_hash, balance, created_at, email_verified_at) \
-                 values ($1, $2, $3, $4, $4) returning id",
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(
+                "insert into accounts (email, password_hash, balance, created_at, email_verified_at, name) \
+                 values ($1, $2, $3, $4, $4, $1) returning id",
             )
             .bind(email.as_str())
             .bind(password_hash)
             .bind(grant.micros())
             .bind(now)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
-            .map_err(conflict_on_unique)
+            .map_err(conflict_on_unique)?;
+            sqlx::query(members::INSERT_OWNER).bind(id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(id)
         })
     }
 
@@ -69,7 +81,7 @@ impl Store {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let id = sqlx::query_scalar::<_, i64>(
-                "insert into accounts (email, password_hash, balance, created_at) values ($1, $2, 0, $3) returning id",
+                "insert into accounts (email, password_hash, balance, created_at, name) values ($1, $2, 0, $3, $1) returning id",
             )
             .bind(email.as_str())
             .bind(password_hash)
@@ -77,6 +89,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(conflict_on_unique)?;
+            sqlx::query(members::INSERT_OWNER).bind(id).bind(now).execute(&mut *tx).await?;
             sqlx::query(email_tokens::INSERT_TOKEN)
                 .bind(&token.0)
                 .bind(id)
@@ -110,16 +123,42 @@ impl Store {
         })
     }
 
-    /// Adds credits; returns the new settled balance.
-    pub async fn grant_credits(&self, email: &Email, amount: Credits) -> Result<Credits> {
+    /// Adds credits to a workspace (by its id, or its founding owner's email); returns the
+    /// new settled balance. The grant and its audit event commit together.
+    pub async fn grant_credits(
+        &self,
+        to: &GrantTo,
+        amount: Credits,
+        actor: &Actor,
+    ) -> Result<Credits> {
+        let (id, email) = match to {
+            GrantTo::Workspace(id) => (id.0, ""),
+            GrantTo::Email(e) => (0, e.as_str()),
+        };
         on_write!(self, pool => {
-            sqlx::query_scalar::<_, i64>("update accounts set balance = balance + $1 where email = $2 returning balance")
-                .bind(amount.micros())
-                .bind(email.as_str())
-                .fetch_optional(pool)
-                .await?
-                .map(Credits::from_micros)
-                .ok_or(StoreError::NotFound)
+            let mut tx = pool.begin().await?;
+            let (account_id, balance) = sqlx::query_as::<_, (i64, i64)>(
+                "update accounts set balance = balance + $1 where id = $2 or email = $3 returning id, balance",
+            )
+            .bind(amount.micros())
+            .bind(id)
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::CreditsGranted)
+                .details(serde_json::json!({ "amount": amount.to_string() }));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(Credits::from_micros(balance))
         })
     }
+}
+
+/// Where `credits grant` puts the credits.
+#[derive(Debug, Clone)]
+pub enum GrantTo {
+    Workspace(WorkspaceId),
+    /// The workspace this person founded (their own), as before workspaces.
+    Email(Email),
 }

@@ -35,8 +35,9 @@ impl Store {
         token: &ApiToken,
         idempotency_key: &str,
         request_hash: &str,
+        actor: &crate::domain::audit::Actor,
     ) -> Result<Created> {
-        let new = NewKey::new(account_id, spec, token);
+        let new = NewKey::new(account_id, spec, token, actor);
         let outcome: Result<std::result::Result<i64, Earlier>> = on_write!(self, pool => {
             async {
                 let mut tx = pool.begin().await?;

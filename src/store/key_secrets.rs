@@ -15,7 +15,9 @@
 
 use sqlx::FromRow;
 
+use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
+use crate::domain::audit::{Action, Actor, Target};
 pub use crate::domain::roll_form::Retirement;
 use crate::domain::time_util;
 use crate::domain::token::{masked, ApiToken, TokenHash};
@@ -123,7 +125,7 @@ pub enum LeakVerdict {
 }
 
 pub(crate) const INSERT_SECRET: &str = "insert into key_secrets \
-    (key_id, token_hash, token_prefix, token_last4, created_at) values ($1, $2, $3, $4, $5)";
+    (key_id, token_hash, token_prefix, token_last4, created_at, created_by) values ($1, $2, $3, $4, $5, $6)";
 
 impl Store {
     /// How a usage row's secret (`key_id`, its last four) is shown: `lr-sk-Ab3d…x9Qz`, from
@@ -192,6 +194,7 @@ impl Store {
         key_id: i64,
         token: &ApiToken,
         retire: Retirement,
+        actor: &Actor,
     ) -> Result<()> {
         let now = time_util::now_ms();
         let select = format!(
@@ -199,21 +202,18 @@ impl Store {
         );
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let locked = sqlx::query(
+            let name: String = sqlx::query_scalar(
                 "update api_keys set token_hash = $1, token_prefix = $2, token_last4 = $3 \
-                 where id = $4 and account_id = $5 and status <> 'revoked'",
+                 where id = $4 and account_id = $5 and status <> 'revoked' returning name",
             )
             .bind(&token.hash().0)
             .bind(token.display_prefix())
             .bind(token.last_four())
             .bind(key_id)
             .bind(account_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?
-            .rows_affected();
-            if locked != 1 {
-                return Err(StoreError::NotFound);
-            }
+            .ok_or(StoreError::NotFound)?;
             let secrets: Vec<SecretRow> = sqlx::query_as(&select).bind(key_id).fetch_all(&mut *tx).await?;
             let current = secrets.iter().find(|s| s.is_current());
             let pending = secrets.iter().find(|s| !s.is_current() && s.is_live(now));
@@ -252,33 +252,49 @@ impl Store {
                 .bind(token.display_prefix())
                 .bind(token.last_four())
                 .bind(now)
+                .bind(actor.person())
                 .execute(&mut *tx)
                 .await?;
+            let ev = AuditEvent::new(account_id, actor, Action::KeyRolled)
+                .target(Target::key(key_id, &name))
+                .details(serde_json::json!({ "retire_previous": retire.describe() }));
+            insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
             Ok(())
         })
     }
 
     /// Retires the key's pending previous secret now. `NotFound` when there is none.
-    pub async fn retire_previous(&self, account_id: i64, key_id: i64) -> Result<()> {
+    pub async fn retire_previous(&self, account_id: i64, key_id: i64, actor: &Actor) -> Result<()> {
         let now = time_util::now_ms();
-        let done = on_write!(self, pool => {
-            sqlx::query(
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let name: String = sqlx::query_scalar(
+                "select name from api_keys where id = $1 and account_id = $2",
+            )
+            .bind(key_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let done = sqlx::query(
                 "update key_secrets set retired_at = $1 where key_id = $2 and rolled_at is not null \
-                 and retired_at is null \
-                 and exists (select 1 from api_keys k where k.id = $2 and k.account_id = $3)",
+                 and retired_at is null",
             )
             .bind(now)
             .bind(key_id)
-            .bind(account_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+            .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let ev = AuditEvent::new(account_id, actor, Action::SecretRetired)
+                .target(Target::key(key_id, &name));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Pushes the pending previous secret's deadline `by_ms` later (from now if it had none
@@ -339,15 +355,29 @@ impl Store {
             return Ok(LeakVerdict::NotLive);
         }
         on_write!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let quarantined: Option<i64> = sqlx::query_scalar(
                 "update key_secrets set quarantined_at = $1, quarantine_url = $2 \
-                 where id = $3 and quarantined_at is null",
+                 where id = $3 and quarantined_at is null returning key_id",
             )
             .bind(now)
             .bind(url)
             .bind(secret.id)
-            .execute(pool)
+            .fetch_optional(&mut *tx)
             .await?;
+            // The first report only: the audit log tells the owner where it leaked.
+            if let Some(key_id) = quarantined {
+                let (account_id, name): (i64, String) =
+                    sqlx::query_as("select account_id, name from api_keys where id = $1")
+                        .bind(key_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let ev = AuditEvent::new(account_id, &Actor::system(), Action::SecretQuarantined)
+                    .target(Target::key(key_id, &name))
+                    .details(serde_json::json!({ "url": url }));
+                insert_audit!(&mut *tx, &ev);
+            }
+            tx.commit().await?;
         });
         Ok(LeakVerdict::Live)
     }

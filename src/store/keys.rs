@@ -1,6 +1,7 @@
 //! SQL for `api_keys` (the management API's reads and writes by public id: `keys/api.rs`).
 
 mod api;
+mod backfill;
 mod gateway;
 pub(crate) mod group_read;
 
@@ -10,7 +11,9 @@ pub use gateway::{GatewayKey, GatewaySecret};
 use sqlx::FromRow;
 use time::Date;
 
+use super::audit::{insert_audit, AuditEvent};
 use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
+use crate::domain::audit::{spec_diff, Action, Actor, Target};
 use crate::domain::key_form::{name_skeleton, KeySpec};
 use crate::domain::public_id::KeyPublicId;
 use crate::domain::token::masked;
@@ -94,7 +97,8 @@ impl KeyState {
 pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, token_prefix, token_last4, models, region, daily_limit, \
     monthly_limit, expires_at, status, created_at, revoked_at, last_used_at, spend_day, day_spend, \
-    spend_month, month_spend, public_id, rpm_limit, concurrency_limit, disable_after_days, idle_from";
+    spend_month, month_spend, public_id, rpm_limit, concurrency_limit, disable_after_days, idle_from, \
+    created_by";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
@@ -126,6 +130,10 @@ pub struct KeyRow {
     pub disable_after_days: Option<i64>,
     /// When an owner last restarted the idle clock (Enable, an edit).
     pub idle_from: Option<i64>,
+    /// The person who created it (None: through a management key or the CLI). Not read by
+    /// the gateway's per-request query (hence `default`: that SQL stays as it was).
+    #[sqlx(default)]
+    pub created_by: Option<i64>,
 }
 
 impl KeyRow {
@@ -203,8 +211,8 @@ impl KeyRow {
 
 pub(super) const INSERT_KEY_SQL: &str = "insert into api_keys (account_id, name, token_hash, token_prefix, \
     token_last4, models, region, daily_limit, monthly_limit, expires_at, created_at, name_skeleton, \
-    public_id, rpm_limit, concurrency_limit, disable_after_days) \
-    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) returning id";
+    public_id, rpm_limit, concurrency_limit, created_by, disable_after_days) \
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) returning id";
 
 /// A key row about to be inserted ([`INSERT_KEY_SQL`]'s parameters), with a new public id.
 pub(super) struct NewKey<'a> {
@@ -213,17 +221,25 @@ pub(super) struct NewKey<'a> {
     pub token: &'a ApiToken,
     pub public_id: KeyPublicId,
     pub now: i64,
+    /// Who creates it: `created_by` (a person) and the audit event's actor.
+    pub actor: &'a Actor,
 }
 
 impl<'a> NewKey<'a> {
-    pub fn new(account_id: i64, spec: &'a KeySpec, token: &'a ApiToken) -> Self {
+    pub fn new(account_id: i64, spec: &'a KeySpec, token: &'a ApiToken, actor: &'a Actor) -> Self {
         NewKey {
             account_id,
             spec,
             token,
             public_id: KeyPublicId::generate(),
             now: time_util::now_ms(),
+            actor,
         }
+    }
+
+    /// The person who made it, when a person did (not a management key or the CLI).
+    pub fn created_by(&self) -> Option<i64> {
+        self.actor.person()
     }
 }
 
@@ -245,14 +261,16 @@ macro_rules! bind_new_key {
             .bind($new.public_id.as_str())
             .bind($new.spec.rpm_limit.map(i64::from))
             .bind($new.spec.concurrency_limit.map(i64::from))
+            .bind($new.created_by())
             .bind($new.spec.disable_after_days.map(i64::from))
     };
 }
 pub(super) use bind_new_key;
 
 /// Inserts a [`NewKey`] and its first secret (`key_secrets`, which the gateway reads by
-/// hash) on the transaction `$tx`, in the enclosing `async` body (`?` returns its
-/// `StoreError`); evaluates to the new key's id. Every way of creating a key goes through it.
+/// hash) and its audit event on the transaction `$tx`, in the enclosing `async` body (`?`
+/// returns its `StoreError`); evaluates to the new key's id. Every way of creating a key goes
+/// through it.
 macro_rules! insert_new_key {
     ($tx:ident, $new:expr) => {{
         let id: i64 = $crate::store::keys::bind_new_key!(
@@ -268,9 +286,18 @@ macro_rules! insert_new_key {
             .bind($new.token.display_prefix())
             .bind($new.token.last_four())
             .bind($new.now)
+            .bind($new.created_by())
             .execute(&mut *$tx)
             .await
             .map_err($crate::store::conflict_on_unique)?;
+        let ev = $crate::store::audit::AuditEvent::new(
+            $new.account_id,
+            $new.actor,
+            $crate::domain::audit::Action::KeyCreated,
+        )
+        .target($crate::domain::audit::Target::key(id, &$new.spec.name))
+        .details($crate::domain::audit::spec_details($new.spec));
+        $crate::store::audit::insert_audit!(&mut *$tx, &ev);
         id
     }};
 }
@@ -295,8 +322,9 @@ impl Store {
         account_id: i64,
         spec: &KeySpec,
         token: &ApiToken,
+        actor: &Actor,
     ) -> Result<i64> {
-        let new = NewKey::new(account_id, spec, token);
+        let new = NewKey::new(account_id, spec, token, actor);
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let id = insert_new_key!(tx, new);
@@ -327,11 +355,26 @@ impl Store {
         })
     }
 
-    /// Replaces name and scoping of a live key. Spend counters stay; the idle clock
-    /// restarts (an owner just looked after the key). `Conflict` as for [`Store::create_key`].
-    pub async fn update_key(&self, account_id: i64, key_id: i64, spec: &KeySpec) -> Result<()> {
-        let done = on_write!(self, pool => {
-            sqlx::query(
+    /// Replaces name and scoping of a live key, recording the field-level diff. Spend counters
+    /// stay; the idle clock restarts (an owner just looked after the key). `Conflict` as for
+    /// [`Store::create_key`].
+    pub async fn update_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        spec: &KeySpec,
+        actor: &Actor,
+    ) -> Result<()> {
+        let select = format!("select {KEY_COLUMNS} from api_keys where id = $1 and account_id = $2 and status <> 'revoked'");
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let old: KeyRow = sqlx::query_as(&select)
+                .bind(key_id)
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let done = sqlx::query(
                 "update api_keys set name = $1, models = $2, region = $3, daily_limit = $4, monthly_limit = $5, \
                  expires_at = $6, name_skeleton = $9, rpm_limit = $10, concurrency_limit = $11, \
                  disable_after_days = $12, idle_from = $13 \
@@ -350,12 +393,18 @@ impl Store {
             .bind(spec.concurrency_limit.map(i64::from))
             .bind(spec.disable_after_days.map(i64::from))
             .bind(time_util::now_ms())
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique)?
-            .rows_affected()
-        });
-        one_row(done)
+            .rows_affected();
+            one_row(done)?;
+            let ev = AuditEvent::new(account_id, actor, Action::KeyEdited)
+                .target(Target::key(key_id, &spec.name))
+                .details(spec_diff(&old.spec(), spec));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn set_key_status(
@@ -363,95 +412,67 @@ impl Store {
         account_id: i64,
         key_id: i64,
         switch: KeySwitch,
+        actor: &Actor,
     ) -> Result<()> {
-        let done = on_write!(self, pool => {
-            // Enabling restarts the idle clock too (a key disabled for lack of use works
-            // again for its full period).
-            sqlx::query("update api_keys set status = $1, idle_from = case when $1 = 'active' then $4 else idle_from end \
-                 where id = $2 and account_id = $3 and status <> 'revoked'")
-                .bind(switch.status().as_str())
-                .bind(key_id)
-                .bind(account_id)
-                .bind(time_util::now_ms())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        one_row(done)
+        let action = match switch.status() {
+            KeyStatus::Disabled => Action::KeyDisabled,
+            _ => Action::KeyEnabled,
+        };
+        // Enabling restarts the idle clock too (a key disabled for lack of use works again
+        // for its full period).
+        self.key_change(
+            account_id,
+            key_id,
+            actor,
+            action,
+            "update api_keys set status = $1, idle_from = case when $1 = 'active' then $4 else idle_from end \
+             where id = $2 and account_id = $3 and status <> 'revoked' returning name",
+            switch.status().as_str().to_owned(),
+        )
+        .await
     }
 
     /// Revokes for good. Committed before the dashboard answers, and the gateway reads key
     /// state from the database on every request, so the next request fails.
-    pub async fn revoke_key(&self, account_id: i64, key_id: i64) -> Result<()> {
-        let now = time_util::now_ms();
-        let done = on_write!(self, pool => {
-            sqlx::query(
-                "update api_keys set status = 'revoked', revoked_at = $1 where id = $2 and account_id = $3 and status <> 'revoked'",
-            )
-            .bind(now)
-            .bind(key_id)
-            .bind(account_id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        one_row(done)
+    pub async fn revoke_key(&self, account_id: i64, key_id: i64, actor: &Actor) -> Result<()> {
+        self.key_change(
+            account_id,
+            key_id,
+            actor,
+            Action::KeyDeleted,
+            "update api_keys set status = $1, revoked_at = $4 where id = $2 and account_id = $3 \
+             and status <> 'revoked' returning name",
+            KeyStatus::Revoked.as_str().to_owned(),
+        )
+        .await
     }
 
-    /// Gives every key without a public id one: rows a previous version inserted during a
-    /// rolling upgrade (migration 0012 covers the rows that existed then). Idempotent, and
-    /// safe to run from several processes at once.
-    pub(crate) async fn backfill_public_ids(&self) -> Result<()> {
-        let ids: Vec<i64> = on_write!(self, pool => {
-            sqlx::query_scalar("select id from api_keys where public_id is null order by id")
-                .fetch_all(pool)
+    /// One `update … returning name` of a live key (`$1` the value, `$2` the key, `$3` the
+    /// account, `$4` now: each must be used, PostgreSQL cannot type an unused parameter) and
+    /// its audit event, in one transaction.
+    async fn key_change(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        actor: &Actor,
+        action: Action,
+        sql: &str,
+        value: String,
+    ) -> Result<()> {
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let name: String = sqlx::query_scalar(sql)
+                .bind(value)
+                .bind(key_id)
+                .bind(account_id)
+                .bind(time_util::now_ms())
+                .fetch_optional(&mut *tx)
                 .await?
-        });
-        for id in ids {
-            on_write!(self, pool => {
-                sqlx::query("update api_keys set public_id = $1 where id = $2 and public_id is null")
-                    .bind(KeyPublicId::generate().as_str())
-                    .bind(id)
-                    .execute(pool)
-                    .await
-                    .map(|_| ())?
-            });
-        }
-        Ok(())
-    }
-
-    /// Fills `name_skeleton` where it is missing: rows from before migration 0007, or written
-    /// by a previous version during a rolling upgrade. A live key that looks like an older
-    /// live key of its account keeps its name and gets a marked skeleton (see the migration).
-    /// Idempotent, and safe to run from several processes at once.
-    pub(crate) async fn backfill_name_skeletons(&self) -> Result<()> {
-        let rows: Vec<(i64, String)> = on_write!(self, pool => {
-            sqlx::query_as("select id, name from api_keys where name_skeleton is null order by id")
-                .fetch_all(pool)
-                .await?
-        });
-        for (id, name) in rows {
-            let skeleton = name_skeleton(&name);
-            let marked = format!("{skeleton}\u{1}{id}");
-            for value in [skeleton, marked] {
-                let set = on_write!(self, pool => {
-                    sqlx::query("update api_keys set name_skeleton = $1 where id = $2 and name_skeleton is null")
-                        .bind(&value)
-                        .bind(id)
-                        .execute(pool)
-                        .await
-                        .map(|_| ())
-                        .map_err(conflict_on_unique)
-                });
-                match set {
-                    Err(StoreError::Conflict) => continue,
-                    other => {
-                        other?;
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
+                .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, action).target(Target::key(key_id, &name));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }

@@ -3,7 +3,9 @@
 
 use sqlx::FromRow;
 
+use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
+use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::time_util;
 use crate::domain::token::{masked, ManagementToken, TokenHash};
@@ -110,6 +112,14 @@ impl ManagementKeyRow {
     }
 }
 
+fn management_target(id: i64, name: &str) -> Target {
+    Target {
+        kind: "management_key",
+        id: Some(id),
+        label: name.to_owned(),
+    }
+}
+
 /// `last_used_at` is written at most once a minute per key, not once per request.
 const LAST_USED_GRAIN_MS: i64 = 60_000;
 
@@ -120,6 +130,7 @@ impl Store {
         via: CreatedVia,
         new: &NewManagementKey,
         token: &ManagementToken,
+        actor: &Actor,
     ) -> Result<ManagementKeyRow> {
         let (created_by, created_via) = match via {
             CreatedVia::Dashboard(by) => (Some(by), "dashboard"),
@@ -130,8 +141,9 @@ impl Store {
              token_prefix, token_last4, read_only, expires_at, created_at) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning {COLUMNS}"
         );
-        Ok(on_write!(self, pool => {
-            sqlx::query_as::<_, ManagementKeyRow>(&sql)
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query_as::<_, ManagementKeyRow>(&sql)
                 .bind(ManagementKeyPublicId::generate().as_str())
                 .bind(account_id)
                 .bind(created_by)
@@ -143,9 +155,18 @@ impl Store {
                 .bind(i64::from(new.access == Access::ReadOnly))
                 .bind(new.expires_at)
                 .bind(time_util::now_ms())
-                .fetch_one(pool)
-                .await?
-        }))
+                .fetch_one(&mut *tx)
+                .await?;
+            let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyCreated)
+                .target(management_target(row.id, &row.name))
+                .details(serde_json::json!({
+                    "read_only": new.access == Access::ReadOnly,
+                    "expires_at": new.expires_at.map(time_util::format_rfc3339),
+                }));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// Every management key of the account, newest first (revoked ones included).
@@ -163,18 +184,25 @@ impl Store {
         &self,
         account_id: i64,
         id: &ManagementKeyPublicId,
+        actor: &Actor,
     ) -> Result<String> {
         on_write!(self, pool => {
-            sqlx::query_scalar::<_, String>(
+            let mut tx = pool.begin().await?;
+            let (row_id, name) = sqlx::query_as::<_, (i64, String)>(
                 "update management_keys set revoked_at = $1 where public_id = $2 and account_id = $3 \
-                 and revoked_at is null returning name",
+                 and revoked_at is null returning id, name",
             )
             .bind(time_util::now_ms())
             .bind(id.as_str())
             .bind(account_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *tx)
             .await?
-            .ok_or(StoreError::NotFound)
+            .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyDeleted)
+                .target(management_target(row_id, &name));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(name)
         })
     }
 

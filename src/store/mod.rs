@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod audit;
 pub mod email_tokens;
 mod health;
 pub mod idempotency;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod lease_book;
 pub mod ledger;
 pub mod management_keys;
+pub mod members;
 mod rate_limits;
 pub mod secrets;
 pub mod sessions;

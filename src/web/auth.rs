@@ -3,6 +3,8 @@
 //! The sign-up and log-in pages write no session (see `web::form` for their CSRF token); a
 //! session row is first written when someone actually signs in.
 
+use crate::domain::audit::{Action, Actor};
+use crate::store::audit::AuditEvent;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -213,15 +215,35 @@ pub async fn login(
             return Err(e.into());
         }
     };
+    // Logins are audited in the person's own workspace; an unknown email has none.
+    let audit = |a: &crate::store::accounts::AccountRow, action| {
+        let actor = Actor::user(a.id, &a.email).from_client(
+            state.proxies.client_ip(&req),
+            req.headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        AuditEvent::new(a.id, &actor, action)
+    };
     match account {
         Some(a) if ok => {
             state.throttle.succeeded(attempt);
+            state
+                .store
+                .record_audit(&audit(&a, Action::LoginSucceeded))
+                .await?;
             session.log_in(a.id)?;
             tracing::info!(account_id = a.id, "logged in");
             Ok(see_other("/keys"))
         }
-        _ => {
+        other => {
             drop(attempt); // a failure: it stays counted
+            if let Some(a) = &other {
+                state
+                    .store
+                    .record_audit(&audit(a, Action::LoginFailed))
+                    .await?;
+            }
             crate::metrics::login_failure();
             page.error = Some("Email or password is incorrect.".into());
             render(page, StatusCode::UNAUTHORIZED)
@@ -253,10 +275,10 @@ pub async fn log_out_others(
         .ok_or_else(|| WebError::Internal("signed in without a readable session cookie".into()))?;
     let ended = state
         .store
-        .delete_other_sessions(user.id(), &current)
+        .delete_other_sessions(user.user.0, &current)
         .await
         .map_err(crate::store::StoreError::from)?;
-    tracing::info!(account_id = user.id(), ended, "logged out other sessions");
+    tracing::info!(account_id = user.user.0, ended, "logged out other sessions");
     user.session.set_flash(&match ended {
         0 => "There were no other sessions to log out.".to_owned(),
         1 => "Logged out 1 other session.".to_owned(),

@@ -16,6 +16,9 @@ pub enum WebError {
     NotFound,
     #[error("the form expired or came from another site")]
     Csrf,
+    /// The member's role does not allow this (`web::access`).
+    #[error("forbidden")]
+    Forbidden,
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Too many password hashes at once (see `web::password::HashPool`): try again shortly.
@@ -71,7 +74,7 @@ impl ResponseError for WebError {
         match self {
             WebError::LoginRequired => StatusCode::SEE_OTHER,
             WebError::NotFound => StatusCode::NOT_FOUND,
-            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Csrf | WebError::Forbidden => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -88,6 +91,10 @@ impl ResponseError for WebError {
             WebError::Csrf => (
                 "Form expired",
                 "This form expired or was sent from another site. Go back, reload the page and try again.",
+            ),
+            WebError::Forbidden => (
+                "Not allowed",
+                "Your role in this workspace does not allow this. Ask an owner or admin.",
             ),
             WebError::BadRequest(m) => ("Bad request", m.as_str()),
             WebError::Busy => (

@@ -86,6 +86,8 @@ struct KeyPage {
     key: KeyView,
     secrets: Vec<SecretView>,
     has_previous: bool,
+    /// The key's own audit history, newest first (admins see all of it on the Audit page).
+    events: Vec<super::audit::EventView>,
 }
 
 pub async fn show(
@@ -98,7 +100,14 @@ pub async fn show(
     let secrets = state.store.key_secrets(user.id(), key.id).await?;
     let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
     view.last_model = state.store.last_model(user.id(), &key.name).await?;
+    let history = crate::domain::audit::AuditFilter {
+        key_id: Some(key.id),
+        limit: 20,
+        ..Default::default()
+    };
+    let events = state.store.audit_page(user.id(), &history).await?.events;
     let page = KeyPage {
+        events: events.iter().map(super::audit::EventView::new).collect(),
         layout: user.layout("keys"),
         key: view,
         has_previous: secrets.iter().any(|s| !s.is_current()),
@@ -176,7 +185,7 @@ pub async fn roll(
     let token = ApiToken::generate();
     state
         .store
-        .roll_key(user.id(), key.id, &token, retire)
+        .roll_key(user.id(), key.id, &token, retire, &user.actor)
         .await?;
     tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
     reveal(&user, &req, &key, &token, true)
@@ -189,7 +198,11 @@ pub async fn retire(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
-    let message = match state.store.retire_previous(user.id(), key.id).await {
+    let message = match state
+        .store
+        .retire_previous(user.id(), key.id, &user.actor)
+        .await
+    {
         Ok(()) => "The previous secret is retired: requests with it now fail.",
         Err(StoreError::NotFound) => "There is no previous secret to retire.",
         Err(e) => return Err(e.into()),

@@ -44,6 +44,8 @@ pub struct KeyView {
     pub last_model: Option<String>,
     /// Where the last request came from, coarsened (`203.0.113.0/24 · curl`).
     pub last_client: Option<String>,
+    /// Who created it (what a developer may change: `web::Can::change_key`).
+    pub created_by: Option<i64>,
 }
 /// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
 pub struct SpendView {
@@ -138,6 +140,7 @@ impl KeyView {
         let state = k.state(now);
         KeyView {
             id: k.id,
+            created_by: k.created_by,
             name: k.name.clone(),
             masked: k.masked(),
             models: if k.models.is_empty() {

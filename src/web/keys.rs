@@ -268,7 +268,11 @@ pub async fn create(
         return Ok(see_other("/keys"));
     }
     let token = ApiToken::generate();
-    match state.store.create_key(user.id(), &spec, &token).await {
+    match state
+        .store
+        .create_key(user.id(), &spec, &token, &user.actor)
+        .await
+    {
         Ok(id) => {
             tracing::info!(account_id = user.id(), key_id = id, "key created");
             let key = state.store.key(user.id(), id).await?;
@@ -344,7 +348,11 @@ pub async fn update(
         Ok(spec) => spec,
         Err(errors) => return render_form_errors(&state, &user, Some(&key), input, *errors),
     };
-    match state.store.update_key(user.id(), key.id, &spec).await {
+    match state
+        .store
+        .update_key(user.id(), key.id, &spec, &user.actor)
+        .await
+    {
         Ok(()) => {
             user.session
                 .set_flash(&format!("Saved changes to “{}”.", spec.name))?;
@@ -370,7 +378,7 @@ async fn set_status(
     let key = live_key(state, user, id).await?;
     state
         .store
-        .set_key_status(user.id(), key.id, switch)
+        .set_key_status(user.id(), key.id, switch, &user.actor)
         .await?;
     let verb = match switch {
         KeySwitch::Enabled => "enabled",
@@ -426,7 +434,10 @@ pub async fn delete(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
-    state.store.revoke_key(user.id(), key.id).await?;
+    state
+        .store
+        .revoke_key(user.id(), key.id, &user.actor)
+        .await?;
     tracing::info!(account_id = user.id(), key_id = key.id, "key revoked");
     user.session.set_flash(&format!(
         "Deleted “{}”. Requests with its token now fail.",

@@ -202,7 +202,13 @@ pub async fn create(
     let token = ManagementToken::generate();
     let row = state
         .store
-        .create_management_key(user.id(), CreatedVia::Dashboard(user.id()), &new, &token)
+        .create_management_key(
+            user.id(),
+            CreatedVia::Dashboard(user.user.0),
+            &new,
+            &token,
+            &user.actor,
+        )
         .await?;
     tracing::info!(account_id = user.id(), management_key = %row.public_id, "management key created");
     let page = RevealPage {
@@ -221,7 +227,10 @@ pub async fn revoke(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
-    let name = state.store.revoke_management_key(user.id(), &id).await?;
+    let name = state
+        .store
+        .revoke_management_key(user.id(), &id, &user.actor)
+        .await?;
     tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key revoked");
     user.session.set_flash(&format!(
         "Revoked “{name}”. Requests with its token now fail."

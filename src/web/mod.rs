@@ -1,8 +1,10 @@
 //! The server-rendered dashboard. Handlers are thin: parse (domain types), call the store,
 //! render a template or redirect (post/redirect/get), with errors as [`error::WebError`].
 
+pub mod access;
 pub mod alerts;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod key_life;
 pub mod key_view;
 pub mod keys;
 pub mod management_keys;
+pub mod members;
 mod not_found;
 pub use not_found::with_layout as not_found_with_layout;
 pub mod password;
@@ -33,67 +36,86 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use crate::domain::audit::Actor;
+use crate::domain::team::{Role, UserId, WorkspaceId};
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
 use crate::store::key_secrets::LeakedSecret;
+use crate::store::members::MembershipRow;
 use error::WebError;
 use session::TypedSession;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::index))
-        .route("/signup", web::get().to(auth::signup_form))
-        .route("/signup", web::post().to(auth::signup))
-        .route("/login", web::get().to(auth::login_form))
-        .route("/login", web::post().to(auth::login))
-        .route("/logout", web::post().to(auth::logout))
-        .route(
-            "/sessions/others/logout",
-            web::post().to(auth::log_out_others),
-        )
-        .route("/keys", web::get().to(keys::list))
-        .route("/keys", web::post().to(keys::create))
-        .route("/keys/new", web::get().to(keys::new_form))
-        .route("/keys/{id}/edit", web::get().to(keys::edit_form))
-        .route("/keys/{id}/edit", web::post().to(keys::update))
-        .route("/keys/{id}/disable", web::post().to(keys::disable))
-        .route("/keys/{id}/enable", web::post().to(keys::enable))
-        .route("/keys/{id}/delete", web::get().to(keys::confirm_delete))
-        .route("/keys/{id}/delete", web::post().to(keys::delete))
-        .route("/keys/{id}", web::get().to(key_life::show))
-        .route("/keys/{id}/roll", web::get().to(key_life::roll_form))
-        .route("/keys/{id}/roll", web::post().to(key_life::roll))
-        .route("/keys/{id}/retire", web::post().to(key_life::retire))
-        .route("/keys/{id}/extend", web::post().to(key_life::extend))
-        .route("/management-keys", web::get().to(management_keys::list))
-        .route("/management-keys", web::post().to(management_keys::create))
-        .route(
-            "/management-keys/{id}/revoke",
-            web::post().to(management_keys::revoke),
-        )
-        .route("/alerts", web::get().to(alerts::list))
-        .route("/alerts/read", web::post().to(alerts::mark_read))
-        .route("/alerts/settings", web::get().to(alerts::settings))
-        .route("/alerts/settings", web::post().to(alerts::save_settings))
-        .route("/alerts/webhooks", web::post().to(alerts::create_endpoint))
-        .route(
-            "/alerts/webhooks/{id}/delete",
-            web::post().to(alerts::delete_endpoint),
-        )
-        .route(
-            "/alerts/webhooks/{id}/test",
-            web::post().to(alerts::send_test),
-        )
-        .route(
-            "/alerts/keys/{id}/auto-disable",
-            web::post().to(alerts::auto_disable),
-        )
-        .route("/usage", web::get().to(usage::list))
-        .route("/usage.csv", web::get().to(usage_csv::export_csv))
-        .route("/usage/{generation_id}", web::get().to(usage::detail))
-        .route("/verify-email", web::get().to(verify::confirm_page))
-        .route("/verify-email", web::post().to(verify::verify))
-        .route("/verify-email/resend", web::post().to(verify::resend))
-        .route("/static/{file}", web::get().to(assets::serve));
+/// Registers every route of the table and makes the table [`RULES`]: a route cannot exist
+/// without the rule that says who may call it (`web::access`).
+macro_rules! dashboard_routes {
+    ($($method:ident $path:literal => $handler:path, $need:expr;)*) => {
+        /// Every dashboard route and what it needs (`web::access`).
+        pub const RULES: &[access::Rule] = &[
+            $(access::Rule { method: stringify!($method), path: $path, need: $need },)*
+        ];
+
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+use crate::domain::team::Role::{Admin, Developer, Viewer};
+use access::Need::{OwnKey, Public, Role as At};
+
+dashboard_routes! {
+    get "/" => home::index, Public;
+    get "/signup" => auth::signup_form, Public;
+    post "/signup" => auth::signup, Public;
+    get "/login" => auth::login_form, Public;
+    post "/login" => auth::login, Public;
+    post "/logout" => auth::logout, Public;
+    post "/sessions/others/logout" => auth::log_out_others, At(Viewer);
+    get "/keys" => keys::list, At(Viewer);
+    post "/keys" => keys::create, At(Developer);
+    get "/keys/new" => keys::new_form, At(Developer);
+    get "/keys/{id}/edit" => keys::edit_form, OwnKey;
+    post "/keys/{id}/edit" => keys::update, OwnKey;
+    post "/keys/{id}/disable" => keys::disable, OwnKey;
+    post "/keys/{id}/enable" => keys::enable, OwnKey;
+    get "/keys/{id}/delete" => keys::confirm_delete, OwnKey;
+    post "/keys/{id}/delete" => keys::delete, OwnKey;
+    get "/keys/{id}" => key_life::show, At(Viewer);
+    get "/keys/{id}/roll" => key_life::roll_form, OwnKey;
+    post "/keys/{id}/roll" => key_life::roll, OwnKey;
+    post "/keys/{id}/retire" => key_life::retire, OwnKey;
+    post "/keys/{id}/extend" => key_life::extend, OwnKey;
+    get "/management-keys" => management_keys::list, At(Admin);
+    post "/management-keys" => management_keys::create, At(Admin);
+    post "/management-keys/{id}/revoke" => management_keys::revoke, At(Admin);
+    get "/alerts" => alerts::list, At(Viewer);
+    post "/alerts/read" => alerts::mark_read, At(Viewer);
+    get "/alerts/settings" => alerts::settings, At(Admin);
+    post "/alerts/settings" => alerts::save_settings, At(Admin);
+    post "/alerts/webhooks" => alerts::create_endpoint, At(Admin);
+    post "/alerts/webhooks/{id}/delete" => alerts::delete_endpoint, At(Admin);
+    post "/alerts/webhooks/{id}/test" => alerts::send_test, At(Admin);
+    post "/alerts/keys/{id}/auto-disable" => alerts::auto_disable, OwnKey;
+    get "/usage" => usage::list, At(Viewer);
+    get "/usage.csv" => usage_csv::export_csv, At(Viewer);
+    get "/usage/{generation_id}" => usage::detail, At(Viewer);
+    get "/verify-email" => verify::confirm_page, Public;
+    post "/verify-email" => verify::verify, Public;
+    post "/verify-email/resend" => verify::resend, At(Viewer);
+    post "/workspace" => members::switch, At(Viewer);
+    get "/members" => members::list, At(Viewer);
+    post "/members/invite" => members::invite, At(Admin);
+    post "/members/{user}/role" => members::change_role, At(Admin);
+    post "/members/{user}/remove" => members::remove, At(Admin);
+    post "/members/leave" => members::leave, At(Viewer);
+    get "/members/{user}/offboarding" => members::offboarding, At(Admin);
+    post "/members/{user}/offboarding/roll-all" => members::roll_all, At(Admin);
+    post "/invitations/{id}/revoke" => members::revoke_invitation, At(Admin);
+    get "/invitations/{token}" => members::invitation_page, Public;
+    post "/invitations/{token}" => members::accept, At(Viewer);
+    get "/audit" => audit::list, At(Admin);
+    get "/audit.csv" => audit::export_csv, At(Admin);
+    get "/static/{file}" => assets::serve, Public;
 }
 
 /// The session cookie's name (set in `startup`).
@@ -102,8 +124,8 @@ pub const SESSION_COOKIE: &str = "lowrouter_session";
 /// few KiB): the gateway's much larger `max_body_bytes` is for chat requests with images.
 pub const FORM_BODY_LIMIT: usize = 256 * 1024;
 
-/// What every dashboard page's layout shows: who is signed in, the balance, and the CSRF
-/// token for the logout button (and the page's own forms).
+/// What every dashboard page's layout shows: who is signed in, the workspace and its
+/// balance, the switcher, and the CSRF token for the logout button (and the page's forms).
 pub struct Layout {
     pub email: String,
     pub balance: String,
@@ -121,6 +143,42 @@ pub struct Layout {
     pub leaks: Vec<LeakBanner>,
     /// Unread alerts (the nav's count; 100 means 100 or more).
     pub unread: i64,
+    /// The current workspace's name, and every workspace of this person (the switcher).
+    pub workspace: String,
+    pub workspace_id: i64,
+    pub workspaces: Vec<MembershipRow>,
+    /// What this member may do, for showing only the actions the server would accept.
+    pub can: Can,
+}
+
+/// The actions a page offers, from the member's role (the server checks again: `access`).
+#[derive(Debug, Clone, Copy)]
+pub struct Can {
+    /// Create keys (developers and up).
+    pub create_keys: bool,
+    /// Change any key (admins and owners); developers: their own, see [`Can::change_key`].
+    pub change_any_key: bool,
+    pub developer: bool,
+    /// Members, invitations, management keys and the audit log (admins and owners).
+    pub admin: bool,
+    pub user_id: i64,
+}
+
+impl Can {
+    fn of(role: Role, user: UserId) -> Can {
+        Can {
+            create_keys: role >= Role::Developer,
+            change_any_key: role >= Role::Admin,
+            developer: role == Role::Developer,
+            admin: role >= Role::Admin,
+            user_id: user.0,
+        }
+    }
+
+    /// Whether this member may change a key created by `created_by`.
+    pub fn change_key(&self, created_by: &Option<i64>) -> bool {
+        self.change_any_key || (self.developer && *created_by == Some(self.user_id))
+    }
 }
 
 /// One leaked secret in the layout's banner, with a one-click Roll of its key.
@@ -131,10 +189,17 @@ pub struct LeakBanner {
     pub url: String,
 }
 
-/// A signed-in account. Extracting it from a request that has none answers with a
-/// redirect to the login page.
+/// A signed-in member of the current workspace, allowed by the route's rule. Extracting it
+/// from a request that has no session answers with a redirect to the login page; a role
+/// below the rule's, 403.
 pub struct Dashboard {
+    /// The current workspace's row (balance, and the id every key and usage query uses).
     pub account: AccountRow,
+    /// The person and their email.
+    pub user: UserId,
+    pub email: String,
+    pub role: Role,
+    pub workspaces: Vec<MembershipRow>,
     pub session: TypedSession,
     pub csrf: String,
     /// See [`Layout::unverified`].
@@ -142,12 +207,14 @@ pub struct Dashboard {
     pending_grant: crate::domain::Credits,
     pub leaks: Vec<LeakedSecret>,
     unread: i64,
+    /// The person as the audit log records them, with the request's address and agent.
+    pub actor: Actor,
 }
 
 impl Dashboard {
     pub fn layout(&self, nav: &'static str) -> Layout {
         Layout {
-            email: self.account.email.clone(),
+            email: self.email.clone(),
             balance: self.account.available().display_places(2),
             csrf: self.csrf.clone(),
             nav,
@@ -174,11 +241,20 @@ impl Dashboard {
                 })
                 .collect(),
             unread: self.unread,
+            workspace: self.account.name.clone(),
+            workspace_id: self.account.id,
+            workspaces: self.workspaces.clone(),
+            can: Can::of(self.role, self.user),
         }
     }
 
+    /// The current workspace (the account every key, credit and usage query is keyed by).
     pub fn id(&self) -> i64 {
         self.account.id
+    }
+
+    pub fn workspace(&self) -> WorkspaceId {
+        WorkspaceId(self.account.id)
     }
 }
 
@@ -188,50 +264,108 @@ impl FromRequest for Dashboard {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .expect("AppState registered")
-                .clone();
-            let session = TypedSession(actix_session::SessionExt::get_session(&req));
-            let Some(id) = session.account_id()? else {
-                return Err(WebError::LoginRequired.into());
-            };
-            // Every page shows the balance, and several show usage and spend: all of them
-            // must see every request answered so far.
-            state.usage.settled().await;
-            state.ledger.return_account_leases(id).await;
-            let account = match state.store.account(id).await {
-                Ok(a) => a,
-                Err(crate::store::StoreError::NotFound) => {
-                    session.log_out();
-                    return Err(WebError::LoginRequired.into());
-                }
-                Err(e) => return Err(WebError::from(e).into()),
-            };
-            let csrf = session.ensure_csrf_token()?;
-            let unverified = state.settings.require_email_verification && !account.email_verified();
-            let leaks = state
-                .store
-                .leaked_secrets(id)
-                .await
-                .map_err(WebError::from)?;
-            let unread = state
-                .store
-                .unread_alerts(id)
-                .await
-                .map_err(WebError::from)?;
-            Ok(Dashboard {
-                unread,
-                account,
-                session,
-                csrf,
-                unverified,
-                pending_grant: state.settings.signup_grant,
-                leaks,
-            })
-        })
+        Box::pin(async move { dashboard(&req).await.map_err(Into::into) })
     }
+}
+
+/// The signed-in person, their current workspace and role (read on every request: a
+/// removed member loses the workspace on their next request), checked against the route's
+/// rule.
+async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState registered")
+        .clone();
+    let session = TypedSession(actix_session::SessionExt::get_session(req));
+    let Some(user) = session.account_id()?.map(UserId) else {
+        return Err(WebError::LoginRequired);
+    };
+    let person = match state.store.account(user.0).await {
+        Ok(a) => a,
+        Err(crate::store::StoreError::NotFound) => {
+            session.log_out();
+            return Err(WebError::LoginRequired);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let workspaces = state.store.memberships(user).await?;
+    let wanted = session.workspace_id()?.unwrap_or(user.0);
+    let (ws, role) = match workspaces.iter().find(|m| m.account_id.0 == wanted) {
+        Some(m) => (m.account_id, m.role),
+        None => {
+            // Removed from the workspace this session was in (or never a member): that
+            // workspace is gone from this session at once; back to one of their own.
+            let Some(first) = workspaces
+                .iter()
+                .find(|m| m.account_id == WorkspaceId(user.0))
+                .or(workspaces.first())
+            else {
+                session.log_out();
+                return Err(WebError::LoginRequired);
+            };
+            session.set_workspace(first.account_id.0)?;
+            if wanted != user.0 {
+                session.set_flash("You are no longer a member of that workspace.")?;
+            }
+            (first.account_id, first.role)
+        }
+    };
+    // No route matched (the signed-in 404 page renders the layout): no handler runs, so
+    // there is nothing to allow; every matched route has its rule (`dashboard_routes!`).
+    let need = match req.match_pattern() {
+        None => access::Need::Public,
+        Some(pattern) => {
+            access::rule_for(RULES, req.method().as_str(), &pattern).ok_or(WebError::Forbidden)?
+        }
+    };
+    match access::judge(need, role) {
+        access::Verdict::Allow => {}
+        access::Verdict::Deny => return Err(WebError::Forbidden),
+        access::Verdict::IfCreator => {
+            let key_id = req
+                .match_info()
+                .get("id")
+                .and_then(|id| id.parse::<i64>().ok())
+                .ok_or(WebError::NotFound)?;
+            let key = state.store.key(ws.0, key_id).await?;
+            if key.created_by != Some(user.0) {
+                return Err(WebError::Forbidden);
+            }
+        }
+    }
+    // Every page shows the balance, and several show usage and spend: all of them must see
+    // every request answered so far.
+    state.usage.settled().await;
+    state.ledger.return_account_leases(ws.0).await;
+    let account = if ws.0 == user.0 {
+        person.clone()
+    } else {
+        state.store.account(ws.0).await?
+    };
+    let csrf = session.ensure_csrf_token()?;
+    let unverified = state.settings.require_email_verification && !person.email_verified();
+    let leaks = state.store.leaked_secrets(ws.0).await?;
+    let unread = state.store.unread_alerts(ws.0).await?;
+    let actor = Actor::user(user.0, &person.email).from_client(
+        state.proxies.client_ip(req),
+        req.headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    Ok(Dashboard {
+        unread,
+        account,
+        user,
+        email: person.email,
+        role,
+        workspaces,
+        session,
+        csrf,
+        unverified,
+        pending_grant: state.settings.signup_grant,
+        leaks,
+        actor,
+    })
 }
 
 /// Post/redirect/get.

@@ -13,6 +13,8 @@ use super::error::WebError;
 /// The store reads this entry to know whose session a row is (`store::sessions`).
 const USER_ID: &str = crate::store::sessions::ACCOUNT_ID_KEY;
 const CSRF: &str = "csrf";
+/// The workspace the person is working in (their own when absent).
+const WORKSPACE: &str = "workspace";
 const FLASH: &str = "flash";
 /// A flash that informs rather than confirms a success (shown neutral, not green).
 const INFO: &str = "flash_info";
@@ -35,9 +37,20 @@ impl TypedSession {
         self.0.get(USER_ID).map_err(internal)
     }
 
+    pub fn workspace_id(&self) -> SessionResult<Option<i64>> {
+        self.0.get(WORKSPACE).map_err(internal)
+    }
+
+    /// Switches workspace (membership checked by the caller and on every request after).
+    pub fn set_workspace(&self, id: i64) -> SessionResult<()> {
+        self.0.insert(WORKSPACE, id).map_err(internal)
+    }
+
     /// Signs in: a new session id (no fixation) and a new CSRF token.
     pub fn log_in(&self, account_id: i64) -> SessionResult<()> {
         self.0.renew();
+        // Another person may have used this browser's session: start in their own workspace.
+        self.0.remove(WORKSPACE);
         self.0.insert(USER_ID, account_id).map_err(internal)?;
         self.0.insert(CSRF, random_token()).map_err(internal)
     }

@@ -17,7 +17,7 @@ use crate::store::usage::ExportRow;
 /// Spreadsheets execute cells starting with these; such text cells get a leading `'`.
 const FORMULA_PREFIXES: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
-fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
     if s.starts_with(FORMULA_PREFIXES) {
         format!("'{s}").into()
     } else {

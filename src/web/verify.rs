@@ -213,16 +213,19 @@ pub async fn resend(
     let now = time_util::now_ms();
     let issued = state
         .store
-        .issue_verification_token(user.id(), &token.hash(), now, budget(&state))
+        .issue_verification_token(user.user.0, &token.hash(), now, budget(&state))
         .await?;
-    let email = &user.account.email;
+    let email = &user.email;
     match issued {
         Issue::Issued => {
             // The address was valid when the account was made.
             let email = Email::parse(email)
                 .map_err(|e| WebError::Internal(format!("stored email: {e}")))?;
-            mail_link(&state, user.id(), &email, &token);
-            tracing::info!(account_id = user.id(), "verification mail requested again");
+            mail_link(&state, user.user.0, &email, &token);
+            tracing::info!(
+                account_id = user.user.0,
+                "verification mail requested again"
+            );
             user.session.set_flash(&format!(
                 "We sent a new verification link to {email}. It works for 24 hours.",
                 email = email.as_str()

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::helpers::*;
 
-fn lowrouter(db_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+pub(crate) fn lowrouter(db_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lowrouter"))
         .args(args)
         .env("LOWROUTER_DATABASE_URL", db_url)

@@ -23,5 +23,6 @@ mod sdk;
 mod security;
 mod sessions;
 mod smtp_sink;
+mod teams;
 mod throttle;
 mod usage;

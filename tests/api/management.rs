@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// Creates a management key on the dashboard; its token from the reveal page.
-async fn management_key(app: &TestApp, name: &str, read_only: bool) -> String {
+pub(crate) async fn management_key(app: &TestApp, name: &str, read_only: bool) -> String {
     let mut fields = vec![("name", name.to_owned())];
     if read_only {
         fields.push(("read_only", "1".to_owned()));
@@ -27,7 +27,7 @@ async fn management_key(app: &TestApp, name: &str, read_only: bool) -> String {
         .expect("reveal shows the token")
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: Method,
     path: &str,

@@ -345,11 +345,11 @@ impl Browser {
             .expect("reveal shows the token")
     }
 
-    /// The dashboard id of the live key called `name` (from the Keys page's edit link).
+    /// The dashboard id of the live key called `name` (from its Keys row's link to its page).
     pub async fn key_id(&self, name: &str) -> i64 {
         let html = self.get_html("/keys").await;
         let row_start = html.find(&format!(">{name}</a>")).expect("key listed");
-        between(&html[row_start..], "href=\"/keys/", "/edit")
+        between(&html[row_start..], "href=\"/keys/", "\"")
             .unwrap()
             .parse()
             .unwrap()

@@ -4,6 +4,7 @@
 
 use actix_web::HttpRequest;
 
+use crate::domain::audit::Actor;
 use crate::domain::time_util;
 use crate::gateway::auth::management_bearer;
 use crate::gateway::error::ApiError;
@@ -20,6 +21,8 @@ pub enum Intent {
 /// An authenticated management key; its account is the one the request acts on.
 pub struct Manager {
     pub key: ManagementKeyRow,
+    /// The key as the audit log records it, with the request's address and agent.
+    pub actor: Actor,
 }
 
 impl Manager {
@@ -62,5 +65,11 @@ pub async fn authenticate(
     if let Err(e) = state.store.touch_management_key(&found, now).await {
         tracing::warn!(error = %e, "could not record a management key's use");
     }
-    Ok(Manager { key: found })
+    let actor = Actor::management_key(found.id, &found.name).from_client(
+        state.proxies.client_ip(req),
+        req.headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    Ok(Manager { key: found, actor })
 }

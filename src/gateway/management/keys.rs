@@ -185,14 +185,14 @@ pub async fn create(
     let created = match &idem {
         None => state
             .store
-            .create_key(m.account_id(), &spec, &token)
+            .create_key(m.account_id(), &spec, &token, &m.actor)
             .await
             .map(Created::New),
         Some(k) => {
             let hash = hex::encode(Sha256::digest(&body));
             state
                 .store
-                .create_key_once(m.account_id(), &spec, &token, k, &hash)
+                .create_key_once(m.account_id(), &spec, &token, k, &hash, &m.actor)
                 .await
         }
     };
@@ -275,7 +275,10 @@ pub async fn patch(
         .parse(&state.catalogue, today)
         .map_err(|e| field_error(&e))?;
     let store = &state.store;
-    match store.update_key(m.account_id(), key.id, &spec).await {
+    match store
+        .update_key(m.account_id(), key.id, &spec, &m.actor)
+        .await
+    {
         Err(StoreError::Conflict) => return Err(ApiError::invalid_param("name", NAME_TAKEN)),
         other => other.map_err(store_error(KEY))?,
     }
@@ -286,7 +289,7 @@ pub async fn patch(
             KeySwitch::Enabled
         };
         store
-            .set_key_status(m.account_id(), key.id, switch)
+            .set_key_status(m.account_id(), key.id, switch, &m.actor)
             .await
             .map_err(store_error(KEY))?;
     }
@@ -308,7 +311,11 @@ pub async fn delete(
     let m = authenticate(&state, &req, Intent::Write).await?;
     let key = owned(&state, &m, &path).await?;
     // Revoking a revoked key changes nothing and answers the same (a retry is safe).
-    match state.store.revoke_key(m.account_id(), key.id).await {
+    match state
+        .store
+        .revoke_key(m.account_id(), key.id, &m.actor)
+        .await
+    {
         Ok(()) => tracing::info!(
             account_id = m.account_id(),
             key_id = key.id,

@@ -1,9 +1,10 @@
-//! The management API under `/api/v1` (`/keys`, `/usage`): what the Keys and Usage pages do,
+//! The management API under `/api/v1` (`/keys`, `/usage`, `/audit`): what the Keys and Usage pages do,
 //! for scripts, authenticated with management keys (`lr-mk-…`). Handlers are thin: the
 //! body and query are parsed into domain types at the edge (`body`), the key form's own
 //! validator checks them (`domain::key_form`), the store does the rest. Every error is the
 //! gateway's [`ApiError`] (400 `invalid_request` with `param` naming the field).
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod keys;

@@ -49,7 +49,7 @@ pub async fn roll(
     let token = ApiToken::generate();
     state
         .store
-        .roll_key(m.account_id(), key.id, &token, retire)
+        .roll_key(m.account_id(), key.id, &token, retire, &m.actor)
         .await
         .map_err(store_error(KEY))?;
     tracing::info!(

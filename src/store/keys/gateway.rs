@@ -109,6 +109,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             concurrency_limit: r.get(20)?,
             disable_after_days: r.get(33)?,
             idle_from: r.get(34)?,
+            // Not read on the hot path: the gateway never asks who made a key.
+            created_by: None,
         },
         balance: r.get(21)?,
         reserved: r.get(22)?,

@@ -33,7 +33,12 @@ async fn journal_replay_applies_each_missing_entry_once() {
         disable_after_days: None,
     };
     let key = store
-        .create_key(account, &spec, &ApiToken::generate())
+        .create_key(
+            account,
+            &spec,
+            &ApiToken::generate(),
+            &crate::domain::audit::Actor::cli(),
+        )
         .await
         .unwrap();
     let (a, b, c) = (

@@ -1,0 +1,440 @@
+//! Members page: who is in the workspace, as what; invitations (one-time links, emailed
+//! when SMTP is configured); role changes, removal, leaving; the offboarding view of what
+//! a removed member made, with Roll all. The rules of who may do what are in
+//! `web::access`; which roles an admin may touch, in `Role::may_manage`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::error::{WebError, WebResult};
+use super::form::CsrfForm;
+use super::keys::{html, secret_reveal};
+use super::{see_other, Dashboard, Layout};
+use crate::domain::roll_form::Retirement;
+use crate::domain::team::{Role, UserId, WorkspaceId};
+use crate::domain::{time_util, ApiToken, Email, VerifyToken};
+use crate::state::AppState;
+use crate::store::members::{InvitationRow, MemberRow, OffboardKey, Refusal};
+use crate::store::StoreError;
+
+/// Switches the session to another workspace of this person's.
+pub async fn switch(user: Dashboard, form: CsrfForm) -> WebResult<HttpResponse> {
+    let wanted = WorkspaceId::parse(form.get("workspace")).ok_or(WebError::NotFound)?;
+    let ws = user
+        .workspaces
+        .iter()
+        .find(|m| m.account_id == wanted)
+        .ok_or(WebError::NotFound)?;
+    user.session.set_workspace(ws.account_id.0)?;
+    user.session
+        .set_flash(&format!("Now working in “{}”.", ws.name))?;
+    Ok(see_other("/keys"))
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    layout: Layout,
+    workspace_id: i64,
+    members: Vec<MemberView>,
+    invitations: Vec<InvitationView>,
+    roles: Vec<(&'static str, &'static str)>,
+    /// The invitation just made: its link, shown to copy (also emailed when SMTP is on).
+    link: Option<String>,
+    email: String,
+    error: Option<String>,
+    is_owner_alone: bool,
+}
+
+struct MemberView {
+    user_id: i64,
+    email: String,
+    role: &'static str,
+    since: String,
+    /// The viewer of the page may change or remove this member.
+    manageable: bool,
+    is_me: bool,
+}
+
+struct InvitationView {
+    id: i64,
+    email: String,
+    role: &'static str,
+    expires: String,
+}
+
+fn member_view(user: &Dashboard, m: &MemberRow) -> MemberView {
+    MemberView {
+        user_id: m.user_id.0,
+        email: m.email.clone(),
+        role: m.role.label(),
+        since: time_util::format_date(m.created_at),
+        manageable: user.role.may_manage(m.role) && m.user_id != user.user,
+        is_me: m.user_id == user.user,
+    }
+}
+
+fn invitation_view(i: &InvitationRow) -> InvitationView {
+    InvitationView {
+        id: i.id,
+        email: i.email.clone(),
+        role: i.role.label(),
+        expires: time_util::format_minute(i.expires_at),
+    }
+}
+
+async fn members_page(
+    state: &AppState,
+    user: &Dashboard,
+    link: Option<String>,
+    email: String,
+    error: Option<String>,
+) -> WebResult<MembersPage> {
+    let ws = user.workspace();
+    let rows = state.store.members(ws).await?;
+    let owners = rows.iter().filter(|m| m.role == Role::Owner).count();
+    let invitations = if user.role >= Role::Admin {
+        state.store.open_invitations(ws).await?
+    } else {
+        Vec::new()
+    };
+    Ok(MembersPage {
+        layout: user.layout("members"),
+        workspace_id: ws.0,
+        members: rows.iter().map(|m| member_view(user, m)).collect(),
+        invitations: invitations.iter().map(invitation_view).collect(),
+        roles: Role::ALL
+            .into_iter()
+            .rev()
+            .filter(|r| user.role.may_manage(*r))
+            .map(|r| (r.as_str(), r.label()))
+            .collect(),
+        link,
+        email,
+        error,
+        is_owner_alone: user.role == Role::Owner && owners == 1,
+    })
+}
+
+pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
+    let page = members_page(&state, &user, None, String::new(), None).await?;
+    html(StatusCode::OK, page.render()?)
+}
+
+fn role_field(user: &Dashboard, form: &CsrfForm) -> WebResult<Role> {
+    let role = Role::parse(form.get("role"))
+        .ok_or_else(|| WebError::BadRequest("Choose a role.".into()))?;
+    if !user.role.may_manage(role) {
+        return Err(WebError::Forbidden);
+    }
+    Ok(role)
+}
+
+/// Invites an email with a role. The answer shows the link once (`no-store`): only its
+/// hash is kept.
+pub async fn invite(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    req: HttpRequest,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let raw = form.get("email").to_owned();
+    let email = match Email::parse(&raw) {
+        Ok(e) => e,
+        Err(e) => {
+            let page = members_page(&state, &user, None, raw, Some(e.to_string())).await?;
+            return html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?);
+        }
+    };
+    let role = role_field(&user, &form)?;
+    let token = VerifyToken::generate();
+    state
+        .store
+        .create_invitation(
+            user.workspace(),
+            &email,
+            role,
+            &token.hash(),
+            &user.actor,
+            user.user,
+        )
+        .await?;
+    let path = format!("/invitations/{}", token.expose());
+    // Mail only with the operator's `public_base_url`: never a link built from the
+    // request's Host header, which a client chooses.
+    if let (Some(mailer), Some(base)) = (&state.mailer, &state.settings.public_base_url) {
+        let mailed = format!("{}{path}", base.trim_end_matches('/'));
+        mailer.send_invitation(email.clone(), user.account.name.clone(), mailed);
+    }
+    let link = format!("{}{path}", super::keys::base_url(&req));
+    tracing::info!(account_id = user.id(), "member invited");
+    let page = members_page(&state, &user, Some(link), String::new(), None).await?;
+    Ok(secret_reveal(page.render()?))
+}
+
+fn member_path(path: &str) -> WebResult<UserId> {
+    WorkspaceId::parse(path)
+        .map(|w| UserId(w.0))
+        .ok_or(WebError::NotFound)
+}
+
+/// The target's current role, checked against what this member may manage.
+async fn manageable(state: &AppState, user: &Dashboard, target: UserId) -> WebResult<Role> {
+    let role = state
+        .store
+        .role_of(user.workspace(), target)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    if !user.role.may_manage(role) {
+        return Err(WebError::Forbidden);
+    }
+    Ok(role)
+}
+
+pub async fn change_role(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let target = member_path(&path)?;
+    manageable(&state, &user, target).await?;
+    let role = role_field(&user, &form)?;
+    match state
+        .store
+        .change_role(user.workspace(), target, role, &user.actor)
+        .await
+    {
+        Ok(()) => user.session.set_flash("Role changed.")?,
+        Err(StoreError::Conflict) => user
+            .session
+            .set_flash("A workspace needs at least one owner: make someone else owner first.")?,
+        Err(e) => return Err(e.into()),
+    }
+    Ok(see_other("/members"))
+}
+
+/// Removes a member; their sessions lose this workspace on their next request. Opens the
+/// offboarding view of what they made.
+pub async fn remove(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let target = member_path(&path)?;
+    if target == user.user {
+        return Err(WebError::BadRequest(
+            "To leave, use Leave this workspace.".into(),
+        ));
+    }
+    manageable(&state, &user, target).await?;
+    match state
+        .store
+        .remove_member(user.workspace(), target, &user.actor)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            user.session
+                .set_flash("A workspace needs at least one owner.")?;
+            return Ok(see_other("/members"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(account_id = user.id(), "member removed");
+    user.session.set_flash(
+        "Member removed: their sessions no longer reach this workspace. Roll what they had access to below.",
+    )?;
+    Ok(see_other(&format!("/members/{}/offboarding", target.0)))
+}
+
+/// The member leaves the current workspace (not the last owner) and goes back to their own.
+pub async fn leave(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    match state
+        .store
+        .remove_member(user.workspace(), user.user, &user.actor)
+        .await
+    {
+        Ok(()) => {
+            user.session.set_workspace(user.user.0)?;
+            user.session
+                .set_flash(&format!("You left “{}”.", user.account.name))?;
+            Ok(see_other("/keys"))
+        }
+        Err(StoreError::Conflict) => {
+            user.session
+                .set_flash("You are the only owner: make someone else owner before leaving.")?;
+            Ok(see_other("/members"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "offboarding.html")]
+struct OffboardingPage {
+    layout: Layout,
+    member: String,
+    member_id: i64,
+    keys: Vec<OffboardKey>,
+    management_keys: Vec<(String, String, String)>,
+}
+
+async fn member_email(state: &AppState, target: UserId) -> WebResult<String> {
+    Ok(state.store.account(target.0).await?.email)
+}
+
+pub async fn offboarding(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+) -> WebResult<HttpResponse> {
+    let target = member_path(&path)?;
+    let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
+    let page = OffboardingPage {
+        layout: user.layout("members"),
+        member: member_email(&state, target).await?,
+        member_id: target.0,
+        keys,
+        management_keys: mks
+            .iter()
+            .map(|m| (m.public_id.clone(), m.name.clone(), m.masked()))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render()?)
+}
+
+#[derive(Template)]
+#[template(path = "rolled_all.html")]
+struct RolledAllPage {
+    layout: Layout,
+    member: String,
+    rolled: Vec<(String, String)>,
+}
+
+/// Rolls every live key the member created or rolled: each gets a new secret, shown once
+/// here; the previous one retires when its traffic stops (as the Roll form's default), so
+/// nothing breaks before the new secrets are deployed.
+pub async fn roll_all(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let target = member_path(&path)?;
+    let (keys, _) = state.store.offboarding(user.workspace(), target).await?;
+    let now = time_util::now_ms();
+    let retire = Retirement::WhenQuiet {
+        quiet_ms: 60 * 60_000,
+        deadline_ms: now + 7 * 86_400_000,
+    };
+    let mut rolled = Vec::with_capacity(keys.len());
+    for k in keys {
+        let token = ApiToken::generate();
+        state
+            .store
+            .roll_key(user.id(), k.id, &token, retire, &user.actor)
+            .await?;
+        rolled.push((k.name, token.expose().to_owned()));
+    }
+    let page = RolledAllPage {
+        layout: user.layout("members"),
+        member: member_email(&state, target).await?,
+        rolled,
+    };
+    Ok(secret_reveal(page.render()?))
+}
+
+pub async fn revoke_invitation(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let id = WorkspaceId::parse(&path).ok_or(WebError::NotFound)?.0;
+    state
+        .store
+        .revoke_invitation(user.workspace(), id, &user.actor)
+        .await?;
+    user.session
+        .set_flash("Invitation revoked: its link no longer works.")?;
+    Ok(see_other("/members"))
+}
+
+#[derive(Template)]
+#[template(path = "invitation.html")]
+struct InvitationPage {
+    csrf: String,
+    token: String,
+    workspace: String,
+    email: String,
+    role: &'static str,
+    signed_in_as: Option<String>,
+    problem: Option<&'static str>,
+}
+
+const NOT_OPEN: &str = "This invitation link is not valid: it was used, revoked or has expired. \
+    Ask for a new one.";
+
+/// The page behind an invitation link: what it is for, and Accept (signed in with the
+/// invited email) or how to sign in or up first. Malformed links are 404 before any SQL.
+pub async fn invitation_page(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    user: Option<Dashboard>,
+) -> WebResult<HttpResponse> {
+    let token = VerifyToken::parse(&path).map_err(|_| WebError::NotFound)?;
+    let found = state.store.invitation_by_token(&token.hash()).await?;
+    let Some((inv, workspace)) = found.filter(|(i, _)| i.is_open(time_util::now_ms())) else {
+        return Err(WebError::BadRequest(NOT_OPEN.into()));
+    };
+    let signed_in_as = user.as_ref().map(|u| u.email.clone());
+    let problem = signed_in_as
+        .as_deref()
+        .filter(|e| !e.eq_ignore_ascii_case(&inv.email))
+        .map(|_| "You are signed in with another email. Log out, then sign in or sign up with the invited email.");
+    let page = InvitationPage {
+        csrf: user.as_ref().map(|u| u.csrf.clone()).unwrap_or_default(),
+        token: token.expose().to_owned(),
+        workspace,
+        email: inv.email,
+        role: inv.role.label(),
+        signed_in_as,
+        problem,
+    };
+    // The default `Referrer-Policy: same-origin` keeps the link from other sites; a stricter
+    // `no-referrer` would make the Accept POST's `Origin` null, which the CSRF check refuses.
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(page.render()?))
+}
+
+pub async fn accept(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<String>,
+    _form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let token = VerifyToken::parse(&path).map_err(|_| WebError::NotFound)?;
+    match state
+        .store
+        .accept_invitation(&token.hash(), user.user, &user.email, &user.actor)
+        .await?
+    {
+        Ok(ws) => {
+            user.session.set_workspace(ws.0)?;
+            user.session
+                .set_flash("Welcome: you joined the workspace.")?;
+            Ok(see_other("/keys"))
+        }
+        Err(Refusal::NotOpen) => Err(WebError::BadRequest(NOT_OPEN.into())),
+        Err(Refusal::WrongEmail) => Err(WebError::Forbidden),
+    }
+}
