@@ -17,6 +17,21 @@ use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::{Result, Store};
 
 const HOUR_MS: i64 = 3_600_000;
+/// Shortest time between two rounds. Under load a batch is applied every millisecond or
+/// so; a round per batch made the evaluator a steady stream of queries beside the gateway's
+/// own. Touches collected meanwhile are coalesced into the next round, so an alert (and a
+/// spike's auto-disable) is at most this late.
+const MIN_ROUND: Duration = Duration::from_millis(250);
+/// (key, model) and (key, network) pairs already settled (used before, or told): most
+/// rounds see the same few again, and each would cost a query.
+const KNOWN_MAX: usize = 100_000;
+
+/// What the evaluator has settled already in this process (see [`KNOWN_MAX`]).
+#[derive(Default)]
+struct Known {
+    models: HashSet<(i64, String)>,
+    networks: HashSet<(i64, String)>,
+}
 /// Hours in the spike's baseline.
 const BASELINE_HOURS: i64 = 14 * 24;
 const MEDIAN_TTL: Duration = Duration::from_secs(600);
@@ -29,10 +44,15 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut medians: HashMap<i64, (Instant, i64)> = HashMap::new();
+    let mut known = Known::default();
     loop {
         tokio::select! {
             _ = feed.wake.notified() => {}
             _ = stop.changed() => return,
+        }
+        let round = Instant::now();
+        if known.models.len() + known.networks.len() > KNOWN_MAX {
+            known = Known::default();
         }
         let (touched, dead) = feed.take();
         for (secret_id, d) in dead {
@@ -43,7 +63,7 @@ pub async fn run(
         let mut accounts = HashSet::new();
         for (key_id, touch) in touched {
             accounts.insert(touch.account_id);
-            if let Err(e) = evaluate_key(&store, key_id, &touch, &mut medians).await {
+            if let Err(e) = evaluate_key(&store, key_id, &touch, &mut medians, &mut known).await {
                 tracing::warn!(key_id, error = %e, "alert evaluation failed");
             }
         }
@@ -54,6 +74,10 @@ pub async fn run(
         }
         medians.retain(|_, (at, _)| at.elapsed() < MEDIAN_TTL);
         outbox.notify_one();
+        tokio::select! {
+            _ = tokio::time::sleep(MIN_ROUND.saturating_sub(round.elapsed())) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -62,6 +86,7 @@ async fn evaluate_key(
     key_id: i64,
     touch: &KeyTouch,
     medians: &mut HashMap<i64, (Instant, i64)>,
+    known: &mut Known,
 ) -> Result<()> {
     let account_id = touch.account_id;
     let key = match store.key(account_id, key_id).await {
@@ -74,6 +99,10 @@ async fn evaluate_key(
     spike(store, &key, now, medians).await?;
     let today = time_util::day_number(now);
     for model in &touch.models {
+        let pair = (key_id, model.clone());
+        if known.models.contains(&pair) {
+            continue;
+        }
         if !store
             .model_used_before(account_id, key_id, model, today)
             .await?
@@ -90,8 +119,13 @@ async fn evaluate_key(
             )
             .await?;
         }
+        known.models.insert(pair);
     }
     for network in &touch.networks {
+        let pair = (key_id, network.clone());
+        if known.networks.contains(&pair) {
+            continue;
+        }
         if store.note_key_network(key_id, network).await? {
             let dedupe = format!("network:{key_id}:{network}");
             emit(
@@ -105,6 +139,7 @@ async fn evaluate_key(
             )
             .await?;
         }
+        known.networks.insert(pair);
     }
     Ok(())
 }

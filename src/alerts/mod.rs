@@ -79,12 +79,12 @@ impl Feed {
                 if let (Some(m), crate::store::usage::UsageStatus::Ok) =
                     (&u.resolved_model, u.status)
                 {
-                    if k.models.len() < 64 {
+                    if k.models.len() < 64 && !k.models.contains(m) {
                         k.models.insert(m.clone());
                     }
                 }
                 if let Some(net) = u.client.as_deref().and_then(network_of) {
-                    if k.networks.len() < 64 {
+                    if k.networks.len() < 64 && !k.networks.contains(net) {
                         k.networks.insert(net.to_owned());
                     }
                 }

@@ -35,11 +35,12 @@ impl Batch {
         self.waiters.push(done);
     }
 
-    fn finish(&mut self, recorded: &[bool]) {
+    /// Tells each waiting request whether its row was recorded (the rows stay, for the
+    /// alerts' feed; the caller clears them).
+    fn answer(&mut self, recorded: &[bool]) {
         for (done, ok) in self.waiters.drain(..).zip(recorded) {
             let _ = done.send(*ok);
         }
-        self.entries.clear();
     }
 }
 
@@ -66,6 +67,8 @@ pub(super) async fn run_async(
         let fates = write_isolating(&pg, &batch.entries, &mut last_use).await;
         late.keep_failed(&batch.entries, &fates);
         let recorded: Vec<bool> = fates.iter().map(|f| *f == Fate::Recorded).collect();
+        // The requests are answered first; alerts read the batch afterwards.
+        batch.answer(&recorded);
         if fates.iter().all(|f| *f == Fate::Recorded) {
             feed.applied(&batch.entries);
         } else {
@@ -78,7 +81,7 @@ pub(super) async fn run_async(
                 .collect();
             feed.applied(&written);
         }
-        batch.finish(&recorded);
+        batch.entries.clear();
         for done in barriers.drain(..) {
             let _ = done.send(true);
         }
