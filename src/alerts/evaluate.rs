@@ -60,6 +60,17 @@ pub async fn run(
                 tracing::warn!(key_id = d.key_id, error = %e, "dead secret alert failed");
             }
         }
+        // The hours' spend first, so this round's spike checks count it.
+        let mut hourly: Vec<(i64, i64, i64, i64)> = touched
+            .iter()
+            .flat_map(|(key, t)| t.hourly.iter().map(|(h, c)| (t.account_id, *key, *h, *c)))
+            .collect();
+        // One lock order for every process's upserts (no deadlocks between them).
+        hourly.sort_unstable_by_key(|&(_, key, hour, _)| (key, hour));
+        if let Err(e) = store.add_hourly_spend(&hourly).await {
+            // Only the spike check's history misses it; money is the usage batch's.
+            tracing::warn!(error = %e, "hourly spend for alerts not recorded");
+        }
         let mut accounts = HashSet::new();
         for (key_id, touch) in touched {
             accounts.insert(touch.account_id);
@@ -206,21 +217,32 @@ async fn spike(
     medians: &mut HashMap<i64, (Instant, i64)>,
 ) -> Result<()> {
     let settings = store.alert_settings(key.account_id).await?;
-    let last_hour: i64 = store
-        .key_hourly_spend(key.account_id, key.id, now - HOUR_MS, now + 1)
-        .await?
-        .iter()
-        .map(|(_, c)| c)
-        .sum();
+    // The last 60 minutes from hour buckets: this hour so far, and the part of the previous
+    // hour still inside the window (its spend taken as even across it).
+    let this_hour = now / HOUR_MS;
+    let spent = store
+        .key_hourly_spend(key.account_id, key.id, this_hour - 1, this_hour + 1)
+        .await?;
+    let of = |h: i64| spent.iter().find(|(x, _)| *x == h).map_or(0, |(_, c)| *c);
+    let left_of_previous = HOUR_MS - now % HOUR_MS;
+    let last_hour = of(this_hour)
+        + i64::try_from(
+            i128::from(of(this_hour - 1)) * i128::from(left_of_previous) / i128::from(HOUR_MS),
+        )
+        .unwrap_or(i64::MAX);
     if last_hour <= settings.spike_floor {
         return Ok(());
     }
     let median = match medians.get(&key.id) {
         Some((at, m)) if at.elapsed() < MEDIAN_TTL => *m,
         _ => {
-            let from = now - HOUR_MS - BASELINE_HOURS * HOUR_MS;
             let hours = store
-                .key_hourly_spend(key.account_id, key.id, from, now - HOUR_MS)
+                .key_hourly_spend(
+                    key.account_id,
+                    key.id,
+                    this_hour - 1 - BASELINE_HOURS,
+                    this_hour - 1,
+                )
                 .await?;
             let m = median_hour(hours.into_iter().map(|(_, c)| c).collect());
             medians.insert(key.id, (Instant::now(), m));

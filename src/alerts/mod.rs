@@ -41,6 +41,9 @@ pub struct KeyTouch {
     /// A request was refused at the daily / monthly limit.
     pub day_limit_refused: bool,
     pub month_limit_refused: bool,
+    /// Charges by UTC hour (unix ms / 3,600,000) of the rows applied, for
+    /// `usage_hourly_keys` (the spike check's history).
+    pub hourly: HashMap<i64, i64>,
 }
 
 /// Uses of a dead secret since the last round: secret id -> what the evaluator needs.
@@ -76,6 +79,9 @@ impl Feed {
                 }
                 let k = t.entry(u.key_id).or_default();
                 k.account_id = u.account_id;
+                if u.cost > 0 {
+                    *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost;
+                }
                 if let (Some(m), crate::store::usage::UsageStatus::Ok) =
                     (&u.resolved_model, u.status)
                 {

@@ -3,7 +3,9 @@
 
 use sqlx::FromRow;
 
+use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store};
+use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::time_util;
 
 /// A workspace's alert settings (`alert_settings`; the defaults when it has no row).
@@ -81,8 +83,21 @@ impl Store {
         }))
     }
 
-    pub async fn save_alert_settings(&self, account_id: i64, s: &AlertSettings) -> Result<()> {
+    /// Saves the workspace's alert settings, with their audit event.
+    pub async fn save_alert_settings(
+        &self,
+        account_id: i64,
+        s: &AlertSettings,
+        actor: &Actor,
+    ) -> Result<()> {
+        let ev = AuditEvent::new(account_id, actor, Action::SettingsChanged).details(
+            serde_json::json!({"alerts": {
+                "spike_floor": s.spike_floor, "spike_factor": s.spike_factor,
+                "balance_below": s.balance_below, "email_digest": s.email_digest,
+            }}),
+        );
         on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "insert into alert_settings (account_id, spike_floor, spike_factor, balance_below, email_digest) \
                  values ($1, $2, $3, $4, $5) on conflict (account_id) do update set \
@@ -94,8 +109,10 @@ impl Store {
             .bind(s.spike_factor)
             .bind(s.balance_below)
             .bind(i64::from(s.email_digest))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -209,7 +226,8 @@ impl Store {
         }))
     }
 
-    /// A key's charges per hour (unix hour number) of requests started in `from..to` ms.
+    /// A key's charges per UTC hour (unix hour number) for hours `from..to`
+    /// (`usage_hourly_keys`: at most one row per hour).
     pub async fn key_hourly_spend(
         &self,
         account_id: i64,
@@ -219,9 +237,8 @@ impl Store {
     ) -> Result<Vec<(i64, i64)>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, (i64, i64)>(
-                "select cast(started_at / 3600000 as bigint) as h, cast(sum(cost) as bigint) \
-                 from usage where account_id = $1 and started_at >= $2 and started_at < $3 \
-                 and key_id = $4 group by cast(started_at / 3600000 as bigint)",
+                "select hour, cost from usage_hourly_keys \
+                 where account_id = $1 and hour >= $2 and hour < $3 and key_id = $4",
             )
             .bind(account_id)
             .bind(from)
@@ -230,6 +247,30 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
+    }
+
+    /// Adds `(account, key, hour, cost)` charges to `usage_hourly_keys`, in one transaction.
+    pub async fn add_hourly_spend(&self, rows: &[(i64, i64, i64, i64)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (account_id, key_id, hour, cost) in rows {
+                sqlx::query(
+                    "insert into usage_hourly_keys (account_id, key_id, hour, cost) values ($1, $2, $3, $4) \
+                     on conflict (key_id, hour) do update set cost = usage_hourly_keys.cost + excluded.cost",
+                )
+                .bind(account_id)
+                .bind(key_id)
+                .bind(hour)
+                .bind(cost)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Whether the key served `model` on a day before `day` (a first use is not).
@@ -310,20 +351,33 @@ impl Store {
         }))
     }
 
-    pub async fn set_key_auto_disable(&self, account_id: i64, key_id: i64, on: bool) -> Result<()> {
-        let done = on_write!(self, pool => {
-            sqlx::query(
+    /// Turns a key's auto-disable on a spend spike on or off, with its audit event.
+    pub async fn set_key_auto_disable(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        on: bool,
+        actor: &Actor,
+    ) -> Result<()> {
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let name: String = sqlx::query_scalar(
                 "update api_keys set auto_disable_on_spike = $1 where id = $2 and account_id = $3 \
-                 and status <> 'revoked'",
+                 and status <> 'revoked' returning name",
             )
             .bind(i64::from(on))
             .bind(key_id)
             .bind(account_id)
-            .execute(pool)
+            .fetch_optional(&mut *tx)
             .await?
-            .rows_affected()
+            .ok_or(super::StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::SettingsChanged)
+                .target(Target::key(key_id, &name))
+                .details(serde_json::json!({"auto_disable_on_spike": on}));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
         });
-        super::keys::one_row(done)
+        Ok(())
     }
 
     /// Keys expiring within `[now, until)` that are live: (account, key).

@@ -2,7 +2,9 @@
 
 use sqlx::FromRow;
 
+use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
+use crate::domain::audit::{Action, Actor};
 use crate::domain::time_util;
 
 #[derive(Debug, Clone, FromRow)]
@@ -53,15 +55,19 @@ pub struct Attempt<'a> {
 }
 
 impl Store {
+    /// Adds an endpoint, with its audit event (which names the URL's host only: a webhook
+    /// URL's path or query often is itself a secret).
     pub async fn create_endpoint(
         &self,
         account_id: i64,
         url: &str,
         secret: &str,
         events: &str,
+        actor: &Actor,
     ) -> Result<i64> {
-        Ok(on_write!(self, pool => {
-            sqlx::query_scalar::<_, i64>(
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(
                 "insert into webhook_endpoints (account_id, url, secret, events, created_at) \
                  values ($1, $2, $3, $4, $5) returning id",
             )
@@ -70,9 +76,14 @@ impl Store {
             .bind(secret)
             .bind(events)
             .bind(time_util::now_ms())
-            .fetch_one(pool)
-            .await?
-        }))
+            .fetch_one(&mut *tx)
+            .await?;
+            let ev = AuditEvent::new(account_id, actor, Action::SettingsChanged)
+                .details(endpoint_details("added", id, url, events));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     pub async fn endpoints(&self, account_id: i64) -> Result<Vec<EndpointRow>> {
@@ -88,23 +99,23 @@ impl Store {
     }
 
     /// Deletes an endpoint (kept as a row for its log) and gives up its pending deliveries.
-    pub async fn delete_endpoint(&self, account_id: i64, id: i64) -> Result<()> {
+    pub async fn delete_endpoint(&self, account_id: i64, id: i64, actor: &Actor) -> Result<()> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let done = sqlx::query(
+            let (url, events): (String, String) = sqlx::query_as(
                 "update webhook_endpoints set deleted_at = $1 where id = $2 and account_id = $3 \
-                 and deleted_at is null",
+                 and deleted_at is null returning url, events",
             )
             .bind(now)
             .bind(id)
             .bind(account_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?
-            .rows_affected();
-            if done != 1 {
-                return Err(StoreError::NotFound);
-            }
+            .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::SettingsChanged)
+                .details(endpoint_details("deleted", id, &url, &events));
+            insert_audit!(&mut *tx, &ev);
             sqlx::query("update webhook_deliveries set state = 'failed', last_error = 'endpoint deleted' \
                          where endpoint_id = $1 and state = 'pending'")
                 .bind(id)
@@ -201,4 +212,13 @@ impl Store {
         });
         Ok(())
     }
+}
+
+/// An endpoint change as an audit event's details: its id, its URL's host and its events.
+fn endpoint_details(change: &str, id: i64, url: &str, events: &str) -> serde_json::Value {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    serde_json::json!({"webhook": {"change": change, "id": id, "host": host, "events": events}})
 }

@@ -274,7 +274,13 @@ pub async fn create_endpoint(
     let secret = sign::new_secret();
     let id = state
         .store
-        .create_endpoint(user.id(), url.as_str(), &secret, &input.events.join(","))
+        .create_endpoint(
+            user.id(),
+            url.as_str(),
+            &secret,
+            &input.events.join(","),
+            &user.actor,
+        )
         .await?;
     tracing::info!(
         account_id = user.id(),
@@ -300,7 +306,7 @@ pub async fn delete_endpoint(
 ) -> WebResult<HttpResponse> {
     state
         .store
-        .delete_endpoint(user.id(), path.into_inner())
+        .delete_endpoint(user.id(), path.into_inner(), &user.actor)
         .await?;
     user.session
         .set_flash("Endpoint deleted. Its pending deliveries were dropped.")?;
@@ -380,7 +386,10 @@ pub async fn save_settings(
     })();
     match parsed {
         Ok(s) => {
-            state.store.save_alert_settings(user.id(), &s).await?;
+            state
+                .store
+                .save_alert_settings(user.id(), &s, &user.actor)
+                .await?;
             user.session.set_flash("Alert settings saved.")?;
             Ok(see_other("/alerts/settings"))
         }
@@ -411,7 +420,7 @@ pub async fn auto_disable(
     let on = form.get("on") == "1";
     state
         .store
-        .set_key_auto_disable(user.id(), path.into_inner(), on)
+        .set_key_auto_disable(user.id(), path.into_inner(), on, &user.actor)
         .await?;
     user.session.set_flash(if on {
         "Auto-disable on spike is on for that key."

@@ -625,3 +625,66 @@ async fn the_email_digest_comes_at_most_once_an_hour() {
         "the next digest waits for the hour"
     );
 }
+
+/// Alert settings, webhook endpoints and per-key auto-disable are settings changes: each is
+/// in the audit log with its actor, and an endpoint's URL appears by host only (a webhook
+/// URL's path is often a secret itself).
+#[tokio::test]
+async fn settings_changes_are_audited_without_the_webhook_path() {
+    let app = spawn_app_with(fast_alerts).await;
+    app.signed_up().await;
+    add_endpoint(
+        &app,
+        "http://127.0.0.1:9/hooks/T000/B000/s3cr3t-path",
+        &["spend.spike"],
+    )
+    .await;
+    let r = app
+        .post_form(
+            "/alerts/settings",
+            "/alerts/settings",
+            &[
+                ("spike_floor", "0.5".into()),
+                ("spike_factor", "12".into()),
+                ("balance_below", "".into()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    app.create_key("hot", &[]).await;
+    let id = app.key_id("hot").await;
+    let r = app
+        .post_form(
+            &format!("/alerts/keys/{id}/auto-disable"),
+            "/alerts/settings",
+            &[("on", "1".into())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let endpoint = app
+        .scalar_i64("select min(id) from webhook_endpoints")
+        .await;
+    let r = app
+        .post_form(
+            &format!("/alerts/webhooks/{endpoint}/delete"),
+            "/alerts/settings",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let audit = app.get_html("/audit?action=settings.changed").await;
+    assert_eq!(
+        audit.matches("<code>settings.changed</code>").count(),
+        4,
+        "{audit}"
+    );
+    assert!(audit.contains("127.0.0.1") && audit.contains("spike_factor"));
+    assert!(!audit.contains("s3cr3t-path") && !audit.contains("whsec_"));
+    assert_eq!(
+        app.scalar_i64(
+            "select count(*) from audit_events where action = 'settings.changed' and details like '%s3cr3t%'"
+        )
+        .await,
+        0
+    );
+}
