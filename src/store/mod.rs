@@ -39,7 +39,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -146,6 +146,9 @@ pub(crate) enum Engine {
         /// This process's budget leases (`lease_book`); None with `LOWROUTER_LEASES=off` (a
         /// reservation row per request, for comparison).
         leases: Option<Arc<lease_book::LeaseBook>>,
+        /// Connections whose commits do not wait for the WAL flush, for the per-key rate
+        /// limit counters only (`rate_limits`).
+        counters: PgPool,
         /// The gateway's key reads, shared by concurrent requests (`keys::group_read`).
         key_reads: Arc<keys::group_read::KeyReads>,
         /// A connection holding the session advisory lock on `instance` for as long as the
@@ -172,6 +175,8 @@ pub struct SqliteStore {
 pub struct PgStore {
     pub(crate) store: Store,
     pub(crate) pool: PgPool,
+    /// See `Engine::Postgres::counters`.
+    pub(crate) counters: PgPool,
     pub(crate) instance: i64,
     pub(crate) leases: Option<Arc<lease_book::LeaseBook>>,
 }
@@ -211,6 +216,18 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
+            // Rate-limit counters are not money and are rebuilt within a minute: a database
+            // crash may lose their last few hundred milliseconds, and in exchange a limited
+            // key's three counter commits per request stop queueing on the WAL flush
+            // (bench/RESULTS.md: a hot key with limits went from ~700 to … req/s).
+            let counters = PgPoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(16)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(
+                    PgConnectOptions::from_str(url)?.options([("synchronous_commit", "off")]),
+                );
             let instance = i64::from(rand::random::<u32>() >> 1);
             let mut liveness = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
             sqlx::query("select pg_advisory_lock($1, $2::int4)")
@@ -220,6 +237,7 @@ impl Store {
                 .await?;
             Store {
                 engine: Engine::Postgres {
+                    counters,
                     key_reads: Arc::new(keys::group_read::KeyReads::start(pool.clone())),
                     pool,
                     instance,
@@ -308,12 +326,14 @@ impl Store {
             Engine::Sqlite { file, .. } => Backend::Sqlite(SqliteStore { file: file.clone() }),
             Engine::Postgres {
                 pool,
+                counters,
                 instance,
                 leases,
                 ..
             } => Backend::Postgres(PgStore {
                 store: self.clone(),
                 pool: pool.clone(),
+                counters: counters.clone(),
                 instance: *instance,
                 leases: leases.clone(),
             }),
@@ -326,7 +346,10 @@ impl Store {
                 read.close().await;
                 write.close().await;
             }
-            Engine::Postgres { pool, .. } => pool.close().await,
+            Engine::Postgres { pool, counters, .. } => {
+                counters.close().await;
+                pool.close().await
+            }
         }
     }
 }

@@ -1,6 +1,10 @@
 //! PostgreSQL's shared per-key rate limits (`key_rate_minutes`, `key_in_flight`): counted
 //! in the database so that several processes together keep a key's limit, not each its own.
 //! SQLite (one process) keeps the same limits in memory (`gateway::rate_limit`).
+//! They run on the `counters` pool, whose commits do not wait for the WAL flush
+//! (`synchronous_commit = off`): a database crash can lose the last fraction of a second of
+//! counts (a minute's count restarts lower; a lost in-flight decrement holds a slot until its
+//! process ends), never money, which stays on the durable pool.
 
 use super::{PgStore, Result};
 
@@ -16,14 +20,14 @@ impl PgStore {
         .bind(key_id)
         .bind(minute)
         .bind(limit)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.counters)
         .await?)
     }
 
     /// Takes one of the key's `limit` in-flight slots, if one is free across every process
     /// (the key's transaction-scoped advisory lock orders concurrent takers).
     pub async fn take_slot(&self, key_id: i64, limit: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.counters.begin().await?;
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(key_id)
             .execute(&mut *tx)
@@ -56,7 +60,7 @@ impl PgStore {
         )
         .bind(key_id)
         .bind(self.instance)
-        .execute(&self.pool)
+        .execute(&self.counters)
         .await?;
         Ok(())
     }
