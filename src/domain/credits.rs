@@ -38,17 +38,25 @@ impl Credits {
     /// every amount a user types is a positive quantity; callers decide whether 0 is allowed.
     pub fn parse(input: &str) -> Result<Self, CreditsError> {
         let s = input.trim();
+        // "-5" is a negative amount (its own message); "--5" or "-abc" is not a number. One
+        // sign only, checked without recursing: a form field of 200,000 dashes once
+        // recursed once per dash and overflowed the stack, which aborts the process.
+        if let Some(rest) = s.strip_prefix('-') {
+            return Err(match Credits::parse_unsigned(rest) {
+                Ok(_) if !rest.starts_with('-') => CreditsError::Negative,
+                _ => CreditsError::NotANumber,
+            });
+        }
+        Credits::parse_unsigned(s)
+    }
+
+    /// [`Credits::parse`] of a trimmed text without a sign.
+    fn parse_unsigned(s: &str) -> Result<Self, CreditsError> {
         let (whole, frac) = match s.split_once('.') {
             Some((w, f)) => (w, f),
             None => (s, ""),
         };
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-        if let Some(rest) = s.strip_prefix('-') {
-            if !rest.is_empty() && Credits::parse(rest).is_ok() {
-                return Err(CreditsError::Negative);
-            }
-            return Err(CreditsError::NotANumber);
-        }
         if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
             return Err(CreditsError::NotANumber);
         }
@@ -288,6 +296,9 @@ mod tests {
         }
         assert_eq!(Credits::parse("1.0000001"), Err(CreditsError::TooPrecise));
         assert_eq!(Credits::parse("99999999999"), Err(CreditsError::TooLarge));
+        // A form's worth of signs is one refusal, not one stack frame per sign.
+        let dashes = format!("{}5", "-".repeat(1_000_000));
+        assert_eq!(Credits::parse(&dashes), Err(CreditsError::NotANumber));
     }
 
     #[test]

@@ -574,3 +574,18 @@ async fn a_database_outage_at_record_time_still_charges_delivered_streams() {
     );
     assert_eq!(app.scalar_i64("select count(*) from reservations").await, 0);
 }
+
+/// A limit field of 200,000 minus signs (within the form's 256 KiB) is a form error, and
+/// the server is still there: it once recursed once per sign and overflowed its stack,
+/// which aborts the whole process.
+#[tokio::test]
+async fn a_limit_of_many_signs_is_a_form_error_not_a_crash() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let signs = format!("{}5", "-".repeat(200_000));
+    let r = app
+        .create_key_response(&key_fields("signs", &[("daily_limit", signs.as_str())]))
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(app.get_html("/keys").await.contains("API keys"));
+}
