@@ -688,3 +688,70 @@ async fn settings_changes_are_audited_without_the_webhook_path() {
         0
     );
 }
+
+/// The spike check's baseline is the key's median hour over the 14 days before the last
+/// hour (`usage_hourly_keys`): the same spend is a spike for a key that usually spends
+/// little, and business as usual for one that usually spends more.
+#[tokio::test]
+async fn a_spike_is_measured_against_the_keys_own_median_hour() {
+    let app = spawn_app_with(fast_alerts).await;
+    app.signed_up().await;
+    let r = app
+        .post_form(
+            "/alerts/settings",
+            "/alerts/settings",
+            &[
+                ("spike_floor", "0.01".into()),
+                ("spike_factor", "10".into()),
+                ("balance_below", "".into()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let quiet = app.create_key("quiet", &[]).await;
+    let steady = app.create_key("steady", &[]).await;
+    let this_hour = lowrouter::domain::time_util::now_ms() / 3_600_000;
+    // 14 days of history ending two hours ago: 0.0001 credits an hour for `quiet`, 1 credit
+    // an hour for `steady`.
+    for (name, per_hour) in [("quiet", 100i64), ("steady", 1_000_000)] {
+        let id = app.key_id(name).await;
+        let account = app
+            .scalar_i64(&format!("select account_id from api_keys where id = {id}"))
+            .await;
+        let values: Vec<String> = (this_hour - 1 - 14 * 24..this_hour - 1)
+            .map(|h| format!("({account}, {id}, {h}, {per_hour})"))
+            .collect();
+        app.execute_sql(&format!(
+            "insert into usage_hourly_keys (account_id, key_id, hour, cost) values {}",
+            values.join(", ")
+        ))
+        .await;
+        let r = app
+            .post_form(
+                &format!("/alerts/keys/{id}/auto-disable"),
+                "/alerts/settings",
+                &[("on", "1".into())],
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+    }
+    // 0.024 credits each: above the floor; over 10 x 0.0001, far under 10 x 1.
+    assert_eq!(app.echo(&steady, &"x".repeat(40)).await.status(), 200);
+    assert_eq!(app.echo(&quiet, &"x".repeat(40)).await.status(), 200);
+    let start = Instant::now();
+    while app.echo(&quiet, "again").await.status() != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the quiet key's spike was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Several evaluator rounds later, the steady key still works.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.echo(&steady, "fine").await.status(), 200);
+    assert_eq!(
+        app.scalar_i64("select count(*) from alert_events where kind = 'spend.spike'")
+            .await,
+        1
+    );
+}
