@@ -84,6 +84,28 @@ fn member_target(user: UserId, email: &str) -> Target {
     }
 }
 
+/// In a member change's transaction `$tx`: takes the workspace row's lock (a no-op update:
+/// owner changes of one workspace serialise, so "at least one owner" holds) and reads the
+/// member's email and role; `NotFound` when `$user` is not a member of `$ws`.
+macro_rules! lock_member {
+    ($tx:ident, $ws:expr, $user:expr) => {{
+        sqlx::query("update accounts set name = name where id = $1")
+            .bind($ws)
+            .execute(&mut *$tx)
+            .await?;
+        let found: (String, String) = sqlx::query_as(
+            "select a.email, m.role from workspace_members m join accounts a on a.id = m.user_id \
+             where m.account_id = $1 and m.user_id = $2",
+        )
+        .bind($ws)
+        .bind($user)
+        .fetch_optional(&mut *$tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        found
+    }};
+}
+
 impl Store {
     /// The person's role in the workspace, None when not a member. Read on every dashboard
     /// request, so a removal takes effect on the member's next request.
@@ -133,17 +155,7 @@ impl Store {
     ) -> Result<()> {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            // Serialises owner changes of one workspace (a no-op update takes the row lock).
-            sqlx::query("update accounts set name = name where id = $1").bind(ws).execute(&mut *tx).await?;
-            let (email, old): (String, String) = sqlx::query_as(
-                "select a.email, m.role from workspace_members m join accounts a on a.id = m.user_id \
-                 where m.account_id = $1 and m.user_id = $2",
-            )
-            .bind(ws)
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+            let (email, old) = lock_member!(tx, ws, user);
             sqlx::query("update workspace_members set role = $1 where account_id = $2 and user_id = $3")
                 .bind(role.as_str())
                 .bind(ws)
@@ -172,16 +184,7 @@ impl Store {
     pub async fn remove_member(&self, ws: WorkspaceId, user: UserId, actor: &Actor) -> Result<()> {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("update accounts set name = name where id = $1").bind(ws).execute(&mut *tx).await?;
-            let (email, role): (String, String) = sqlx::query_as(
-                "select a.email, m.role from workspace_members m join accounts a on a.id = m.user_id \
-                 where m.account_id = $1 and m.user_id = $2",
-            )
-            .bind(ws)
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+            let (email, role) = lock_member!(tx, ws, user);
             sqlx::query("delete from workspace_members where account_id = $1 and user_id = $2")
                 .bind(ws)
                 .bind(user)
