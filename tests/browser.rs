@@ -259,8 +259,34 @@ impl Browser {
         el.send_keys(text).await.unwrap();
     }
 
+    /// The element's text. An element found just before a navigation replaced the page is
+    /// stale: it is looked up again, for up to ten seconds.
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.find(css).await.text().await {
+                Ok(t) => return t,
+                Err(e) => assert!(Instant::now() < deadline, "text of {css}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the page's heading is `expected` (after a click whose answer is a
+    /// redirect, the old page can still be there for a moment).
+    async fn wait_h1(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.h1().await;
+            if now == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "heading {now:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the current path is `path` (navigation after a click can lag).
@@ -490,7 +516,7 @@ async fn journey(js: bool) {
 
     // The row stays light: Manage (the key's page) and Edit; the rest is on the key's page.
     b.click(&format!("a[aria-label^='Manage {name}']")).await;
-    assert_eq!(b.h1().await, name);
+    b.wait_h1(name).await;
     b.click_text("Delete").await;
     assert_eq!(b.h1().await, format!("Delete “{name}”?"));
     assert!(
@@ -567,7 +593,7 @@ async fn roll_under_load_fails_no_request_then_the_old_secret_retires_when_quiet
 
     b.click("a[aria-label^='Manage rolling']").await;
     b.click_text("Roll").await;
-    assert_eq!(b.h1().await, "Roll “rolling”");
+    b.wait_h1("Roll “rolling”").await;
     b.fill("input[name=quiet_minutes]", "0.05").await;
     b.click_text("Roll").await;
     let new = b

@@ -166,7 +166,7 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
     owner
         .click(&format!("button[aria-label='Remove {dev_email}']"))
         .await;
-    assert_eq!(owner.h1().await, format!("Offboarding {dev_email}"));
+    owner.wait_h1(&format!("Offboarding {dev_email}")).await;
     assert!(owner.source().await.contains("dev-key"));
     dev.goto("/keys").await;
     let html = dev.source().await;
