@@ -1,3 +1,4 @@
+use super::last_use::LAST_USE_EVERY_MS;
 use super::sqlite::SQLITE_SQL;
 use super::*;
 use crate::domain::key_form::KeySpec;
