@@ -106,6 +106,22 @@ macro_rules! lock_member {
     }};
 }
 
+/// In a member change's transaction `$tx`, after the change: `Conflict` (and the change is
+/// rolled back with the transaction) when `$ws` would be left without an owner.
+macro_rules! keep_an_owner {
+    ($tx:ident, $ws:expr) => {{
+        let owners: i64 = sqlx::query_scalar(
+            "select count(*) from workspace_members where account_id = $1 and role = 'owner'",
+        )
+        .bind($ws)
+        .fetch_one(&mut *$tx)
+        .await?;
+        if owners == 0 {
+            return Err(StoreError::Conflict);
+        }
+    }};
+}
+
 impl Store {
     /// The person's role in the workspace, None when not a member. Read on every dashboard
     /// request, so a removal takes effect on the member's next request.
@@ -162,13 +178,7 @@ impl Store {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
-            let owners: i64 = sqlx::query_scalar("select count(*) from workspace_members where account_id = $1 and role = 'owner'")
-                .bind(ws)
-                .fetch_one(&mut *tx)
-                .await?;
-            if owners == 0 {
-                return Err(StoreError::Conflict);
-            }
+            keep_an_owner!(tx, ws);
             let ev = AuditEvent::new(ws.0, actor, Action::MemberRoleChanged)
                 .target(member_target(user, &email))
                 .details(serde_json::json!({"changes": {"role": {"from": old, "to": role.as_str()}}}));
@@ -190,13 +200,7 @@ impl Store {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
-            let owners: i64 = sqlx::query_scalar("select count(*) from workspace_members where account_id = $1 and role = 'owner'")
-                .bind(ws)
-                .fetch_one(&mut *tx)
-                .await?;
-            if owners == 0 {
-                return Err(StoreError::Conflict);
-            }
+            keep_an_owner!(tx, ws);
             let ev = AuditEvent::new(ws.0, actor, Action::MemberRemoved)
                 .target(member_target(user, &email))
                 .details(serde_json::json!({"role": role}));
