@@ -109,6 +109,22 @@ fn fast_alerts(s: &mut Settings) {
     s.alert_poll = Duration::from_millis(100);
 }
 
+/// Saves the workspace's spike settings (floor in credits, factor) through the form.
+async fn save_spike_settings(app: &TestApp, floor: &str, factor: &str) {
+    let r = app
+        .post_form(
+            "/alerts/settings",
+            "/alerts/settings",
+            &[
+                ("spike_floor", floor.into()),
+                ("spike_factor", factor.into()),
+                ("balance_below", "".into()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "settings saved");
+}
+
 /// Adds an endpoint for `events` through the settings form; its one-time secret.
 async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> String {
     let mut fields = vec![("url", url.to_owned())];
@@ -253,18 +269,7 @@ async fn a_spike_disables_a_key_with_auto_disable_and_enable_restores_it() {
     let receiver = Receiver::start(0).await;
     app.signed_up().await;
     add_endpoint(&app, &receiver.url, &["spend.spike"]).await;
-    let r = app
-        .post_form(
-            "/alerts/settings",
-            "/alerts/settings",
-            &[
-                ("spike_floor", "0.01".into()),
-                ("spike_factor", "10".into()),
-                ("balance_below", "".into()),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    save_spike_settings(&app, "0.01", "10").await;
     let token = app.create_key("hot", &[]).await;
     let calm = app.create_key("calm", &[]).await;
     let id = app.key_id("hot").await;
@@ -639,18 +644,7 @@ async fn settings_changes_are_audited_without_the_webhook_path() {
         &["spend.spike"],
     )
     .await;
-    let r = app
-        .post_form(
-            "/alerts/settings",
-            "/alerts/settings",
-            &[
-                ("spike_floor", "0.5".into()),
-                ("spike_factor", "12".into()),
-                ("balance_below", "".into()),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    save_spike_settings(&app, "0.5", "12").await;
     app.create_key("hot", &[]).await;
     let id = app.key_id("hot").await;
     let r = app
@@ -696,18 +690,7 @@ async fn settings_changes_are_audited_without_the_webhook_path() {
 async fn a_spike_is_measured_against_the_keys_own_median_hour() {
     let app = spawn_app_with(fast_alerts).await;
     app.signed_up().await;
-    let r = app
-        .post_form(
-            "/alerts/settings",
-            "/alerts/settings",
-            &[
-                ("spike_floor", "0.01".into()),
-                ("spike_factor", "10".into()),
-                ("balance_below", "".into()),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    save_spike_settings(&app, "0.01", "10").await;
     let quiet = app.create_key("quiet", &[]).await;
     let steady = app.create_key("steady", &[]).await;
     let this_hour = lowrouter::domain::time_util::now_ms() / 3_600_000;
