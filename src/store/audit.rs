@@ -155,6 +155,27 @@ impl Store {
         Ok(AuditPage { events, next })
     }
 
+    /// Every event the filter selects (its `before` ignored), newest first, as a stream of
+    /// pages of `f.limit` events: the CSV export.
+    pub fn stream_audit(
+        &self,
+        account_id: i64,
+        f: AuditFilter,
+    ) -> futures_util::stream::BoxStream<'static, Result<Vec<AuditRow>>> {
+        let store = self.clone();
+        super::pages::keyset_pages(move |before: Option<i64>| {
+            let store = store.clone();
+            let f = AuditFilter {
+                before,
+                ..f.clone()
+            };
+            async move {
+                let page = store.audit_page(account_id, &f).await?;
+                Ok((page.events, page.next))
+            }
+        })
+    }
+
     /// The retention job: deletes events older than `cutoff` (unix ms). The only statement
     /// that removes audit rows.
     pub async fn purge_audit_before(&self, cutoff: i64) -> Result<u64> {

@@ -25,6 +25,7 @@ pub mod lease_book;
 pub mod ledger;
 pub mod management_keys;
 pub mod members;
+pub(crate) mod pages;
 mod rate_limits;
 pub mod secrets;
 pub mod sessions;

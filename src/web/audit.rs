@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -141,7 +141,45 @@ pub async fn list(
     html(status, page.render()?)
 }
 
-/// Every event the filters select, as CSV (text cells defused against formula injection).
+const CSV_HEADER: [&str; 9] = [
+    "time",
+    "actor_kind",
+    "actor",
+    "action",
+    "target_kind",
+    "target",
+    "details",
+    "client_address",
+    "user_agent",
+];
+
+/// One page of events as CSV rows (text cells defused against formula injection).
+fn csv_page(rows: &[AuditRow]) -> web::Bytes {
+    let mut out = String::with_capacity(rows.len() * 200);
+    for r in rows {
+        let cells = [
+            time_util::format_rfc3339(r.at),
+            r.actor_kind.clone(),
+            r.actor_label.clone(),
+            r.action.clone(),
+            r.target_kind.clone().unwrap_or_default(),
+            r.target_label.clone().unwrap_or_default(),
+            r.details.clone(),
+            r.client_addr.clone().unwrap_or_default(),
+            r.user_agent.clone().unwrap_or_default(),
+        ];
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            super::usage_csv::csv_text_cell(&mut out, c);
+        }
+        out.push_str("\r\n");
+    }
+    web::Bytes::from(out)
+}
+
+/// Every event the filters select, as CSV, streamed page by page (memory stays flat).
 pub async fn export_csv(
     state: web::Data<AppState>,
     user: Dashboard,
@@ -150,57 +188,6 @@ pub async fn export_csv(
     let mut f = parse(&query).map_err(WebError::BadRequest)?;
     f.before = None;
     f.limit = CSV_PAGE;
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    let csv_err = |e: csv::Error| WebError::Internal(e.to_string());
-    w.write_record([
-        "time",
-        "actor_kind",
-        "actor",
-        "action",
-        "target_kind",
-        "target",
-        "details",
-        "client_address",
-        "user_agent",
-    ])
-    .map_err(csv_err)?;
-    loop {
-        let page = state.store.audit_page(user.id(), &f).await?;
-        for r in &page.events {
-            let cells = [
-                time_util::format_rfc3339(r.at),
-                r.actor_kind.clone(),
-                r.actor_label.clone(),
-                r.action.clone(),
-                r.target_kind.clone().unwrap_or_default(),
-                r.target_label.clone().unwrap_or_default(),
-                r.details.clone(),
-                r.client_addr.clone().unwrap_or_default(),
-                r.user_agent.clone().unwrap_or_default(),
-            ];
-            w.write_record(
-                cells
-                    .iter()
-                    .map(|c| super::usage_csv::defuse(c).into_owned()),
-            )
-            .map_err(csv_err)?;
-        }
-        match page.next {
-            Some(n) => f.before = Some(n),
-            None => break,
-        }
-    }
-    let body = w
-        .into_inner()
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"lowrouter-audit.csv\"",
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body))
+    let pages = state.store.stream_audit(user.id(), f);
+    super::usage_csv::csv_download("lowrouter-audit.csv", &CSV_HEADER, pages, csv_page)
 }

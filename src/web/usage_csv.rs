@@ -92,7 +92,7 @@ fn csv_page(rows: &[ExportRow]) -> web::Bytes {
 }
 
 /// A text cell: defused, and quoted (RFC 4180) when it holds a comma, quote or line break.
-fn csv_text_cell(out: &mut String, s: &str) {
+pub(super) fn csv_text_cell(out: &mut String, s: &str) {
     let s = defuse(s);
     if s.contains([',', '"', '\r', '\n']) {
         out.push('"');
@@ -154,12 +154,26 @@ pub async fn export_csv(
         return Err(super::error::WebError::BadRequest(errors.join(" ")));
     }
     let filename = csv_filename(&input.from, &input.to, time_util::now_ms());
+    let pages = state.store.stream_usage(user.id(), filter);
+    csv_download(&filename, &CSV_HEADER, pages, csv_page)
+}
+
+/// A CSV download streamed from a store's pages (`store::pages`): the header row, then each
+/// page as `format` writes it (one buffer per page), `no-store`. A page the store fails to
+/// read ends the body with an error (logged): the client sees a broken download, never a
+/// short file that looks complete.
+pub(super) fn csv_download<T: Send + 'static>(
+    filename: &str,
+    header: &[&str],
+    pages: futures_util::stream::BoxStream<'static, crate::store::Result<Vec<T>>>,
+    format: impl Fn(&[T]) -> web::Bytes + Send + 'static,
+) -> WebResult<HttpResponse> {
+    let internal = |e: std::io::Error| super::error::WebError::Internal(e.to_string());
     let mut w = csv_writer(256);
-    w.write_record(CSV_HEADER)
-        .map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let header_row = csv_finish(w).map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let rows = state.store.stream_usage(user.id(), filter).map(|page| {
-        page.map(|rows| csv_page(&rows)).map_err(|e| {
+    w.write_record(header).map_err(|e| internal(e.into()))?;
+    let header_row = csv_finish(w).map_err(internal)?;
+    let rows = pages.map(move |page| {
+        page.map(|rows| format(&rows)).map_err(|e| {
             tracing::error!(error = %e, "CSV export failed");
             actix_web::error::ErrorInternalServerError(e)
         })

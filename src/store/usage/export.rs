@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::{keyset_page_sql, Bind, UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
-use crate::store::{on_read, Result, Store, StoreError};
+use crate::store::{on_read, Result, Store};
 
 impl Store {
     /// One page of export rows, newest first, strictly older than `before_id`: the filter
@@ -48,37 +48,20 @@ impl Store {
         account_id: i64,
         f: UsageFilter,
     ) -> futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>> {
-        use futures_util::StreamExt;
         let store = self.clone();
-        let fetch = move |before: Option<i64>| {
+        crate::store::pages::keyset_pages(move |before: Option<i64>| {
             let store = store.clone();
             let f = f.clone();
-            tokio::spawn(async move {
-                store
-                    .export_usage_page(account_id, &f, before, EXPORT_PAGE)
-                    .await
-            })
-        };
-        // Pages by keyset so no single query holds a read transaction open for the whole
-        // download (that would block WAL checkpoints on SQLite). The next page is fetched
-        // while the current one is formatted and sent.
-        futures_util::stream::unfold(Some(fetch(None)), move |pending| {
-            let fetch = fetch.clone();
             async move {
-                let rows = match pending?.await {
-                    Ok(Ok(rows)) => rows,
-                    Ok(Err(e)) => return Some((Err(e), None)),
-                    Err(e) => return Some((Err(StoreError::Blocking(e)), None)),
-                };
-                if rows.is_empty() {
-                    return None;
-                }
-                let next =
-                    (rows.len() as i64 == EXPORT_PAGE).then(|| fetch(rows.last().map(|r| r.id)));
-                Some((Ok(rows), next))
+                let rows = store
+                    .export_usage_page(account_id, &f, before, EXPORT_PAGE)
+                    .await?;
+                let next = (rows.len() as i64 == EXPORT_PAGE)
+                    .then(|| rows.last().map(|r| r.id))
+                    .flatten();
+                Ok((rows, next))
             }
         })
-        .boxed()
     }
 }
 
