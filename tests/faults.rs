@@ -130,6 +130,13 @@ const ISOLATION_TABLE: &[Case] = &[
         target: Target::ApiKey,
         owner_status: 200,
     },
+    // Rolls the owner's management key (no later case uses its token), then revokes it.
+    Case {
+        method: "POST",
+        pattern: "/management-keys/{id}/roll",
+        target: Target::ManagementKey,
+        owner_status: 200,
+    },
     Case {
         method: "POST",
         pattern: "/management-keys/{id}/revoke",
@@ -341,8 +348,8 @@ async fn account_state(db: &Db, id: i64) -> Vec<String> {
     );
     s.extend(
         db.texts(&format!(
-            "select public_id || '|' || coalesce(cast(revoked_at as text), '-') from management_keys \
-             where account_id = {id} order by id"
+            "select public_id || '|' || coalesce(cast(revoked_at as text), '-') || '|' || token_hash \
+             from management_keys where account_id = {id} order by id"
         ))
         .await,
     );

@@ -126,6 +126,7 @@ pub enum Action {
     MemberRemoved,
     ManagementKeyCreated,
     ManagementKeyDeleted,
+    ManagementKeyRolled,
     CreditsGranted,
     LoginSucceeded,
     LoginFailed,
@@ -133,7 +134,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::KeyCreated,
         Action::KeyEdited,
         Action::KeyDisabled,
@@ -149,6 +150,7 @@ impl Action {
         Action::MemberRemoved,
         Action::ManagementKeyCreated,
         Action::ManagementKeyDeleted,
+        Action::ManagementKeyRolled,
         Action::CreditsGranted,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -172,6 +174,7 @@ impl Action {
             Action::MemberRemoved => "member.removed",
             Action::ManagementKeyCreated => "management_key.created",
             Action::ManagementKeyDeleted => "management_key.deleted",
+            Action::ManagementKeyRolled => "management_key.rolled",
             Action::CreditsGranted => "credits.granted",
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",

@@ -206,6 +206,39 @@ impl Store {
         })
     }
 
+    /// Gives a live management key a new token: same row, public id, name and access; the
+    /// old token stops working with this commit (management keys have no grace period).
+    /// Another account's key, or a revoked one, is `NotFound`.
+    pub async fn roll_management_key(
+        &self,
+        account_id: i64,
+        id: &ManagementKeyPublicId,
+        token: &ManagementToken,
+        actor: &Actor,
+    ) -> Result<ManagementKeyRow> {
+        let sql = format!(
+            "update management_keys set token_hash = $1, token_prefix = $2, token_last4 = $3 \
+             where public_id = $4 and account_id = $5 and revoked_at is null returning {COLUMNS}"
+        );
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query_as::<_, ManagementKeyRow>(&sql)
+                .bind(&token.hash().0)
+                .bind(token.display_prefix())
+                .bind(token.last_four())
+                .bind(id.as_str())
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyRolled)
+                .target(management_target(row.id, &row.name));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(row)
+        })
+    }
+
     /// The management key with this token hash, whatever its state (the caller decides).
     pub async fn management_key_by_hash(
         &self,

@@ -1,5 +1,6 @@
-//! Management keys page: list, create (with the one-time reveal), revoke. Management keys
-//! (`lr-mk-…`) call the management API (`/api/v1/keys`, `/usage`), never the gateway.
+//! Management keys page: list, create and roll (each with the one-time reveal), revoke.
+//! Management keys (`lr-mk-…`) call the management API (`/api/v1/keys`, `/usage`), never the
+//! gateway.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -165,6 +166,8 @@ struct RevealPage {
     name: String,
     token: String,
     base_url: String,
+    /// A roll's reveal: the old token already stopped working.
+    rolled: bool,
 }
 
 /// Answers with the reveal itself (no redirect, `no-store`), as the Keys page does; a
@@ -216,8 +219,47 @@ pub async fn create(
         name: row.name,
         token: token.expose().to_owned(),
         base_url: super::keys::base_url(&req),
+        rolled: false,
     };
     Ok(super::keys::secret_reveal(page.render()?))
+}
+
+/// Gives the key a new token, shown once here (`no-store`); the old one stops working with
+/// this answer: management keys have no grace period. A replayed POST rolls again (safe:
+/// the token it would have shown was never seen).
+pub async fn roll(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+    _f: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
+    let (row, token) = roll_one(&state, &user, &id).await?;
+    let page = RevealPage {
+        layout: user.layout("management"),
+        name: row.name,
+        token,
+        base_url: super::keys::base_url(&req),
+        rolled: true,
+    };
+    Ok(super::keys::secret_reveal(page.render()?))
+}
+
+/// Rolls one management key of the current workspace: its row and the new token (for the
+/// reveal only).
+pub(super) async fn roll_one(
+    state: &AppState,
+    user: &Dashboard,
+    id: &ManagementKeyPublicId,
+) -> WebResult<(ManagementKeyRow, String)> {
+    let token = ManagementToken::generate();
+    let row = state
+        .store
+        .roll_management_key(user.id(), id, &token, &user.actor)
+        .await?;
+    tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key rolled");
+    Ok((row, token.expose().to_owned()))
 }
 
 pub async fn revoke(

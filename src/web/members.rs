@@ -11,6 +11,7 @@ use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
 use super::keys::{html, secret_reveal};
 use super::{see_other, Dashboard, Layout};
+use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::roll_form::Retirement;
 use crate::domain::team::{Role, UserId, WorkspaceId};
 use crate::domain::{time_util, ApiToken, Email, VerifyToken};
@@ -315,12 +316,15 @@ pub async fn offboarding(
 struct RolledAllPage {
     layout: Layout,
     member: String,
-    rolled: Vec<(String, String)>,
+    /// API keys and their new secrets, then management keys and their new tokens; each
+    /// group's heading and the prefix of its fields' ids.
+    groups: [(&'static str, &'static str, Vec<(String, String)>); 2],
 }
 
-/// Rolls every live key the member created or rolled: each gets a new secret, shown once
-/// here; the previous one retires when its traffic stops (as the Roll form's default), so
-/// nothing breaks before the new secrets are deployed.
+/// Rolls every live key the member created or rolled and every live management key they
+/// created: each gets a new secret, shown once here. An API key's previous secret retires
+/// when its traffic stops (as the Roll form's default), so nothing breaks before the new
+/// secrets are deployed; a management key's old token stops at once (no grace period).
 pub async fn roll_all(
     state: web::Data<AppState>,
     user: Dashboard,
@@ -328,7 +332,7 @@ pub async fn roll_all(
     _form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
-    let (keys, _) = state.store.offboarding(user.workspace(), target).await?;
+    let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
     let now = time_util::now_ms();
     let retire = Retirement::WhenQuiet {
         quiet_ms: 60 * 60_000,
@@ -343,10 +347,19 @@ pub async fn roll_all(
             .await?;
         rolled.push((k.name, token.expose().to_owned()));
     }
+    let mut management_keys = Vec::with_capacity(mks.len());
+    for m in mks {
+        let id = ManagementKeyPublicId::parse(&m.public_id).ok_or(WebError::NotFound)?;
+        let (row, token) = super::management_keys::roll_one(&state, &user, &id).await?;
+        management_keys.push((row.name, token));
+    }
     let page = RolledAllPage {
         layout: user.layout("members"),
         member: member_email(&state, target).await?,
-        rolled,
+        groups: [
+            ("API keys", "token", rolled),
+            ("Management keys", "mk-token", management_keys),
+        ],
     };
     Ok(secret_reveal(page.render()?))
 }

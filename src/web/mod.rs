@@ -88,6 +88,7 @@ dashboard_routes! {
     get "/management-keys" => management_keys::list, At(Admin);
     post "/management-keys" => management_keys::create, At(Admin);
     post "/management-keys/{id}/revoke" => management_keys::revoke, At(Admin);
+    post "/management-keys/{id}/roll" => management_keys::roll, At(Admin);
     get "/alerts" => alerts::list, At(Viewer);
     post "/alerts/read" => alerts::mark_read, At(Viewer);
     get "/alerts/settings" => alerts::settings, At(Admin);

@@ -141,7 +141,7 @@ async fn create_use_patch_delete_through_the_api() {
 
     // Revoking the management key on the dashboard: its next request is 401.
     let html = app.get_html("/management-keys").await;
-    let mk_id = between(&html, "action=\"/management-keys/", "/revoke")
+    let mk_id = between(&html, "action=\"/management-keys/", "/roll")
         .unwrap()
         .to_owned();
     let r = app

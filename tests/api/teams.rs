@@ -113,6 +113,7 @@ fn expected_rules() -> Vec<(&'static str, &'static str, &'static str)> {
         ("get", "/management-keys", "admin"),
         ("post", "/management-keys", "admin"),
         ("post", "/management-keys/{id}/revoke", "admin"),
+        ("post", "/management-keys/{id}/roll", "admin"),
         ("get", "/alerts", "viewer"),
         ("post", "/alerts/read", "viewer"),
         ("get", "/alerts/settings", "admin"),
