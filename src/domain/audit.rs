@@ -131,10 +131,13 @@ pub enum Action {
     LoginSucceeded,
     LoginFailed,
     SettingsChanged,
+    WorkspaceCreated,
+    WorkspaceRenamed,
+    WorkspaceDeleted,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::KeyCreated,
         Action::KeyEdited,
         Action::KeyDisabled,
@@ -155,6 +158,9 @@ impl Action {
         Action::LoginSucceeded,
         Action::LoginFailed,
         Action::SettingsChanged,
+        Action::WorkspaceCreated,
+        Action::WorkspaceRenamed,
+        Action::WorkspaceDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +185,9 @@ impl Action {
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::SettingsChanged => "settings.changed",
+            Action::WorkspaceCreated => "workspace.created",
+            Action::WorkspaceRenamed => "workspace.renamed",
+            Action::WorkspaceDeleted => "workspace.deleted",
         }
     }
 

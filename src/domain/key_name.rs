@@ -23,18 +23,28 @@ pub const NAME_MAX_CHARS: usize = 64;
 
 /// The owner's input as a name to store, or the message to show beside the field.
 pub fn parse_name(raw: &str) -> Result<String, String> {
+    parse_label(
+        raw,
+        "a key name",
+        "Give the key a name, such as prod-server or local-dev.",
+    )
+}
+
+/// A name people see in lists (a key's, a workspace's: `what`, for the message), by the
+/// rules above; `empty` is the message when nothing is left after trimming.
+pub fn parse_label(raw: &str, what: &str, empty: &str) -> Result<String, String> {
     let nfc: String = raw.nfc().collect();
     let trimmed = nfc.trim();
-    if let Some((c, what)) = trimmed.chars().find_map(|c| refusal(c).map(|w| (c, w))) {
+    if let Some((c, why)) = trimmed.chars().find_map(|c| refusal(c).map(|w| (c, w))) {
         return Err(format!(
-            "{} cannot be used in a key name ({what}). Use letters, digits, spaces and \
+            "{} cannot be used in {what} ({why}). Use letters, digits, spaces and \
              punctuation.",
             describe(c)
         ));
     }
     let name = collapse_spaces(trimmed);
     if name.is_empty() {
-        return Err("Give the key a name, such as prod-server or local-dev.".into());
+        return Err(empty.into());
     }
     if name.chars().count() > NAME_MAX_CHARS {
         return Err(format!("Use at most {NAME_MAX_CHARS} characters."));

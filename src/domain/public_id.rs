@@ -7,7 +7,7 @@ use rand::distr::{Alphanumeric, SampleString};
 /// Random base62 characters after the prefix (24 × log2(62) ≈ 143 bits).
 const RANDOM_LEN: usize = 24;
 
-fn generate(prefix: &str) -> String {
+pub(crate) fn generate(prefix: &str) -> String {
     let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
     let mut s = String::with_capacity(prefix.len() + RANDOM_LEN);
     s.push_str(prefix);

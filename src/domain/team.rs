@@ -81,6 +81,71 @@ impl TryFrom<String> for Role {
     }
 }
 
+/// How many live workspaces one person may have made with "New workspace": each is a row
+/// nobody signs in with, so the bound keeps a script from making them without end.
+pub const CREATE_LIMIT: i64 = 20;
+
+/// The reserved address of a workspace made with "New workspace" (`accounts.email` is NOT
+/// NULL and unique): random, under `.invalid` (RFC 2606), so it is nobody's and no mail
+/// can reach it (migration 0018).
+pub fn reserved_email() -> String {
+    format!(
+        "{}@workspace.invalid",
+        super::public_id::generate("workspace-")
+    )
+}
+
+/// What kind of workspace an `accounts` row is (migration 0018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceKind {
+    /// The account a person signed up with: they sign in as it; it is never deleted.
+    Personal,
+    /// Made with "New workspace": nobody signs in as it; its owners may delete it.
+    Team,
+}
+
+impl WorkspaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceKind::Personal => "personal",
+            WorkspaceKind::Team => "team",
+        }
+    }
+}
+
+impl TryFrom<String> for WorkspaceKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "personal" => Ok(WorkspaceKind::Personal),
+            "team" => Ok(WorkspaceKind::Team),
+            _ => Err(s),
+        }
+    }
+}
+
+/// A workspace's name: the key name rules (NFC, trimmed, inner spaces collapsed, no control
+/// or invisible characters, so no NUL reaches PostgreSQL), 1 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceName(String);
+
+impl WorkspaceName {
+    /// The name to store, or the message to show beside the field.
+    pub fn parse(raw: &str) -> Result<WorkspaceName, String> {
+        super::key_name::parse_label(
+            raw,
+            "a workspace name",
+            "Give the workspace a name, such as your team's or project's.",
+        )
+        .map(WorkspaceName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +169,20 @@ mod tests {
         for bad in ["", "0", "-1", "1e3", "42\0", "99999999999999999999", " "] {
             assert_eq!(WorkspaceId::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn workspace_names_follow_the_key_name_rules() {
+        assert_eq!(
+            WorkspaceName::parse("  Acme   team ").unwrap().as_str(),
+            "Acme team"
+        );
+        for bad in ["", "   ", "a\0b", "a\u{7}b", "a\u{202e}b", &"x".repeat(65)] {
+            assert!(WorkspaceName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(WorkspaceName::parse(&"x".repeat(64)).is_ok());
+        assert!(WorkspaceName::parse("a\0b")
+            .unwrap_err()
+            .contains("workspace name"));
     }
 }

@@ -1,4 +1,6 @@
-//! SQL for `accounts`.
+//! SQL for `accounts`. Workspaces people create, rename and delete: `accounts/workspaces.rs`.
+
+pub mod workspaces;
 
 use sqlx::FromRow;
 
@@ -7,7 +9,7 @@ use super::{
     conflict_on_unique, email_tokens, members, on_read, on_write, Result, Store, StoreError,
 };
 use crate::domain::audit::{Action, Actor};
-use crate::domain::team::WorkspaceId;
+use crate::domain::team::{WorkspaceId, WorkspaceKind};
 use crate::domain::{time_util, Credits, Email, TokenHash};
 
 #[derive(Debug, Clone, FromRow)]
@@ -22,11 +24,14 @@ pub struct AccountRow {
     pub email_verified_at: Option<i64>,
     /// The workspace's name (this row is the workspace too: migration 0013).
     pub name: String,
+    /// A person's own workspace, or one made with "New workspace" (migration 0018).
+    #[sqlx(try_from = "String")]
+    pub kind: WorkspaceKind,
 }
 
 /// The columns of [`AccountRow`].
 const ACCOUNT_COLUMNS: &str =
-    "id, email, password_hash, balance, reserved, email_verified_at, name";
+    "id, email, password_hash, balance, reserved, email_verified_at, name, kind";
 
 impl AccountRow {
     pub fn email_verified(&self) -> bool {
@@ -102,8 +107,12 @@ impl Store {
         })
     }
 
+    /// The person who signs in with this email: only personal rows (a team workspace's
+    /// reserved address is nobody's).
     pub async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRow>> {
-        let sql = format!("select {ACCOUNT_COLUMNS} from accounts where email = $1");
+        let sql = format!(
+            "select {ACCOUNT_COLUMNS} from accounts where email = $1 and kind = 'personal'"
+        );
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, AccountRow>(&sql)
             .bind(email.as_str())
@@ -123,8 +132,8 @@ impl Store {
         })
     }
 
-    /// Adds credits to a workspace (by its id, or its founding owner's email); returns the
-    /// new settled balance. The grant and its audit event commit together.
+    /// Adds credits to a live workspace (by its id, or its founding owner's email); returns
+    /// the new settled balance (`NotFound` for a deleted one). The grant and its audit event commit together.
     pub async fn grant_credits(
         &self,
         to: &GrantTo,
@@ -138,7 +147,8 @@ impl Store {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let (account_id, balance) = sqlx::query_as::<_, (i64, i64)>(
-                "update accounts set balance = balance + $1 where id = $2 or email = $3 returning id, balance",
+                "update accounts set balance = balance + $1 where (id = $2 or email = $3) \
+                 and deleted_at is null returning id, balance",
             )
             .bind(amount.micros())
             .bind(id)

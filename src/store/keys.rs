@@ -20,7 +20,8 @@ use crate::domain::token::masked;
 use crate::domain::{time_util, ApiToken, Credits};
 
 /// A key's stored `status`, decoded by the store (never compared as a string elsewhere).
-/// `Revoked` is final and reached only through [`Store::revoke_key`].
+/// `Revoked` is final and reached only through [`Store::revoke_key`] (or the deletion of
+/// its workspace, `Store::delete_workspace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
     Active,

@@ -239,12 +239,16 @@ impl Store {
         })
     }
 
-    /// The management key with this token hash, whatever its state (the caller decides).
+    /// The management key with this token hash, whatever its state (the caller decides); a
+    /// deleted workspace's keys are none.
     pub async fn management_key_by_hash(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<ManagementKeyRow>> {
-        let sql = format!("select {COLUMNS} from management_keys where token_hash = $1");
+        let sql = format!(
+            "select {COLUMNS} from management_keys where token_hash = $1 \
+             and account_id in (select id from accounts where deleted_at is null)"
+        );
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, ManagementKeyRow>(&sql).bind(&hash.0).fetch_optional(pool).await?
         }))

@@ -136,12 +136,14 @@ impl Store {
         Ok(role.and_then(|r| Role::parse(&r)))
     }
 
-    /// Every workspace the person belongs to, by name.
+    /// Every live workspace the person belongs to, by name (a deleted one has no members
+    /// left; the filter says so again).
     pub async fn memberships(&self, user: UserId) -> Result<Vec<MembershipRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as(
                 "select m.account_id, a.name, m.role from workspace_members m \
-                 join accounts a on a.id = m.account_id where m.user_id = $1 order by a.name, a.id",
+                 join accounts a on a.id = m.account_id where m.user_id = $1 and a.deleted_at is null \
+                 order by a.name, a.id",
             )
             .bind(user)
             .fetch_all(pool)

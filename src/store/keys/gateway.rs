@@ -50,6 +50,8 @@ impl GatewaySecret {
 }
 
 /// The gateway's read: a secret with its key and the key's account, without its `where`.
+/// A deleted workspace's keys are no keys (its deletion revokes them too; the join refuses
+/// a key a request made while the deletion committed).
 macro_rules! gateway_key_select {
     ($($extra:literal)?) => {
         concat!(
@@ -64,7 +66,7 @@ macro_rules! gateway_key_select {
             k.disable_after_days, k.idle_from",
             $($extra,)?
             " from key_secrets s join api_keys k on k.id = s.key_id \
-            join accounts a on a.id = k.account_id"
+            join accounts a on a.id = k.account_id and a.deleted_at is null"
         )
     };
 }
