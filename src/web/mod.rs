@@ -29,6 +29,7 @@ mod usage_chart;
 mod usage_csv;
 pub mod verify;
 pub mod when;
+pub mod workspaces;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,7 +61,7 @@ macro_rules! dashboard_routes {
     };
 }
 
-use crate::domain::team::Role::{Admin, Developer, Viewer};
+use crate::domain::team::Role::{Admin, Developer, Owner, Viewer};
 use access::Need::{OwnKey, Public, Role as At};
 
 dashboard_routes! {
@@ -104,6 +105,12 @@ dashboard_routes! {
     post "/verify-email" => verify::verify, Public;
     post "/verify-email/resend" => verify::resend, At(Viewer);
     post "/workspace" => members::switch, At(Viewer);
+    get "/workspaces/new" => workspaces::new_form, At(Viewer);
+    post "/workspaces" => workspaces::create, At(Viewer);
+    get "/workspace/settings" => workspaces::settings, At(Owner);
+    post "/workspace/settings" => workspaces::rename, At(Owner);
+    get "/workspace/delete" => workspaces::confirm_delete, At(Owner);
+    post "/workspace/delete" => workspaces::delete, At(Owner);
     get "/members" => members::list, At(Viewer);
     post "/members/invite" => members::invite, At(Admin);
     post "/members/{user}/role" => members::change_role, At(Admin);
@@ -162,6 +169,8 @@ pub struct Can {
     pub developer: bool,
     /// Members, invitations, management keys and the audit log (admins and owners).
     pub admin: bool,
+    /// Workspace settings: rename, delete (owners).
+    pub owner: bool,
     pub user_id: i64,
 }
 
@@ -172,6 +181,7 @@ impl Can {
             change_any_key: role >= Role::Admin,
             developer: role == Role::Developer,
             admin: role >= Role::Admin,
+            owner: role == Role::Owner,
             user_id: user.0,
         }
     }
