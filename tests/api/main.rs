@@ -26,3 +26,4 @@ mod smtp_sink;
 mod teams;
 mod throttle;
 mod usage;
+mod workspaces;

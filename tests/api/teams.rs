@@ -12,10 +12,10 @@ use crate::helpers::*;
 use crate::management::{call, management_key};
 
 /// The role names as the forms take them.
-const ROLES: [&str; 4] = ["viewer", "developer", "admin", "owner"];
+pub(crate) const ROLES: [&str; 4] = ["viewer", "developer", "admin", "owner"];
 
 /// Invites `email` as `role` from the owner's session; the one-time link's path.
-async fn invite(owner: &TestApp, email: &str, role: &str) -> String {
+pub(crate) async fn invite(owner: &TestApp, email: &str, role: &str) -> String {
     let r = owner
         .post_form(
             "/members/invite",
@@ -32,7 +32,7 @@ async fn invite(owner: &TestApp, email: &str, role: &str) -> String {
 }
 
 /// A new person (own client) who signs up as `email` and accepts the invitation at `path`.
-async fn join(owner: &TestApp, email: &str, path: &str) -> TestApp {
+pub(crate) async fn join(owner: &TestApp, email: &str, path: &str) -> TestApp {
     let p = spawn_clone(owner);
     assert_eq!(p.signup(email).await.status(), 303);
     let r = p.post_form(path, path, &[]).await;
@@ -40,15 +40,15 @@ async fn join(owner: &TestApp, email: &str, path: &str) -> TestApp {
     p
 }
 
-struct Team {
-    app: TestApp,
+pub(crate) struct Team {
+    pub(crate) app: TestApp,
     /// Sessions by role, weakest first (viewer, developer, admin); the owner is `app`.
-    members: Vec<TestApp>,
-    emails: Vec<String>,
+    pub(crate) members: Vec<TestApp>,
+    pub(crate) emails: Vec<String>,
 }
 
 /// An owner with a viewer, a developer and an admin in their workspace.
-async fn team() -> Team {
+pub(crate) async fn team() -> Team {
     let app = spawn_app().await;
     let owner = app.signed_up().await;
     let mut members = Vec::new();
@@ -68,7 +68,7 @@ async fn team() -> Team {
 }
 
 /// The member id in a Members page's remove form for `email`.
-async fn member_id(app: &TestApp, email: &str) -> i64 {
+pub(crate) async fn member_id(app: &TestApp, email: &str) -> i64 {
     let html = app.get_html("/members").await;
     let row = &html[html.find(&format!("{email}</td>")).expect("member listed")..];
     between(row, "action=\"/members/", "/role")
@@ -78,7 +78,7 @@ async fn member_id(app: &TestApp, email: &str) -> i64 {
 }
 
 /// The current workspace's id, from the Members page.
-async fn workspace_id(app: &TestApp) -> String {
+pub(crate) async fn workspace_id(app: &TestApp) -> String {
     let html = app.get_html("/members").await;
     between(&html, "Workspace id: <code>", "</code>")
         .unwrap()
@@ -129,6 +129,12 @@ fn expected_rules() -> Vec<(&'static str, &'static str, &'static str)> {
         ("post", "/verify-email", "public"),
         ("post", "/verify-email/resend", "viewer"),
         ("post", "/workspace", "viewer"),
+        ("get", "/workspaces/new", "viewer"),
+        ("post", "/workspaces", "viewer"),
+        ("get", "/workspace/settings", "owner"),
+        ("post", "/workspace/settings", "owner"),
+        ("get", "/workspace/delete", "owner"),
+        ("post", "/workspace/delete", "owner"),
         ("get", "/members", "viewer"),
         ("post", "/members/invite", "admin"),
         ("post", "/members/{user}/role", "admin"),
