@@ -19,7 +19,7 @@ use super::{on_read, on_write, PgStore, Result, Store, StoreError};
 
 /// id, account, key, amount, day, month of a hold to release.
 type StaleHold = (String, i64, i64, i64, i64, i64);
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 
 /// A hold. Journaled as part of `usage_journal::EntryV1` (its own struct).
 #[derive(Debug, Clone)]
@@ -179,8 +179,8 @@ impl PgStore {
         tx.commit().await?;
         Ok(Reservation {
             id,
-            account_id: key.account_id,
-            key_id: key.id,
+            account_id: key.account_id.0,
+            key_id: key.id.0,
             amount,
             day,
             month,
@@ -235,8 +235,8 @@ impl Store {
     /// After the key update matched no row: read the key again to say which rule refused.
     async fn why_key_refused(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         amount: Credits,
         now_ms: i64,
     ) -> ReserveError {
@@ -247,8 +247,8 @@ impl Store {
         if key.status != super::keys::KeyStatus::Active {
             return ReserveError::KeyInactive;
         }
-        let over = |limit: Option<i64>, spent: Credits| {
-            limit.is_some_and(|l| spent.micros() + amount.micros() > l)
+        let over = |limit: Option<Credits>, spent: Credits| {
+            limit.is_some_and(|l| spent.micros() + amount.micros() > l.micros())
         };
         if over(key.daily_limit, key.spent_today(now_ms)) {
             ReserveError::DailyLimit

@@ -90,11 +90,7 @@ fn parse(q: &HashMap<String, String>) -> Result<AuditFilter, String> {
     .map_err(|(_, m)| m.to_owned())?;
     let key = get(q, "key");
     if !key.is_empty() {
-        f.key_id = Some(
-            crate::domain::team::WorkspaceId::parse(key)
-                .ok_or("Unknown key.")?
-                .0,
-        );
+        f.key_id = Some(crate::domain::KeyId::parse(key).ok_or("Unknown key.")?);
     }
     f.limit = PAGE;
     Ok(f)
@@ -123,7 +119,7 @@ pub async fn list(
     let q = query.into_inner();
     let (events, next, error, status) = match parse(&q) {
         Ok(f) => {
-            let page = state.store.audit_page(user.id(), &f).await?;
+            let page = state.store.audit_page(user.workspace(), &f).await?;
             let events = page.events.iter().map(EventView::new).collect();
             (events, page.next, None, StatusCode::OK)
         }
@@ -167,7 +163,7 @@ pub async fn export_csv(
     ])
     .map_err(csv_err)?;
     loop {
-        let page = state.store.audit_page(user.id(), &f).await?;
+        let page = state.store.audit_page(user.workspace(), &f).await?;
         for r in &page.events {
             let cells = [
                 time_util::format_rfc3339(r.at),

@@ -14,7 +14,7 @@ use super::form::CsrfForm;
 use super::keys::{html, live_key, reveal, KeyView};
 use super::{see_other, Dashboard, Layout};
 use crate::domain::roll_form::RollFormInput;
-use crate::domain::{time_util, ApiToken};
+use crate::domain::{time_util, ApiToken, KeyId};
 use crate::state::AppState;
 use crate::store::key_secrets::{Retirement, SecretRow};
 use crate::store::keys::KeyRow;
@@ -93,19 +93,23 @@ struct KeyPage {
 pub async fn show(
     state: web::Data<AppState>,
     user: Dashboard,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
 ) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let key = live_key(&state, &user, path.into_inner()).await?;
-    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
     let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
-    view.last_model = state.store.last_model(user.id(), &key.name).await?;
+    view.last_model = state.store.last_model(user.workspace(), &key.name).await?;
     let history = crate::domain::audit::AuditFilter {
         key_id: Some(key.id),
         limit: 20,
         ..Default::default()
     };
-    let events = state.store.audit_page(user.id(), &history).await?.events;
+    let events = state
+        .store
+        .audit_page(user.workspace(), &history)
+        .await?
+        .events;
     let page = KeyPage {
         events: events.iter().map(super::audit::EventView::new).collect(),
         layout: user.layout("keys"),
@@ -120,7 +124,7 @@ pub async fn show(
 #[template(path = "key_roll.html")]
 struct RollPage {
     layout: Layout,
-    id: i64,
+    id: KeyId,
     name: String,
     input: RollFormInput,
     error: Option<String>,
@@ -135,7 +139,7 @@ async fn roll_page(
     error: Option<String>,
 ) -> WebResult<RollPage> {
     let now = time_util::now_ms();
-    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
     let pending = secrets
         .iter()
         .find(|s| !s.is_current() && s.is_live(now))
@@ -153,7 +157,7 @@ async fn roll_page(
 pub async fn roll_form(
     state: web::Data<AppState>,
     user: Dashboard,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
     let page = roll_page(&state, &user, &key, RollFormInput::defaults(), None).await?;
@@ -165,7 +169,7 @@ pub async fn roll(
     state: web::Data<AppState>,
     user: Dashboard,
     req: HttpRequest,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
@@ -185,22 +189,22 @@ pub async fn roll(
     let token = ApiToken::generate();
     state
         .store
-        .roll_key(user.id(), key.id, &token, retire, &user.actor)
+        .roll_key(user.workspace(), key.id, &token, retire, &user.actor)
         .await?;
-    tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
+    tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key rolled");
     reveal(&user, &req, &key, &token, true)
 }
 
 pub async fn retire(
     state: web::Data<AppState>,
     user: Dashboard,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
     let message = match state
         .store
-        .retire_previous(user.id(), key.id, &user.actor)
+        .retire_previous(user.workspace(), key.id, &user.actor)
         .await
     {
         Ok(()) => "The previous secret is retired: requests with it now fail.",
@@ -208,8 +212,8 @@ pub async fn retire(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(
-        account_id = user.id(),
-        key_id = key.id,
+        account_id = %user.workspace(),
+        key_id = %key.id,
         "previous secret retired"
     );
     user.session.set_flash(message)?;
@@ -219,13 +223,13 @@ pub async fn retire(
 pub async fn extend(
     state: web::Data<AppState>,
     user: Dashboard,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let key = live_key(&state, &user, path.into_inner()).await?;
     let message = match state
         .store
-        .extend_previous(user.id(), key.id, EXTEND_MS)
+        .extend_previous(user.workspace(), key.id, EXTEND_MS)
         .await
     {
         Ok(()) => "The previous secret's deadline is 24 hours later.",

@@ -158,12 +158,15 @@ pub async fn export_csv(
     w.write_record(CSV_HEADER)
         .map_err(|e| super::error::WebError::Internal(e.to_string()))?;
     let header_row = csv_finish(w).map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let rows = state.store.stream_usage(user.id(), filter).map(|page| {
-        page.map(|rows| csv_page(&rows)).map_err(|e| {
-            tracing::error!(error = %e, "CSV export failed");
-            actix_web::error::ErrorInternalServerError(e)
-        })
-    });
+    let rows = state
+        .store
+        .stream_usage(user.workspace(), filter)
+        .map(|page| {
+            page.map(|rows| csv_page(&rows)).map_err(|e| {
+                tracing::error!(error = %e, "CSV export failed");
+                actix_web::error::ErrorInternalServerError(e)
+            })
+        });
     let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(header_row) })
         .chain(rows);
     Ok(HttpResponse::Ok()

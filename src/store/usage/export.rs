@@ -1,6 +1,7 @@
 //! Reads for the CSV export: pages of rows whose cells the database joins into one value,
 //! streamed page by page.
 
+use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
 use super::{keyset_page_sql, Bind, UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
@@ -12,7 +13,7 @@ impl Store {
     /// text value (see [`ExportRow`]).
     pub async fn export_usage_page(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: &UsageFilter,
         before_id: Option<i64>,
         limit: i64,
@@ -45,7 +46,7 @@ impl Store {
     /// rows, for CSV export: memory is two pages whatever the total.
     pub fn stream_usage(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: UsageFilter,
     ) -> futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>> {
         use futures_util::StreamExt;
