@@ -52,6 +52,16 @@ struct Inner {
     pruned: Option<Instant>,
 }
 
+impl Inner {
+    /// The key's book and the account's book a hold counts in.
+    fn books_of(&mut self, r: &Reservation) -> [&mut Book; 2] {
+        [
+            self.keys.entry(r.key_id).or_default(),
+            self.accounts.entry(r.account_id).or_default(),
+        ]
+    }
+}
+
 /// How often settled charges are pruned: a sweep visits every book.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -178,16 +188,7 @@ impl HoldBook {
             .or_default()
             .in_flight
             .push(hold);
-        Ok(Reservation {
-            id: String::new(),
-            account_id: key.account_id.0,
-            key_id: key.id.0,
-            amount,
-            day,
-            month,
-            in_db: false,
-            lease: None,
-        })
+        Ok(Reservation::held(key, amount, day, month))
     }
 
     /// Called by the usage writer just before it journals the entries numbered `seq`: their
@@ -204,10 +205,7 @@ impl HoldBook {
                 month: r.month,
                 charge,
             };
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 book.remove_in_flight(r);
                 book.settled.push_back(s());
             }
@@ -259,10 +257,7 @@ impl HoldBook {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         for r in holds.filter(|r| !r.in_db) {
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 let batch_entry = book
                     .settled
                     .iter()
@@ -280,10 +275,7 @@ impl HoldBook {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         for r in holds.filter(|r| !r.in_db) {
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 book.remove_in_flight(r);
             }
         }

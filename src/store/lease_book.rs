@@ -69,14 +69,8 @@ impl PgStore {
         let hold = amount.micros();
         let need = hold.max(1);
         let reservation = |lease: i64| Reservation {
-            id: String::new(),
-            account_id: key.account_id.0,
-            key_id: key.id.0,
-            amount,
-            day,
-            month,
-            in_db: false,
             lease: Some(lease),
+            ..Reservation::held(key, amount, day, month)
         };
         loop {
             let refill = match book.take(bucket, key.account_id.0, hold, need) {

@@ -39,6 +39,23 @@ pub struct Reservation {
     pub lease: Option<i64>,
 }
 
+impl Reservation {
+    /// A hold of `amount` on `key` for the UTC day and month it was taken in, kept in this
+    /// process's memory; a reservation row or a lease is set on top (`..Reservation::held`).
+    pub fn held(key: &KeyRow, amount: Credits, day: i64, month: i64) -> Reservation {
+        Reservation {
+            id: String::new(),
+            account_id: key.account_id.0,
+            key_id: key.id.0,
+            amount,
+            day,
+            month,
+            in_db: false,
+            lease: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
     #[error("daily limit reached")]
@@ -179,13 +196,8 @@ impl PgStore {
         tx.commit().await?;
         Ok(Reservation {
             id,
-            account_id: key.account_id.0,
-            key_id: key.id.0,
-            amount,
-            day,
-            month,
             in_db: true,
-            lease: None,
+            ..Reservation::held(key, amount, day, month)
         })
     }
 

@@ -5,9 +5,10 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::error::{WebError, WebResult};
+use super::error::WebResult;
 use super::form::CsrfForm;
 pub use super::key_view::KeyView;
+use super::live_key::LiveKey;
 use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
@@ -307,20 +308,10 @@ fn render_form_errors(
     html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
 }
 
-pub(super) async fn live_key(state: &AppState, user: &Dashboard, id: KeyId) -> WebResult<KeyRow> {
-    let key = state.store.key(user.workspace(), id).await?;
-    if key.status == KeyStatus::Revoked {
-        return Err(WebError::NotFound);
-    }
-    Ok(key)
-}
-
 pub async fn edit_form(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
+    LiveKey { user, key }: LiveKey,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let input = KeyFormInput::from_spec(&key.spec());
     let page = form_page(
         &state.catalogue,
@@ -334,11 +325,9 @@ pub async fn edit_form(
 
 pub async fn update(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
+    LiveKey { user, key }: LiveKey,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let input = read_form(&form);
     // An expiry already in the past is fine to keep unchanged when editing other fields.
     let spec: KeySpec = match input.parse(
@@ -372,10 +361,9 @@ pub async fn update(
 async fn set_status(
     state: &AppState,
     user: &Dashboard,
-    id: KeyId,
+    key: &KeyRow,
     switch: KeySwitch,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(state, user, id).await?;
     state
         .store
         .set_key_status(user.workspace(), key.id, switch, &user.actor)
@@ -391,20 +379,18 @@ async fn set_status(
 
 pub async fn disable(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeySwitch::Disabled).await
+    set_status(&state, &user, &key, KeySwitch::Disabled).await
 }
 
 pub async fn enable(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeySwitch::Enabled).await
+    set_status(&state, &user, &key, KeySwitch::Enabled).await
 }
 
 #[derive(Template)]
@@ -414,12 +400,7 @@ struct DeletePage {
     key: KeyView,
 }
 
-pub async fn confirm_delete(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
-) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
+pub async fn confirm_delete(LiveKey { user, key }: LiveKey) -> WebResult<HttpResponse> {
     let page = DeletePage {
         key: KeyView::new(&key, time_util::now_ms()),
         layout: user.layout("keys"),
@@ -429,11 +410,9 @@ pub async fn confirm_delete(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<KeyId>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     state
         .store
         .revoke_key(user.workspace(), key.id, &user.actor)

@@ -15,6 +15,7 @@ pub mod home;
 pub mod key_life;
 pub mod key_view;
 pub mod keys;
+mod live_key;
 pub mod management_keys;
 pub mod members;
 mod not_found;
@@ -268,7 +269,7 @@ impl FromRequest for Dashboard {
 /// The signed-in person, their current workspace and role (read on every request: a
 /// removed member loses the workspace on their next request), checked against the route's
 /// rule.
-async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
+pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState registered")
