@@ -317,7 +317,7 @@ async fn generation_reply(
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "total_tokens": row.total_tokens,
-        "cost": Credits::from_micros(row.cost).exact(),
+        "cost": row.cost.exact(),
         "status": row.status,
         "http_status": row.http_status,
         "error_code": row.error_code,
@@ -326,7 +326,7 @@ async fn generation_reply(
         "started_at": time_util::format_rfc3339(row.started_at),
         "completed_at": time_util::format_rfc3339(row.completed_at),
         // OpenRouter's names for the same facts (finish reasons are not recorded).
-        "total_cost": Credits::from_micros(row.cost).json_number(),
+        "total_cost": row.cost.json_number(),
         "tokens_prompt": row.prompt_tokens,
         "tokens_completion": row.completion_tokens,
         "provider_name": row.provider,

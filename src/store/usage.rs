@@ -7,6 +7,7 @@ use sqlx::FromRow;
 use super::ledger::Reservation;
 use super::{on_read, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
+use crate::domain::Credits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageStatus {
@@ -96,7 +97,7 @@ pub struct UsageRow {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
-    pub cost: i64,
+    pub cost: Credits,
     pub status: String,
     pub http_status: i64,
     pub error_code: Option<String>,
@@ -177,7 +178,7 @@ pub struct UsageTotals {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    pub cost: i64,
+    pub cost: Credits,
     pub errors: i64,
 }
 
@@ -186,7 +187,7 @@ pub struct UsageTotals {
 pub struct DailySpend {
     pub day: i64,
     pub key_name: String,
-    pub cost: i64,
+    pub cost: Credits,
 }
 
 /// `where` clause for one keyset page (rows strictly older than `before_id`), with the limit
@@ -340,7 +341,7 @@ impl Store {
 pub struct Ranked {
     pub name: String,
     pub requests: i64,
-    pub cost: i64,
+    pub cost: Credits,
 }
 
 impl Store {

@@ -22,7 +22,7 @@ pub struct RankedView {
 
 /// Ranked lines whose costs share one number of decimals (aligned decimal points).
 fn ranked(rows: Vec<Ranked>) -> Vec<RankedView> {
-    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    let costs: Vec<Credits> = rows.iter().map(|r| r.cost).collect();
     rows.into_iter()
         .zip(Credits::display_column(&costs))
         .map(|(r, cost)| RankedView {

@@ -228,7 +228,7 @@ impl UsageView {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             total_tokens: r.total_tokens,
-            cost: Credits::from_micros(r.cost).display(),
+            cost: r.cost.display(),
             latency_ms: r.latency_ms,
             status: r.status.clone(),
             status_class: match (r.status.as_str(), r.error_code.is_some()) {
@@ -254,7 +254,7 @@ impl UsageView {
 /// Views of a page of rows; their costs share one number of decimals, so that the cost
 /// column's decimal points line up.
 pub fn views(rows: &[UsageRow], keys: &KeyNames) -> Vec<UsageView> {
-    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    let costs: Vec<Credits> = rows.iter().map(|r| r.cost).collect();
     rows.iter()
         .zip(Credits::display_column(&costs))
         .map(|(r, cost)| UsageView {
@@ -278,7 +278,7 @@ impl From<UsageTotals> for TotalsView {
             requests: t.requests,
             prompt_tokens: t.prompt_tokens,
             completion_tokens: t.completion_tokens,
-            cost: Credits::from_micros(t.cost).display(),
+            cost: t.cost.display(),
             errors: t.errors,
         }
     }

@@ -724,7 +724,7 @@ async fn migration_makes_each_account_the_owner_of_its_workspace() {
         .await
         .unwrap();
     assert_eq!(usage.len(), 1);
-    assert_eq!(usage[0].cost, 42);
+    assert_eq!(usage[0].cost, Credits::from_micros(42));
     let (keys, _) = store.offboarding(WorkspaceId(1), UserId(1)).await.unwrap();
     assert_eq!(keys.len(), 1);
     store.close().await;

@@ -497,7 +497,7 @@ async fn filters_combine_and_totals_match_an_independent_sum_of_the_rows() {
             .collect();
         for t in [&rollup, &raw] {
             assert_eq!(t.requests, want.len() as i64);
-            assert_eq!(t.cost, want.iter().map(|r| r.cost).sum::<i64>());
+            assert_eq!(t.cost.micros(), want.iter().map(|r| r.cost).sum::<i64>());
             assert_eq!(t.prompt_tokens, want.iter().map(|r| r.prompt).sum::<i64>());
             assert_eq!(
                 t.completion_tokens,

@@ -147,7 +147,7 @@ impl ExportRow {
                 n(r.prompt_tokens),
                 n(r.completion_tokens),
                 n(r.total_tokens),
-                n(r.cost),
+                n(r.cost.micros()),
                 n(r.latency_ms),
                 Cow::Owned(r.status.clone()),
                 n(r.http_status),

@@ -81,7 +81,7 @@ async fn journal_replay_applies_each_missing_entry_once() {
                 .await
                 .unwrap()
                 .cost,
-            1_000
+            Credits::from_micros(1_000)
         );
     }
 }
