@@ -7,7 +7,7 @@ use std::hint::black_box;
 use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use criterion::{criterion_group, criterion_main, Criterion};
 use lowrouter::domain::token::hash_str;
-use lowrouter::domain::ApiToken;
+use lowrouter::domain::{ApiToken, Credits, KeyId, WorkspaceId};
 use lowrouter::gateway::auth::bearer_token;
 use lowrouter::store::keys::KeyRow;
 
@@ -51,14 +51,14 @@ fn token_benches(c: &mut Criterion) {
 
 fn key(models: &str) -> KeyRow {
     KeyRow {
-        id: 1,
-        account_id: 1,
+        id: KeyId(1),
+        account_id: WorkspaceId(1),
         name: "bench".into(),
         token_prefix: "lr-sk-Ab3d".into(),
         token_last4: "x9Qz".into(),
         models: models.into(),
         region: Some("eu-west".into()),
-        daily_limit: Some(1_000_000_000),
+        daily_limit: Some(Credits::from_micros(1_000_000_000)),
         monthly_limit: None,
         expires_at: None,
         status: lowrouter::store::keys::KeyStatus::Active,
@@ -66,9 +66,9 @@ fn key(models: &str) -> KeyRow {
         revoked_at: None,
         last_used_at: None,
         spend_day: 0,
-        day_spend: 0,
+        day_spend: Credits::ZERO,
         spend_month: 0,
-        month_spend: 0,
+        month_spend: Credits::ZERO,
         public_id: None,
         rpm_limit: None,
         concurrency_limit: None,

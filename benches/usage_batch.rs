@@ -8,12 +8,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lowrouter::domain::key_form::KeySpec;
-use lowrouter::domain::{ApiToken, Credits, Email};
+use lowrouter::domain::{ApiToken, Credits, Email, KeyId, WorkspaceId};
 use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
 use lowrouter::store::usage_journal::Journal;
 use lowrouter::store::{Backend, Store};
 
-fn entries(account_id: i64, key_id: i64, n: usize, seq: &mut u64) -> Vec<UsageEntry> {
+fn entries(account_id: WorkspaceId, key_id: KeyId, n: usize, seq: &mut u64) -> Vec<UsageEntry> {
     let now = lowrouter::domain::time_util::now_ms();
     (0..n)
         .map(|_| {
@@ -62,7 +62,8 @@ fn batches(c: &mut Criterion) {
         let account = store
             .create_account(&email, "x", Credits::parse("1000").unwrap())
             .await
-            .unwrap();
+            .unwrap()
+            .personal_workspace();
         let spec = KeySpec {
             name: "bench".into(),
             models: vec![],
@@ -107,7 +108,7 @@ fn journal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (mut journal, _) = Journal::open(&dir.path().join("bench.db")).unwrap();
     let mut seq = 0u64;
-    let one = entries(1, 1, 1, &mut seq);
+    let one = entries(WorkspaceId(1), KeyId(1), 1, &mut seq);
     let mut n = 0i64;
     c.bench_function("usage journal append (1 entry)", |b| {
         b.iter(|| {

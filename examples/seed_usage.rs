@@ -92,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!(e))?;
     let account_id = store
         .create_account(&email, &hash, Credits::from_micros(1_000_000_000_000))
-        .await?;
+        .await?
+        .personal_workspace();
 
     let mut keys = Vec::with_capacity(a.keys);
     for i in 0..a.keys {

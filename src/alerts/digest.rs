@@ -31,7 +31,7 @@ pub async fn send_due(store: &Store, mailer: &Mailer) -> anyhow::Result<()> {
         // Taken (marked mailed) before sending: a failed send is logged, not repeated, so
         // a broken relay cannot make the digest repeat every poll.
         if let Err(e) = mailer.send_text(&email, &subject, body).await {
-            tracing::warn!(account_id, error = %e, "alert digest not sent");
+            tracing::warn!(account_id = %account_id, error = %e, "alert digest not sent");
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use super::event::emit;
 use super::{Feed, KeyTouch};
 use crate::domain::audit::Actor;
-use crate::domain::time_util;
+use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::{Result, Store};
 
@@ -29,8 +29,8 @@ const KNOWN_MAX: usize = 100_000;
 /// What the evaluator has settled already in this process (see [`KNOWN_MAX`]).
 #[derive(Default)]
 struct Known {
-    models: HashSet<(i64, String)>,
-    networks: HashSet<(i64, String)>,
+    models: HashSet<(KeyId, String)>,
+    networks: HashSet<(KeyId, String)>,
 }
 /// Hours in the spike's baseline.
 const BASELINE_HOURS: i64 = 14 * 24;
@@ -43,7 +43,7 @@ pub async fn run(
     outbox: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut medians: HashMap<i64, (Instant, i64)> = HashMap::new();
+    let mut medians: HashMap<KeyId, (Instant, i64)> = HashMap::new();
     let mut known = Known::default();
     loop {
         tokio::select! {
@@ -57,11 +57,11 @@ pub async fn run(
         let (touched, dead) = feed.take();
         for (secret_id, d) in dead {
             if let Err(e) = dead_use(&store, secret_id, &d).await {
-                tracing::warn!(key_id = d.key_id, error = %e, "dead secret alert failed");
+                tracing::warn!(key_id = %d.key_id, error = %e, "dead secret alert failed");
             }
         }
         // The hours' spend first, so this round's spike checks count it.
-        let mut hourly: Vec<(i64, i64, i64, i64)> = touched
+        let mut hourly: Vec<(WorkspaceId, KeyId, i64, i64)> = touched
             .iter()
             .flat_map(|(key, t)| t.hourly.iter().map(|(h, c)| (t.account_id, *key, *h, *c)))
             .collect();
@@ -75,12 +75,12 @@ pub async fn run(
         for (key_id, touch) in touched {
             accounts.insert(touch.account_id);
             if let Err(e) = evaluate_key(&store, key_id, &touch, &mut medians, &mut known).await {
-                tracing::warn!(key_id, error = %e, "alert evaluation failed");
+                tracing::warn!(key_id = %key_id, error = %e, "alert evaluation failed");
             }
         }
         for account_id in accounts {
             if let Err(e) = evaluate_balance(&store, account_id).await {
-                tracing::warn!(account_id, error = %e, "balance alert evaluation failed");
+                tracing::warn!(account_id = %account_id, error = %e, "balance alert evaluation failed");
             }
         }
         medians.retain(|_, (at, _)| at.elapsed() < MEDIAN_TTL);
@@ -94,9 +94,9 @@ pub async fn run(
 
 async fn evaluate_key(
     store: &Store,
-    key_id: i64,
+    key_id: KeyId,
     touch: &KeyTouch,
-    medians: &mut HashMap<i64, (Instant, i64)>,
+    medians: &mut HashMap<KeyId, (Instant, i64)>,
     known: &mut Known,
 ) -> Result<()> {
     let account_id = touch.account_id;
@@ -179,7 +179,7 @@ async fn thresholds(store: &Store, key: &KeyRow, touch: &KeyTouch, now: i64) -> 
         ),
     ];
     for (period, limit, from, to, refused, period_no) in periods {
-        let Some(limit) = limit.filter(|l| *l > 0) else {
+        let Some(limit) = limit.map(Credits::micros).filter(|l| *l > 0) else {
             continue;
         };
         let spent = store
@@ -214,7 +214,7 @@ async fn spike(
     store: &Store,
     key: &KeyRow,
     now: i64,
-    medians: &mut HashMap<i64, (Instant, i64)>,
+    medians: &mut HashMap<KeyId, (Instant, i64)>,
 ) -> Result<()> {
     let settings = store.alert_settings(key.account_id).await?;
     // The last 60 minutes from hour buckets: this hour so far, and the part of the previous
@@ -279,7 +279,7 @@ async fn spike(
                 &Actor::system(),
             )
             .await?;
-        tracing::warn!(key_id = key.id, "key disabled on a spend spike");
+        tracing::warn!(key_id = %key.id, "key disabled on a spend spike");
     }
     Ok(())
 }
@@ -314,16 +314,17 @@ async fn dead_use(store: &Store, secret_id: i64, d: &super::DeadUse) -> Result<(
     Ok(())
 }
 
-async fn evaluate_balance(store: &Store, account_id: i64) -> Result<()> {
+async fn evaluate_balance(store: &Store, account_id: WorkspaceId) -> Result<()> {
     let settings = store.alert_settings(account_id).await?;
     let Some(below) = settings.balance_below else {
         return Ok(());
     };
     let account = store.account(account_id).await?;
-    if account.balance < below {
+    let balance = account.balance.micros();
+    if balance < below {
         let day = time_util::day_number(time_util::now_ms());
         let dedupe = format!("balance:{below}:{day}");
-        let details = json!({"balance": account.balance, "below": below});
+        let details = json!({"balance": balance, "below": below});
         emit(
             store,
             account_id,

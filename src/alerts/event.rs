@@ -5,7 +5,7 @@
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 
-use crate::domain::time_util;
+use crate::domain::{time_util, WorkspaceId};
 use crate::store::alerts::NewEvent;
 use crate::store::keys::KeyRow;
 use crate::store::{Result, Store};
@@ -98,7 +98,7 @@ pub fn key_json(k: &KeyRow) -> Value {
 /// Records an event once per `dedupe` (with its outbox rows). True when it was new.
 pub async fn emit(
     store: &Store,
-    account_id: i64,
+    account_id: WorkspaceId,
     key: Option<&KeyRow>,
     kind: &str,
     dedupe: &str,

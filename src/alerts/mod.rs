@@ -25,15 +25,16 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::domain::{KeyId, WorkspaceId};
 use crate::store::usage::UsageEntry;
 
 /// Touched keys beyond this wait for the next round (the evaluator is behind).
 const FEED_MAX_KEYS: usize = 100_000;
 
 /// What the last batches did to one key.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct KeyTouch {
-    pub account_id: i64,
+    pub account_id: WorkspaceId,
     /// Catalogue models served (never a client's string).
     pub models: BTreeSet<String>,
     /// Client networks (`domain::client_hint`'s first part).
@@ -46,11 +47,24 @@ pub struct KeyTouch {
     pub hourly: HashMap<i64, i64>,
 }
 
+impl KeyTouch {
+    fn new(account_id: WorkspaceId) -> KeyTouch {
+        KeyTouch {
+            account_id,
+            models: BTreeSet::new(),
+            networks: BTreeSet::new(),
+            day_limit_refused: false,
+            month_limit_refused: false,
+            hourly: HashMap::new(),
+        }
+    }
+}
+
 /// Uses of a dead secret since the last round: secret id -> what the evaluator needs.
 #[derive(Debug, Clone)]
 pub struct DeadUse {
-    pub account_id: i64,
-    pub key_id: i64,
+    pub account_id: WorkspaceId,
+    pub key_id: KeyId,
     pub reason: &'static str,
     pub count: i64,
 }
@@ -58,7 +72,7 @@ pub struct DeadUse {
 /// Batches applied and refused uses of dead secrets, not yet evaluated.
 #[derive(Default)]
 pub struct Feed {
-    touched: Mutex<HashMap<i64, KeyTouch>>,
+    touched: Mutex<HashMap<KeyId, KeyTouch>>,
     dead: Mutex<HashMap<i64, DeadUse>>,
     wake: Notify,
 }
@@ -77,8 +91,9 @@ impl Feed {
                 if t.len() >= FEED_MAX_KEYS && !t.contains_key(&u.key_id) {
                     continue;
                 }
-                let k = t.entry(u.key_id).or_default();
-                k.account_id = u.account_id;
+                let k = t
+                    .entry(u.key_id)
+                    .or_insert_with(|| KeyTouch::new(u.account_id));
                 if u.cost > 0 {
                     *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost;
                 }
@@ -106,7 +121,13 @@ impl Feed {
 
     /// The gateway refused a revoked, disabled, expired, retired or quarantined secret
     /// (`reason`): counted in memory, told at most once per secret per hour.
-    pub fn dead_use(&self, account_id: i64, key_id: i64, secret_id: i64, reason: &'static str) {
+    pub fn dead_use(
+        &self,
+        account_id: WorkspaceId,
+        key_id: KeyId,
+        secret_id: i64,
+        reason: &'static str,
+    ) {
         {
             let mut d = self.dead.lock().unwrap_or_else(|e| e.into_inner());
             if d.len() >= FEED_MAX_KEYS && !d.contains_key(&secret_id) {
@@ -124,7 +145,7 @@ impl Feed {
         self.wake.notify_one();
     }
 
-    fn take(&self) -> (HashMap<i64, KeyTouch>, HashMap<i64, DeadUse>) {
+    fn take(&self) -> (HashMap<KeyId, KeyTouch>, HashMap<i64, DeadUse>) {
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
         let dead = std::mem::take(&mut *self.dead.lock().unwrap_or_else(|e| e.into_inner()));
         (touched, dead)

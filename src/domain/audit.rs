@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::ids::{KeyId, UserId};
 use super::key_form::KeySpec;
 
 /// Who did it. `id` is the person's id (`User`) or the management key's row id.
@@ -81,9 +82,9 @@ impl Actor {
     }
 
     /// The person acting, when a person is (a key's or secret's `created_by`).
-    pub fn person(&self) -> Option<i64> {
+    pub fn person(&self) -> Option<UserId> {
         match self.kind {
-            ActorKind::User => self.id,
+            ActorKind::User => self.id.map(UserId),
             _ => None,
         }
     }
@@ -207,10 +208,10 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn key(id: i64, name: &str) -> Target {
+    pub fn key(id: KeyId, name: &str) -> Target {
         Target {
             kind: "key",
-            id: Some(id),
+            id: Some(id.0),
             label: name.to_owned(),
         }
     }
@@ -267,7 +268,7 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<Action>,
     /// One key's events (its row id).
-    pub key_id: Option<i64>,
+    pub key_id: Option<KeyId>,
     /// Instants, unix ms: from inclusive, until exclusive.
     pub from: Option<i64>,
     pub until: Option<i64>,

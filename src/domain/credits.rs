@@ -7,7 +7,10 @@ use std::str::FromStr;
 pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 
 /// An amount of credits, held as integer micro-credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// Decoded straight from a `bigint` micro-credit column (`transparent`), so rows carry money
+/// typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, sqlx::Type)]
+#[sqlx(transparent)]
 pub struct Credits(i64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client_hint;
 pub mod credits;
 pub mod email;
+pub mod ids;
 pub mod key_form;
 pub mod key_name;
 pub mod password;
@@ -18,6 +19,7 @@ pub mod verify_token;
 
 pub use credits::Credits;
 pub use email::Email;
+pub use ids::{KeyId, UserId, WorkspaceId};
 pub use password::Password;
 pub use token::{ApiToken, ManagementToken, TokenError, TokenHash};
 pub use verify_token::VerifyToken;

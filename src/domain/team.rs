@@ -2,30 +2,7 @@
 //! row (it owns keys, credits and usage); a person is identified by the id of the account
 //! they signed up with (see migration 0013).
 
-use serde::Serialize;
-
-/// A workspace: the `accounts` row that owns keys, credits and usage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct WorkspaceId(pub i64);
-
-/// A person: the id of the account they sign in with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct UserId(pub i64);
-
-impl WorkspaceId {
-    /// Parses a workspace id from a form or the command line: a positive decimal integer.
-    pub fn parse(s: &str) -> Option<WorkspaceId> {
-        let s = s.trim();
-        if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok().filter(|n| *n > 0).map(WorkspaceId)
-    }
-}
+pub use super::ids::{UserId, WorkspaceId};
 
 /// A member's role, weakest first: each role may do everything the roles before it may.
 /// (Developers' "only the keys they created" is an ownership rule on top: `web::access`.)

@@ -52,6 +52,16 @@ struct Inner {
     pruned: Option<Instant>,
 }
 
+impl Inner {
+    /// The key's book and the account's book a hold counts in.
+    fn books_of(&mut self, r: &Reservation) -> [&mut Book; 2] {
+        [
+            self.keys.entry(r.key_id).or_default(),
+            self.accounts.entry(r.account_id).or_default(),
+        ]
+    }
+}
+
 /// How often settled charges are pruned: a sweep visits every book.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -122,8 +132,9 @@ impl HoldBook {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (key_day, key_month, _) = extra(guard.keys.get(&gk.key.id), gk.settled_seq, day, month);
-        let account = guard.accounts.get(&gk.key.account_id);
+        let (key_day, key_month, _) =
+            extra(guard.keys.get(&gk.key.id.0), gk.settled_seq, day, month);
+        let account = guard.accounts.get(&gk.key.account_id.0);
         let (_, _, account_extra) = extra(account, gk.settled_seq, day, month);
         let account_held = account.map_or(0, |b| b.in_flight.iter().map(|h| h.2).sum());
         Outstanding {
@@ -147,23 +158,22 @@ impl HoldBook {
         let amount_m = amount.micros();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        let (key_day, key_month, _) = extra(inner.keys.get(&key.id), gk.settled_seq, day, month);
+        let (key_day, key_month, _) = extra(inner.keys.get(&key.id.0), gk.settled_seq, day, month);
         let (_, _, account_all) = extra(
-            inner.accounts.get(&key.account_id),
+            inner.accounts.get(&key.account_id.0),
             gk.settled_seq,
             day,
             month,
         );
         if key
             .daily_limit
-            .is_some_and(|l| key.spent_today(now_ms).micros() + key_day + amount_m > l)
+            .is_some_and(|l| key.spent_today(now_ms).micros() + key_day + amount_m > l.micros())
         {
             return Err(ReserveError::DailyLimit);
         }
-        if key
-            .monthly_limit
-            .is_some_and(|l| key.spent_this_month(now_ms).micros() + key_month + amount_m > l)
-        {
+        if key.monthly_limit.is_some_and(|l| {
+            key.spent_this_month(now_ms).micros() + key_month + amount_m > l.micros()
+        }) {
             return Err(ReserveError::MonthlyLimit);
         }
         let available = gk.balance - gk.reserved - account_all;
@@ -171,23 +181,14 @@ impl HoldBook {
             return Err(ReserveError::InsufficientCredits);
         }
         let hold = (day, month, amount_m);
-        inner.keys.entry(key.id).or_default().in_flight.push(hold);
+        inner.keys.entry(key.id.0).or_default().in_flight.push(hold);
         inner
             .accounts
-            .entry(key.account_id)
+            .entry(key.account_id.0)
             .or_default()
             .in_flight
             .push(hold);
-        Ok(Reservation {
-            id: String::new(),
-            account_id: key.account_id,
-            key_id: key.id,
-            amount,
-            day,
-            month,
-            in_db: false,
-            lease: None,
-        })
+        Ok(Reservation::held(key, amount, day, month))
     }
 
     /// Called by the usage writer just before it journals the entries numbered `seq`: their
@@ -204,10 +205,7 @@ impl HoldBook {
                 month: r.month,
                 charge,
             };
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 book.remove_in_flight(r);
                 book.settled.push_back(s());
             }
@@ -259,10 +257,7 @@ impl HoldBook {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         for r in holds.filter(|r| !r.in_db) {
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 let batch_entry = book
                     .settled
                     .iter()
@@ -280,10 +275,7 @@ impl HoldBook {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         for r in holds.filter(|r| !r.in_db) {
-            for book in [
-                inner.keys.entry(r.key_id).or_default(),
-                inner.accounts.entry(r.account_id).or_default(),
-            ] {
+            for book in inner.books_of(r) {
                 book.remove_in_flight(r);
             }
         }

@@ -171,12 +171,16 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         .await
         .map_err(store_failed)?;
     // OpenRouter has one limit per key: the one with less room left, daily before monthly.
-    let day_left = k.daily_limit.map(|l| (l - today).max(0));
-    let month_left = k.monthly_limit.map(|l| (l - month).max(0));
+    let (daily_limit, monthly_limit) = (
+        k.daily_limit.map(Credits::micros),
+        k.monthly_limit.map(Credits::micros),
+    );
+    let day_left = daily_limit.map(|l| (l - today).max(0));
+    let month_left = monthly_limit.map(|l| (l - month).max(0));
     let (limit, limit_left, reset) = match (day_left, month_left) {
-        (Some(d), Some(m)) if m < d => (k.monthly_limit, Some(m), Some("monthly")),
-        (Some(d), _) => (k.daily_limit, Some(d), Some("daily")),
-        (None, Some(m)) => (k.monthly_limit, Some(m), Some("monthly")),
+        (Some(d), Some(m)) if m < d => (monthly_limit, Some(m), Some("monthly")),
+        (Some(d), _) => (daily_limit, Some(d), Some("daily")),
+        (None, Some(m)) => (monthly_limit, Some(m), Some("monthly")),
         (None, None) => (None, None, None),
     };
     let number = |m: i64| Value::Number(Credits::from_micros(m).json_number());
@@ -194,16 +198,16 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "token": k.masked(),
         "models": k.model_list(),
         "region": k.region,
-        "daily_limit": exact(k.daily_limit),
-        "monthly_limit": exact(k.monthly_limit),
+        "daily_limit": exact(daily_limit),
+        "monthly_limit": exact(monthly_limit),
         "expires_at": k.expires_at.map(time_util::format_rfc3339),
         "rpm_limit": k.rpm_limit,
         "concurrency_limit": k.concurrency_limit,
         "disable_after_days": k.disable_after_days,
         "spend_today": Credits::from_micros(today).exact(),
         "spend_this_month": Credits::from_micros(month).exact(),
-        "remaining_today": remaining(k.daily_limit, today),
-        "remaining_this_month": remaining(k.monthly_limit, month),
+        "remaining_today": remaining(daily_limit, today),
+        "remaining_this_month": remaining(monthly_limit, month),
         "created_at": time_util::format_rfc3339(k.created_at),
     }});
     Ok(ok(Credits::from_micros(available), body))
@@ -313,7 +317,7 @@ async fn generation_reply(
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "total_tokens": row.total_tokens,
-        "cost": Credits::from_micros(row.cost).exact(),
+        "cost": row.cost.exact(),
         "status": row.status,
         "http_status": row.http_status,
         "error_code": row.error_code,
@@ -322,7 +326,7 @@ async fn generation_reply(
         "started_at": time_util::format_rfc3339(row.started_at),
         "completed_at": time_util::format_rfc3339(row.completed_at),
         // OpenRouter's names for the same facts (finish reasons are not recorded).
-        "total_cost": Credits::from_micros(row.cost).json_number(),
+        "total_cost": row.cost.json_number(),
         "tokens_prompt": row.prompt_tokens,
         "tokens_completion": row.completion_tokens,
         "provider_name": row.provider,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::holds::{HoldBook, Outstanding};
-use crate::domain::Credits;
+use crate::domain::{Credits, WorkspaceId};
 use crate::store::keys::GatewayKey;
 use crate::store::ledger::{Reservation, ReserveError};
 use crate::store::{Backend, PgStore, SqliteStore, Store};
@@ -65,7 +65,7 @@ impl Ledger {
     pub fn charged_since_read(&self, key: &GatewayKey, charged: Credits) -> Credits {
         match self {
             Ledger::InMemory { book, .. } => {
-                book.settled_after(key.key.account_id, key.settled_seq)
+                book.settled_after(key.key.account_id.0, key.settled_seq)
             }
             Ledger::Shared(_) => charged,
         }
@@ -73,10 +73,10 @@ impl Ledger {
 
     /// Gives back this process's unused leased slices of the account, so a read of its
     /// balance shows none of them as reserved. Whether anything went back.
-    pub async fn return_account_leases(&self, account_id: i64) -> bool {
+    pub async fn return_account_leases(&self, account_id: WorkspaceId) -> bool {
         match self {
             Ledger::InMemory { .. } => false,
-            Ledger::Shared(pg) => pg.return_account_leases(account_id).await,
+            Ledger::Shared(pg) => pg.return_account_leases(account_id.0).await,
         }
     }
 }

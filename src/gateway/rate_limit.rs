@@ -106,10 +106,10 @@ impl RateLimits {
         now_ms: i64,
     ) -> Result<Option<Slot>, ApiError> {
         if let Some(rpm) = key.rpm_limit.and_then(|n| u32::try_from(n).ok()) {
-            self.count_request(key.id, rpm, now_ms).await?;
+            self.count_request(key.id.0, rpm, now_ms).await?;
         }
         match key.concurrency_limit.and_then(|n| u32::try_from(n).ok()) {
-            Some(limit) => self.take_slot(key.id, limit).await.map(Some),
+            Some(limit) => self.take_slot(key.id.0, limit).await.map(Some),
             None => Ok(None),
         }
     }

@@ -9,16 +9,16 @@ use super::{
     conflict_on_unique, email_tokens, members, on_read, on_write, Result, Store, StoreError,
 };
 use crate::domain::audit::{Action, Actor};
-use crate::domain::team::{WorkspaceId, WorkspaceKind};
+use crate::domain::team::{UserId, WorkspaceId, WorkspaceKind};
 use crate::domain::{time_util, Credits, Email, TokenHash};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct AccountRow {
-    pub id: i64,
+    pub id: WorkspaceId,
     pub email: String,
     pub password_hash: String,
-    pub balance: i64,
-    pub reserved: i64,
+    pub balance: Credits,
+    pub reserved: Credits,
     /// When the account proved its email address; `None` only for an account that signed
     /// up with `require_email_verification` on and has not yet opened its link.
     pub email_verified_at: Option<i64>,
@@ -40,7 +40,7 @@ impl AccountRow {
 
     /// What can be spent now: settled balance minus what requests in flight hold.
     pub fn available(&self) -> Credits {
-        Credits::from_micros(self.balance - self.reserved)
+        self.balance.saturating_sub(self.reserved)
     }
 }
 
@@ -52,11 +52,11 @@ impl Store {
         email: &Email,
         password_hash: &str,
         grant: Credits,
-    ) -> Result<i64> {
+    ) -> Result<UserId> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id = sqlx::query_scalar::<_, i64>(
+            let id = sqlx::query_scalar::<_, UserId>(
                 "insert into accounts (email, password_hash, balance, created_at, email_verified_at, name) \
                  values ($1, $2, $3, $4, $4, $1) returning id",
             )
@@ -81,11 +81,11 @@ impl Store {
         email: &Email,
         password_hash: &str,
         token: &TokenHash,
-    ) -> Result<i64> {
+    ) -> Result<UserId> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id = sqlx::query_scalar::<_, i64>(
+            let id = sqlx::query_scalar::<_, UserId>(
                 "insert into accounts (email, password_hash, balance, created_at, name) values ($1, $2, 0, $3, $1) returning id",
             )
             .bind(email.as_str())
@@ -121,7 +121,7 @@ impl Store {
         }))
     }
 
-    pub async fn account(&self, id: i64) -> Result<AccountRow> {
+    pub async fn account(&self, id: WorkspaceId) -> Result<AccountRow> {
         let sql = format!("select {ACCOUNT_COLUMNS} from accounts where id = $1");
         on_read!(self, pool => {
             sqlx::query_as::<_, AccountRow>(&sql)
@@ -146,7 +146,7 @@ impl Store {
         };
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let (account_id, balance) = sqlx::query_as::<_, (i64, i64)>(
+            let (account_id, balance) = sqlx::query_as::<_, (WorkspaceId, i64)>(
                 "update accounts set balance = balance + $1 where (id = $2 or email = $3) \
                  and deleted_at is null returning id, balance",
             )

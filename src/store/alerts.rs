@@ -1,6 +1,7 @@
 //! SQL for `alert_settings`, `alert_events` (with the outbox rows they start) and
 //! `key_networks`, and the reads the alert evaluator makes of keys and usage.
 
+use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
@@ -54,8 +55,8 @@ pub struct EventRow {
 /// A new event: inserted once per (`account_id`, `dedupe`).
 pub struct NewEvent<'a> {
     pub public_id: &'a str,
-    pub account_id: i64,
-    pub key_id: Option<i64>,
+    pub account_id: WorkspaceId,
+    pub key_id: Option<KeyId>,
     pub kind: &'a str,
     pub dedupe: &'a str,
     pub payload: &'a str,
@@ -65,7 +66,7 @@ pub struct NewEvent<'a> {
 }
 
 impl Store {
-    pub async fn alert_settings(&self, account_id: i64) -> Result<AlertSettings> {
+    pub async fn alert_settings(&self, account_id: WorkspaceId) -> Result<AlertSettings> {
         let row = on_read!(self, pool => {
             sqlx::query_as::<_, SettingsRow>(
                 "select spike_floor, spike_factor, balance_below, email_digest \
@@ -86,7 +87,7 @@ impl Store {
     /// Saves the workspace's alert settings, with their audit event.
     pub async fn save_alert_settings(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         s: &AlertSettings,
         actor: &Actor,
     ) -> Result<()> {
@@ -167,7 +168,7 @@ impl Store {
     }
 
     /// The newest events of a workspace, newest first.
-    pub async fn alert_events(&self, account_id: i64, limit: i64) -> Result<Vec<EventRow>> {
+    pub async fn alert_events(&self, account_id: WorkspaceId, limit: i64) -> Result<Vec<EventRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, EventRow>(
                 "select id, public_id, key_id, kind, payload, created_at, read_at from alert_events \
@@ -181,7 +182,7 @@ impl Store {
     }
 
     /// Events not yet marked read (the layout's count), counted up to 100.
-    pub async fn unread_alerts(&self, account_id: i64) -> Result<i64> {
+    pub async fn unread_alerts(&self, account_id: WorkspaceId) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "select count(*) from (select 1 from alert_events where account_id = $1 \
@@ -193,7 +194,7 @@ impl Store {
         }))
     }
 
-    pub async fn mark_alerts_read(&self, account_id: i64) -> Result<()> {
+    pub async fn mark_alerts_read(&self, account_id: WorkspaceId) -> Result<()> {
         on_write!(self, pool => {
             sqlx::query("update alert_events set read_at = $1 where account_id = $2 and read_at is null")
                 .bind(time_util::now_ms())
@@ -207,8 +208,8 @@ impl Store {
     /// Micro-credits a key was charged on UTC days `from_day..=to_day` (the rollup).
     pub async fn key_spend_days(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         from_day: i64,
         to_day: i64,
     ) -> Result<i64> {
@@ -230,8 +231,8 @@ impl Store {
     /// (`usage_hourly_keys`: at most one row per hour).
     pub async fn key_hourly_spend(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, i64)>> {
@@ -250,7 +251,7 @@ impl Store {
     }
 
     /// Adds `(account, key, hour, cost)` charges to `usage_hourly_keys`, in one transaction.
-    pub async fn add_hourly_spend(&self, rows: &[(i64, i64, i64, i64)]) -> Result<()> {
+    pub async fn add_hourly_spend(&self, rows: &[(WorkspaceId, KeyId, i64, i64)]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -276,8 +277,8 @@ impl Store {
     /// Whether the key served `model` on a day before `day` (a first use is not).
     pub async fn model_used_before(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         model: &str,
         day: i64,
     ) -> Result<bool> {
@@ -297,7 +298,7 @@ impl Store {
 
     /// Notes that `key_id` was used from `network`: true when that is new and the key had
     /// been used from another network before (its first network is no alert).
-    pub async fn note_key_network(&self, key_id: i64, network: &str) -> Result<bool> {
+    pub async fn note_key_network(&self, key_id: KeyId, network: &str) -> Result<bool> {
         on_write!(self, pool => {
             let inserted = sqlx::query(
                 "insert into key_networks (key_id, network, first_seen_at) values ($1, $2, $3) \
@@ -325,7 +326,7 @@ impl Store {
     }
 
     /// Per-key setting: disable the key when a spike is found.
-    pub async fn key_auto_disable(&self, account_id: i64, key_id: i64) -> Result<bool> {
+    pub async fn key_auto_disable(&self, account_id: WorkspaceId, key_id: KeyId) -> Result<bool> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "select auto_disable_on_spike from api_keys where id = $1 and account_id = $2",
@@ -340,9 +341,9 @@ impl Store {
     }
 
     /// Keys of a workspace with auto-disable on.
-    pub async fn auto_disable_keys(&self, account_id: i64) -> Result<Vec<i64>> {
+    pub async fn auto_disable_keys(&self, account_id: WorkspaceId) -> Result<Vec<KeyId>> {
         Ok(on_read!(self, pool => {
-            sqlx::query_scalar::<_, i64>(
+            sqlx::query_scalar::<_, KeyId>(
                 "select id from api_keys where account_id = $1 and auto_disable_on_spike = 1",
             )
             .bind(account_id)
@@ -354,8 +355,8 @@ impl Store {
     /// Turns a key's auto-disable on a spend spike on or off, with its audit event.
     pub async fn set_key_auto_disable(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         on: bool,
         actor: &Actor,
     ) -> Result<()> {
@@ -381,9 +382,13 @@ impl Store {
     }
 
     /// Keys expiring within `[now, until)` that are live: (account, key).
-    pub async fn keys_expiring(&self, now: i64, until: i64) -> Result<Vec<(i64, i64, i64)>> {
+    pub async fn keys_expiring(
+        &self,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<(WorkspaceId, KeyId, i64)>> {
         Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, (i64, i64, i64)>(
+            sqlx::query_as::<_, (WorkspaceId, KeyId, i64)>(
                 "select account_id, id, expires_at from api_keys where status = 'active' \
                  and expires_at >= $1 and expires_at < $2",
             )
@@ -395,9 +400,9 @@ impl Store {
     }
 
     /// Live keys whose current secret was made before `before`: (account, key, made at).
-    pub async fn keys_rotation_due(&self, before: i64) -> Result<Vec<(i64, i64, i64)>> {
+    pub async fn keys_rotation_due(&self, before: i64) -> Result<Vec<(WorkspaceId, KeyId, i64)>> {
         Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, (i64, i64, i64)>(
+            sqlx::query_as::<_, (WorkspaceId, KeyId, i64)>(
                 "select k.account_id, k.id, s.created_at from api_keys k join key_secrets s \
                  on s.key_id = k.id and s.rolled_at is null and s.retired_at is null \
                  where k.status = 'active' and s.created_at < $1",
@@ -412,9 +417,9 @@ impl Store {
 impl Store {
     /// Workspaces owed a digest: mail on, none in the last hour, and events not yet mailed.
     /// (account, email)
-    pub async fn digests_due(&self, now: i64) -> Result<Vec<(i64, String)>> {
+    pub async fn digests_due(&self, now: i64) -> Result<Vec<(WorkspaceId, String)>> {
         Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, (i64, String)>(
+            sqlx::query_as::<_, (WorkspaceId, String)>(
                 "select s.account_id, a.email from alert_settings s join accounts a on a.id = s.account_id \
                  where s.email_digest = 1 and (s.last_digest_at is null or s.last_digest_at <= $1) \
                  and exists (select 1 from alert_events e where e.account_id = s.account_id \
@@ -429,7 +434,11 @@ impl Store {
     /// Takes a workspace's digest: its events not yet mailed (at most 200, oldest first),
     /// marked mailed with the digest's time in one transaction; None if another process
     /// took it first (the `last_digest_at` condition).
-    pub async fn take_digest(&self, account_id: i64, now: i64) -> Result<Option<Vec<EventRow>>> {
+    pub async fn take_digest(
+        &self,
+        account_id: WorkspaceId,
+        now: i64,
+    ) -> Result<Option<Vec<EventRow>>> {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let took = sqlx::query(
@@ -471,9 +480,9 @@ impl Store {
 
 impl Store {
     /// The workspace and key of a secret, by its hash (a leak report's alert).
-    pub async fn key_of_secret(&self, token_hash: &str) -> Result<Option<(i64, i64)>> {
+    pub async fn key_of_secret(&self, token_hash: &str) -> Result<Option<(WorkspaceId, KeyId)>> {
         Ok(on_read!(self, pool => {
-            sqlx::query_as::<_, (i64, i64)>(
+            sqlx::query_as::<_, (WorkspaceId, KeyId)>(
                 "select k.account_id, k.id from key_secrets s join api_keys k on k.id = s.key_id \
                  where s.token_hash = $1",
             )

@@ -2,6 +2,7 @@
 //! change they record ([`insert_audit!`]); nothing here updates a row (a trigger refuses it
 //! too), and rows are deleted only by age ([`Store::purge_audit_before`], the retention job).
 
+use crate::domain::ids::WorkspaceId;
 use serde_json::Value;
 use sqlx::FromRow;
 
@@ -14,7 +15,7 @@ use crate::domain::time_util;
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     /// The workspace.
-    pub account_id: i64,
+    pub account_id: WorkspaceId,
     pub actor: Actor,
     pub action: Action,
     pub target: Option<Target>,
@@ -23,7 +24,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(account_id: i64, actor: &Actor, action: Action) -> AuditEvent {
+    pub fn new(account_id: WorkspaceId, actor: &Actor, action: Action) -> AuditEvent {
         AuditEvent {
             account_id,
             actor: actor.clone(),
@@ -118,7 +119,7 @@ impl Store {
 
     /// A page of the workspace's events, newest first. Every parameter is bound (empty or
     /// sentinel for "no filter"), so the SQL text is one.
-    pub async fn audit_page(&self, account_id: i64, f: &AuditFilter) -> Result<AuditPage> {
+    pub async fn audit_page(&self, account_id: WorkspaceId, f: &AuditFilter) -> Result<AuditPage> {
         let sql = "select a.id, a.at, a.actor_kind, a.actor_id, a.actor_label, a.action, \
              a.target_kind, a.target_id, a.target_label, \
              coalesce(k.public_id, m.public_id) as target_public_id, \
@@ -138,7 +139,7 @@ impl Store {
                 .bind(account_id)
                 .bind(f.actor.as_deref().map(like_pattern).unwrap_or_default())
                 .bind(f.action.map(Action::as_str).unwrap_or(""))
-                .bind(f.key_id.unwrap_or(0))
+                .bind(f.key_id.map_or(0, |k| k.0))
                 .bind(f.from.unwrap_or(i64::MIN))
                 .bind(f.until.unwrap_or(i64::MAX))
                 .bind(f.before.unwrap_or(i64::MAX))
@@ -159,7 +160,7 @@ impl Store {
     /// pages of `f.limit` events: the CSV export.
     pub fn stream_audit(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: AuditFilter,
     ) -> futures_util::stream::BoxStream<'static, Result<Vec<AuditRow>>> {
         let store = self.clone();

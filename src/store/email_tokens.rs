@@ -6,6 +6,7 @@
 //! Lock order: verification locks its token row, then the account row; a resend locks the
 //! account row, then inserts. Neither waits for a row the other holds first.
 
+use crate::domain::ids::WorkspaceId;
 use std::time::Duration;
 
 use super::{on_read, on_write, Result, Store, StoreError};
@@ -39,7 +40,10 @@ pub enum TokenState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
     /// The account is verified now, and was granted this much.
-    Verified { account_id: i64, granted: Credits },
+    Verified {
+        account_id: WorkspaceId,
+        granted: Credits,
+    },
     /// The token did nothing; why.
     Refused(TokenState),
 }
@@ -104,9 +108,9 @@ impl Store {
         now: i64,
         grant: Credits,
     ) -> Result<Verification> {
-        let account: Option<i64> = on_write!(self, pool => {
+        let account: Option<WorkspaceId> = on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let account = sqlx::query_scalar::<_, i64>(
+            let account = sqlx::query_scalar::<_, WorkspaceId>(
                 "update email_verification_tokens set used_at = $1 \
                  where token_hash = $2 and used_at is null and expires_at > $1 returning account_id",
             )
@@ -157,7 +161,7 @@ impl Store {
     /// first, so concurrent requests of one account are counted one after the other.
     pub async fn issue_verification_token(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         token: &TokenHash,
         now: i64,
         budget: MailBudget,

@@ -4,6 +4,7 @@
 
 use super::keys::{insert_new_key, NewKey};
 use super::{conflict_on_unique, on_read, on_write, Result, Store, StoreError};
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::key_form::KeySpec;
 use crate::domain::{time_util, ApiToken};
 
@@ -14,15 +15,15 @@ pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     /// A new key (its row id).
-    New(i64),
+    New(KeyId),
     /// An earlier request with this idempotency key and the same body created this key
     /// (its row id): nothing was created now.
-    Replay(i64),
+    Replay(KeyId),
     /// An earlier request used this idempotency key with another body.
     Mismatch,
 }
 
-type Earlier = Option<(String, i64)>;
+type Earlier = Option<(String, KeyId)>;
 
 impl Store {
     /// Creates the key unless this account used `idempotency_key` in the last 24 hours.
@@ -30,7 +31,7 @@ impl Store {
     /// request with this idempotency key made it).
     pub async fn create_key_once(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         spec: &KeySpec,
         token: &ApiToken,
         idempotency_key: &str,
@@ -38,7 +39,7 @@ impl Store {
         actor: &crate::domain::audit::Actor,
     ) -> Result<Created> {
         let new = NewKey::new(account_id, spec, token, actor);
-        let outcome: Result<std::result::Result<i64, Earlier>> = on_write!(self, pool => {
+        let outcome: Result<std::result::Result<KeyId, Earlier>> = on_write!(self, pool => {
             async {
                 let mut tx = pool.begin().await?;
                 sqlx::query("delete from idempotency_keys where account_id = $1 and idempotency_key = $2 and created_at < $3")
@@ -56,7 +57,7 @@ impl Store {
                     tx.commit().await?;
                     return Ok(Err(earlier));
                 }
-                let id: i64 = insert_new_key!(tx, new);
+                let id: KeyId = insert_new_key!(tx, new);
                 sqlx::query("insert into idempotency_keys (account_id, idempotency_key, request_hash, key_id, created_at) values ($1, $2, $3, $4, $5)")
                     .bind(account_id)
                     .bind(idempotency_key)
@@ -85,7 +86,12 @@ impl Store {
         }
     }
 
-    async fn earlier(&self, account_id: i64, idempotency_key: &str, now: i64) -> Result<Earlier> {
+    async fn earlier(
+        &self,
+        account_id: WorkspaceId,
+        idempotency_key: &str,
+        now: i64,
+    ) -> Result<Earlier> {
         Ok(on_read!(self, pool => {
             sqlx::query_as("select request_hash, key_id from idempotency_keys where account_id = $1 and idempotency_key = $2 and created_at >= $3")
                 .bind(account_id)

@@ -13,6 +13,7 @@
 //! ([`Store::stamp_retired`]), so a usage batch that later advances `last_used_at` (a request
 //! that started before the retirement) cannot bring it back.
 
+use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
@@ -62,7 +63,7 @@ impl Lifecycle {
 #[derive(Debug, Clone, FromRow)]
 pub struct SecretRow {
     pub id: i64,
-    pub key_id: i64,
+    pub key_id: KeyId,
     pub token_prefix: String,
     pub token_last4: String,
     pub created_at: i64,
@@ -107,7 +108,7 @@ const SECRET_COLUMNS: &str = "id, key_id, token_prefix, token_last4, created_at,
 /// A quarantined secret of a live key that is not retired yet: the dashboard's banner.
 #[derive(Debug, Clone, FromRow)]
 pub struct LeakedSecret {
-    pub key_id: i64,
+    pub key_id: KeyId,
     pub name: String,
     pub token_prefix: String,
     pub token_last4: String,
@@ -133,8 +134,8 @@ impl Store {
     /// ends so (the last four alone is then shown).
     pub async fn secret_display(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         last4: &str,
     ) -> Result<Option<String>> {
         let found: Option<(String, String)> = on_read!(self, pool => {
@@ -153,7 +154,11 @@ impl Store {
 
     /// The key's secrets that matter to its owner: the current one and the previous one if
     /// it is not retired yet (quarantined ones included), current first.
-    pub async fn key_secrets(&self, account_id: i64, key_id: i64) -> Result<Vec<SecretRow>> {
+    pub async fn key_secrets(
+        &self,
+        account_id: WorkspaceId,
+        key_id: KeyId,
+    ) -> Result<Vec<SecretRow>> {
         let sql = format!(
             "select {SECRET_COLUMNS} from key_secrets where key_id = $1 and retired_at is null \
              and exists (select 1 from api_keys k where k.id = $1 and k.account_id = $2) \
@@ -170,7 +175,7 @@ impl Store {
     }
 
     /// The unretired secrets of every live key of the account (the Keys page).
-    pub async fn account_secrets(&self, account_id: i64) -> Result<Vec<SecretRow>> {
+    pub async fn account_secrets(&self, account_id: WorkspaceId) -> Result<Vec<SecretRow>> {
         let sql = format!(
             "select s.{} from key_secrets s join api_keys k on k.id = s.key_id \
              where k.account_id = $1 and k.status <> 'revoked' and s.retired_at is null",
@@ -190,8 +195,8 @@ impl Store {
     /// secret that is serving traffic. `NotFound` for a revoked key or another account's.
     pub async fn roll_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         token: &ApiToken,
         retire: Retirement,
         actor: &Actor,
@@ -265,7 +270,12 @@ impl Store {
     }
 
     /// Retires the key's pending previous secret now. `NotFound` when there is none.
-    pub async fn retire_previous(&self, account_id: i64, key_id: i64, actor: &Actor) -> Result<()> {
+    pub async fn retire_previous(
+        &self,
+        account_id: WorkspaceId,
+        key_id: KeyId,
+        actor: &Actor,
+    ) -> Result<()> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -299,7 +309,12 @@ impl Store {
 
     /// Pushes the pending previous secret's deadline `by_ms` later (from now if it had none
     /// or it has passed). `NotFound` when there is no pending previous secret.
-    pub async fn extend_previous(&self, account_id: i64, key_id: i64, by_ms: i64) -> Result<()> {
+    pub async fn extend_previous(
+        &self,
+        account_id: WorkspaceId,
+        key_id: KeyId,
+        by_ms: i64,
+    ) -> Result<()> {
         let now = time_util::now_ms();
         let Some(prev) = self
             .key_secrets(account_id, key_id)
@@ -356,7 +371,7 @@ impl Store {
         }
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let quarantined: Option<i64> = sqlx::query_scalar(
+            let quarantined: Option<KeyId> = sqlx::query_scalar(
                 "update key_secrets set quarantined_at = $1, quarantine_url = $2 \
                  where id = $3 and quarantined_at is null returning key_id",
             )
@@ -367,7 +382,7 @@ impl Store {
             .await?;
             // The first report only: the audit log tells the owner where it leaked.
             if let Some(key_id) = quarantined {
-                let (account_id, name): (i64, String) =
+                let (account_id, name): (WorkspaceId, String) =
                     sqlx::query_as("select account_id, name from api_keys where id = $1")
                         .bind(key_id)
                         .fetch_one(&mut *tx)
@@ -383,7 +398,7 @@ impl Store {
     }
 
     /// The account's quarantined secrets that still need the owner (not retired yet).
-    pub async fn leaked_secrets(&self, account_id: i64) -> Result<Vec<LeakedSecret>> {
+    pub async fn leaked_secrets(&self, account_id: WorkspaceId) -> Result<Vec<LeakedSecret>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as(
                 "select k.id as key_id, k.name, s.token_prefix, s.token_last4, s.quarantine_url, \

@@ -17,7 +17,7 @@ use crate::domain::audit::{spec_diff, Action, Actor, Target};
 use crate::domain::key_form::{name_skeleton, KeySpec};
 use crate::domain::public_id::KeyPublicId;
 use crate::domain::token::masked;
-use crate::domain::{time_util, ApiToken, Credits};
+use crate::domain::{time_util, ApiToken, Credits, KeyId, UserId, WorkspaceId};
 
 /// A key's stored `status`, decoded by the store (never compared as a string elsewhere).
 /// `Revoked` is final and reached only through [`Store::revoke_key`] (or the deletion of
@@ -103,15 +103,15 @@ pub(super) const KEY_COLUMNS: &str =
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: KeyId,
+    pub account_id: WorkspaceId,
     pub name: String,
     pub token_prefix: String,
     pub token_last4: String,
     pub models: String,
     pub region: Option<String>,
-    pub daily_limit: Option<i64>,
-    pub monthly_limit: Option<i64>,
+    pub daily_limit: Option<Credits>,
+    pub monthly_limit: Option<Credits>,
     pub expires_at: Option<i64>,
     #[sqlx(try_from = "String")]
     pub status: KeyStatus,
@@ -119,9 +119,9 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub spend_day: i64,
-    pub day_spend: i64,
+    pub day_spend: Credits,
     pub spend_month: i64,
-    pub month_spend: i64,
+    pub month_spend: Credits,
     /// `key_…`: the API's name for the key (NULL only for a row an older version inserted,
     /// until the next start's backfill).
     pub public_id: Option<String>,
@@ -134,7 +134,7 @@ pub struct KeyRow {
     /// The person who created it (None: through a management key or the CLI). Not read by
     /// the gateway's per-request query (hence `default`: that SQL stays as it was).
     #[sqlx(default)]
-    pub created_by: Option<i64>,
+    pub created_by: Option<UserId>,
 }
 
 impl KeyRow {
@@ -174,19 +174,19 @@ impl KeyRow {
 
     /// Spend counted against the daily limit at `now_ms` (reservations in flight included).
     pub fn spent_today(&self, now_ms: i64) -> Credits {
-        Credits::from_micros(if self.spend_day == time_util::day_number(now_ms) {
+        if self.spend_day == time_util::day_number(now_ms) {
             self.day_spend
         } else {
-            0
-        })
+            Credits::ZERO
+        }
     }
 
     pub fn spent_this_month(&self, now_ms: i64) -> Credits {
-        Credits::from_micros(if self.spend_month == time_util::month_number(now_ms) {
+        if self.spend_month == time_util::month_number(now_ms) {
             self.month_spend
         } else {
-            0
-        })
+            Credits::ZERO
+        }
     }
 
     /// The last day the key works, for display and the edit form.
@@ -200,8 +200,8 @@ impl KeyRow {
             name: self.name.clone(),
             models: self.model_list().into_iter().map(str::to_owned).collect(),
             region: self.region.clone(),
-            daily_limit: self.daily_limit.map(Credits::from_micros),
-            monthly_limit: self.monthly_limit.map(Credits::from_micros),
+            daily_limit: self.daily_limit,
+            monthly_limit: self.monthly_limit,
             expires_on: self.expires_on(),
             rpm_limit: self.rpm_limit.and_then(|n| u32::try_from(n).ok()),
             concurrency_limit: self.concurrency_limit.and_then(|n| u32::try_from(n).ok()),
@@ -217,7 +217,7 @@ pub(super) const INSERT_KEY_SQL: &str = "insert into api_keys (account_id, name,
 
 /// A key row about to be inserted ([`INSERT_KEY_SQL`]'s parameters), with a new public id.
 pub(super) struct NewKey<'a> {
-    pub account_id: i64,
+    pub account_id: WorkspaceId,
     pub spec: &'a KeySpec,
     pub token: &'a ApiToken,
     pub public_id: KeyPublicId,
@@ -227,7 +227,12 @@ pub(super) struct NewKey<'a> {
 }
 
 impl<'a> NewKey<'a> {
-    pub fn new(account_id: i64, spec: &'a KeySpec, token: &'a ApiToken, actor: &'a Actor) -> Self {
+    pub fn new(
+        account_id: WorkspaceId,
+        spec: &'a KeySpec,
+        token: &'a ApiToken,
+        actor: &'a Actor,
+    ) -> Self {
         NewKey {
             account_id,
             spec,
@@ -239,7 +244,7 @@ impl<'a> NewKey<'a> {
     }
 
     /// The person who made it, when a person did (not a management key or the CLI).
-    pub fn created_by(&self) -> Option<i64> {
+    pub fn created_by(&self) -> Option<UserId> {
         self.actor.person()
     }
 }
@@ -274,8 +279,8 @@ pub(super) use bind_new_key;
 /// through it.
 macro_rules! insert_new_key {
     ($tx:ident, $new:expr) => {{
-        let id: i64 = $crate::store::keys::bind_new_key!(
-            sqlx::query_scalar::<_, i64>($crate::store::keys::INSERT_KEY_SQL),
+        let id: $crate::domain::KeyId = $crate::store::keys::bind_new_key!(
+            sqlx::query_scalar::<_, $crate::domain::KeyId>($crate::store::keys::INSERT_KEY_SQL),
             $new
         )
         .fetch_one(&mut *$tx)
@@ -320,11 +325,11 @@ impl Store {
     /// looks the same (same confusable skeleton, see `domain::key_name`).
     pub async fn create_key(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         spec: &KeySpec,
         token: &ApiToken,
         actor: &Actor,
-    ) -> Result<i64> {
+    ) -> Result<KeyId> {
         let new = NewKey::new(account_id, spec, token, actor);
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -335,7 +340,7 @@ impl Store {
     }
 
     /// Every key of the account, newest first (revoked ones included; the page splits them).
-    pub async fn list_keys(&self, account_id: i64) -> Result<Vec<KeyRow>> {
+    pub async fn list_keys(&self, account_id: WorkspaceId) -> Result<Vec<KeyRow>> {
         let sql = format!("select {KEY_COLUMNS} from api_keys where account_id = $1 order by created_at desc, id desc");
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, KeyRow>(&sql).bind(account_id).fetch_all(pool).await?
@@ -344,7 +349,7 @@ impl Store {
 
     /// One key of this account. Another account's key is `NotFound`, exactly like a
     /// missing one, so ids reveal nothing.
-    pub async fn key(&self, account_id: i64, key_id: i64) -> Result<KeyRow> {
+    pub async fn key(&self, account_id: WorkspaceId, key_id: KeyId) -> Result<KeyRow> {
         let sql = format!("select {KEY_COLUMNS} from api_keys where id = $1 and account_id = $2");
         on_read!(self, pool => {
             sqlx::query_as::<_, KeyRow>(&sql)
@@ -361,8 +366,8 @@ impl Store {
     /// [`Store::create_key`].
     pub async fn update_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         spec: &KeySpec,
         actor: &Actor,
     ) -> Result<()> {
@@ -410,8 +415,8 @@ impl Store {
 
     pub async fn set_key_status(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         switch: KeySwitch,
         actor: &Actor,
     ) -> Result<()> {
@@ -435,7 +440,12 @@ impl Store {
 
     /// Revokes for good. Committed before the dashboard answers, and the gateway reads key
     /// state from the database on every request, so the next request fails.
-    pub async fn revoke_key(&self, account_id: i64, key_id: i64, actor: &Actor) -> Result<()> {
+    pub async fn revoke_key(
+        &self,
+        account_id: WorkspaceId,
+        key_id: KeyId,
+        actor: &Actor,
+    ) -> Result<()> {
         self.key_change(
             account_id,
             key_id,
@@ -453,8 +463,8 @@ impl Store {
     /// its audit event, in one transaction.
     async fn key_change(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         actor: &Actor,
         action: Action,
         sql: &str,

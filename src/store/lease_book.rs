@@ -65,24 +65,18 @@ impl PgStore {
     ) -> Result<Reservation, ReserveError> {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
-        let bucket = (key.id, day, month);
+        let bucket = (key.id.0, day, month);
         let hold = amount.micros();
         let need = hold.max(1);
         let reservation = |lease: i64| Reservation {
-            id: String::new(),
-            account_id: key.account_id,
-            key_id: key.id,
-            amount,
-            day,
-            month,
-            in_db: false,
             lease: Some(lease),
+            ..Reservation::held(key, amount, day, month)
         };
         loop {
-            let refill = match book.take(bucket, key.account_id, hold, need) {
+            let refill = match book.take(bucket, key.account_id.0, hold, need) {
                 Take::Taken(id, prefetch) => {
                     if prefetch {
-                        self.spawn_top_up(book.clone(), key.account_id, bucket, need);
+                        self.spawn_top_up(book.clone(), key.account_id.0, bucket, need);
                     }
                     return Ok(reservation(id));
                 }
@@ -96,8 +90,8 @@ impl PgStore {
             let want = shortfall.max(need.saturating_mul(SLICE_HOLDS));
             let (id, granted) = self
                 .take_lease(
-                    key.id,
-                    key.account_id,
+                    key.id.0,
+                    key.account_id.0,
                     book.lease_id(bucket),
                     (day, month),
                     (shortfall, want),

@@ -19,7 +19,7 @@ use super::{on_read, on_write, PgStore, Result, Store, StoreError};
 
 /// id, account, key, amount, day, month of a hold to release.
 type StaleHold = (String, i64, i64, i64, i64, i64);
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 
 /// A hold. Journaled as part of `usage_journal::EntryV1` (its own struct).
 #[derive(Debug, Clone)]
@@ -37,6 +37,23 @@ pub struct Reservation {
     /// (`store::lease_book`); `in_db` is then false. Settlement charges the account and the
     /// lease; the key's counters already count the hold as part of the slice.
     pub lease: Option<i64>,
+}
+
+impl Reservation {
+    /// A hold of `amount` on `key` for the UTC day and month it was taken in, kept in this
+    /// process's memory; a reservation row or a lease is set on top (`..Reservation::held`).
+    pub fn held(key: &KeyRow, amount: Credits, day: i64, month: i64) -> Reservation {
+        Reservation {
+            id: String::new(),
+            account_id: key.account_id.0,
+            key_id: key.id.0,
+            amount,
+            day,
+            month,
+            in_db: false,
+            lease: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,13 +196,8 @@ impl PgStore {
         tx.commit().await?;
         Ok(Reservation {
             id,
-            account_id: key.account_id,
-            key_id: key.id,
-            amount,
-            day,
-            month,
             in_db: true,
-            lease: None,
+            ..Reservation::held(key, amount, day, month)
         })
     }
 
@@ -235,8 +247,8 @@ impl Store {
     /// After the key update matched no row: read the key again to say which rule refused.
     async fn why_key_refused(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: WorkspaceId,
+        key_id: KeyId,
         amount: Credits,
         now_ms: i64,
     ) -> ReserveError {
@@ -247,8 +259,8 @@ impl Store {
         if key.status != super::keys::KeyStatus::Active {
             return ReserveError::KeyInactive;
         }
-        let over = |limit: Option<i64>, spent: Credits| {
-            limit.is_some_and(|l| spent.micros() + amount.micros() > l)
+        let over = |limit: Option<Credits>, spent: Credits| {
+            limit.is_some_and(|l| spent.micros() + amount.micros() > l.micros())
         };
         if over(key.daily_limit, key.spent_today(now_ms)) {
             ReserveError::DailyLimit

@@ -1,6 +1,7 @@
 //! SQL for `management_keys`: the `lr-mk-` tokens of the management API. Stored like API
 //! keys: the token's SHA-256, its display prefix and last four, never the token.
 
+use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
@@ -66,7 +67,7 @@ pub struct NewManagementKey {
 pub struct ManagementKeyRow {
     pub id: i64,
     pub public_id: String,
-    pub account_id: i64,
+    pub account_id: WorkspaceId,
     pub created_by: Option<i64>,
     #[sqlx(try_from = "String")]
     pub created_via: Via,
@@ -126,7 +127,7 @@ const LAST_USED_GRAIN_MS: i64 = 60_000;
 impl Store {
     pub async fn create_management_key(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         via: CreatedVia,
         new: &NewManagementKey,
         token: &ManagementToken,
@@ -170,7 +171,10 @@ impl Store {
     }
 
     /// Every management key of the account, newest first (revoked ones included).
-    pub async fn list_management_keys(&self, account_id: i64) -> Result<Vec<ManagementKeyRow>> {
+    pub async fn list_management_keys(
+        &self,
+        account_id: WorkspaceId,
+    ) -> Result<Vec<ManagementKeyRow>> {
         let sql =
             format!("select {COLUMNS} from management_keys where account_id = $1 order by id desc");
         Ok(on_read!(self, pool => {
@@ -182,7 +186,7 @@ impl Store {
     /// (every management request reads the key row).
     pub async fn revoke_management_key(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         id: &ManagementKeyPublicId,
         actor: &Actor,
     ) -> Result<String> {
@@ -211,7 +215,7 @@ impl Store {
     /// Another account's key, or a revoked one, is `NotFound`.
     pub async fn roll_management_key(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         id: &ManagementKeyPublicId,
         token: &ManagementToken,
         actor: &Actor,

@@ -9,7 +9,7 @@ use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::team::{Role, UserId, WorkspaceId};
-use crate::domain::{time_util, Email, TokenHash};
+use crate::domain::{time_util, Email, KeyId, TokenHash};
 
 pub(crate) const INSERT_OWNER: &str = "insert into workspace_members (account_id, user_id, role, \
     created_at) values ($1, $1, 'owner', $2)";
@@ -67,7 +67,7 @@ pub enum Refusal {
 /// What the offboarding view lists for one member.
 #[derive(Debug, Clone, FromRow)]
 pub struct OffboardKey {
-    pub id: i64,
+    pub id: KeyId,
     pub name: String,
     /// `created`, `rolled` or both (`created, rolled`).
     pub how: String,
@@ -181,7 +181,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             keep_an_owner!(tx, ws);
-            let ev = AuditEvent::new(ws.0, actor, Action::MemberRoleChanged)
+            let ev = AuditEvent::new(ws, actor, Action::MemberRoleChanged)
                 .target(member_target(user, &email))
                 .details(serde_json::json!({"changes": {"role": {"from": old, "to": role.as_str()}}}));
             insert_audit!(&mut *tx, &ev);
@@ -203,7 +203,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             keep_an_owner!(tx, ws);
-            let ev = AuditEvent::new(ws.0, actor, Action::MemberRemoved)
+            let ev = AuditEvent::new(ws, actor, Action::MemberRemoved)
                 .target(member_target(user, &email))
                 .details(serde_json::json!({"role": role}));
             insert_audit!(&mut *tx, &ev);
@@ -260,7 +260,7 @@ impl Store {
             .await?
         });
         let mks = self
-            .list_management_keys(ws.0)
+            .list_management_keys(ws)
             .await?
             .into_iter()
             .filter(|m| m.created_by == Some(user.0) && m.revoked_at.is_none())
@@ -298,7 +298,7 @@ impl Store {
             .bind(now + INVITATION_LIFETIME_MS)
             .fetch_one(&mut *tx)
             .await?;
-            let ev = AuditEvent::new(ws.0, actor, Action::MemberInvited)
+            let ev = AuditEvent::new(ws, actor, Action::MemberInvited)
                 .target(Target { kind: "invitation", id: Some(id), label: email.as_str().to_owned() })
                 .details(serde_json::json!({"role": role.as_str()}));
             insert_audit!(&mut *tx, &ev);
@@ -333,7 +333,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-            let ev = AuditEvent::new(ws.0, actor, Action::InvitationRevoked)
+            let ev = AuditEvent::new(ws, actor, Action::InvitationRevoked)
                 .target(Target { kind: "invitation", id: Some(id), label: email });
             insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
@@ -400,7 +400,7 @@ impl Store {
             .await?
             .rows_affected();
             if joined == 1 {
-                let ev = AuditEvent::new(inv.account_id.0, actor, Action::MemberJoined)
+                let ev = AuditEvent::new(inv.account_id, actor, Action::MemberJoined)
                     .target(member_target(user, email))
                     .details(serde_json::json!({"role": inv.role.as_str()}));
                 insert_audit!(&mut *tx, &ev);

@@ -14,6 +14,7 @@
 //! was then deleted (logout elsewhere, "Log out other sessions"), must not bring it back when
 //! it writes its flash message or CSRF token.
 
+use crate::domain::ids::UserId;
 use std::collections::HashMap;
 
 use actix_session::storage::{
@@ -108,7 +109,7 @@ impl Store {
     /// id hashes to `keep`. Returns how many ended.
     pub async fn delete_other_sessions(
         &self,
-        account_id: i64,
+        account_id: UserId,
         keep: &str,
     ) -> Result<u64, sqlx::Error> {
         on_write!(self, pool => {

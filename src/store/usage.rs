@@ -1,11 +1,13 @@
 //! SQL that reads `usage` and its daily rollups `usage_daily` and `usage_daily_keys`. The
 //! write path (one transaction per batch of rows) is in `usage_batch`.
 
+use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::ledger::Reservation;
 use super::{on_read, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
+use crate::domain::Credits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageStatus {
@@ -38,8 +40,8 @@ impl UsageStatus {
 #[derive(Debug, Clone)]
 pub struct NewUsage {
     pub generation_id: String,
-    pub account_id: i64,
-    pub key_id: i64,
+    pub account_id: WorkspaceId,
+    pub key_id: KeyId,
     pub key_name: String,
     pub requested_model: String,
     pub resolved_model: Option<String>,
@@ -86,7 +88,7 @@ pub(crate) use sample::sample_entry;
 pub struct UsageRow {
     pub id: i64,
     pub generation_id: String,
-    pub key_id: i64,
+    pub key_id: KeyId,
     pub key_name: String,
     pub requested_model: String,
     pub resolved_model: Option<String>,
@@ -95,7 +97,7 @@ pub struct UsageRow {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
-    pub cost: i64,
+    pub cost: Credits,
     pub status: String,
     pub http_status: i64,
     pub error_code: Option<String>,
@@ -113,7 +115,11 @@ pub(crate) const USAGE_COLUMNS: &str = "id, generation_id, key_id, key_name, req
 impl Store {
     /// The model of the key's last recorded request (by its current name: the index on
     /// `(account_id, key_name, id)` finds it in one step).
-    pub async fn last_model(&self, account_id: i64, key_name: &str) -> Result<Option<String>> {
+    pub async fn last_model(
+        &self,
+        account_id: WorkspaceId,
+        key_name: &str,
+    ) -> Result<Option<String>> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar(
                 "select coalesce(resolved_model, requested_model) from usage \
@@ -129,7 +135,7 @@ impl Store {
     /// One usage row of this account by generation id.
     pub async fn usage_by_generation(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         generation_id: &GenerationId,
     ) -> Result<UsageRow> {
         let sql = format!(
@@ -172,7 +178,7 @@ pub struct UsageTotals {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    pub cost: i64,
+    pub cost: Credits,
     pub errors: i64,
 }
 
@@ -181,7 +187,7 @@ pub struct UsageTotals {
 pub struct DailySpend {
     pub day: i64,
     pub key_name: String,
-    pub cost: i64,
+    pub cost: Credits,
 }
 
 /// `where` clause for one keyset page (rows strictly older than `before_id`), with the limit
@@ -189,7 +195,7 @@ pub struct DailySpend {
 /// `+started_at` keeps SQLite from choosing the date index and sorting the whole range:
 /// walking `id` newest first stops after one page.
 fn keyset_page_sql(
-    account_id: i64,
+    account_id: WorkspaceId,
     f: &UsageFilter,
     before_id: Option<i64>,
     limit: i64,
@@ -208,7 +214,7 @@ impl Store {
     /// stable while new rows arrive, no OFFSET scan).
     pub async fn list_usage(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: &UsageFilter,
         before_id: Option<i64>,
         limit: i64,
@@ -227,7 +233,7 @@ impl Store {
     /// newest first (the page before a keyset page, for a "Newer" link).
     pub async fn list_usage_after(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: &UsageFilter,
         after_id: i64,
         limit: i64,
@@ -247,7 +253,11 @@ impl Store {
 
     /// Totals for the filter: from the daily rollup whenever it can answer exactly (any
     /// filter on whole UTC days), so even the unfiltered view never counts raw rows.
-    pub async fn usage_totals(&self, account_id: i64, f: &UsageFilter) -> Result<UsageTotals> {
+    pub async fn usage_totals(
+        &self,
+        account_id: WorkspaceId,
+        f: &UsageFilter,
+    ) -> Result<UsageTotals> {
         const SUMS: &str = "cast(coalesce(sum(prompt_tokens), 0) as bigint) as prompt_tokens, \
              cast(coalesce(sum(completion_tokens), 0) as bigint) as completion_tokens, \
              cast(coalesce(sum(cost), 0) as bigint) as cost";
@@ -277,7 +287,11 @@ impl Store {
     }
 
     /// Spend per day and key name for the chart, from the rollup when it can answer.
-    pub async fn daily_spend(&self, account_id: i64, f: &UsageFilter) -> Result<Vec<DailySpend>> {
+    pub async fn daily_spend(
+        &self,
+        account_id: WorkspaceId,
+        f: &UsageFilter,
+    ) -> Result<Vec<DailySpend>> {
         let (sql, binds) = match rollup_filter_sql(account_id, f) {
             Some((w, binds)) => (
                 format!(
@@ -305,7 +319,7 @@ impl Store {
     /// Distinct key names in this account's history (revoked keys' names included), for the
     /// filter's choices. A loose index scan: one index seek per name, not a pass over the
     /// account's rollup rows.
-    pub async fn usage_key_names(&self, account_id: i64) -> Result<Vec<String>> {
+    pub async fn usage_key_names(&self, account_id: WorkspaceId) -> Result<Vec<String>> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, String>(
                 "with recursive names(name) as ( \
@@ -327,12 +341,12 @@ impl Store {
 pub struct Ranked {
     pub name: String,
     pub requests: i64,
-    pub cost: i64,
+    pub cost: Credits,
 }
 
 impl Store {
     /// Spend from `from_day` (inclusive) to today, from the daily rollup.
-    pub async fn spend_since_day(&self, account_id: i64, from_day: i64) -> Result<i64> {
+    pub async fn spend_since_day(&self, account_id: WorkspaceId, from_day: i64) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily_keys where account_id = $1 and day >= $2",
@@ -345,7 +359,7 @@ impl Store {
     }
 
     /// What a key has spent since it was created (its account's rows only), from the rollup.
-    pub async fn key_spend_total(&self, account_id: i64, key_id: i64) -> Result<i64> {
+    pub async fn key_spend_total(&self, account_id: WorkspaceId, key_id: KeyId) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily where account_id = $1 and key_id = $2",
@@ -360,7 +374,7 @@ impl Store {
     /// Top keys (`by_key`) or models by spend since `from_day`, from the daily rollup.
     pub async fn top_since_day(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         from_day: i64,
         by_key: bool,
         limit: i64,

@@ -145,8 +145,8 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
     use Cell::{Int, MaybeText, Text};
     [
         Text(&u.generation_id),
-        Int(u.account_id),
-        Int(u.key_id),
+        Int(u.account_id.0),
+        Int(u.key_id.0),
         Text(&u.key_name),
         Text(&u.requested_model),
         MaybeText(u.resolved_model.as_deref()),
@@ -280,7 +280,7 @@ impl<'a> BatchPlan<'a> {
                     a.0 += charge;
                     a.1 += charge;
                     *plan.leases.entry(r.lease.unwrap_or_default()).or_default() += charge;
-                    let k = plan.keys.entry((u.key_id, -1, -1)).or_default();
+                    let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
                     k.last_used = k.last_used.max(u.completed_at);
                 }
                 Some(r) if !r.in_db => {
@@ -302,7 +302,7 @@ impl<'a> BatchPlan<'a> {
                     plan.reservation_ids.push(&r.id);
                 }
                 None => {
-                    let k = plan.keys.entry((u.key_id, -1, -1)).or_default();
+                    let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
                     k.last_used = k.last_used.max(u.completed_at);
                 }
             }
@@ -315,9 +315,9 @@ impl<'a> BatchPlan<'a> {
             let d = plan
                 .daily
                 .entry(DailyKey {
-                    account_id: u.account_id,
+                    account_id: u.account_id.0,
                     day,
-                    key_id: u.key_id,
+                    key_id: u.key_id.0,
                     key_name: &u.key_name,
                     model: u.resolved_model.as_deref().unwrap_or(""),
                     provider: u.provider.as_deref().unwrap_or(""),
@@ -334,7 +334,7 @@ impl<'a> BatchPlan<'a> {
             ];
             let k = plan
                 .daily_keys
-                .entry((u.account_id, day, &u.key_name))
+                .entry((u.account_id.0, day, &u.key_name))
                 .or_default();
             for ((d, k), n) in d.iter_mut().zip(k.iter_mut()).zip(n) {
                 *d += n;

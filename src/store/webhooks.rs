@@ -1,5 +1,6 @@
 //! SQL for `webhook_endpoints` and the outbox, `webhook_deliveries`.
 
+use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
@@ -59,7 +60,7 @@ impl Store {
     /// URL's path or query often is itself a secret).
     pub async fn create_endpoint(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         url: &str,
         secret: &str,
         events: &str,
@@ -86,7 +87,7 @@ impl Store {
         })
     }
 
-    pub async fn endpoints(&self, account_id: i64) -> Result<Vec<EndpointRow>> {
+    pub async fn endpoints(&self, account_id: WorkspaceId) -> Result<Vec<EndpointRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, EndpointRow>(
                 "select id, url, events, created_at from webhook_endpoints \
@@ -99,7 +100,12 @@ impl Store {
     }
 
     /// Deletes an endpoint (kept as a row for its log) and gives up its pending deliveries.
-    pub async fn delete_endpoint(&self, account_id: i64, id: i64, actor: &Actor) -> Result<()> {
+    pub async fn delete_endpoint(
+        &self,
+        account_id: WorkspaceId,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<()> {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -127,7 +133,11 @@ impl Store {
     }
 
     /// The newest deliveries of a workspace's endpoints.
-    pub async fn deliveries(&self, account_id: i64, limit: i64) -> Result<Vec<DeliveryRow>> {
+    pub async fn deliveries(
+        &self,
+        account_id: WorkspaceId,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, DeliveryRow>(
                 "select d.id, d.endpoint_id, e.public_id as event_public_id, e.kind, d.state, \

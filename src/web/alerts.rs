@@ -13,7 +13,7 @@ use super::form::CsrfForm;
 use super::keys::html;
 use super::{see_other, Dashboard, Layout};
 use crate::alerts::{event, sign, target};
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId};
 use crate::state::AppState;
 use crate::store::alerts::AlertSettings;
 
@@ -33,7 +33,7 @@ struct AlertsPage {
 }
 
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
-    let events = state.store.alert_events(user.id(), 100).await?;
+    let events = state.store.alert_events(user.workspace(), 100).await?;
     let page = AlertsPage {
         layout: user.layout("alerts"),
         events: events
@@ -55,7 +55,7 @@ pub async fn mark_read(
     user: Dashboard,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    state.store.mark_alerts_read(user.id()).await?;
+    state.store.mark_alerts_read(user.workspace()).await?;
     Ok(see_other("/alerts"))
 }
 
@@ -78,7 +78,7 @@ pub struct DeliveryView {
 }
 
 pub struct KeyToggle {
-    pub id: i64,
+    pub id: KeyId,
     pub name: String,
     pub on: bool,
 }
@@ -148,7 +148,7 @@ async fn settings_page(
     secret: Option<String>,
     status: StatusCode,
 ) -> WebResult<HttpResponse> {
-    let id = user.id();
+    let id = user.workspace();
     let endpoints = state.store.endpoints(id).await?;
     let deliveries = state.store.deliveries(id, 50).await?;
     let auto = state.store.auto_disable_keys(id).await?;
@@ -213,7 +213,7 @@ async fn settings_page(
 }
 
 pub async fn settings(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
-    let s = state.store.alert_settings(user.id()).await?;
+    let s = state.store.alert_settings(user.workspace()).await?;
     settings_page(
         &state,
         &user,
@@ -233,7 +233,7 @@ pub async fn create_endpoint(
     user: Dashboard,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let s = state.store.alert_settings(user.id()).await?;
+    let s = state.store.alert_settings(user.workspace()).await?;
     let mut input = settings_input(&s);
     input.url = form.get("url").chars().take(target::MAX_URL + 1).collect();
     input.events = form.get_all("events");
@@ -255,7 +255,7 @@ pub async fn create_endpoint(
     if input.events.is_empty() || !input.events.iter().all(|k| event::is_kind(k)) {
         errors.events = Some("Choose at least one event.".into());
     }
-    if state.store.endpoints(user.id()).await?.len() >= MAX_ENDPOINTS {
+    if state.store.endpoints(user.workspace()).await?.len() >= MAX_ENDPOINTS {
         errors.url = Some(format!(
             "A workspace has at most {MAX_ENDPOINTS} endpoints; delete one first."
         ));
@@ -275,7 +275,7 @@ pub async fn create_endpoint(
     let id = state
         .store
         .create_endpoint(
-            user.id(),
+            user.workspace(),
             url.as_str(),
             &secret,
             &input.events.join(","),
@@ -283,7 +283,7 @@ pub async fn create_endpoint(
         )
         .await?;
     tracing::info!(
-        account_id = user.id(),
+        account_id = %user.workspace(),
         endpoint = id,
         "webhook endpoint added"
     );
@@ -306,7 +306,7 @@ pub async fn delete_endpoint(
 ) -> WebResult<HttpResponse> {
     state
         .store
-        .delete_endpoint(user.id(), path.into_inner(), &user.actor)
+        .delete_endpoint(user.workspace(), path.into_inner(), &user.actor)
         .await?;
     user.session
         .set_flash("Endpoint deleted. Its pending deliveries were dropped.")?;
@@ -322,7 +322,7 @@ pub async fn send_test(
     let endpoint = path.into_inner();
     if !state
         .store
-        .endpoints(user.id())
+        .endpoints(user.workspace())
         .await?
         .iter()
         .any(|e| e.id == endpoint)
@@ -333,7 +333,7 @@ pub async fn send_test(
     let details = json!({"message": "This is a test event from LowRouter."});
     event::emit(
         &state.store,
-        user.id(),
+        user.workspace(),
         None,
         "test",
         &dedupe,
@@ -388,7 +388,7 @@ pub async fn save_settings(
         Ok(s) => {
             state
                 .store
-                .save_alert_settings(user.id(), &s, &user.actor)
+                .save_alert_settings(user.workspace(), &s, &user.actor)
                 .await?;
             user.session.set_flash("Alert settings saved.")?;
             Ok(see_other("/alerts/settings"))
@@ -414,13 +414,13 @@ pub async fn save_settings(
 pub async fn auto_disable(
     state: web::Data<AppState>,
     user: Dashboard,
-    path: web::Path<i64>,
+    path: web::Path<KeyId>,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let on = form.get("on") == "1";
     state
         .store
-        .set_key_auto_disable(user.id(), path.into_inner(), on, &user.actor)
+        .set_key_auto_disable(user.workspace(), path.into_inner(), on, &user.actor)
         .await?;
     user.session.set_flash(if on {
         "Auto-disable on spike is on for that key."

@@ -90,11 +90,7 @@ fn parse(q: &HashMap<String, String>) -> Result<AuditFilter, String> {
     .map_err(|(_, m)| m.to_owned())?;
     let key = get(q, "key");
     if !key.is_empty() {
-        f.key_id = Some(
-            crate::domain::team::WorkspaceId::parse(key)
-                .ok_or("Unknown key.")?
-                .0,
-        );
+        f.key_id = Some(crate::domain::KeyId::parse(key).ok_or("Unknown key.")?);
     }
     f.limit = PAGE;
     Ok(f)
@@ -123,7 +119,7 @@ pub async fn list(
     let q = query.into_inner();
     let (events, next, error, status) = match parse(&q) {
         Ok(f) => {
-            let page = state.store.audit_page(user.id(), &f).await?;
+            let page = state.store.audit_page(user.workspace(), &f).await?;
             let events = page.events.iter().map(EventView::new).collect();
             (events, page.next, None, StatusCode::OK)
         }
@@ -188,6 +184,6 @@ pub async fn export_csv(
     let mut f = parse(&query).map_err(WebError::BadRequest)?;
     f.before = None;
     f.limit = CSV_PAGE;
-    let pages = state.store.stream_audit(user.id(), f);
+    let pages = state.store.stream_audit(user.workspace(), f);
     super::usage_csv::csv_download("lowrouter-audit.csv", &CSV_HEADER, pages, csv_page)
 }

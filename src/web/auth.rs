@@ -13,7 +13,7 @@ use super::error::{WebError, WebResult};
 use super::form::{public_form_token, with_form_cookie, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
-use crate::domain::{Email, Password, VerifyToken};
+use crate::domain::{Email, Password, UserId, VerifyToken};
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -46,7 +46,7 @@ async fn form_page(
     req: HttpRequest,
     signup: bool,
 ) -> WebResult<HttpResponse> {
-    if session.account_id()?.is_some() {
+    if session.user_id()?.is_some() {
         return Ok(see_other("/keys"));
     }
     let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
@@ -138,7 +138,7 @@ pub async fn signup(
     };
     match created {
         Ok(id) => {
-            tracing::info!(account_id = id, "account created");
+            tracing::info!(account_id = %id, "account created");
             session.log_in(id)?;
             let welcome = match &token {
                 Some(t) => {
@@ -217,7 +217,7 @@ pub async fn login(
     };
     // Logins are audited in the person's own workspace; an unknown email has none.
     let audit = |a: &crate::store::accounts::AccountRow, action| {
-        let actor = Actor::user(a.id, &a.email).from_client(
+        let actor = Actor::user(a.id.0, &a.email).from_client(
             state.proxies.client_ip(&req),
             req.headers()
                 .get(actix_web::http::header::USER_AGENT)
@@ -232,8 +232,8 @@ pub async fn login(
                 .store
                 .record_audit(&audit(&a, Action::LoginSucceeded))
                 .await?;
-            session.log_in(a.id)?;
-            tracing::info!(account_id = a.id, "logged in");
+            session.log_in(UserId(a.id.0))?;
+            tracing::info!(account_id = %a.id, "logged in");
             Ok(see_other("/keys"))
         }
         other => {
@@ -275,7 +275,7 @@ pub async fn log_out_others(
         .ok_or_else(|| WebError::Internal("signed in without a readable session cookie".into()))?;
     let ended = state
         .store
-        .delete_other_sessions(user.user.0, &current)
+        .delete_other_sessions(user.user, &current)
         .await
         .map_err(crate::store::StoreError::from)?;
     tracing::info!(account_id = user.user.0, ended, "logged out other sessions");

@@ -22,7 +22,7 @@ pub struct RankedView {
 
 /// Ranked lines whose costs share one number of decimals (aligned decimal points).
 fn ranked(rows: Vec<Ranked>) -> Vec<RankedView> {
-    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    let costs: Vec<Credits> = rows.iter().map(|r| r.cost).collect();
     rows.into_iter()
         .zip(Credits::display_column(&costs))
         .map(|(r, cost)| RankedView {
@@ -54,22 +54,33 @@ pub async fn index(state: web::Data<AppState>, user: Option<Dashboard>) -> WebRe
     let today = time_util::day_number(now);
     let month_start = today - i64::from(time_util::from_ms(now).day()) + 1;
     let store = &state.store;
-    let keys = store.list_keys(user.id()).await?;
+    let keys = store.list_keys(user.workspace()).await?;
     let names = super::usage::KeyNames::new(&keys);
     let recent = store
-        .list_usage(user.id(), &UsageFilter::default(), None, 8)
+        .list_usage(user.workspace(), &UsageFilter::default(), None, 8)
         .await?;
     let page = HomePage {
         balance: user.account.available().display_places(2),
-        spent_today: Credits::from_micros(store.spend_since_day(user.id(), today).await?).display(),
-        spent_month: Credits::from_micros(store.spend_since_day(user.id(), month_start).await?)
+        spent_today: Credits::from_micros(store.spend_since_day(user.workspace(), today).await?)
             .display(),
+        spent_month: Credits::from_micros(
+            store.spend_since_day(user.workspace(), month_start).await?,
+        )
+        .display(),
         active_keys: keys
             .iter()
             .filter(|k| k.status != KeyStatus::Revoked)
             .count(),
-        top_keys: ranked(store.top_since_day(user.id(), today - 29, true, 5).await?),
-        top_models: ranked(store.top_since_day(user.id(), today - 29, false, 5).await?),
+        top_keys: ranked(
+            store
+                .top_since_day(user.workspace(), today - 29, true, 5)
+                .await?,
+        ),
+        top_models: ranked(
+            store
+                .top_since_day(user.workspace(), today - 29, false, 5)
+                .await?,
+        ),
         recent: super::usage::views(&recent, &names),
         layout: user.layout("home"),
     };

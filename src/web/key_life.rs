@@ -11,10 +11,11 @@ use askama::Template;
 
 use super::error::WebResult;
 use super::form::CsrfForm;
-use super::keys::{html, live_key, reveal, KeyView};
+use super::keys::{html, reveal, KeyView};
+use super::live_key::LiveKey;
 use super::{see_other, Dashboard, Layout};
 use crate::domain::roll_form::RollFormInput;
-use crate::domain::{time_util, ApiToken};
+use crate::domain::{time_util, ApiToken, KeyId};
 use crate::state::AppState;
 use crate::store::key_secrets::{Retirement, SecretRow};
 use crate::store::keys::KeyRow;
@@ -92,20 +93,22 @@ struct KeyPage {
 
 pub async fn show(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
 ) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
-    let key = live_key(&state, &user, path.into_inner()).await?;
-    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
     let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
-    view.last_model = state.store.last_model(user.id(), &key.name).await?;
+    view.last_model = state.store.last_model(user.workspace(), &key.name).await?;
     let history = crate::domain::audit::AuditFilter {
         key_id: Some(key.id),
         limit: 20,
         ..Default::default()
     };
-    let events = state.store.audit_page(user.id(), &history).await?.events;
+    let events = state
+        .store
+        .audit_page(user.workspace(), &history)
+        .await?
+        .events;
     let page = KeyPage {
         events: events.iter().map(super::audit::EventView::new).collect(),
         layout: user.layout("keys"),
@@ -120,7 +123,7 @@ pub async fn show(
 #[template(path = "key_roll.html")]
 struct RollPage {
     layout: Layout,
-    id: i64,
+    id: KeyId,
     name: String,
     input: RollFormInput,
     error: Option<String>,
@@ -135,7 +138,7 @@ async fn roll_page(
     error: Option<String>,
 ) -> WebResult<RollPage> {
     let now = time_util::now_ms();
-    let secrets = state.store.key_secrets(user.id(), key.id).await?;
+    let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
     let pending = secrets
         .iter()
         .find(|s| !s.is_current() && s.is_live(now))
@@ -152,10 +155,8 @@ async fn roll_page(
 
 pub async fn roll_form(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let page = roll_page(&state, &user, &key, RollFormInput::defaults(), None).await?;
     html(StatusCode::OK, page.render()?)
 }
@@ -163,12 +164,10 @@ pub async fn roll_form(
 /// Rolls and answers with the reveal of the new secret (no redirect, `no-store`).
 pub async fn roll(
     state: web::Data<AppState>,
-    user: Dashboard,
     req: HttpRequest,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let input = RollFormInput {
         retire: form.get("retire").to_owned(),
         quiet_minutes: form.get("quiet_minutes").to_owned(),
@@ -185,53 +184,65 @@ pub async fn roll(
     let token = ApiToken::generate();
     state
         .store
-        .roll_key(user.id(), key.id, &token, retire, &user.actor)
+        .roll_key(user.workspace(), key.id, &token, retire, &user.actor)
         .await?;
-    tracing::info!(account_id = user.id(), key_id = key.id, "key rolled");
+    tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key rolled");
     reveal(&user, &req, &key, &token, true)
 }
 
 pub async fn retire(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
-    let message = match state
+    let done = state
         .store
-        .retire_previous(user.id(), key.id, &user.actor)
-        .await
-    {
-        Ok(()) => "The previous secret is retired: requests with it now fail.",
-        Err(StoreError::NotFound) => "There is no previous secret to retire.",
-        Err(e) => return Err(e.into()),
-    };
-    tracing::info!(
-        account_id = user.id(),
-        key_id = key.id,
-        "previous secret retired"
-    );
-    user.session.set_flash(message)?;
-    Ok(see_other(&format!("/keys/{}", key.id)))
+        .retire_previous(user.workspace(), key.id, &user.actor)
+        .await;
+    if done.is_ok() {
+        tracing::info!(account_id = %user.workspace(), key_id = %key.id, "previous secret retired");
+    }
+    back_to_key(
+        &user,
+        key.id,
+        done,
+        "The previous secret is retired: requests with it now fail.",
+        "There is no previous secret to retire.",
+    )
 }
 
 pub async fn extend(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
-    let message = match state
+    let done = state
         .store
-        .extend_previous(user.id(), key.id, EXTEND_MS)
-        .await
-    {
-        Ok(()) => "The previous secret's deadline is 24 hours later.",
-        Err(StoreError::NotFound) => "There is no previous secret to extend.",
+        .extend_previous(user.workspace(), key.id, EXTEND_MS)
+        .await;
+    back_to_key(
+        &user,
+        key.id,
+        done,
+        "The previous secret's deadline is 24 hours later.",
+        "There is no previous secret to extend.",
+    )
+}
+
+/// Back to the key's page, with a flash saying what an action on its previous secret did
+/// (`NotFound`: there was no pending previous secret).
+fn back_to_key(
+    user: &Dashboard,
+    key: KeyId,
+    done: crate::store::Result<()>,
+    ok: &str,
+    none: &str,
+) -> WebResult<HttpResponse> {
+    let message = match done {
+        Ok(()) => ok,
+        Err(StoreError::NotFound) => none,
         Err(e) => return Err(e.into()),
     };
     user.session.set_flash(message)?;
-    Ok(see_other(&format!("/keys/{}", key.id)))
+    Ok(see_other(&format!("/keys/{key}")))
 }

@@ -3,13 +3,13 @@
 
 use super::when::When;
 use crate::config::Settings;
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId, UserId};
 use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
 
 /// A key as the pages show it: never more of the token than prefix and last four.
 pub struct KeyView {
-    pub id: i64,
+    pub id: KeyId,
     pub name: String,
     pub masked: String,
     pub models: String,
@@ -45,7 +45,7 @@ pub struct KeyView {
     /// Where the last request came from, coarsened (`203.0.113.0/24 · curl`).
     pub last_client: Option<String>,
     /// Who created it (what a developer may change: `web::Can::change_key`).
-    pub created_by: Option<i64>,
+    pub created_by: Option<UserId>,
 }
 /// Spend of one period against its limit: "0.008 of 0.01 today" and a meter.
 pub struct SpendView {
@@ -63,14 +63,14 @@ pub struct SpendView {
 impl SpendView {
     fn new(
         spent: Credits,
-        limit: Option<i64>,
+        limit: Option<Credits>,
         period: &'static str,
         no_limit: &'static str,
     ) -> Self {
-        let max = limit.unwrap_or(0).max(1);
+        let max = limit.map_or(0, Credits::micros).max(1);
         SpendView {
             spent: spent.display(),
-            limit: limit.map(|l| Credits::from_micros(l).display()),
+            limit: limit.map(Credits::display),
             period,
             no_limit,
             max,
@@ -88,7 +88,7 @@ pub struct LimitBadge {
 }
 
 fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
-    let reached = |limit: Option<i64>, spent: Credits| limit.is_some_and(|l| spent.micros() >= l);
+    let reached = |limit: Option<Credits>, spent: Credits| limit.is_some_and(|l| spent >= l);
     if reached(k.daily_limit, k.spent_today(now)) {
         return Some(LimitBadge {
             text: "Limit reached until 00:00 UTC".into(),
@@ -106,9 +106,9 @@ fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
         });
     }
     // 80% or more of a limit used: the next requests may be refused.
-    let share = |limit: Option<i64>, spent: Credits| {
-        limit.filter(|l| *l > 0).map_or(0, |l| {
-            (i128::from(spent.micros()) * 100 / i128::from(l)) as i64
+    let share = |limit: Option<Credits>, spent: Credits| {
+        limit.filter(|l| l.micros() > 0).map_or(0, |l| {
+            (i128::from(spent.micros()) * 100 / i128::from(l.micros())) as i64
         })
     };
     let day = share(k.daily_limit, k.spent_today(now));

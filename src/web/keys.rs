@@ -5,14 +5,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::error::{WebError, WebResult};
+use super::error::WebResult;
 use super::form::CsrfForm;
 pub use super::key_view::KeyView;
+use super::live_key::LiveKey;
 use super::session::random_token;
 use super::{see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
-use crate::domain::{time_util, ApiToken};
+use crate::domain::{time_util, ApiToken, KeyId};
 use crate::state::AppState;
 use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
 use crate::store::StoreError;
@@ -27,15 +28,15 @@ struct KeysPage {
 
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
-    let keys = state.store.list_keys(user.id()).await?;
-    let secrets = state.store.account_secrets(user.id()).await?;
+    let keys = state.store.list_keys(user.workspace()).await?;
+    let secrets = state.store.account_secrets(user.workspace()).await?;
     let (revoked, active): (Vec<_>, Vec<_>) =
         keys.iter().partition(|k| k.status == KeyStatus::Revoked);
     let mut views = Vec::with_capacity(active.len());
     for k in active {
         let mut view = KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now);
         if k.last_used_at.is_some() {
-            view.last_model = state.store.last_model(user.id(), &k.name).await?;
+            view.last_model = state.store.last_model(user.workspace(), &k.name).await?;
         }
         views.push(view);
     }
@@ -69,7 +70,7 @@ pub struct RegionOption {
 struct KeyFormPage {
     layout: Layout,
     /// `Some(id)` when editing an existing key.
-    editing: Option<i64>,
+    editing: Option<KeyId>,
     /// The key being edited: its token, state, last use and spend beside the fields.
     key: Option<KeyView>,
     summary: Vec<super::error_summary::ErrorLink>,
@@ -86,7 +87,7 @@ struct KeyFormPage {
 fn form_page(
     catalogue: &Catalogue,
     layout: Layout,
-    editing: Option<(i64, KeyView)>,
+    editing: Option<(KeyId, KeyView)>,
     input: KeyFormInput,
     errors: FieldErrors,
 ) -> KeyFormPage {
@@ -270,12 +271,12 @@ pub async fn create(
     let token = ApiToken::generate();
     match state
         .store
-        .create_key(user.id(), &spec, &token, &user.actor)
+        .create_key(user.workspace(), &spec, &token, &user.actor)
         .await
     {
         Ok(id) => {
-            tracing::info!(account_id = user.id(), key_id = id, "key created");
-            let key = state.store.key(user.id(), id).await?;
+            tracing::info!(account_id = %user.workspace(), key_id = %id, "key created");
+            let key = state.store.key(user.workspace(), id).await?;
             reveal(&user, &req, &key, &token, false)
         }
         Err(StoreError::Conflict) => {
@@ -307,20 +308,10 @@ fn render_form_errors(
     html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
 }
 
-pub(super) async fn live_key(state: &AppState, user: &Dashboard, id: i64) -> WebResult<KeyRow> {
-    let key = state.store.key(user.id(), id).await?;
-    if key.status == KeyStatus::Revoked {
-        return Err(WebError::NotFound);
-    }
-    Ok(key)
-}
-
 pub async fn edit_form(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let input = KeyFormInput::from_spec(&key.spec());
     let page = form_page(
         &state.catalogue,
@@ -334,11 +325,9 @@ pub async fn edit_form(
 
 pub async fn update(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     let input = read_form(&form);
     // An expiry already in the past is fine to keep unchanged when editing other fields.
     let spec: KeySpec = match input.parse(
@@ -350,7 +339,7 @@ pub async fn update(
     };
     match state
         .store
-        .update_key(user.id(), key.id, &spec, &user.actor)
+        .update_key(user.workspace(), key.id, &spec, &user.actor)
         .await
     {
         Ok(()) => {
@@ -372,13 +361,12 @@ pub async fn update(
 async fn set_status(
     state: &AppState,
     user: &Dashboard,
-    id: i64,
+    key: &KeyRow,
     switch: KeySwitch,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(state, user, id).await?;
     state
         .store
-        .set_key_status(user.id(), key.id, switch, &user.actor)
+        .set_key_status(user.workspace(), key.id, switch, &user.actor)
         .await?;
     let verb = match switch {
         KeySwitch::Enabled => "enabled",
@@ -391,20 +379,18 @@ async fn set_status(
 
 pub async fn disable(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeySwitch::Disabled).await
+    set_status(&state, &user, &key, KeySwitch::Disabled).await
 }
 
 pub async fn enable(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    set_status(&state, &user, path.into_inner(), KeySwitch::Enabled).await
+    set_status(&state, &user, &key, KeySwitch::Enabled).await
 }
 
 #[derive(Template)]
@@ -414,12 +400,7 @@ struct DeletePage {
     key: KeyView,
 }
 
-pub async fn confirm_delete(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
-) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
+pub async fn confirm_delete(LiveKey { user, key }: LiveKey) -> WebResult<HttpResponse> {
     let page = DeletePage {
         key: KeyView::new(&key, time_util::now_ms()),
         layout: user.layout("keys"),
@@ -429,16 +410,14 @@ pub async fn confirm_delete(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
+    LiveKey { user, key }: LiveKey,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let key = live_key(&state, &user, path.into_inner()).await?;
     state
         .store
-        .revoke_key(user.id(), key.id, &user.actor)
+        .revoke_key(user.workspace(), key.id, &user.actor)
         .await?;
-    tracing::info!(account_id = user.id(), key_id = key.id, "key revoked");
+    tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key revoked");
     user.session.set_flash(&format!(
         "Deleted “{}”. Requests with its token now fail.",
         key.name

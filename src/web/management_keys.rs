@@ -99,7 +99,7 @@ async fn page(
     status: StatusCode,
 ) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
-    let keys = state.store.list_management_keys(user.id()).await?;
+    let keys = state.store.list_management_keys(user.workspace()).await?;
     let page = ManagementKeysPage {
         layout: user.layout("management"),
         keys: keys
@@ -206,14 +206,14 @@ pub async fn create(
     let row = state
         .store
         .create_management_key(
-            user.id(),
+            user.workspace(),
             CreatedVia::Dashboard(user.user.0),
             &new,
             &token,
             &user.actor,
         )
         .await?;
-    tracing::info!(account_id = user.id(), management_key = %row.public_id, "management key created");
+    tracing::info!(account_id = %user.workspace(), management_key = %row.public_id, "management key created");
     let page = RevealPage {
         layout: user.layout("management"),
         name: row.name,
@@ -256,9 +256,9 @@ pub(super) async fn roll_one(
     let token = ManagementToken::generate();
     let row = state
         .store
-        .roll_management_key(user.id(), id, &token, &user.actor)
+        .roll_management_key(user.workspace(), id, &token, &user.actor)
         .await?;
-    tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key rolled");
+    tracing::info!(account_id = %user.workspace(), management_key = %id.as_str(), "management key rolled");
     Ok((row, token.expose().to_owned()))
 }
 
@@ -271,9 +271,9 @@ pub async fn revoke(
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
     let name = state
         .store
-        .revoke_management_key(user.id(), &id, &user.actor)
+        .revoke_management_key(user.workspace(), &id, &user.actor)
         .await?;
-    tracing::info!(account_id = user.id(), management_key = %id.as_str(), "management key revoked");
+    tracing::info!(account_id = %user.workspace(), management_key = %id.as_str(), "management key revoked");
     user.session.set_flash(&format!(
         "Revoked “{name}”. Requests with its token now fail."
     ))?;

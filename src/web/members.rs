@@ -27,7 +27,7 @@ pub async fn switch(user: Dashboard, form: CsrfForm) -> WebResult<HttpResponse> 
         .iter()
         .find(|m| m.account_id == wanted)
         .ok_or(WebError::NotFound)?;
-    user.session.set_workspace(ws.account_id.0)?;
+    user.session.set_workspace(ws.account_id)?;
     user.session
         .set_flash(&format!("Now working in “{}”.", ws.name))?;
     Ok(see_other("/keys"))
@@ -169,7 +169,7 @@ pub async fn invite(
         mailer.send_invitation(email.clone(), user.account.name.clone(), mailed);
     }
     let link = format!("{}{path}", super::keys::base_url(&req));
-    tracing::info!(account_id = user.id(), "member invited");
+    tracing::info!(account_id = %user.workspace(), "member invited");
     let page = members_page(&state, &user, Some(link), String::new(), None).await?;
     Ok(secret_reveal(page.render()?))
 }
@@ -244,7 +244,7 @@ pub async fn remove(
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(account_id = user.id(), "member removed");
+    tracing::info!(account_id = %user.workspace(), "member removed");
     user.session.set_flash(
         "Member removed: their sessions no longer reach this workspace. Roll what they had access to below.",
     )?;
@@ -263,7 +263,7 @@ pub async fn leave(
         .await
     {
         Ok(()) => {
-            user.session.set_workspace(user.user.0)?;
+            user.session.set_workspace(user.user.personal_workspace())?;
             user.session
                 .set_flash(&format!("You left “{}”.", user.account.name))?;
             Ok(see_other("/keys"))
@@ -288,7 +288,11 @@ struct OffboardingPage {
 }
 
 async fn member_email(state: &AppState, target: UserId) -> WebResult<String> {
-    Ok(state.store.account(target.0).await?.email)
+    Ok(state
+        .store
+        .account(target.personal_workspace())
+        .await?
+        .email)
 }
 
 pub async fn offboarding(
@@ -343,7 +347,7 @@ pub async fn roll_all(
         let token = ApiToken::generate();
         state
             .store
-            .roll_key(user.id(), k.id, &token, retire, &user.actor)
+            .roll_key(user.workspace(), k.id, &token, retire, &user.actor)
             .await?;
         rolled.push((k.name, token.expose().to_owned()));
     }
@@ -442,7 +446,7 @@ pub async fn accept(
         .await?
     {
         Ok(ws) => {
-            user.session.set_workspace(ws.0)?;
+            user.session.set_workspace(ws)?;
             user.session
                 .set_flash("Welcome: you joined the workspace.")?;
             Ok(see_other("/keys"))

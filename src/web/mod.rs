@@ -15,6 +15,7 @@ pub mod home;
 pub mod key_life;
 pub mod key_view;
 pub mod keys;
+mod live_key;
 pub mod management_keys;
 pub mod members;
 mod not_found;
@@ -38,7 +39,8 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::domain::audit::Actor;
-use crate::domain::team::{Role, UserId, WorkspaceId};
+use crate::domain::team::Role;
+use crate::domain::{KeyId, UserId, WorkspaceId};
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
 use crate::store::key_secrets::LeakedSecret;
@@ -153,7 +155,7 @@ pub struct Layout {
     pub unread: i64,
     /// The current workspace's name, and every workspace of this person (the switcher).
     pub workspace: String,
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     pub workspaces: Vec<MembershipRow>,
     /// What this member may do, for showing only the actions the server would accept.
     pub can: Can,
@@ -171,7 +173,7 @@ pub struct Can {
     pub admin: bool,
     /// Workspace settings: rename, delete (owners).
     pub owner: bool,
-    pub user_id: i64,
+    pub user_id: UserId,
 }
 
 impl Can {
@@ -182,19 +184,19 @@ impl Can {
             developer: role == Role::Developer,
             admin: role >= Role::Admin,
             owner: role == Role::Owner,
-            user_id: user.0,
+            user_id: user,
         }
     }
 
     /// Whether this member may change a key created by `created_by`.
-    pub fn change_key(&self, created_by: &Option<i64>) -> bool {
+    pub fn change_key(&self, created_by: &Option<UserId>) -> bool {
         self.change_any_key || (self.developer && *created_by == Some(self.user_id))
     }
 }
 
 /// One leaked secret in the layout's banner, with a one-click Roll of its key.
 pub struct LeakBanner {
-    pub key_id: i64,
+    pub key_id: KeyId,
     pub name: String,
     pub masked: String,
     pub url: String,
@@ -260,12 +262,8 @@ impl Dashboard {
     }
 
     /// The current workspace (the account every key, credit and usage query is keyed by).
-    pub fn id(&self) -> i64 {
-        self.account.id
-    }
-
     pub fn workspace(&self) -> WorkspaceId {
-        WorkspaceId(self.account.id)
+        self.account.id
     }
 }
 
@@ -282,16 +280,16 @@ impl FromRequest for Dashboard {
 /// The signed-in person, their current workspace and role (read on every request: a
 /// removed member loses the workspace on their next request), checked against the route's
 /// rule.
-async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
+pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState registered")
         .clone();
     let session = TypedSession(actix_session::SessionExt::get_session(req));
-    let Some(user) = session.account_id()?.map(UserId) else {
+    let Some(user) = session.user_id()? else {
         return Err(WebError::LoginRequired);
     };
-    let person = match state.store.account(user.0).await {
+    let person = match state.store.account(user.personal_workspace()).await {
         Ok(a) => a,
         Err(crate::store::StoreError::NotFound) => {
             session.log_out();
@@ -300,22 +298,23 @@ async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
         Err(e) => return Err(e.into()),
     };
     let workspaces = state.store.memberships(user).await?;
-    let wanted = session.workspace_id()?.unwrap_or(user.0);
-    let (ws, role) = match workspaces.iter().find(|m| m.account_id.0 == wanted) {
+    let own = user.personal_workspace();
+    let wanted = session.workspace_id()?.unwrap_or(own);
+    let (ws, role) = match workspaces.iter().find(|m| m.account_id == wanted) {
         Some(m) => (m.account_id, m.role),
         None => {
             // Removed from the workspace this session was in (or never a member): that
             // workspace is gone from this session at once; back to one of their own.
             let Some(first) = workspaces
                 .iter()
-                .find(|m| m.account_id == WorkspaceId(user.0))
+                .find(|m| m.account_id == own)
                 .or(workspaces.first())
             else {
                 session.log_out();
                 return Err(WebError::LoginRequired);
             };
-            session.set_workspace(first.account_id.0)?;
-            if wanted != user.0 {
+            session.set_workspace(first.account_id)?;
+            if wanted != own {
                 session.set_flash("You are no longer a member of that workspace.")?;
             }
             (first.account_id, first.role)
@@ -336,10 +335,10 @@ async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
             let key_id = req
                 .match_info()
                 .get("id")
-                .and_then(|id| id.parse::<i64>().ok())
+                .and_then(KeyId::parse)
                 .ok_or(WebError::NotFound)?;
-            let key = state.store.key(ws.0, key_id).await?;
-            if key.created_by != Some(user.0) {
+            let key = state.store.key(ws, key_id).await?;
+            if key.created_by != Some(user) {
                 return Err(WebError::Forbidden);
             }
         }
@@ -347,16 +346,16 @@ async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> {
     // Every page shows the balance, and several show usage and spend: all of them must see
     // every request answered so far.
     state.usage.settled().await;
-    state.ledger.return_account_leases(ws.0).await;
-    let account = if ws.0 == user.0 {
+    state.ledger.return_account_leases(ws).await;
+    let account = if ws == own {
         person.clone()
     } else {
-        state.store.account(ws.0).await?
+        state.store.account(ws).await?
     };
     let csrf = session.ensure_csrf_token()?;
     let unverified = state.settings.require_email_verification && !person.email_verified();
-    let leaks = state.store.leaked_secrets(ws.0).await?;
-    let unread = state.store.unread_alerts(ws.0).await?;
+    let leaks = state.store.leaked_secrets(ws).await?;
+    let unread = state.store.unread_alerts(ws).await?;
     let actor = Actor::user(user.0, &person.email).from_client(
         state.proxies.client_ip(req),
         req.headers()

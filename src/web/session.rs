@@ -9,6 +9,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use std::future::{ready, Ready};
 
 use super::error::WebError;
+use crate::domain::{UserId, WorkspaceId};
 
 /// The store reads this entry to know whose session a row is (`store::sessions`).
 const USER_ID: &str = crate::store::sessions::ACCOUNT_ID_KEY;
@@ -33,25 +34,26 @@ fn internal<E: std::fmt::Display>(e: E) -> WebError {
 }
 
 impl TypedSession {
-    pub fn account_id(&self) -> SessionResult<Option<i64>> {
+    /// The person signed in.
+    pub fn user_id(&self) -> SessionResult<Option<UserId>> {
         self.0.get(USER_ID).map_err(internal)
     }
 
-    pub fn workspace_id(&self) -> SessionResult<Option<i64>> {
+    pub fn workspace_id(&self) -> SessionResult<Option<WorkspaceId>> {
         self.0.get(WORKSPACE).map_err(internal)
     }
 
     /// Switches workspace (membership checked by the caller and on every request after).
-    pub fn set_workspace(&self, id: i64) -> SessionResult<()> {
+    pub fn set_workspace(&self, id: WorkspaceId) -> SessionResult<()> {
         self.0.insert(WORKSPACE, id).map_err(internal)
     }
 
     /// Signs in: a new session id (no fixation) and a new CSRF token.
-    pub fn log_in(&self, account_id: i64) -> SessionResult<()> {
+    pub fn log_in(&self, user: UserId) -> SessionResult<()> {
         self.0.renew();
         // Another person may have used this browser's session: start in their own workspace.
         self.0.remove(WORKSPACE);
-        self.0.insert(USER_ID, account_id).map_err(internal)?;
+        self.0.insert(USER_ID, user).map_err(internal)?;
         self.0.insert(CSRF, random_token()).map_err(internal)
     }
 

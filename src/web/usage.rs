@@ -13,7 +13,7 @@ use super::reasons::{self, StatusChoice};
 use super::usage_chart::{build_chart, Chart, Texture};
 use super::{Dashboard, Layout};
 use crate::domain::text::{has_control, GenerationId};
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 use crate::state::AppState;
 use crate::store::keys::KeyStatus;
 use crate::store::usage::{UsageFilter, UsageRow, UsageStatus, UsageTotals};
@@ -79,7 +79,7 @@ pub fn parse_filter(
     let to = date(&input.to, "To");
     let key_id = match input.key_id.as_str() {
         "" => None,
-        s => s.parse::<i64>().ok().filter(|n| *n > 0).or_else(|| {
+        s => KeyId::parse(s).or_else(|| {
             errors.push("The key id is not valid; showing every key.".into());
             None
         }),
@@ -191,7 +191,7 @@ pub struct UsageView {
 
 /// The account's keys as usage rows refer to them: by id, their name today and whether they
 /// are revoked (rows keep the name a request was made under).
-pub struct KeyNames(HashMap<i64, (String, bool)>);
+pub struct KeyNames(HashMap<KeyId, (String, bool)>);
 
 impl KeyNames {
     pub fn new(keys: &[crate::store::keys::KeyRow]) -> Self {
@@ -202,7 +202,7 @@ impl KeyNames {
         )
     }
 
-    pub async fn of(state: &AppState, account_id: i64) -> WebResult<Self> {
+    pub async fn of(state: &AppState, account_id: WorkspaceId) -> WebResult<Self> {
         Ok(KeyNames::new(&state.store.list_keys(account_id).await?))
     }
 }
@@ -228,7 +228,7 @@ impl UsageView {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             total_tokens: r.total_tokens,
-            cost: Credits::from_micros(r.cost).display(),
+            cost: r.cost.display(),
             latency_ms: r.latency_ms,
             status: r.status.clone(),
             status_class: match (r.status.as_str(), r.error_code.is_some()) {
@@ -254,7 +254,7 @@ impl UsageView {
 /// Views of a page of rows; their costs share one number of decimals, so that the cost
 /// column's decimal points line up.
 pub fn views(rows: &[UsageRow], keys: &KeyNames) -> Vec<UsageView> {
-    let costs: Vec<Credits> = rows.iter().map(|r| Credits::from_micros(r.cost)).collect();
+    let costs: Vec<Credits> = rows.iter().map(|r| r.cost).collect();
     rows.iter()
         .zip(Credits::display_column(&costs))
         .map(|(r, cost)| UsageView {
@@ -278,7 +278,7 @@ impl From<UsageTotals> for TotalsView {
             requests: t.requests,
             prompt_tokens: t.prompt_tokens,
             completion_tokens: t.completion_tokens,
-            cost: Credits::from_micros(t.cost).display(),
+            cost: t.cost.display(),
             errors: t.errors,
         }
     }
@@ -338,10 +338,10 @@ pub async fn list(
     // Independent reads run at once (SQLite's read pool has several connections, each on
     // its own thread): the page costs the slowest of them, not their sum.
     let (totals, daily, key_names, keys) = futures_util::future::try_join4(
-        async { Ok::<_, WebError>(store.usage_totals(user.id(), &filter).await?) },
-        async { Ok(store.daily_spend(user.id(), &chart_filter).await?) },
-        async { Ok(store.usage_key_names(user.id()).await?) },
-        KeyNames::of(&state, user.id()),
+        async { Ok::<_, WebError>(store.usage_totals(user.workspace(), &filter).await?) },
+        async { Ok(store.daily_spend(user.workspace(), &chart_filter).await?) },
+        async { Ok(store.usage_key_names(user.workspace()).await?) },
+        KeyNames::of(&state, user.workspace()),
     )
     .await?;
     // When the totals (from the rollup) say nothing matches, the page is known to be empty
@@ -355,12 +355,12 @@ pub async fn list(
         (0, _) => Vec::new(),
         (_, Some(a)) => {
             store
-                .list_usage_after(user.id(), &filter, a, PAGE_SIZE + 1)
+                .list_usage_after(user.workspace(), &filter, a, PAGE_SIZE + 1)
                 .await?
         }
         (_, None) => {
             store
-                .list_usage(user.id(), &filter, before, PAGE_SIZE + 1)
+                .list_usage(user.workspace(), &filter, before, PAGE_SIZE + 1)
                 .await?
         }
     };
@@ -413,7 +413,12 @@ pub async fn list(
         ),
         regions: with_current(state.catalogue.regions.iter().cloned(), &input.region),
         key_now: match filter.key_id {
-            Some(id) => state.store.key(user.id(), id).await.ok().map(|k| k.name),
+            Some(id) => state
+                .store
+                .key(user.workspace(), id)
+                .await
+                .ok()
+                .map(|k| k.name),
             None => None,
         },
         outcomes: &reasons::OUTCOMES,
@@ -460,12 +465,18 @@ pub async fn detail(
     path: web::Path<String>,
 ) -> WebResult<HttpResponse> {
     let id = GenerationId::parse(&path).ok_or(WebError::NotFound)?;
-    let row = state.store.usage_by_generation(user.id(), &id).await?;
-    let keys = KeyNames::of(&state, user.id()).await?;
+    let row = state
+        .store
+        .usage_by_generation(user.workspace(), &id)
+        .await?;
+    let keys = KeyNames::of(&state, user.workspace()).await?;
     let mut view = UsageView::new(&row, &keys);
     if let Some(last4) = row.secret_last4.as_deref() {
         let store = &state.store;
-        if let Some(shown) = store.secret_display(user.id(), row.key_id, last4).await? {
+        if let Some(shown) = store
+            .secret_display(user.workspace(), row.key_id, last4)
+            .await?
+        {
             view.secret = Some(shown);
         }
     }

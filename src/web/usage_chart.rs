@@ -116,7 +116,7 @@ pub fn build_chart(rows: &[DailySpend], first_day: i64, days: i64) -> Chart {
         if !names.contains(&r.key_name.as_str()) {
             names.push(&r.key_name);
         }
-        *per_day.entry(r.day).or_default() += r.cost;
+        *per_day.entry(r.day).or_default() += r.cost.micros();
     }
     let (step, steps) = nice_scale(per_day.values().copied().max().unwrap_or(0));
     let draw = |f: &Frame| draw(f, &rows, &names, first_day, days, step, steps);
@@ -184,8 +184,8 @@ fn draw(
         .iter()
         .map(|r| {
             let base = stacked.entry(r.day).or_default();
-            let (y0, bh) = (f.top + plot_h - scale(*base), scale(r.cost).max(1));
-            *base += r.cost;
+            let (y0, bh) = (f.top + plot_h - scale(*base), scale(r.cost.micros()).max(1));
+            *base += r.cost.micros();
             Bar {
                 x: f.left + (r.day - first_day) * slot + (slot - bar_w) / 2,
                 y: y0 - bh,
@@ -195,7 +195,7 @@ fn draw(
                 label: format!(
                     "{}: {} credits, {}",
                     time_util::format_date(r.day * 86_400_000),
-                    Credits::from_micros(r.cost).display(),
+                    r.cost.display(),
                     r.key_name
                 ),
             }

@@ -154,7 +154,7 @@ pub async fn export_csv(
         return Err(super::error::WebError::BadRequest(errors.join(" ")));
     }
     let filename = csv_filename(&input.from, &input.to, time_util::now_ms());
-    let pages = state.store.stream_usage(user.id(), filter);
+    let pages = state.store.stream_usage(user.workspace(), filter);
     csv_download(&filename, &CSV_HEADER, pages, csv_page)
 }
 

@@ -17,7 +17,7 @@ use super::error::{WebError, WebResult};
 use super::form::{public_form_token, with_form_cookie, CsrfForm, PublicForm};
 use super::session::TypedSession;
 use super::{see_other, Dashboard};
-use crate::domain::{time_util, Credits, Email, VerifyToken};
+use crate::domain::{time_util, Credits, Email, UserId, VerifyToken};
 use crate::state::AppState;
 use crate::store::email_tokens::{Issue, MailBudget, TokenState, Verification};
 
@@ -154,7 +154,7 @@ pub async fn verify(
         } => (account_id, granted),
         Verification::Refused(why) => return refused(why),
     };
-    tracing::info!(account_id, "email verified");
+    tracing::info!(account_id = %account_id, "email verified");
     let message = if granted == Credits::ZERO {
         "Your email address is verified. You can create API keys now.".to_owned()
     } else {
@@ -163,7 +163,7 @@ pub async fn verify(
              account. You can create API keys now."
         )
     };
-    if session.account_id()? == Some(account_id) {
+    if session.user_id()?.map(|u| u.0) == Some(account_id.0) {
         session.set_flash(&message)?;
         return Ok(see_other("/keys"));
     }
@@ -187,14 +187,18 @@ fn budget(state: &AppState) -> MailBudget {
 }
 
 /// Mails the link of `token` (stored already) to the account, in the background.
-pub fn mail_link(state: &AppState, account_id: i64, email: &Email, token: &VerifyToken) {
+pub fn mail_link(state: &AppState, account_id: UserId, email: &Email, token: &VerifyToken) {
     match (&state.mailer, &state.settings.public_base_url) {
-        (Some(mailer), Some(base)) => {
-            mailer.send_verification(account_id, email, base, token, state.settings.signup_grant)
-        }
+        (Some(mailer), Some(base)) => mailer.send_verification(
+            account_id.0,
+            email,
+            base,
+            token,
+            state.settings.signup_grant,
+        ),
         // `Settings::check` refuses to start with verification on and either missing.
         _ => tracing::error!(
-            account_id,
+            account_id = %account_id,
             "verification mail not sent: mail is not configured"
         ),
     }
@@ -213,7 +217,12 @@ pub async fn resend(
     let now = time_util::now_ms();
     let issued = state
         .store
-        .issue_verification_token(user.user.0, &token.hash(), now, budget(&state))
+        .issue_verification_token(
+            user.user.personal_workspace(),
+            &token.hash(),
+            now,
+            budget(&state),
+        )
         .await?;
     let email = &user.email;
     match issued {
@@ -221,7 +230,7 @@ pub async fn resend(
             // The address was valid when the account was made.
             let email = Email::parse(email)
                 .map_err(|e| WebError::Internal(format!("stored email: {e}")))?;
-            mail_link(&state, user.user.0, &email, &token);
+            mail_link(&state, user.user, &email, &token);
             tracing::info!(
                 account_id = user.user.0,
                 "verification mail requested again"

@@ -96,8 +96,8 @@ pub async fn create(
             return new_page(&user, field, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
-    tracing::info!(account_id = ws.0, "workspace created");
-    user.session.set_workspace(ws.0)?;
+    tracing::info!(account_id = %ws, "workspace created");
+    user.session.set_workspace(ws)?;
     user.session.set_flash(&format!(
         "Created “{}”: you are its owner and are working in it now. It starts with no credits.",
         name.as_str()
@@ -175,8 +175,8 @@ async fn delete_page(
     status: StatusCode,
 ) -> WebResult<HttpResponse> {
     let ws = user.workspace();
-    let keys = state.store.list_keys(ws.0).await?;
-    let mks = state.store.list_management_keys(ws.0).await?;
+    let keys = state.store.list_keys(ws).await?;
+    let mks = state.store.list_management_keys(ws).await?;
     let page = DeletePage {
         layout: user.layout("members"),
         name: user.account.name.clone(),
@@ -231,8 +231,8 @@ pub async fn delete(
         .delete_workspace(user.workspace(), &user.actor)
         .await?
         .map_err(|Personal| WebError::BadRequest(PERSONAL.into()))?;
-    tracing::info!(account_id = user.id(), "workspace deleted");
-    user.session.set_workspace(user.user.0)?;
+    tracing::info!(account_id = %user.workspace(), "workspace deleted");
+    user.session.set_workspace(user.user.personal_workspace())?;
     user.session.set_flash(&format!(
         "Deleted “{}”: {} API keys and {} management keys revoked, {} members removed.",
         deleted.name, deleted.keys, deleted.management_keys, deleted.members

@@ -631,7 +631,12 @@ async fn existing_look_alike_names_survive_the_skeleton_migration() {
     let token = lowrouter::domain::ApiToken::generate();
     assert!(matches!(
         store
-            .create_key(1, &spec, &token, &lowrouter::domain::audit::Actor::cli())
+            .create_key(
+                lowrouter::domain::WorkspaceId(1),
+                &spec,
+                &token,
+                &lowrouter::domain::audit::Actor::cli(),
+            )
             .await,
         Err(lowrouter::store::StoreError::Conflict)
     ));

@@ -707,19 +707,31 @@ async fn migration_makes_each_account_the_owner_of_its_workspace() {
             None
         );
     }
-    let a = store.account(1).await.unwrap();
-    assert_eq!((a.balance, a.name.as_str()), (5_000_000, "a@example.com"));
-    assert_eq!(store.account(2).await.unwrap().balance, 7);
-    let keys = store.list_keys(1).await.unwrap();
+    use lowrouter::domain::Credits;
+    let a = store.account(WorkspaceId(1)).await.unwrap();
+    assert_eq!(
+        (a.balance, a.name.as_str()),
+        (Credits::from_micros(5_000_000), "a@example.com")
+    );
+    let b = store.account(WorkspaceId(2)).await.unwrap();
+    assert_eq!(b.balance, Credits::from_micros(7));
+    let keys = store.list_keys(WorkspaceId(1)).await.unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].created_by, Some(1), "the one person made it");
-    assert_eq!(store.list_keys(2).await.unwrap()[0].name, "dev");
+    assert_eq!(
+        keys[0].created_by,
+        Some(UserId(1)),
+        "the one person made it"
+    );
+    assert_eq!(
+        store.list_keys(WorkspaceId(2)).await.unwrap()[0].name,
+        "dev"
+    );
     let usage = store
-        .list_usage(1, &Default::default(), None, 10)
+        .list_usage(WorkspaceId(1), &Default::default(), None, 10)
         .await
         .unwrap();
     assert_eq!(usage.len(), 1);
-    assert_eq!(usage[0].cost, 42);
+    assert_eq!(usage[0].cost, Credits::from_micros(42));
     let (keys, _) = store.offboarding(WorkspaceId(1), UserId(1)).await.unwrap();
     assert_eq!(keys.len(), 1);
     store.close().await;

@@ -251,9 +251,11 @@ fn qs(pairs: &[(&str, String)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
 
-async fn account_id(app: &TestApp, email: &str) -> i64 {
-    app.scalar_i64(&format!("select id from accounts where email = '{email}'"))
-        .await
+async fn account_id(app: &TestApp, email: &str) -> lowrouter::domain::WorkspaceId {
+    lowrouter::domain::WorkspaceId(
+        app.scalar_i64(&format!("select id from accounts where email = '{email}'"))
+            .await,
+    )
 }
 
 /// Rows written through the store (as the gateway's writer does), for days the gateway
@@ -261,8 +263,8 @@ async fn account_id(app: &TestApp, email: &str) -> i64 {
 #[allow(clippy::too_many_arguments)]
 fn backdated(
     gen: &str,
-    account_id: i64,
-    key_id: i64,
+    account_id: lowrouter::domain::WorkspaceId,
+    key_id: lowrouter::domain::KeyId,
     key: &str,
     day: i64,
     status: UsageStatus,
@@ -357,7 +359,7 @@ async fn filters_combine_and_totals_match_an_independent_sum_of_the_rows() {
         let (e, x) = backdated(
             &format!("gen-past{i}"),
             acc,
-            alpha_id,
+            lowrouter::domain::KeyId(alpha_id),
             "alpha",
             day,
             status,
@@ -495,7 +497,7 @@ async fn filters_combine_and_totals_match_an_independent_sum_of_the_rows() {
             .collect();
         for t in [&rollup, &raw] {
             assert_eq!(t.requests, want.len() as i64);
-            assert_eq!(t.cost, want.iter().map(|r| r.cost).sum::<i64>());
+            assert_eq!(t.cost.micros(), want.iter().map(|r| r.cost).sum::<i64>());
             assert_eq!(t.prompt_tokens, want.iter().map(|r| r.prompt).sum::<i64>());
             assert_eq!(
                 t.completion_tokens,
@@ -647,7 +649,7 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
     let (e, _) = backdated(
         "gen-newline",
         acc,
-        plain_id,
+        lowrouter::domain::KeyId(plain_id),
         "@evil\r\nname, with \"all\"",
         today() - 2,
         UsageStatus::Ok,

@@ -169,7 +169,7 @@ impl Ctx {
         // Beyond it the refusal is not recorded, and answered 429 (a 429 already is one:
         // it keeps its own code and `Retry-After`).
         if reservation.is_none() {
-            if let Err(limited) = state.refusals.refused_for_key(self.authed.key.key.id) {
+            if let Err(limited) = state.refusals.refused_for_key(self.authed.key.key.id.0) {
                 let e = if e.status == StatusCode::TOO_MANY_REQUESTS {
                     e
                 } else {

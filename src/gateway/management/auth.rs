@@ -5,7 +5,7 @@
 use actix_web::HttpRequest;
 
 use crate::domain::audit::Actor;
-use crate::domain::time_util;
+use crate::domain::{time_util, WorkspaceId};
 use crate::gateway::auth::management_bearer;
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn account_id(&self) -> i64 {
+    pub fn account_id(&self) -> WorkspaceId {
         self.key.account_id
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::key_form::{FieldErrors, KeyFormInput};
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId};
 use crate::gateway::error::ApiError;
 use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
@@ -255,7 +255,7 @@ pub struct PreviousSecret {
 
 impl PreviousSecret {
     /// The pending previous secret among a key's secrets, if any.
-    pub fn of(key_id: i64, secrets: &[SecretRow], now_ms: i64) -> Option<Self> {
+    pub fn of(key_id: KeyId, secrets: &[SecretRow], now_ms: i64) -> Option<Self> {
         let s = secrets
             .iter()
             .find(|s| s.key_id == key_id && !s.is_current() && s.is_live(now_ms))?;
@@ -296,7 +296,6 @@ pub fn status_word(state: KeyState) -> &'static str {
 
 impl KeyObject {
     pub fn new(k: &KeyRow, now_ms: i64) -> Self {
-        let credits = |c: Option<i64>| c.map(|m| Credits::from_micros(m).exact());
         KeyObject {
             id: k.public_id.clone().unwrap_or_default(),
             name: k.name.clone(),
@@ -304,8 +303,8 @@ impl KeyObject {
             status: status_word(k.state(now_ms)),
             models: k.model_list().into_iter().map(str::to_owned).collect(),
             region: k.region.clone(),
-            daily_limit: credits(k.daily_limit),
-            monthly_limit: credits(k.monthly_limit),
+            daily_limit: k.daily_limit.map(Credits::exact),
+            monthly_limit: k.monthly_limit.map(Credits::exact),
             rpm_limit: k.rpm_limit,
             concurrency_limit: k.concurrency_limit,
             disable_after_days: k.disable_after_days,

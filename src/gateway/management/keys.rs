@@ -14,7 +14,7 @@ use super::{parse_limit, store_error};
 use crate::domain::key_form::{KeyFormInput, KeySpec};
 use crate::domain::public_id::KeyPublicId;
 use crate::domain::text::has_control;
-use crate::domain::{time_util, ApiToken};
+use crate::domain::{time_util, ApiToken, KeyId};
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
 use crate::store::idempotency::Created;
@@ -148,7 +148,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 pub(super) async fn key_object(
     state: &AppState,
     m: &Manager,
-    id: i64,
+    id: KeyId,
 ) -> Result<KeyObject, ApiError> {
     let store = &state.store;
     let (row, secrets) = futures_util::future::try_join(
@@ -199,8 +199,8 @@ pub async fn create(
     match created {
         Ok(Created::New(id)) => {
             tracing::info!(
-                account_id = m.account_id(),
-                key_id = id,
+                account_id = %m.account_id(),
+                key_id = %id,
                 via = "api",
                 "key created"
             );
@@ -317,8 +317,8 @@ pub async fn delete(
         .await
     {
         Ok(()) => tracing::info!(
-            account_id = m.account_id(),
-            key_id = key.id,
+            account_id = %m.account_id(),
+            key_id = %key.id,
             via = "api",
             "key revoked"
         ),

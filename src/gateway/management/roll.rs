@@ -53,8 +53,8 @@ pub async fn roll(
         .await
         .map_err(store_error(KEY))?;
     tracing::info!(
-        account_id = m.account_id(),
-        key_id = key.id,
+        account_id = %m.account_id(),
+        key_id = %key.id,
         via = "api",
         "key rolled"
     );

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{authenticate, Intent};
 use super::{parse_limit, store_error};
 use crate::domain::text::GenerationId;
-use crate::domain::{time_util, Credits};
+use crate::domain::time_util;
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
 use crate::store::usage::UsageRow;
@@ -75,7 +75,7 @@ impl From<&UsageRow> for UsageObject {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             total_tokens: r.total_tokens,
-            cost: Credits::from_micros(r.cost).exact(),
+            cost: r.cost.exact(),
             status: r.status.clone(),
             http_status: r.http_status,
             error_code: r.error_code.clone(),

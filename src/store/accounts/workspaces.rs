@@ -96,7 +96,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let ev = AuditEvent::new(id, actor, Action::WorkspaceCreated)
+            let ev = AuditEvent::new(WorkspaceId(id), actor, Action::WorkspaceCreated)
                 .target(workspace_target(id, name.as_str()));
             insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
@@ -130,7 +130,7 @@ impl Store {
                 .bind(ws)
                 .execute(&mut *tx)
                 .await?;
-            let ev = AuditEvent::new(ws.0, actor, Action::WorkspaceRenamed)
+            let ev = AuditEvent::new(ws, actor, Action::WorkspaceRenamed)
                 .target(workspace_target(ws.0, name.as_str()))
                 .details(json!({"changes": {"name": {"from": old, "to": name.as_str()}}}));
             insert_audit!(&mut *tx, &ev);
@@ -194,7 +194,7 @@ impl Store {
                 members,
                 credits: Credits::from_micros(balance),
             };
-            let ev = AuditEvent::new(ws.0, actor, Action::WorkspaceDeleted)
+            let ev = AuditEvent::new(ws, actor, Action::WorkspaceDeleted)
                 .target(workspace_target(ws.0, &deleted.name))
                 .details(json!({
                     "keys_revoked": keys,

@@ -1,6 +1,7 @@
 //! The management API's reads of `api_keys`: by public id, and a filtered keyset page.
 
 use super::{KeyRow, KEY_COLUMNS};
+use crate::domain::ids::WorkspaceId;
 use crate::domain::public_id::KeyPublicId;
 use crate::store::{on_read, Result, Store, StoreError};
 
@@ -24,7 +25,11 @@ pub struct KeyPage {
 
 impl Store {
     /// One key of this account by public id; another account's key is `NotFound`.
-    pub async fn key_by_public_id(&self, account_id: i64, id: &KeyPublicId) -> Result<KeyRow> {
+    pub async fn key_by_public_id(
+        &self,
+        account_id: WorkspaceId,
+        id: &KeyPublicId,
+    ) -> Result<KeyRow> {
         let sql =
             format!("select {KEY_COLUMNS} from api_keys where public_id = $1 and account_id = $2");
         on_read!(self, pool => {
@@ -39,7 +44,12 @@ impl Store {
 
     /// Newest first, keyset-paginated on the id (creation order), never offsets. Every
     /// parameter is bound (empty strings for "no filter"), so the SQL text is one.
-    pub async fn key_page(&self, account_id: i64, f: &KeyFilter, now_ms: i64) -> Result<KeyPage> {
+    pub async fn key_page(
+        &self,
+        account_id: WorkspaceId,
+        f: &KeyFilter,
+        now_ms: i64,
+    ) -> Result<KeyPage> {
         // `KeyRow::state` in SQL: revoked, disabled (by the owner, or idle past its
         // "disable after N days without use"), expired, active.
         let live = "status = 'active' and (expires_at is null or expires_at > $4)";

@@ -7,6 +7,7 @@ use super::super::key_secrets::Lifecycle;
 use super::super::{sqlite_direct, Engine, Result, Store};
 use super::{KeyRow, KeyStatus};
 use crate::domain::token::TokenHash;
+use crate::domain::{Credits, KeyId, WorkspaceId};
 
 /// A key as the gateway sees it: the key row, the secret the request presented and its
 /// account's balance, in one read.
@@ -86,15 +87,15 @@ pub(super) const GATEWAY_KEYS_SQL: &str = concat!(
 fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
     Ok(GatewayKey {
         key: KeyRow {
-            id: r.get(0)?,
-            account_id: r.get(1)?,
+            id: KeyId(r.get(0)?),
+            account_id: WorkspaceId(r.get(1)?),
             name: r.get(2)?,
             token_prefix: r.get(3)?,
             token_last4: r.get(4)?,
             models: r.get(5)?,
             region: r.get(6)?,
-            daily_limit: r.get(7)?,
-            monthly_limit: r.get(8)?,
+            daily_limit: r.get::<_, Option<i64>>(7)?.map(Credits::from_micros),
+            monthly_limit: r.get::<_, Option<i64>>(8)?.map(Credits::from_micros),
             expires_at: r.get(9)?,
             status: KeyStatus::try_from(r.get::<_, String>(10)?).map_err(|e| {
                 rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
@@ -103,9 +104,9 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             revoked_at: r.get(12)?,
             last_used_at: r.get(13)?,
             spend_day: r.get(14)?,
-            day_spend: r.get(15)?,
+            day_spend: Credits::from_micros(r.get(15)?),
             spend_month: r.get(16)?,
-            month_spend: r.get(17)?,
+            month_spend: Credits::from_micros(r.get(17)?),
             public_id: r.get(18)?,
             rpm_limit: r.get(19)?,
             concurrency_limit: r.get(20)?,

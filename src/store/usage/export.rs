@@ -1,6 +1,7 @@
 //! Reads for the CSV export: pages of rows whose cells the database joins into one value,
 //! streamed page by page.
 
+use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
 use super::{keyset_page_sql, Bind, UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
@@ -12,7 +13,7 @@ impl Store {
     /// text value (see [`ExportRow`]).
     pub async fn export_usage_page(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: &UsageFilter,
         before_id: Option<i64>,
         limit: i64,
@@ -45,7 +46,7 @@ impl Store {
     /// rows, for CSV export: memory is two pages whatever the total.
     pub fn stream_usage(
         &self,
-        account_id: i64,
+        account_id: WorkspaceId,
         f: UsageFilter,
     ) -> futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>> {
         let store = self.clone();
@@ -129,7 +130,7 @@ impl ExportRow {
                 n(r.prompt_tokens),
                 n(r.completion_tokens),
                 n(r.total_tokens),
-                n(r.cost),
+                n(r.cost.micros()),
                 n(r.latency_ms),
                 Cow::Owned(r.status.clone()),
                 n(r.http_status),

@@ -2,6 +2,7 @@
 //! rollups when they can answer it exactly.
 
 use super::{UsageStatus, DAY_MS};
+use crate::domain::ids::{KeyId, WorkspaceId};
 
 impl UsageFilter {
     /// The `like` pattern matching names that contain `text`, case aside (ASCII on SQLite):
@@ -29,7 +30,7 @@ pub struct UsageFilter {
     /// whatever its case, revoked keys' and earlier names included.
     pub key_name_like: Option<String>,
     /// The key itself, under every name it had (links from the Keys pages).
-    pub key_id: Option<i64>,
+    pub key_id: Option<KeyId>,
     /// Inclusive start, unix ms.
     pub from_ms: Option<i64>,
     /// Exclusive end, unix ms.
@@ -59,7 +60,10 @@ fn condition(cond: &str, n: usize) -> String {
 }
 
 /// `where` clause and binds for a filter; placeholders numbered from `$1`.
-pub(crate) fn filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> (String, Vec<Bind<'a>>) {
+pub(crate) fn filter_sql<'a>(
+    account_id: WorkspaceId,
+    f: &'a UsageFilter,
+) -> (String, Vec<Bind<'a>>) {
     filter_sql_with(account_id, f, "started_at")
 }
 
@@ -69,12 +73,12 @@ pub(crate) fn filter_sql<'a>(account_id: i64, f: &'a UsageFilter) -> (String, Ve
 /// otherwise pick the `started_at` index and sort the whole date range before returning 51
 /// rows (hundreds of ms at a million rows).
 pub(crate) fn filter_sql_with<'a>(
-    account_id: i64,
+    account_id: WorkspaceId,
     f: &'a UsageFilter,
     started: &str,
 ) -> (String, Vec<Bind<'a>>) {
     let mut sql = String::from(" where account_id = $1");
-    let mut binds = vec![Bind::Int(account_id)];
+    let mut binds = vec![Bind::Int(account_id.0)];
     let mut add = |cond: &str, b: Bind<'a>| {
         binds.push(b);
         sql.push_str(&condition(cond, binds.len()));
@@ -95,7 +99,7 @@ pub(crate) fn filter_sql_with<'a>(
 /// The `from … where …` part: the narrow `usage_daily_keys` (one row per key name and day)
 /// when only key name and dates are filtered, else `usage_daily`.
 pub(crate) fn rollup_filter_sql<'a>(
-    account_id: i64,
+    account_id: WorkspaceId,
     f: &'a UsageFilter,
 ) -> Option<(String, Vec<Bind<'a>>)> {
     let day_of = |ms: Option<i64>| match ms {
@@ -118,7 +122,7 @@ pub(crate) fn rollup_filter_sql<'a>(
     } else {
         " from usage_daily where account_id = $1"
     });
-    let mut binds = vec![Bind::Int(account_id)];
+    let mut binds = vec![Bind::Int(account_id.0)];
     let mut add = |cond: &str, b: Bind<'a>| {
         binds.push(b);
         sql.push_str(&condition(cond, binds.len()));
@@ -147,7 +151,7 @@ fn add_dimension_filters<'a>(
         add("lower(key_name) like {} escape '!'", Bind::Text(p));
     }
     if let Some(id) = f.key_id {
-        add("key_id =", Bind::Int(id));
+        add("key_id =", Bind::Int(id.0));
     }
     if let Some(m) = &f.model {
         add(&format!("{model} ="), Bind::Text(m));

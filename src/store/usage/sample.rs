@@ -1,6 +1,7 @@
 //! A usage entry for the write path's and the journal's tests.
 
 use super::{NewUsage, UsageEntry, UsageStatus};
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::store::ledger::Reservation;
 
 /// A successful request's entry with an in-memory hold (settling it charges the cost), for
@@ -11,8 +12,8 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
     UsageEntry {
         usage: NewUsage {
             generation_id: id.into(),
-            account_id,
-            key_id,
+            account_id: WorkspaceId(account_id),
+            key_id: KeyId(key_id),
             key_name: "local-dev".into(),
             requested_model: "lowrouter/echo".into(),
             resolved_model: Some("lowrouter/echo".into()),

@@ -21,7 +21,8 @@ async fn journal_replay_applies_each_missing_entry_once() {
     let account = store
         .create_account(&email, "x", Credits::parse("10").unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .personal_workspace();
     let spec = KeySpec {
         name: "local-dev".into(),
         models: vec![],
@@ -43,9 +44,9 @@ async fn journal_replay_applies_each_missing_entry_once() {
         .await
         .unwrap();
     let (a, b, c) = (
-        entry("gen-a", account, key),
-        entry("gen-b", account, key),
-        entry("gen-c", account, key),
+        entry("gen-a", account.0, key.0),
+        entry("gen-b", account.0, key.0),
+        entry("gen-c", account.0, key.0),
     );
     let (mut journal, _) = Journal::open(&db).unwrap();
     journal
@@ -59,7 +60,8 @@ async fn journal_replay_applies_each_missing_entry_once() {
     sqlite.apply_usage_blocking(&[a], 1).unwrap();
     drop(journal);
 
-    let balance = |store: Store| async move { store.account(account).await.unwrap().balance };
+    let balance =
+        |store: Store| async move { store.account(account).await.unwrap().balance.micros() };
     assert_eq!(balance(store.clone()).await, 10_000_000 - 1_000);
     let (_, records) = Journal::open(&db).unwrap();
     assert_eq!(sqlite.replay_usage_journal(records).unwrap(), 2);
@@ -79,7 +81,7 @@ async fn journal_replay_applies_each_missing_entry_once() {
                 .await
                 .unwrap()
                 .cost,
-            1_000
+            Credits::from_micros(1_000)
         );
     }
 }

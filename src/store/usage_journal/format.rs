@@ -15,7 +15,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Credits;
+use crate::domain::{Credits, KeyId, WorkspaceId};
 use crate::store::ledger::Reservation;
 use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 
@@ -302,8 +302,8 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
         EntryV1 {
             usage: UsageV1 {
                 generation_id: Cow::Borrowed(generation_id),
-                account_id: *account_id,
-                key_id: *key_id,
+                account_id: account_id.0,
+                key_id: key_id.0,
                 key_name: Cow::Borrowed(key_name),
                 requested_model: Cow::Borrowed(requested_model),
                 resolved_model: borrowed(resolved_model),
@@ -356,8 +356,8 @@ impl From<EntryV1<'_>> for UsageEntry {
         UsageEntry {
             usage: NewUsage {
                 generation_id: u.generation_id.into_owned(),
-                account_id: u.account_id,
-                key_id: u.key_id,
+                account_id: WorkspaceId(u.account_id),
+                key_id: KeyId(u.key_id),
                 key_name: u.key_name.into_owned(),
                 requested_model: u.requested_model.into_owned(),
                 resolved_model: u.resolved_model.map(Cow::into_owned),
