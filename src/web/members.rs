@@ -320,10 +320,12 @@ pub async fn offboarding(
 struct RolledAllPage {
     layout: Layout,
     member: String,
-    /// API keys and their new secrets, then management keys and their new tokens; each
-    /// group's heading and the prefix of its fields' ids.
-    groups: [(&'static str, &'static str, Vec<(String, String)>); 2],
+    /// API keys and their new secrets, then management keys and their new tokens.
+    groups: [RolledGroup; 2],
 }
+
+/// Names and new secrets under a heading; `id` prefixes the fields' ids.
+type RolledGroup = (&'static str, &'static str, Vec<(String, String)>);
 
 /// Rolls every live key the member created or rolled and every live management key they
 /// created: each gets a new secret, shown once here. An API key's previous secret retires
