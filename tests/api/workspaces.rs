@@ -321,6 +321,19 @@ async fn deleting_a_workspace_revokes_its_keys_and_ends_its_members_sessions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // No credits reach it any more.
+    let db = app.db_url.clone();
+    let id = ws.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::cli::lowrouter(
+            &db,
+            &["credits", "grant", "--workspace", &id, "--amount", "3"],
+            "",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "no grant to a deleted workspace");
     // The record stays: the row (marked), its usage, its audit event; invitations revoked.
     for (sql, want) in [
         (format!("select count(*) from accounts where id = {ws} and deleted_at is not null"), 1),
