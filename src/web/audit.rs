@@ -149,7 +149,7 @@ pub async fn export_csv(
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
-    let csv_err = |e: csv::Error| WebError::Internal(e.to_string());
+    let csv_err = |e: csv::Error| WebError::internal(e);
     w.write_record([
         "time",
         "actor_kind",
@@ -188,9 +188,7 @@ pub async fn export_csv(
             None => break,
         }
     }
-    let body = w
-        .into_inner()
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let body = w.into_inner().map_err(WebError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((

@@ -156,8 +156,8 @@ pub async fn export_csv(
     let filename = csv_filename(&input.from, &input.to, time_util::now_ms());
     let mut w = csv_writer(256);
     w.write_record(CSV_HEADER)
-        .map_err(|e| super::error::WebError::Internal(e.to_string()))?;
-    let header_row = csv_finish(w).map_err(|e| super::error::WebError::Internal(e.to_string()))?;
+        .map_err(super::error::WebError::internal)?;
+    let header_row = csv_finish(w).map_err(super::error::WebError::internal)?;
     let rows = state
         .store
         .stream_usage(user.workspace(), filter)
