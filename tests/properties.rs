@@ -4,7 +4,7 @@
 //!
 //! Each property states what a correct parser must do for *every* input, and is checked
 //! against an oracle written independently of the code under test where one is practical
-//! (the token checksum is re-derived here from the public format in SPEC.md).
+//! (the token checksum is re-derived here from the public format in `domain::token`'s doc).
 
 use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use lowrouter::catalogue::Catalogue;
@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
-// The token format, re-derived from SPEC.md: `lr-sk-` + 43 base62 + 6 base62 of CRC32.
+// The token format, re-derived from `domain::token`'s doc: `lr-sk-` + 43 base62 + 6 base62 of CRC32.
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -530,7 +530,7 @@ proptest! {
     fn chat_checks_types(v in chat_body()) {
         let raw = serde_json::to_vec(&v).unwrap();
         let ok = parse_chat(&raw).is_ok();
-        // The oracle: the fields SPEC.md requires, with the right types.
+        // The oracle: the fields the chat API requires (`model`, `messages`), with the right types.
         let model_ok = v["model"].as_str().is_some_and(|m| !m.is_empty());
         let messages_ok = v["messages"].as_array().is_some_and(|m| {
             !m.is_empty() && m.iter().all(|x| x.get("role").is_some_and(Value::is_string))

@@ -272,7 +272,7 @@ pub async fn log_out_others(
     _form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let current = current_session_hash(&req, &state.session_key)
-        .ok_or_else(|| WebError::Internal("signed in without a readable session cookie".into()))?;
+        .ok_or_else(|| WebError::internal("signed in without a readable session cookie"))?;
     let ended = state
         .store
         .delete_other_sessions(user.user, &current)

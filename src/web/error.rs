@@ -30,9 +30,16 @@ pub enum WebError {
         message: String,
         retry_after: std::time::Duration,
     },
-    /// Details go to the log, never to the page.
+    /// Details go to the log, never to the page; the cause is kept (`source()`).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl WebError {
+    /// A failure the visitor cannot fix, with its cause (an error, or a message).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> WebError {
+        WebError::Internal(cause.into())
+    }
 }
 
 /// `Retry-After` on a busy answer: a few argon2 runs' time.
@@ -42,7 +49,7 @@ impl From<crate::web::password::HashError> for WebError {
     fn from(e: crate::web::password::HashError) -> Self {
         match e {
             crate::web::password::HashError::Busy => WebError::Busy,
-            crate::web::password::HashError::Failed(m) => WebError::Internal(m),
+            other => WebError::internal(other),
         }
     }
 }
@@ -51,14 +58,14 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => WebError::NotFound,
-            other => WebError::Internal(other.to_string()),
+            other => WebError::internal(other),
         }
     }
 }
 
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
-        WebError::Internal(format!("template: {e}"))
+        WebError::internal(e)
     }
 }
 

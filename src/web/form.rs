@@ -178,9 +178,7 @@ pub fn with_form_cookie(
     cookie: Option<Cookie<'static>>,
 ) -> Result<actix_web::HttpResponse, WebError> {
     if let Some(cookie) = cookie {
-        response
-            .add_cookie(&cookie)
-            .map_err(|e| WebError::Internal(format!("form cookie: {e}")))?;
+        response.add_cookie(&cookie).map_err(WebError::internal)?;
     }
     Ok(response)
 }

@@ -10,11 +10,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::Password;
 
-pub fn hash(password: &Password) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.expose().as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+pub fn hash(password: &Password) -> Result<String, HashError> {
+    Ok(Argon2::default()
+        .hash_password(password.expose().as_bytes())?
+        .to_string())
 }
 
 pub fn verify(candidate: &str, phc: &str) -> bool {
@@ -31,10 +30,8 @@ pub fn dummy_hash() -> String {
 }
 
 /// One hash off the executor, for the command line (one at a time: no pool needed).
-pub async fn hash_blocking(password: Password) -> Result<String, String> {
-    actix_web::rt::task::spawn_blocking(move || hash(&password))
-        .await
-        .map_err(|e| e.to_string())?
+pub async fn hash_blocking(password: Password) -> anyhow::Result<String> {
+    Ok(actix_web::rt::task::spawn_blocking(move || hash(&password)).await??)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +39,11 @@ pub enum HashError {
     /// Every worker is busy and the queue is full: answer 503 with `Retry-After`.
     #[error("too many password checks at once")]
     Busy,
+    #[error("password hashing failed")]
+    Argon2(#[from] argon2::password_hash::Error),
+    /// The pool's threads are gone or one panicked.
     #[error("password hashing failed: {0}")]
-    Failed(String),
+    Pool(&'static str),
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -119,15 +119,13 @@ impl HashPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(job)
-            .map_err(|_| HashError::Failed("hashing threads are gone".into()))?;
+            .map_err(|_| HashError::Pool("hashing threads are gone"))?;
         rx.await
-            .map_err(|_| HashError::Failed("a hashing thread panicked".into()))
+            .map_err(|_| HashError::Pool("a hashing thread panicked"))
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
-        self.run(move || hash(&password))
-            .await?
-            .map_err(HashError::Failed)
+        self.run(move || hash(&password)).await?
     }
 
     pub async fn verify(&self, candidate: String, phc: String) -> Result<bool, HashError> {

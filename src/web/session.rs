@@ -29,23 +29,19 @@ pub struct TypedSession(pub Session);
 
 type SessionResult<T> = Result<T, WebError>;
 
-fn internal<E: std::fmt::Display>(e: E) -> WebError {
-    WebError::Internal(format!("session: {e}"))
-}
-
 impl TypedSession {
     /// The person signed in.
     pub fn user_id(&self) -> SessionResult<Option<UserId>> {
-        self.0.get(USER_ID).map_err(internal)
+        self.0.get(USER_ID).map_err(WebError::internal)
     }
 
     pub fn workspace_id(&self) -> SessionResult<Option<WorkspaceId>> {
-        self.0.get(WORKSPACE).map_err(internal)
+        self.0.get(WORKSPACE).map_err(WebError::internal)
     }
 
     /// Switches workspace (membership checked by the caller and on every request after).
     pub fn set_workspace(&self, id: WorkspaceId) -> SessionResult<()> {
-        self.0.insert(WORKSPACE, id).map_err(internal)
+        self.0.insert(WORKSPACE, id).map_err(WebError::internal)
     }
 
     /// Signs in: a new session id (no fixation) and a new CSRF token.
@@ -53,8 +49,10 @@ impl TypedSession {
         self.0.renew();
         // Another person may have used this browser's session: start in their own workspace.
         self.0.remove(WORKSPACE);
-        self.0.insert(USER_ID, user).map_err(internal)?;
-        self.0.insert(CSRF, random_token()).map_err(internal)
+        self.0.insert(USER_ID, user).map_err(WebError::internal)?;
+        self.0
+            .insert(CSRF, random_token())
+            .map_err(WebError::internal)
     }
 
     /// Ends the session: the server-side row is deleted, so the old cookie is worthless.
@@ -63,7 +61,7 @@ impl TypedSession {
     }
 
     pub fn csrf_token(&self) -> SessionResult<Option<String>> {
-        self.0.get(CSRF).map_err(internal)
+        self.0.get(CSRF).map_err(WebError::internal)
     }
 
     /// The CSRF token for forms on the page being rendered, created on first use.
@@ -72,12 +70,12 @@ impl TypedSession {
             return Ok(t);
         }
         let t = random_token();
-        self.0.insert(CSRF, &t).map_err(internal)?;
+        self.0.insert(CSRF, &t).map_err(WebError::internal)?;
         Ok(t)
     }
 
     pub fn set_flash(&self, message: &str) -> SessionResult<()> {
-        self.0.insert(FLASH, message).map_err(internal)
+        self.0.insert(FLASH, message).map_err(WebError::internal)
     }
 
     /// The flash message, removed. Reads first: removing marks the session changed even when
@@ -89,7 +87,7 @@ impl TypedSession {
 
     /// A flash that tells something (no change was made), shown as neutral.
     pub fn set_info(&self, message: &str) -> SessionResult<()> {
-        self.0.insert(INFO, message).map_err(internal)
+        self.0.insert(INFO, message).map_err(WebError::internal)
     }
 
     /// The informational flash, removed (as [`TypedSession::take_flash`]).
@@ -108,7 +106,7 @@ impl TypedSession {
         let mut used: Vec<String> = self
             .0
             .get(USED_FORMS)
-            .map_err(internal)?
+            .map_err(WebError::internal)?
             .unwrap_or_default();
         if used.iter().any(|u| u == form_id) {
             return Ok(false);
@@ -116,7 +114,9 @@ impl TypedSession {
         used.push(form_id.to_owned());
         let keep = used.len().saturating_sub(20);
         used.drain(..keep);
-        self.0.insert(USED_FORMS, used).map_err(internal)?;
+        self.0
+            .insert(USED_FORMS, used)
+            .map_err(WebError::internal)?;
         Ok(true)
     }
 }

@@ -168,10 +168,10 @@ pub(super) fn csv_download<T: Send + 'static>(
     pages: futures_util::stream::BoxStream<'static, crate::store::Result<Vec<T>>>,
     format: impl Fn(&[T]) -> web::Bytes + Send + 'static,
 ) -> WebResult<HttpResponse> {
-    let internal = |e: std::io::Error| super::error::WebError::Internal(e.to_string());
     let mut w = csv_writer(256);
-    w.write_record(header).map_err(|e| internal(e.into()))?;
-    let header_row = csv_finish(w).map_err(internal)?;
+    w.write_record(header)
+        .map_err(super::error::WebError::internal)?;
+    let header_row = csv_finish(w).map_err(super::error::WebError::internal)?;
     let rows = pages.map(move |page| {
         page.map(|rows| format(&rows)).map_err(|e| {
             tracing::error!(error = %e, "CSV export failed");

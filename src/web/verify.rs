@@ -78,7 +78,7 @@ fn refused(state: TokenState) -> WebResult<HttpResponse> {
             ("/login", "Log in"),
         ),
         TokenState::Valid => {
-            return Err(WebError::Internal("a valid token was refused".into()));
+            return Err(WebError::internal("a valid token was refused"));
         }
     };
     page(
@@ -228,8 +228,7 @@ pub async fn resend(
     match issued {
         Issue::Issued => {
             // The address was valid when the account was made.
-            let email = Email::parse(email)
-                .map_err(|e| WebError::Internal(format!("stored email: {e}")))?;
+            let email = Email::parse(email).map_err(WebError::internal)?;
             mail_link(&state, user.user, &email, &token);
             tracing::info!(
                 account_id = user.user.0,
