@@ -1182,6 +1182,15 @@ async fn screenshots_of_the_main_pages() {
     b.goto("/alerts/settings").await;
     shoot(&b, "alert-settings", true, &mut problems).await;
 
+    // Workspaces: New workspace, and the owner's settings of their personal one (rename;
+    // it says why it cannot be deleted).
+    b.goto("/workspaces/new").await;
+    assert_eq!(b.h1().await, "New workspace");
+    shoot(&b, "workspace-new", true, &mut problems).await;
+    b.goto("/workspace/settings").await;
+    assert!(b.h1().await.starts_with("Settings of"));
+    shoot(&b, "workspace-settings", true, &mut problems).await;
+
     // A signed-in 404 keeps the layout: the navigation and the balance.
     b.goto("/keys/999999999").await;
     assert_eq!(b.h1().await, "Not found");
