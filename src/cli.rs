@@ -99,6 +99,8 @@ pub enum CreditsCommand {
     },
 }
 
+/// Runs one subcommand. Long on purpose: one arm per subcommand, each a few lines of
+/// parsing and one store call, read top to bottom like `lowrouter --help`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {

@@ -64,160 +64,36 @@ impl Application {
             Some(bind) => Some(crate::metrics::serve(bind, crate::metrics::install()?)?),
             None => None,
         };
-
-        // With SQLite this process is the only one serving the file (the lock above), so every
-        // hold left in the table belongs to a process that died: release them all now.
-        // With PostgreSQL other processes may be mid-request; only stale holds go.
         let sweep_age = settings.upstream_timeout + Duration::from_secs(60);
         let ledger = Ledger::for_store(&store);
-        let (cutoff, dead) = match &ledger {
-            Ledger::InMemory { .. } => (time_util::now_ms() + 1, 0),
-            Ledger::Shared(pg) => (
-                time_util::now_ms() - sweep_age.as_millis() as i64,
-                pg.sweep_dead_instances().await?,
-            ),
-        };
-        let released = store.sweep_reservations(cutoff).await? + dead;
-        if released > 0 {
-            tracing::info!(released, "released reservations left by a previous process");
-        }
+        release_left_holds(&store, &ledger, sweep_age).await?;
         spawn_housekeeping(
             store.clone(),
             &ledger,
             sweep_age,
             settings.audit_retention_days,
         );
-
-        let upstreams = Upstreams::new(
-            &catalogue,
-            Timeouts {
-                connect: settings.upstream_connect_timeout,
-                first_byte: settings.upstream_first_byte_timeout,
-                idle: settings.upstream_idle_timeout,
-                total: settings.upstream_timeout,
-            },
-        )?;
-        let dummy_hash =
-            actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
-        let feed = Arc::new(crate::alerts::Feed::default());
-        let (alerts_stop, stop) = tokio::sync::watch::channel(false);
-        let outbox = crate::alerts::spawn(
+        let (state, alerts_stop) = app_state(
+            &settings,
             store.clone(),
-            feed.clone(),
-            crate::alerts::AlertConfig {
-                allow_private_targets: settings.webhook_allow_private_targets,
-                retry_base: settings.webhook_retry_base,
-                poll: settings.alert_poll,
-                rotate_after_days: settings.rotate_after_days,
-            },
-            mailer.clone(),
-            stop,
-        );
-        let state = AppState {
-            outbox,
-            alerts: feed.clone(),
-            usage: UsageWriter::start(&ledger, feed)
-                .await
-                .context("starting the usage writer")?,
             ledger,
-            refusals: Arc::default(),
-            rate_limits: Arc::new(RateLimits::new(match store.backend() {
-                crate::store::Backend::Postgres(pg) => Some(pg),
-                crate::store::Backend::Sqlite(_) => None,
-            })),
-            store: store.clone(),
-            catalogue: Arc::new(catalogue),
-            throttle: Arc::new(LoginThrottle::new(
-                settings.login_max_failures,
-                settings.login_window,
-            )),
-            signups: Arc::new(SignupThrottle::new(settings.signup_max_per_hour)),
-            hasher: Arc::new(HashPool::new(
-                settings.password_hash_workers,
-                settings.password_hash_queue,
-            )),
-            proxies: Arc::new(TrustedProxies::new(settings.trusted_proxies.clone())),
-            leak_keys: Arc::new(
-                crate::gateway::leaks::LeakKeys::parse(&settings.leak_report_public_keys)
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            upstreams: Arc::new(upstreams),
-            dummy_hash: Arc::new(dummy_hash),
-            form_key: Arc::new(FormKey::derive(&session_key)),
-            session_key: session_key.clone(),
-            settings: Arc::new(settings.clone()),
+            catalogue,
             mailer,
-        };
+            &session_key,
+        )
+        .await?;
 
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let usage = state.usage.clone();
-        let data = web::Data::new(state);
-        let session_store = DbSessionStore {
+        let server = http_server(
+            &settings,
+            listener,
+            web::Data::new(state),
             store,
-            max_age: settings.session_max_age,
-        };
-        let idle =
-            actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
-        let secure = settings.cookie_secure;
-        let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
-        let cors_origins = settings.cors_allowed_origins.clone();
-        let server = HttpServer::new(move || {
-            let bodies = bodies.clone();
-            let cors_origins = cors_origins.clone();
-            let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
-                .cookie_name(crate::web::SESSION_COOKIE.into())
-                .cookie_secure(secure)
-                .cookie_http_only(true)
-                .cookie_same_site(SameSite::Lax)
-                .session_lifecycle(
-                    PersistentSession::default()
-                        .session_ttl(idle)
-                        .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-                )
-                .build();
-            App::new()
-                .wrap(actix_web::middleware::from_fn(move |req, next| {
-                    crate::transport::guard_bodies(bodies.clone(), req, next)
-                }))
-                // Outermost: every request gets its id and span before anything else runs.
-                .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
-                .app_data(data.clone())
-                // Dashboard forms; the gateway reads its bodies itself, up to `max_body_bytes`.
-                .app_data(web::PayloadConfig::new(crate::web::FORM_BODY_LIMIT))
-                .configure(crate::health::routes)
-                .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
-                .service(
-                    web::scope("")
-                        // Inside the sessions: a signed-in 404 is re-rendered in the layout.
-                        .wrap(actix_web::middleware::from_fn(
-                            crate::web::not_found_with_layout,
-                        ))
-                        .wrap(sessions)
-                        .wrap(crate::web::headers::security_headers())
-                        .wrap(actix_web::middleware::from_fn(
-                            crate::web::headers::head_as_get,
-                        ))
-                        .configure(crate::web::routes)
-                        .default_service(web::to(|| async {
-                            Err::<actix_web::HttpResponse, _>(crate::web::error::WebError::NotFound)
-                        })),
-                )
-        })
-        // Streams are written as many small chunks: without TCP_NODELAY, Nagle's algorithm
-        // holds each one until the client's (delayed, ~40 ms) ACK of the previous.
-        .on_connect(|conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .listen(listener)?
-        .backlog(2048)
-        // SIGTERM or Ctrl-C: stop accepting, let in-flight requests and streams finish
-        // within this bound, then `run_until_stopped` drains the usage writer.
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
-        .run();
+            session_key,
+        )?;
         tracing::info!(port, "listening");
         if let Some((_, metrics_port)) = &metrics {
             tracing::info!(port = metrics_port, "serving metrics");
@@ -392,4 +268,174 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration, retent
             }
         }
     });
+}
+
+/// With SQLite this process is the only one serving the file (its lock), so every hold left
+/// in the table belongs to a process that died: all are released. With PostgreSQL other
+/// processes may be mid-request: only holds older than `sweep_age`, and those of processes
+/// whose liveness lock is free, go.
+async fn release_left_holds(
+    store: &Store,
+    ledger: &Ledger,
+    sweep_age: Duration,
+) -> anyhow::Result<()> {
+    let (cutoff, dead) = match ledger {
+        Ledger::InMemory { .. } => (time_util::now_ms() + 1, 0),
+        Ledger::Shared(pg) => (
+            time_util::now_ms() - sweep_age.as_millis() as i64,
+            pg.sweep_dead_instances().await?,
+        ),
+    };
+    let released = store.sweep_reservations(cutoff).await? + dead;
+    if released > 0 {
+        tracing::info!(released, "released reservations left by a previous process");
+    }
+    Ok(())
+}
+
+/// Everything the handlers share, with the background tasks it starts (upstream clients,
+/// alerts, the usage writer); also the alerts' stop switch.
+async fn app_state(
+    settings: &Settings,
+    store: Store,
+    ledger: Ledger,
+    catalogue: Catalogue,
+    mailer: Option<Arc<Mailer>>,
+    session_key: &Key,
+) -> anyhow::Result<(AppState, tokio::sync::watch::Sender<bool>)> {
+    let upstreams = Upstreams::new(
+        &catalogue,
+        Timeouts {
+            connect: settings.upstream_connect_timeout,
+            first_byte: settings.upstream_first_byte_timeout,
+            idle: settings.upstream_idle_timeout,
+            total: settings.upstream_timeout,
+        },
+    )?;
+    let dummy_hash = actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
+    let feed = Arc::new(crate::alerts::Feed::default());
+    let (alerts_stop, stop) = tokio::sync::watch::channel(false);
+    let outbox = crate::alerts::spawn(
+        store.clone(),
+        feed.clone(),
+        crate::alerts::AlertConfig {
+            allow_private_targets: settings.webhook_allow_private_targets,
+            retry_base: settings.webhook_retry_base,
+            poll: settings.alert_poll,
+            rotate_after_days: settings.rotate_after_days,
+        },
+        mailer.clone(),
+        stop,
+    );
+    let state = AppState {
+        outbox,
+        alerts: feed.clone(),
+        usage: UsageWriter::start(&ledger, feed)
+            .await
+            .context("starting the usage writer")?,
+        ledger,
+        refusals: Arc::default(),
+        rate_limits: Arc::new(RateLimits::new(match store.backend() {
+            crate::store::Backend::Postgres(pg) => Some(pg),
+            crate::store::Backend::Sqlite(_) => None,
+        })),
+        store,
+        catalogue: Arc::new(catalogue),
+        throttle: Arc::new(LoginThrottle::new(
+            settings.login_max_failures,
+            settings.login_window,
+        )),
+        signups: Arc::new(SignupThrottle::new(settings.signup_max_per_hour)),
+        hasher: Arc::new(HashPool::new(
+            settings.password_hash_workers,
+            settings.password_hash_queue,
+        )),
+        proxies: Arc::new(TrustedProxies::new(settings.trusted_proxies.clone())),
+        leak_keys: Arc::new(
+            crate::gateway::leaks::LeakKeys::parse(&settings.leak_report_public_keys)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        upstreams: Arc::new(upstreams),
+        dummy_hash: Arc::new(dummy_hash),
+        form_key: Arc::new(FormKey::derive(session_key)),
+        session_key: session_key.clone(),
+        settings: Arc::new(settings.clone()),
+        mailer,
+    };
+
+    Ok((state, alerts_stop))
+}
+
+/// The HTTP server: middleware in order (body guard, request id and span, sessions, security
+/// headers) around the health, gateway and dashboard routes.
+fn http_server(
+    settings: &Settings,
+    listener: TcpListener,
+    data: web::Data<AppState>,
+    store: Store,
+    session_key: Key,
+) -> anyhow::Result<Server> {
+    let session_store = DbSessionStore {
+        store,
+        max_age: settings.session_max_age,
+    };
+    let idle = actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
+    let secure = settings.cookie_secure;
+    let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
+    let cors_origins = settings.cors_allowed_origins.clone();
+    Ok(HttpServer::new(move || {
+        let bodies = bodies.clone();
+        let cors_origins = cors_origins.clone();
+        let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
+            .cookie_name(crate::web::SESSION_COOKIE.into())
+            .cookie_secure(secure)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(idle)
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build();
+        App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                crate::transport::guard_bodies(bodies.clone(), req, next)
+            }))
+            // Outermost: every request gets its id and span before anything else runs.
+            .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
+            .app_data(data.clone())
+            // Dashboard forms; the gateway reads its bodies itself, up to `max_body_bytes`.
+            .app_data(web::PayloadConfig::new(crate::web::FORM_BODY_LIMIT))
+            .configure(crate::health::routes)
+            .configure(|cfg| crate::gateway::routes(cfg, &cors_origins))
+            .service(
+                web::scope("")
+                    // Inside the sessions: a signed-in 404 is re-rendered in the layout.
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::web::not_found_with_layout,
+                    ))
+                    .wrap(sessions)
+                    .wrap(crate::web::headers::security_headers())
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::web::headers::head_as_get,
+                    ))
+                    .configure(crate::web::routes)
+                    .default_service(web::to(|| async {
+                        Err::<actix_web::HttpResponse, _>(crate::web::error::WebError::NotFound)
+                    })),
+            )
+    })
+    // Streams are written as many small chunks: without TCP_NODELAY, Nagle's algorithm
+    // holds each one until the client's (delayed, ~40 ms) ACK of the previous.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .listen(listener)?
+    .backlog(2048)
+    // SIGTERM or Ctrl-C: stop accepting, let in-flight requests and streams finish
+    // within this bound, then `run_until_stopped` drains the usage writer.
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .run())
 }

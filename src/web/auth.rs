@@ -78,6 +78,8 @@ pub async fn login_form(
     form_page(state, session, req, false).await
 }
 
+/// Long on purpose: the sign-up in the order it must happen (parse, throttle, hash off the
+/// executor, create, sign in, mail the link), each refusal re-rendering the form.
 pub async fn signup(
     state: web::Data<AppState>,
     session: TypedSession,
@@ -161,6 +163,8 @@ pub async fn signup(
     }
 }
 
+/// Long on purpose: the login in the order it must happen (throttle by address and email,
+/// verify against the account or the dummy hash so timing says nothing, audit, sign in).
 pub async fn login(
     state: web::Data<AppState>,
     session: TypedSession,

@@ -320,29 +320,7 @@ pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> 
             (first.account_id, first.role)
         }
     };
-    // No route matched (the signed-in 404 page renders the layout): no handler runs, so
-    // there is nothing to allow; every matched route has its rule (`dashboard_routes!`).
-    let need = match req.match_pattern() {
-        None => access::Need::Public,
-        Some(pattern) => {
-            access::rule_for(RULES, req.method().as_str(), &pattern).ok_or(WebError::Forbidden)?
-        }
-    };
-    match access::judge(need, role) {
-        access::Verdict::Allow => {}
-        access::Verdict::Deny => return Err(WebError::Forbidden),
-        access::Verdict::IfCreator => {
-            let key_id = req
-                .match_info()
-                .get("id")
-                .and_then(KeyId::parse)
-                .ok_or(WebError::NotFound)?;
-            let key = state.store.key(ws, key_id).await?;
-            if key.created_by != Some(user) {
-                return Err(WebError::Forbidden);
-            }
-        }
-    }
+    check_route(req, &state, ws, user, role).await?;
     // Every page shows the balance, and several show usage and spend: all of them must see
     // every request answered so far.
     state.usage.settled().await;
@@ -376,6 +354,41 @@ pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> 
         leaks,
         actor,
     })
+}
+
+/// Whether `role` (and, for a developer, authorship of the key) allows the matched route's
+/// rule (`dashboard_routes!`). 403 otherwise; a key of another workspace is 404.
+async fn check_route(
+    req: &HttpRequest,
+    state: &AppState,
+    ws: WorkspaceId,
+    user: UserId,
+    role: Role,
+) -> Result<(), WebError> {
+    // No route matched (the signed-in 404 page renders the layout): no handler runs, so
+    // there is nothing to allow; every matched route has its rule (`dashboard_routes!`).
+    let need = match req.match_pattern() {
+        None => access::Need::Public,
+        Some(pattern) => {
+            access::rule_for(RULES, req.method().as_str(), &pattern).ok_or(WebError::Forbidden)?
+        }
+    };
+    match access::judge(need, role) {
+        access::Verdict::Allow => {}
+        access::Verdict::Deny => return Err(WebError::Forbidden),
+        access::Verdict::IfCreator => {
+            let key_id = req
+                .match_info()
+                .get("id")
+                .and_then(KeyId::parse)
+                .ok_or(WebError::NotFound)?;
+            let key = state.store.key(ws, key_id).await?;
+            if key.created_by != Some(user) {
+                return Err(WebError::Forbidden);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Post/redirect/get.

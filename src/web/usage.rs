@@ -37,6 +37,7 @@ pub struct FilterInput {
 }
 
 /// Parses the query string; each bad value yields a message and is ignored.
+/// Long on purpose: one check per filter field, in the order of the form.
 pub fn parse_filter(
     q: &HashMap<String, String>,
 ) -> (FilterInput, UsageFilter, Option<i64>, Vec<String>) {
@@ -324,6 +325,8 @@ struct UsagePage {
     showing: String,
 }
 
+/// The Usage page. Long on purpose: the reads run at once, then the page's fields are
+/// filled in the template's order.
 pub async fn list(
     state: web::Data<AppState>,
     user: Dashboard,
@@ -344,37 +347,14 @@ pub async fn list(
         KeyNames::of(&state, user.workspace()),
     )
     .await?;
-    // When the totals (from the rollup) say nothing matches, the page is known to be empty
-    // without walking the raw rows looking for a match that is not there.
     // `after=<id>` (a "Newer" link): the page just newer than that row.
     let after = query
         .get("after")
         .and_then(|a| a.parse::<i64>().ok())
         .filter(|a| *a > 0 && before.is_none());
-    let rows = match (totals.requests, after) {
-        (0, _) => Vec::new(),
-        (_, Some(a)) => {
-            store
-                .list_usage_after(user.workspace(), &filter, a, PAGE_SIZE + 1)
-                .await?
-        }
-        (_, None) => {
-            store
-                .list_usage(user.workspace(), &filter, before, PAGE_SIZE + 1)
-                .await?
-        }
-    };
-    // One row beyond the page says there is more in the direction read: older rows after a
-    // `before` page, newer ones before an `after` page (whose extra row is its newest).
-    let beyond = rows.len() as i64 > PAGE_SIZE;
-    let rows = match after {
-        Some(_) if beyond => &rows[1..],
-        _ => &rows[..rows.len().min(PAGE_SIZE as usize)],
-    };
-    let (has_older, has_newer) = match after {
-        Some(_) => (true, beyond),
-        None => (beyond, before.is_some()),
-    };
+    let (rows, has_older, has_newer) =
+        rows_page(&state, &user, &filter, totals.requests, before, after).await?;
+    let rows = &rows[..];
     let base = input.query();
     let with = |extra: String| {
         if base.is_empty() {
@@ -428,6 +408,47 @@ pub async fn list(
         errors,
     };
     html(StatusCode::OK, page.render()?)
+}
+
+/// One page of raw rows, newest first, and whether older and newer rows exist beyond it.
+async fn rows_page(
+    state: &AppState,
+    user: &Dashboard,
+    filter: &UsageFilter,
+    total: i64,
+    before: Option<i64>,
+    after: Option<i64>,
+) -> WebResult<(Vec<UsageRow>, bool, bool)> {
+    let store = &state.store;
+    // When the totals (from the rollup) say nothing matches, the page is known to be empty
+    // without walking the raw rows looking for a match that is not there.
+    let mut rows = match (total, after) {
+        (0, _) => Vec::new(),
+        (_, Some(a)) => {
+            store
+                .list_usage_after(user.workspace(), filter, a, PAGE_SIZE + 1)
+                .await?
+        }
+        (_, None) => {
+            store
+                .list_usage(user.workspace(), filter, before, PAGE_SIZE + 1)
+                .await?
+        }
+    };
+    // One row beyond the page says there is more in the direction read: older rows after a
+    // `before` page, newer ones before an `after` page (whose extra row is its newest).
+    let beyond = rows.len() as i64 > PAGE_SIZE;
+    match after {
+        Some(_) if beyond => {
+            rows.remove(0);
+        }
+        _ => rows.truncate(PAGE_SIZE as usize),
+    }
+    let (has_older, has_newer) = match after {
+        Some(_) => (true, beyond),
+        None => (beyond, before.is_some()),
+    };
+    Ok((rows, has_older, has_newer))
 }
 
 /// The totals cover the filter's dates, or all time.
