@@ -28,6 +28,7 @@ pub mod throttle;
 pub mod usage;
 mod usage_chart;
 mod usage_csv;
+mod usage_filter;
 pub mod verify;
 pub mod when;
 pub mod workspaces;
