@@ -31,10 +31,10 @@ pub struct Deleted {
     pub credits: Credits,
 }
 
-fn workspace_target(ws: i64, name: &str) -> Target {
+fn workspace_target(ws: WorkspaceId, name: &str) -> Target {
     Target {
         kind: "workspace",
-        id: Some(ws),
+        id: Some(ws.0),
         label: name.to_owned(),
     }
 }
@@ -78,7 +78,7 @@ impl Store {
             if made >= limit {
                 return Ok(Err(TooMany));
             }
-            let id: i64 = sqlx::query_scalar(
+            let id: WorkspaceId = sqlx::query_scalar(
                 "insert into accounts (email, password_hash, balance, created_at, email_verified_at, name, kind, created_by) \
                  values ($1, '!', 0, $2, $2, $3, 'team', $4) returning id",
             )
@@ -96,11 +96,11 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let ev = AuditEvent::new(WorkspaceId(id), actor, Action::WorkspaceCreated)
+            let ev = AuditEvent::new(id, actor, Action::WorkspaceCreated)
                 .target(workspace_target(id, name.as_str()));
             insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
-            Ok(Ok(WorkspaceId(id)))
+            Ok(Ok(id))
         })
     }
 
@@ -131,7 +131,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let ev = AuditEvent::new(ws, actor, Action::WorkspaceRenamed)
-                .target(workspace_target(ws.0, name.as_str()))
+                .target(workspace_target(ws, name.as_str()))
                 .details(json!({"changes": {"name": {"from": old, "to": name.as_str()}}}));
             insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
@@ -164,7 +164,7 @@ impl Store {
                 "update api_keys set status = 'revoked', revoked_at = $2 where account_id = $1 and status <> 'revoked'",
                 ws, now);
             // Conditional: of two concurrent deletions, the second finds nothing to delete.
-            let (name, balance): (String, i64) = sqlx::query_as(
+            let (name, credits): (String, Credits) = sqlx::query_as(
                 "update accounts set deleted_at = $2 where id = $1 and deleted_at is null returning name, balance",
             )
             .bind(ws)
@@ -192,10 +192,10 @@ impl Store {
                 management_keys,
                 invitations,
                 members,
-                credits: Credits::from_micros(balance),
+                credits,
             };
             let ev = AuditEvent::new(ws, actor, Action::WorkspaceDeleted)
-                .target(workspace_target(ws.0, &deleted.name))
+                .target(workspace_target(ws, &deleted.name))
                 .details(json!({
                     "keys_revoked": keys,
                     "management_keys_revoked": management_keys,
