@@ -21,12 +21,19 @@
 //! (every 10 s, and at start) finds its advisory lock free and releases them
 //! (`PgStore::sweep_dead_instances`).
 //!
-//! Settlement: the usage batch charges the account (`balance` and `reserved` down by the
-//! charge) and lowers the lease's `amount` by it, in the same transaction as the usage row;
-//! the key's counters already count the charge (it was part of the slice). The writer then
-//! tells the book ([`PgStore::leases_settled`]): the hold leaves, the charge leaves the slice,
-//! the rest of the hold is free again. Every transaction here locks key, then account, then
-//! lease rows, like the usage batch (no deadlocks).
+//! Settlement: the usage batch moves the charge on the lease row alone (`amount` down by it,
+//! `charged` up by it), in the same statement as the usage row; the key's counters already
+//! count the charge (it was part of the slice), and the account row is not touched, so two
+//! processes' batches never queue on the account's row lock (migration 0019). The account's
+//! `balance` and `reserved` both still include the charge, so `balance - reserved`, what can
+//! be leased or reserved, is exact; readers show both net of the account's unfolded charges
+//! (`store::accounts::unfolded!`), and every transaction here that holds the account row
+//! anyway (top-up, give-back, the release of a dead process's leases) folds its process's
+//! charges into it ([`FOLD_CHARGES`]). The writer then tells the book
+//! ([`PgStore::leases_settled`]): the hold leaves, the charge leaves the slice, the rest of
+//! the hold is free again. Every transaction here locks key, then account, then lease rows,
+//! like the usage batch (no deadlocks). A lease row is deleted only once nothing is left in
+//! it, held or charged, so a batch's charge always finds its row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +56,28 @@ const RELEASE_KEY: &str = "update api_keys set \
     day_spend = case when spend_day = $1 then (case when day_spend < $2 then 0 else day_spend - $2 end) else day_spend end, \
     month_spend = case when spend_month = $3 then (case when month_spend < $2 then 0 else month_spend - $2 end) else month_spend end \
     where id = $4";
+
+/// Folds what usage batches charged against a process's (`$2`) leases on an account (`$1`)
+/// into the account row: `balance` and `reserved` down by it, each lease's `charged` down by
+/// what was folded (migration 0019). `balance - reserved` does not change. Run in a
+/// transaction that holds the account's row already: the lease rows are locked after it,
+/// in the order every transaction here takes (key, account, lease).
+const FOLD_CHARGES: &str = "with f as (select id, charged from leases \
+      where account_id = $1 and instance_id = $2 and charged <> 0 for update), \
+    z as (update leases set charged = leases.charged - f.charged from f where leases.id = f.id) \
+    update accounts set balance = case when balance < s.c then 0 else balance - s.c end, \
+      reserved = case when reserved < s.c then 0 else reserved - s.c end \
+    from (select cast(coalesce(sum(charged), 0) as bigint) as c from f) as s \
+    where accounts.id = $1 and s.c <> 0";
+
+async fn fold_charges(tx: &mut sqlx::PgConnection, account_id: i64, instance: i64) -> Result<()> {
+    sqlx::query(FOLD_CHARGES)
+        .bind(account_id)
+        .bind(instance)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
 
 /// The counters of a key, locked for a top-up.
 type KeyCounters = (String, Option<i64>, Option<i64>, i64, i64, i64, i64);
@@ -227,6 +256,7 @@ impl PgStore {
             .bind(account_id)
             .execute(&mut *tx)
             .await?;
+        fold_charges(&mut tx, account_id, self.instance).await?;
         let topped_up = match lease_id {
             Some(id) => {
                 sqlx::query("update leases set amount = amount + $1 where id = $2")
@@ -346,12 +376,13 @@ impl PgStore {
         let (key_id, day, month) = d.bucket;
         let mut tx = pool.begin().await?;
         release_in_tx(&mut tx, key_id, day, month, d.account_id, d.amount).await?;
+        fold_charges(&mut tx, d.account_id, self.instance).await?;
         sqlx::query("update leases set amount = amount - $1 where id = $2")
             .bind(d.amount)
             .bind(d.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("delete from leases where id = $1 and amount <= 0")
+        sqlx::query("delete from leases where id = $1 and amount <= 0 and charged = 0")
             .bind(d.id)
             .execute(&mut *tx)
             .await?;
@@ -388,6 +419,7 @@ impl PgStore {
                 .bind(account_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+            fold_charges(&mut tx, account_id, owner).await?;
             let amount: Option<i64> =
                 sqlx::query_scalar("delete from leases where id = $1 returning amount")
                     .bind(id)
@@ -442,7 +474,7 @@ pub(crate) async fn settle_leases(
     pairs.sort_unstable();
     let (ids, amounts): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
     sqlx::query(
-        "update leases set amount = leases.amount - v.charge \
+        "update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
          from unnest($1::bigint[], $2::bigint[]) as v(id, charge) where leases.id = v.id",
     )
     .bind(ids)

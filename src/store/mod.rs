@@ -152,8 +152,11 @@ pub(crate) enum Engine {
         counters: PgPool,
         /// The gateway's key reads, shared by concurrent requests (`keys::group_read`).
         key_reads: Arc<keys::group_read::KeyReads>,
-        /// A connection holding the session advisory lock on `instance` for as long as the
-        /// process lives; PostgreSQL drops it the moment the process dies.
+        /// This process's rollup shard: a small number no other live process has
+        /// ([`pick_rollup_shard`]; migration 0019).
+        shard: i64,
+        /// A connection holding the session advisory lock on `instance` (and on `shard`)
+        /// for as long as the process lives; PostgreSQL drops them the moment it dies.
         _liveness: Arc<sqlx::PgConnection>,
     },
 }
@@ -180,6 +183,8 @@ pub struct PgStore {
     pub(crate) counters: PgPool,
     pub(crate) instance: i64,
     pub(crate) leases: Option<Arc<lease_book::LeaseBook>>,
+    /// See `Engine::Postgres::shard`.
+    pub(crate) shard: i64,
 }
 
 /// Runs `$body` with `$pool` bound to the pool for reads, on whichever backend is in use.
@@ -236,6 +241,7 @@ impl Store {
                 .bind(instance)
                 .execute(&mut liveness)
                 .await?;
+            let shard = pick_rollup_shard(&mut liveness, instance).await?;
             Store {
                 engine: Engine::Postgres {
                     counters,
@@ -244,6 +250,7 @@ impl Store {
                     instance,
                     leases: (std::env::var("LOWROUTER_LEASES").as_deref() != Ok("off"))
                         .then(Arc::default),
+                    shard,
                     _liveness: Arc::new(liveness),
                 },
             }
@@ -330,6 +337,7 @@ impl Store {
                 counters,
                 instance,
                 leases,
+                shard,
                 ..
             } => Backend::Postgres(PgStore {
                 store: self.clone(),
@@ -337,6 +345,7 @@ impl Store {
                 counters: counters.clone(),
                 instance: *instance,
                 leases: leases.clone(),
+                shard: *shard,
             }),
         }
     }
@@ -353,4 +362,27 @@ impl Store {
             }
         }
     }
+}
+
+/// Advisory-lock class of the rollup shards (beside `ledger::LIVENESS_LOCK_CLASS`).
+const SHARD_LOCK_CLASS: i32 = 0x4c52_5348; // "LRSH"
+/// Shards tried at start; with more live processes than this, the rest share shards
+/// (their batches may then queue on each other's rollup rows: slower, never wrong).
+const SHARDS: i64 = 64;
+
+/// PostgreSQL: the first rollup shard no live process holds, locked on the liveness
+/// connection for the life of the process. Each process adds to rollup rows of its own shard,
+/// so two processes' usage batches never update the same rollup row (migration 0019).
+async fn pick_rollup_shard(liveness: &mut sqlx::PgConnection, instance: i64) -> Result<i64> {
+    for shard in 0..SHARDS {
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2::int4)")
+            .bind(SHARD_LOCK_CLASS)
+            .bind(shard as i32)
+            .fetch_one(&mut *liveness)
+            .await?;
+        if got {
+            return Ok(shard);
+        }
+    }
+    Ok(SHARDS + instance % SHARDS)
 }

@@ -59,7 +59,7 @@ const INSERT_USAGE_COLUMNS: [&str; 20] = [
 ];
 
 /// The dimensions of `usage_daily`, its primary key, in bind order.
-const DAILY_DIMENSIONS: [&str; 8] = [
+const DAILY_DIMENSIONS: [&str; 9] = [
     "account_id",
     "day",
     "key_id",
@@ -68,10 +68,11 @@ const DAILY_DIMENSIONS: [&str; 8] = [
     "provider",
     "region",
     "status",
+    "shard",
 ];
 
 /// The dimensions of `usage_daily_keys`, its primary key, in bind order.
-const DAILY_KEYS_DIMENSIONS: [&str; 3] = ["account_id", "day", "key_name"];
+const DAILY_KEYS_DIMENSIONS: [&str; 4] = ["account_id", "day", "key_name", "shard"];
 
 /// The counters both rollups keep, in the order their values are bound.
 const ROLLUP_COUNTERS: [&str; 5] = [
@@ -168,7 +169,7 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
 }
 
 /// A `usage_daily` row: [`DAILY_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 13] {
+fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 14] {
     use Cell::{Int, Text};
     [
         Int(k.account_id),
@@ -179,6 +180,7 @@ fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 13] {
         Text(k.provider),
         Text(k.region),
         Text(k.status),
+        Int(k.shard),
         Int(n[0]),
         Int(n[1]),
         Int(n[2]),
@@ -188,12 +190,13 @@ fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 13] {
 }
 
 /// A `usage_daily_keys` row: [`DAILY_KEYS_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 8] {
+fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 9] {
     use Cell::{Int, Text};
     [
         Int(k.0),
         Int(k.1),
         Text(k.2),
+        Int(k.3),
         Int(n[0]),
         Int(n[1]),
         Int(n[2]),
@@ -213,10 +216,12 @@ struct DailyKey<'a> {
     provider: &'a str,
     region: &'a str,
     status: &'a str,
+    /// The writing process's rollup shard (`Store::rollup_shard`; migration 0019).
+    shard: i64,
 }
 
-/// The primary key of a `usage_daily_keys` row.
-type DailyKeysKey<'a> = (i64, i64, &'a str);
+/// The primary key of a `usage_daily_keys` row: account, day, key name, shard.
+type DailyKeysKey<'a> = (i64, i64, &'a str, i64);
 
 /// A key's settlement in one (key, day, month) bucket: a hold is settled in the bucket it
 /// was taken in.
@@ -246,14 +251,17 @@ struct BatchPlan<'a> {
     /// client of that request. Folded in here like the key's `last_used_at`, so it costs no
     /// write per request.
     secrets: HashMap<i64, (i64, Option<&'a str>)>,
+    /// The rollup shard the batch adds to (see [`BatchPlan::new`]).
+    shard: i64,
 }
 
 impl<'a> BatchPlan<'a> {
-    /// The rollups stay empty when the rows are not written (`Rows::Skip`).
+    /// The rollups stay empty when the rows are not written (`Rows::Skip`); rollup rows
+    /// go to `shard` (0 on SQLite; a process's own on PostgreSQL: migration 0019).
     ///
     /// Long on purpose: one pass over the batch, one arm per kind of hold (lease,
     /// in-memory, reservation row, none), each summing what its settlement changes.
-    fn new(batch: &'a [UsageEntry], rows: Rows) -> Self {
+    fn new(batch: &'a [UsageEntry], rows: Rows, shard: i64) -> Self {
         let mut plan = BatchPlan {
             accounts: HashMap::new(),
             keys: HashMap::new(),
@@ -263,6 +271,7 @@ impl<'a> BatchPlan<'a> {
             reservation_ids: Vec::new(),
             leases: HashMap::new(),
             secrets: HashMap::new(),
+            shard,
         };
         for e in batch {
             let u = &e.usage;
@@ -274,11 +283,10 @@ impl<'a> BatchPlan<'a> {
             }
             match &e.reservation {
                 Some(r) if r.lease.is_some() => {
-                    // The key's counters count the whole slice already (`store::lease_book`).
+                    // The key's counters count the whole slice already, and the charge goes
+                    // to the lease row alone, folded into the account later
+                    // (`store::lease_book`): no row another process's batch touches.
                     let charge = u.cost.min(r.amount.micros());
-                    let a = plan.accounts.entry(r.account_id).or_default();
-                    a.0 += charge;
-                    a.1 += charge;
                     *plan.leases.entry(r.lease.unwrap_or_default()).or_default() += charge;
                     let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
                     k.last_used = k.last_used.max(u.completed_at);
@@ -323,6 +331,7 @@ impl<'a> BatchPlan<'a> {
                     provider: u.provider.as_deref().unwrap_or(""),
                     region: u.region.as_deref().unwrap_or(""),
                     status: u.status.as_str(),
+                    shard,
                 })
                 .or_default();
             let n = [
@@ -334,7 +343,7 @@ impl<'a> BatchPlan<'a> {
             ];
             let k = plan
                 .daily_keys
-                .entry((u.account_id.0, day, &u.key_name))
+                .entry((u.account_id.0, day, &u.key_name, shard))
                 .or_default();
             for ((d, k), n) in d.iter_mut().zip(k.iter_mut()).zip(n) {
                 *d += n;
@@ -385,7 +394,7 @@ impl PgStore {
         batch: &[UsageEntry],
         last_use: &mut LastUseWrites,
     ) -> Result<()> {
-        write_postgres(&self.pool, batch, Rows::Write, Some(last_use)).await
+        write_postgres(&self.pool, batch, (Rows::Write, self.shard), Some(last_use)).await
     }
 }
 
@@ -410,7 +419,9 @@ impl Store {
                 // Number 0: leaves every account's `settled_seq` as it is.
                 tokio::task::spawn_blocking(move || sqlite.apply_blocking(&batch, 0, rows)).await?
             }
-            Engine::Postgres { pool, .. } => write_postgres(pool, batch, rows, None).await,
+            Engine::Postgres { pool, shard, .. } => {
+                write_postgres(pool, batch, (rows, *shard), None).await
+            }
         }
     }
 }

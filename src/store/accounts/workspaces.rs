@@ -164,9 +164,11 @@ impl Store {
                 "update api_keys set status = 'revoked', revoked_at = $2 where account_id = $1 and status <> 'revoked'",
                 ws, now);
             // Conditional: of two concurrent deletions, the second finds nothing to delete.
-            let (name, credits): (String, Credits) = sqlx::query_as(
-                "update accounts set deleted_at = $2 where id = $1 and deleted_at is null returning name, balance",
-            )
+            let (name, credits): (String, Credits) = sqlx::query_as(concat!(
+                "update accounts set deleted_at = $2 where id = $1 and deleted_at is null returning name, cast(balance - ",
+                crate::store::accounts::unfolded!("accounts.id"),
+                " as bigint)"
+            ))
             .bind(ws)
             .bind(now)
             .fetch_optional(&mut *tx)

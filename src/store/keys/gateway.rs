@@ -59,7 +59,11 @@ macro_rules! gateway_key_select {
             "select k.id, k.account_id, k.name, k.token_prefix, k.token_last4, k.models, \
             k.region, k.daily_limit, k.monthly_limit, k.expires_at, k.status, k.created_at, \
             k.revoked_at, k.last_used_at, k.spend_day, k.day_spend, k.spend_month, k.month_spend, \
-            k.public_id, k.rpm_limit, k.concurrency_limit, a.balance, a.reserved, a.settled_seq, \
+            k.public_id, k.rpm_limit, k.concurrency_limit, cast(a.balance - ",
+            $crate::store::accounts::unfolded!("a.id"),
+            " as bigint) as balance, cast(a.reserved - ",
+            $crate::store::accounts::unfolded!("a.id"),
+            " as bigint) as reserved, a.settled_seq, \
             s.id as secret_id, s.token_last4 as secret_last4, s.rolled_at as secret_rolled_at, \
             s.retires_at as secret_retires_at, s.quiet_ms as secret_quiet_ms, \
             s.retired_at as secret_retired_at, s.quarantined_at as secret_quarantined_at, \

@@ -5,6 +5,12 @@
 //! locked across the last five of them: at one connection those round trips were most of a
 //! request's added latency, and under load most of the group commit's time (bench/RESULTS.md).
 //!
+//! With budget leases a batch touches no row another process's batch touches: charges go to
+//! the process's own lease rows (folded into the account later: `store::lease_book`), rollup
+//! rows carry the process's shard, last uses are written once a second (`LastUseWrites`).
+//! So batches of several processes do not queue on each other's row locks, which are held
+//! until each commit's WAL flush (bench/RESULTS.md, 2026-11-30 22:40).
+//!
 //! It covers the batches the gateway writes with budget leases or without holds: at most one
 //! settlement per key, no reservation rows, no in-memory (SQLite) holds. Any other batch (a
 //! day boundary inside a batch, `LOWROUTER_LEASES=off`) takes the transaction.
@@ -43,7 +49,7 @@ a as (update accounts set \
     reserved = case when reserved < v.release then 0 else reserved - v.release end \
   from unnest($26::bigint[], $27::bigint[], $28::bigint[]) as v(id, release, charge) \
   where accounts.id = v.id and (select count(*) from k) >= 0 returning 1), \
-l as (update leases set amount = leases.amount - v.charge \
+l as (update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
   from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
   where leases.id = v.id and (select count(*) from a) >= 0), \
 s as (update key_secrets set \
@@ -52,18 +58,18 @@ s as (update key_secrets set \
   from unnest($53::bigint[], $54::bigint[], $55::text[]) as v(id, last_used, client) \
   where key_secrets.id = v.id and (select count(*) from a) >= 0), \
 d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
-    requests, errors, prompt_tokens, completion_tokens, cost) \
-  select * from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
+    requests, errors, prompt_tokens, completion_tokens, cost, shard) \
+  select *, $56::bigint from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
     $37::text[], $38::text[], $39::bigint[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[]) \
-  on conflict (account_id, day, key_id, key_name, model, provider, region, status) do update set \
+  on conflict (account_id, day, key_id, key_name, model, provider, region, status, shard) do update set \
     requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
     cost = usage_daily.cost + excluded.cost) \
-insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost) \
-  select * from unnest($44::bigint[], $45::bigint[], $46::text[], $47::bigint[], $48::bigint[], $49::bigint[], \
+insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost, shard) \
+  select *, $56::bigint from unnest($44::bigint[], $45::bigint[], $46::text[], $47::bigint[], $48::bigint[], $49::bigint[], \
     $50::bigint[], $51::bigint[]) \
-  on conflict (account_id, day, key_name) do update set \
+  on conflict (account_id, day, key_name, shard) do update set \
     requests = usage_daily_keys.requests + excluded.requests, errors = usage_daily_keys.errors + excluded.errors, \
     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
@@ -131,9 +137,9 @@ pub(super) async fn write(
         .bind(col(&daily, |(_, n)| n[2]))
         .bind(col(&daily, |(_, n)| n[3]))
         .bind(col(&daily, |(_, n)| n[4]))
-        .bind(col(&daily_keys, |((a, _, _), _)| *a))
-        .bind(col(&daily_keys, |((_, d, _), _)| *d))
-        .bind(col(&daily_keys, |((_, _, name), _)| (*name).to_owned()))
+        .bind(col(&daily_keys, |((a, _, _, _), _)| *a))
+        .bind(col(&daily_keys, |((_, d, _, _), _)| *d))
+        .bind(col(&daily_keys, |((_, _, name, _), _)| (*name).to_owned()))
         .bind(col(&daily_keys, |(_, n)| n[0]))
         .bind(col(&daily_keys, |(_, n)| n[1]))
         .bind(col(&daily_keys, |(_, n)| n[2]))
@@ -142,7 +148,8 @@ pub(super) async fn write(
         .bind(col(&rows, |r| r.secret_last4.clone()))
         .bind(col(&secrets, |(id, _)| **id))
         .bind(col(&secrets, |(_, (last, _))| *last))
-        .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)));
+        .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)))
+        .bind(plan.shard);
     q.execute(pool).await?;
     Ok(())
 }

@@ -17,10 +17,10 @@ use crate::store::Result;
 pub(super) async fn write_postgres(
     pool: &sqlx::PgPool,
     batch: &[UsageEntry],
-    rows: Rows,
+    (rows, shard): (Rows, i64),
     last_use: Option<&mut LastUseWrites>,
 ) -> Result<()> {
-    let mut plan = BatchPlan::new(batch, rows);
+    let mut plan = BatchPlan::new(batch, rows, shard);
     if let Some(written) = last_use.as_deref() {
         written.prune(&mut plan);
     }

@@ -48,7 +48,7 @@ pub(super) fn write_sqlite(
     seq: i64,
     rows: Rows,
 ) -> rusqlite::Result<()> {
-    let mut plan = BatchPlan::new(batch, rows);
+    let mut plan = BatchPlan::new(batch, rows, 0);
     let sql = &*SQLITE_SQL;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if rows == Rows::Write {

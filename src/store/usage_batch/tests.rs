@@ -90,10 +90,10 @@ async fn journal_replay_applies_each_missing_entry_once() {
 fn sqlite_statements_number_every_parameter() {
     let sql = &*SQLITE_SQL;
     assert!(sql.usage.ends_with("$20)"), "{}", sql.usage);
-    assert!(sql.daily.contains("$13)"), "{}", sql.daily);
+    assert!(sql.daily.contains("$14)"), "{}", sql.daily);
     assert!(sql
         .daily_keys
-        .contains("on conflict (account_id, day, key_name) do update set requests"));
+        .contains("on conflict (account_id, day, key_name, shard) do update set requests"));
 }
 
 /// A key's and a secret's last use are written when first seen and then at most once per
@@ -119,13 +119,13 @@ fn last_uses_are_written_when_due_and_money_always() {
     };
     let mut written = LastUseWrites::default();
     let first = [at("a", 10_000)];
-    let mut plan = BatchPlan::new(&first, Rows::Write);
+    let mut plan = BatchPlan::new(&first, Rows::Write, 0);
     written.prune(&mut plan);
     assert_eq!((plan.keys.len(), plan.secrets.len()), (1, 1), "first use");
     written.written(&plan);
 
     let soon = [at("b", 10_000 + LAST_USE_EVERY_MS - 1)];
-    let mut plan = BatchPlan::new(&soon, Rows::Write);
+    let mut plan = BatchPlan::new(&soon, Rows::Write, 0);
     let (accounts, leases) = (plan.accounts.clone(), plan.leases.clone());
     written.prune(&mut plan);
     assert_eq!((plan.keys.len(), plan.secrets.len()), (0, 0), "not due yet");
@@ -137,7 +137,7 @@ fn last_uses_are_written_when_due_and_money_always() {
     assert_eq!(plan.daily.len(), 1, "rollups are untouched");
 
     let later = [at("c", 10_000 + LAST_USE_EVERY_MS)];
-    let mut plan = BatchPlan::new(&later, Rows::Write);
+    let mut plan = BatchPlan::new(&later, Rows::Write, 0);
     written.prune(&mut plan);
     assert_eq!((plan.keys.len(), plan.secrets.len()), (1, 1), "due");
 
@@ -145,7 +145,7 @@ fn last_uses_are_written_when_due_and_money_always() {
     let mut held = at("d", 10_000);
     held.reservation = Some(reservation(true, None));
     let held = [held];
-    let mut plan = BatchPlan::new(&held, Rows::Write);
+    let mut plan = BatchPlan::new(&held, Rows::Write, 0);
     written.prune(&mut plan);
     assert_eq!(plan.keys.len(), 1, "the key's counters must be settled");
 }
