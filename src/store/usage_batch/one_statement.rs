@@ -31,33 +31,34 @@ pub(super) fn fits(plan: &BatchPlan<'_>) -> bool {
     keys.windows(2).all(|w| w[0] != w[1])
 }
 
-const SQL: &str = "with \
-ins as (insert into usage (generation_id, account_id, key_id, key_name, requested_model, resolved_model, \
+/// The statement's parts. `{after}` is where a part waits for the one before it in lock
+/// order (see the module's doc); parts with nothing to do are left out ([`sql`]).
+const INS: &str = "ins as (insert into usage (generation_id, account_id, key_id, key_name, requested_model, resolved_model, \
     provider, region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, \
     streamed, latency_ms, started_at, completed_at, secret_last4) \
   select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[], \
-    $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $52::text[])), \
-k as (update api_keys set \
+    $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $52::text[]))";
+const KEYS: &str = "k as (update api_keys set \
     day_spend = case when spend_day = v.day then (case when day_spend + v.charge < v.release then 0 else day_spend + v.charge - v.release end) else day_spend end, \
     month_spend = case when spend_month = v.month then (case when month_spend + v.charge < v.release then 0 else month_spend + v.charge - v.release end) else month_spend end, \
     last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
   from unnest($20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[]) \
-    as v(id, day, month, release, charge, last_used) where api_keys.id = v.id returning 1), \
-a as (update accounts set \
+    as v(id, day, month, release, charge, last_used) where api_keys.id = v.id returning 1)";
+const ACCOUNTS: &str = "a as (update accounts set \
     balance = case when balance < v.charge then 0 else balance - v.charge end, \
     reserved = case when reserved < v.release then 0 else reserved - v.release end \
   from unnest($26::bigint[], $27::bigint[], $28::bigint[]) as v(id, release, charge) \
-  where accounts.id = v.id and (select count(*) from k) >= 0 returning 1), \
-l as (update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
+  where accounts.id = v.id{after} returning 1)";
+const LEASES: &str = "l as (update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
   from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
-  where leases.id = v.id and (select count(*) from a) >= 0), \
-s as (update key_secrets set \
+  where leases.id = v.id{after})";
+const SECRETS: &str = "s as (update key_secrets set \
     last_client = case when last_used_at is null or last_used_at <= v.last_used then v.client else last_client end, \
     last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
   from unnest($53::bigint[], $54::bigint[], $55::text[]) as v(id, last_used, client) \
-  where key_secrets.id = v.id and (select count(*) from a) >= 0), \
-d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
+  where key_secrets.id = v.id{after})";
+const ROLLUPS: &str = "d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
     requests, errors, prompt_tokens, completion_tokens, cost, shard) \
   select *, $56::bigint from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
     $37::text[], $38::text[], $39::bigint[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[]) \
@@ -74,6 +75,47 @@ insert into usage_daily_keys (account_id, day, key_name, requests, errors, promp
     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
     cost = usage_daily_keys.cost + excluded.cost";
+
+/// The statement for a batch that has key updates (`k`), account updates (`a`), lease
+/// charges (`l`) and secrets' last uses (`s`) or not: a part with nothing to do is left out
+/// rather than run over empty arrays, because PostgreSQL sets up every table a statement
+/// writes (opening it and its indexes) whether it gets rows or not, and at one connection a
+/// batch is one row, so that setup was most of the statement's cost (bench/RESULTS.md). At
+/// most 16 texts, each prepared once per connection; every parameter is bound either way.
+fn sql(k: bool, a: bool, l: bool, s: bool) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..16)
+            .map(|bits| {
+                let [k, a, l, s] = [1, 2, 4, 8].map(|b| bits & b != 0);
+                let mut parts = vec![INS.to_owned()];
+                // Each part waits for the last one before it in lock order.
+                let mut before: Option<&str> = None;
+                let after = |before: Option<&str>| {
+                    before.map_or(String::new(), |p| format!(" and (select count(*) from {p}) >= 0"))
+                };
+                if k {
+                    parts.push(KEYS.to_owned());
+                    before = Some("k");
+                }
+                if a {
+                    parts.push(ACCOUNTS.replace("{after}", &after(before)));
+                    before = Some("a");
+                }
+                if l {
+                    parts.push(LEASES.replace("{after}", &after(before)));
+                }
+                if s {
+                    parts.push(SECRETS.replace("{after}", &after(before)));
+                }
+                parts.push(ROLLUPS.to_owned());
+                format!("with {}", parts.join(", "))
+            })
+            .collect()
+    });
+    let bits = usize::from(k) | usize::from(a) << 1 | usize::from(l) << 2 | usize::from(s) << 3;
+    &texts[bits]
+}
 
 /// Column `i` of each row, as one array.
 fn col<T, R>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
@@ -93,7 +135,13 @@ pub(super) async fn write(
     let daily = sorted(&plan.daily);
     let daily_keys = sorted(&plan.daily_keys);
     let secrets = sorted(&plan.secrets);
-    let q = sqlx::query(SQL)
+    let text = sql(
+        !keys.is_empty(),
+        !accounts.is_empty(),
+        !leases.is_empty(),
+        !secrets.is_empty(),
+    );
+    let q = sqlx::query(text)
         .bind(col(&rows, |r| r.generation_id.clone()))
         .bind(col(&rows, |r| r.account_id))
         .bind(col(&rows, |r| r.key_id))
