@@ -462,24 +462,27 @@ async fn release_in_tx(
 }
 
 /// In the usage batch's transaction, after the accounts: each lease's row down by what the
-/// batch charged against it (`lease id -> charge`).
+/// batch charged against it (`lease id -> charge`). Returns the leases that had no row
+/// any more (`usage_batch::charge_orphans`).
 pub(crate) async fn settle_leases(
     tx: &mut sqlx::PgConnection,
     charges: &HashMap<i64, i64>,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     if charges.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut pairs: Vec<(i64, i64)> = charges.iter().map(|(k, v)| (*k, *v)).collect();
     pairs.sort_unstable();
     let (ids, amounts): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
-    sqlx::query(
+    let found: Vec<(i64,)> = sqlx::query_as(
         "update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
-         from unnest($1::bigint[], $2::bigint[]) as v(id, charge) where leases.id = v.id",
+         from unnest($1::bigint[], $2::bigint[]) as v(id, charge) where leases.id = v.id \
+         returning leases.id",
     )
-    .bind(ids)
+    .bind(&ids)
     .bind(amounts)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    let found: Vec<i64> = found.into_iter().map(|(id,)| id).collect();
+    Ok(ids.into_iter().filter(|id| !found.contains(id)).collect())
 }

@@ -70,11 +70,15 @@ async fn nul_and_control_characters_in_the_model_fail_only_their_own_request() {
         )
         .await;
     assert_eq!(bogus_models, 0);
-    let held = app
-        .scalar_i64("select cast(sum(reserved) as bigint) from accounts")
-        .await;
+    let held = app.scalar_i64(HELD_SQL).await;
     assert_eq!(held, 0, "no hold left behind");
 }
+
+/// What every account holds for requests in flight: `reserved`, net of charges still on
+/// lease rows for the account row (PostgreSQL; migration 0019), as every reader sees it.
+const HELD_SQL: &str =
+    "select cast(sum(reserved) - (select coalesce(sum(charged), 0) from leases) \
+     as bigint) from accounts";
 
 #[tokio::test]
 async fn nul_in_filters_ids_and_exports_is_a_clean_client_error() {
@@ -556,9 +560,7 @@ async fn a_database_outage_at_record_time_still_charges_delivered_streams() {
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let rows = app.scalar_i64("select count(*) from usage").await;
-        let held = app
-            .scalar_i64("select cast(sum(reserved) as bigint) from accounts")
-            .await;
+        let held = app.scalar_i64(HELD_SQL).await;
         if rows == 1 && held == 0 {
             settled = true;
             break;
@@ -588,4 +590,57 @@ async fn a_limit_of_many_signs_is_a_form_error_not_a_crash() {
         .await;
     assert_eq!(r.status(), 422);
     assert!(app.get_html("/keys").await.contains("API keys"));
+}
+
+/// PostgreSQL: the lease a request was served from has no row any more when its usage is
+/// written (another process's liveness sweep released it, say while this process's liveness
+/// connection was down). The charge is not lost with the row: the key's spend and the
+/// account's balance get it directly.
+#[tokio::test]
+async fn a_charge_whose_lease_row_is_gone_still_reaches_the_key_and_the_balance() {
+    if !is_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    assert_eq!(app.echo(&token, "takes a lease").await.status(), 200);
+    assert_eq!(app.scalar_i64("select count(*) from leases").await, 1);
+    // What the sweep does to a dead process's lease: the slice's remaining amount goes back
+    // to the key's counters and the account's `reserved`, its charges into the account, and
+    // the row goes.
+    app.execute_sql(
+        "update api_keys set day_spend = day_spend - (select amount from leases), \
+         month_spend = month_spend - (select amount from leases)",
+    )
+    .await;
+    app.execute_sql(
+        "update accounts set reserved = reserved - (select amount + charged from leases), \
+         balance = balance - (select charged from leases) \
+         where id = (select account_id from leases)",
+    )
+    .await;
+    app.execute_sql("delete from leases").await;
+    let spend = "select day_spend from api_keys";
+    let balance =
+        "select balance - reserved from accounts where id = (select account_id from api_keys)";
+    let (spend_before, balance_before) =
+        (app.scalar_i64(spend).await, app.scalar_i64(balance).await);
+
+    // Served from the slice this process still holds in memory.
+    assert_eq!(app.echo(&token, "after the sweep").await.status(), 200);
+    let cost = app
+        .scalar_i64("select cost from usage order by id desc limit 1")
+        .await;
+    assert!(cost > 0);
+    assert_eq!(
+        app.scalar_i64(spend).await,
+        spend_before + cost,
+        "the key's spend has it"
+    );
+    assert_eq!(
+        app.scalar_i64(balance).await,
+        balance_before - cost,
+        "the balance has it"
+    );
 }

@@ -9,7 +9,9 @@
 //! the process's own lease rows (folded into the account later: `store::lease_book`), rollup
 //! rows carry the process's shard, last uses are written once a second (`LastUseWrites`).
 //! So batches of several processes do not queue on each other's row locks, which are held
-//! until each commit's WAL flush (bench/RESULTS.md, 2026-11-30 22:40).
+//! until each commit's WAL flush (bench/RESULTS.md, 2026-11-30 22:30). The usual batch is
+//! then the usage rows, the lease rows and the rollups; parts with nothing to do are left
+//! out of the text ([`sql`]).
 //!
 //! It covers the batches the gateway writes with budget leases or without holds: at most one
 //! settlement per key, no reservation rows, no in-memory (SQLite) holds. Any other batch (a
@@ -52,7 +54,7 @@ const ACCOUNTS: &str = "a as (update accounts set \
   where accounts.id = v.id{after} returning 1)";
 const LEASES: &str = "l as (update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
   from unnest($29::bigint[], $30::bigint[]) as v(id, charge) \
-  where leases.id = v.id{after})";
+  where leases.id = v.id{after} returning leases.id)";
 const SECRETS: &str = "s as (update key_secrets set \
     last_client = case when last_used_at is null or last_used_at <= v.last_used then v.client else last_client end, \
     last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
@@ -66,15 +68,18 @@ const ROLLUPS: &str = "d as (insert into usage_daily (account_id, day, key_id, k
     requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-    cost = usage_daily.cost + excluded.cost) \
-insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost, shard) \
+    cost = usage_daily.cost + excluded.cost), \
+dk as (insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost, shard) \
   select *, $56::bigint from unnest($44::bigint[], $45::bigint[], $46::text[], $47::bigint[], $48::bigint[], $49::bigint[], \
     $50::bigint[], $51::bigint[]) \
   on conflict (account_id, day, key_name, shard) do update set \
     requests = usage_daily_keys.requests + excluded.requests, errors = usage_daily_keys.errors + excluded.errors, \
     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
-    cost = usage_daily_keys.cost + excluded.cost";
+    cost = usage_daily_keys.cost + excluded.cost)";
+/// The statement's result: the leases charged that have no row any more ([`orphans`]).
+const ORPHANS: &str =
+    " select v.id from unnest($29::bigint[]) as v(id) where v.id not in (select id from l)";
 
 /// The statement for a batch that has key updates (`k`), account updates (`a`), lease
 /// charges (`l`) and secrets' last uses (`s`) or not: a part with nothing to do is left out
@@ -92,7 +97,9 @@ fn sql(k: bool, a: bool, l: bool, s: bool) -> &'static str {
                 // Each part waits for the last one before it in lock order.
                 let mut before: Option<&str> = None;
                 let after = |before: Option<&str>| {
-                    before.map_or(String::new(), |p| format!(" and (select count(*) from {p}) >= 0"))
+                    before.map_or(String::new(), |p| {
+                        format!(" and (select count(*) from {p}) >= 0")
+                    })
                 };
                 if k {
                     parts.push(KEYS.to_owned());
@@ -109,7 +116,12 @@ fn sql(k: bool, a: bool, l: bool, s: bool) -> &'static str {
                     parts.push(SECRETS.replace("{after}", &after(before)));
                 }
                 parts.push(ROLLUPS.to_owned());
-                format!("with {}", parts.join(", "))
+                let result = if l {
+                    ORPHANS
+                } else {
+                    " select 0::bigint where false"
+                };
+                format!("with {}{result}", parts.join(", "))
             })
             .collect()
     });
@@ -123,11 +135,13 @@ fn col<T, R>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
 }
 
 /// Applies the batch in one statement (see the module's doc); `plan` must [`fits`].
+/// Returns the leases whose rows were gone, whose charges still need a home
+/// (`super::charge_orphans`).
 pub(super) async fn write(
     pool: &sqlx::PgPool,
     batch: &[UsageEntry],
     plan: &BatchPlan<'_>,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let rows: Vec<_> = batch.iter().map(|e| &e.usage).collect();
     let keys = sorted(&plan.keys);
     let accounts = sorted(&plan.accounts);
@@ -141,7 +155,7 @@ pub(super) async fn write(
         !leases.is_empty(),
         !secrets.is_empty(),
     );
-    let q = sqlx::query(text)
+    let q = sqlx::query_as::<_, (i64,)>(text)
         .bind(col(&rows, |r| r.generation_id.clone()))
         .bind(col(&rows, |r| r.account_id))
         .bind(col(&rows, |r| r.key_id))
@@ -198,6 +212,6 @@ pub(super) async fn write(
         .bind(col(&secrets, |(_, (last, _))| *last))
         .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)))
         .bind(plan.shard);
-    q.execute(pool).await?;
-    Ok(())
+    let orphans = q.fetch_all(pool).await?;
+    Ok(orphans.into_iter().map(|(id,)| id).collect())
 }

@@ -25,7 +25,12 @@ pub(super) async fn write_postgres(
         written.prune(&mut plan);
     }
     if rows == Rows::Write && one_statement::fits(&plan) {
-        one_statement::write(pool, batch, &plan).await?;
+        let orphans = one_statement::write(pool, batch, &plan).await?;
+        if !orphans.is_empty() {
+            let mut tx = pool.begin().await?;
+            charge_orphans(&mut tx, batch, &orphans).await?;
+            tx.commit().await?;
+        }
     } else {
         write_transaction(pool, batch, rows, &mut plan).await?;
     }
@@ -96,7 +101,10 @@ async fn write_transaction(
             .execute(&mut *tx)
             .await?;
     }
-    crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
+    let orphans = crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
+    if !orphans.is_empty() {
+        charge_orphans(&mut tx, batch, &orphans).await?;
+    }
     for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
         sqlx::query(SETTLE_SECRET)
             .bind(last_used)
@@ -131,5 +139,52 @@ async fn write_transaction(
         q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Charges of leased holds whose lease row was gone when their batch ran: released by another
+/// process's liveness sweep while this process still served from it (say its liveness
+/// connection had dropped). That release gave the slice's whole remaining amount back to
+/// the key's counters and the account's `reserved`, this hold included, so the charge is
+/// added to the key's counters and taken from the balance directly, as an in-memory hold's
+/// is: a delivered answer is paid for even then. Keys, then accounts (the lock order).
+async fn charge_orphans(
+    tx: &mut sqlx::PgConnection,
+    batch: &[UsageEntry],
+    orphans: &[i64],
+) -> Result<()> {
+    tracing::warn!(leases = ?orphans, "usage charged against leases that were released; charging the accounts directly");
+    let mut keys: std::collections::BTreeMap<(i64, i64, i64), (i64, i64)> = Default::default();
+    let mut accounts: std::collections::BTreeMap<i64, i64> = Default::default();
+    for e in batch {
+        let Some(r) = &e.reservation else { continue };
+        if !r.lease.is_some_and(|l| orphans.contains(&l)) {
+            continue;
+        }
+        let charge = e.usage.cost.min(r.amount.micros());
+        let k = keys.entry((r.key_id, r.day, r.month)).or_default();
+        k.0 += charge;
+        k.1 = k.1.max(e.usage.completed_at);
+        *accounts.entry(r.account_id).or_default() += charge;
+    }
+    for ((key_id, day, month), (charge, last_used)) in keys {
+        sqlx::query(CHARGE_KEY)
+            .bind(day)
+            .bind(charge)
+            .bind(month)
+            .bind(last_used)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (account_id, charge) in accounts {
+        sqlx::query(SETTLE_ACCOUNT)
+            .bind(0i64)
+            .bind(charge)
+            .bind(account_id)
+            .bind(0i64)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
