@@ -370,18 +370,31 @@ impl PgStore {
     }
 
     /// Key counters, account's `reserved` and the lease row down by the part; the row goes
-    /// once nothing is left in it.
+    /// once nothing is left in it. A lease whose row is gone was released by another
+    /// process's liveness sweep (this process had lost its liveness lock): its slice is no
+    /// longer counted anywhere, so nothing is given back twice.
     async fn release_lease_part(&self, d: &Detached) -> Result<()> {
         let pool = &self.pool;
         let (key_id, day, month) = d.bucket;
         let mut tx = pool.begin().await?;
         release_in_tx(&mut tx, key_id, day, month, d.account_id, d.amount).await?;
         fold_charges(&mut tx, d.account_id, self.instance).await?;
-        sqlx::query("update leases set amount = amount - $1 where id = $2")
-            .bind(d.amount)
-            .bind(d.id)
-            .execute(&mut *tx)
-            .await?;
+        // Checked after the key and account rows are locked (the lock order), so a sweep
+        // cannot delete the row between this check and the release above.
+        let still: Option<i64> =
+            sqlx::query_scalar("update leases set amount = amount - $1 where id = $2 returning id")
+                .bind(d.amount)
+                .bind(d.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if still.is_none() {
+            tracing::warn!(
+                lease = d.id,
+                "a lease of this process was released by another process; not given back twice"
+            );
+            tx.rollback().await?;
+            return Ok(());
+        }
         sqlx::query("delete from leases where id = $1 and amount <= 0 and charged = 0")
             .bind(d.id)
             .execute(&mut *tx)

@@ -595,7 +595,7 @@ async fn a_limit_of_many_signs_is_a_form_error_not_a_crash() {
 /// PostgreSQL: the lease a request was served from has no row any more when its usage is
 /// written (another process's liveness sweep released it, say while this process's liveness
 /// connection was down). The charge is not lost with the row: the key's spend and the
-/// account's balance get it directly.
+/// account's balance get it directly; and the slice is not given back a second time.
 #[tokio::test]
 async fn a_charge_whose_lease_row_is_gone_still_reaches_the_key_and_the_balance() {
     if !is_postgres() {
@@ -643,4 +643,13 @@ async fn a_charge_whose_lease_row_is_gone_still_reaches_the_key_and_the_balance(
         balance_before - cost,
         "the balance has it"
     );
+    // A read gives this process's unused slices back first; the swept one is not given
+    // back a second time (that would take the key's spend below what it spent).
+    app.api_json(&token, "/api/v1/credits").await;
+    assert_eq!(
+        app.scalar_i64(spend).await,
+        spend_before + cost,
+        "a released slice is not released twice"
+    );
+    assert_eq!(app.scalar_i64(HELD_SQL).await, 0);
 }
