@@ -77,7 +77,8 @@ dk as (insert into usage_daily_keys (account_id, day, key_name, requests, errors
     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
     cost = usage_daily_keys.cost + excluded.cost)";
-/// The statement's result: the leases charged that have no row any more ([`orphans`]).
+/// The statement's result: the leases charged that have no row any more
+/// (`super::postgres::charge_orphans`).
 const ORPHANS: &str =
     " select v.id from unnest($29::bigint[]) as v(id) where v.id not in (select id from l)";
 

@@ -24,15 +24,16 @@ pub(super) async fn write_postgres(
     if let Some(written) = last_use.as_deref() {
         written.prune(&mut plan);
     }
-    if rows == Rows::Write && one_statement::fits(&plan) {
-        let orphans = one_statement::write(pool, batch, &plan).await?;
-        if !orphans.is_empty() {
-            let mut tx = pool.begin().await?;
-            charge_orphans(&mut tx, batch, &orphans).await?;
-            tx.commit().await?;
-        }
+    let orphans = if rows == Rows::Write && one_statement::fits(&plan) {
+        one_statement::write(pool, batch, &plan).await?
     } else {
-        write_transaction(pool, batch, rows, &mut plan).await?;
+        write_transaction(pool, batch, rows, &mut plan).await?
+    };
+    if !orphans.is_empty() {
+        // The batch is committed: its requests are answered either way.
+        if let Err(e) = charge_orphans(pool, batch, &orphans).await {
+            tracing::error!(error = %e, leases = ?orphans, "charges of released leases not applied");
+        }
     }
     if let Some(written) = last_use {
         written.written(&plan);
@@ -41,6 +42,7 @@ pub(super) async fn write_postgres(
 }
 
 /// A batch that [`one_statement`] cannot take, as a transaction of several statements.
+/// Returns the leases whose rows were gone ([`charge_orphans`]).
 /// Long on purpose: the statements in lock order (keys, accounts, leases, secrets), as one
 /// reads them in `one_statement`'s SQL.
 async fn write_transaction(
@@ -48,7 +50,7 @@ async fn write_transaction(
     batch: &[UsageEntry],
     rows: Rows,
     plan: &mut BatchPlan<'_>,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let mut tx = pool.begin().await?;
     let written = if rows == Rows::Write { batch } else { &[] };
     for chunk in written.chunks(CHUNK) {
@@ -82,29 +84,8 @@ async fn write_transaction(
             .execute(&mut *tx)
             .await?;
     }
-    for ((key_id, day, month), c) in sorted(&plan.charges) {
-        sqlx::query(CHARGE_KEY)
-            .bind(day)
-            .bind(c.charge)
-            .bind(month)
-            .bind(c.last_used)
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (account_id, (release, charge)) in sorted(&plan.accounts) {
-        sqlx::query(SETTLE_ACCOUNT)
-            .bind(release)
-            .bind(charge)
-            .bind(account_id)
-            .bind(0i64)
-            .execute(&mut *tx)
-            .await?;
-    }
+    charge_keys_and_settle_accounts(&mut tx, plan).await?;
     let orphans = crate::store::lease_book::settle_leases(&mut tx, &plan.leases).await?;
-    if !orphans.is_empty() {
-        charge_orphans(&mut tx, batch, &orphans).await?;
-    }
     for (secret_id, (last_used, client)) in sorted(&plan.secrets) {
         sqlx::query(SETTLE_SECRET)
             .bind(last_used)
@@ -139,52 +120,66 @@ async fn write_transaction(
         q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(orphans)
 }
 
-/// Charges of leased holds whose lease row was gone when their batch ran: released by another
-/// process's liveness sweep while this process still served from it (say its liveness
-/// connection had dropped). That release gave the slice's whole remaining amount back to
-/// the key's counters and the account's `reserved`, this hold included, so the charge is
-/// added to the key's counters and taken from the balance directly, as an in-memory hold's
-/// is: a delivered answer is paid for even then. Keys, then accounts (the lock order).
-async fn charge_orphans(
+/// In-memory holds' charges into their buckets' key counters (`plan.charges`), then each
+/// account's release and charge (`plan.accounts`): keys before accounts, the lock order.
+async fn charge_keys_and_settle_accounts(
     tx: &mut sqlx::PgConnection,
-    batch: &[UsageEntry],
-    orphans: &[i64],
+    plan: &BatchPlan<'_>,
 ) -> Result<()> {
-    tracing::warn!(leases = ?orphans, "usage charged against leases that were released; charging the accounts directly");
-    let mut keys: std::collections::BTreeMap<(i64, i64, i64), (i64, i64)> = Default::default();
-    let mut accounts: std::collections::BTreeMap<i64, i64> = Default::default();
-    for e in batch {
-        let Some(r) = &e.reservation else { continue };
-        if !r.lease.is_some_and(|l| orphans.contains(&l)) {
-            continue;
-        }
-        let charge = e.usage.cost.min(r.amount.micros());
-        let k = keys.entry((r.key_id, r.day, r.month)).or_default();
-        k.0 += charge;
-        k.1 = k.1.max(e.usage.completed_at);
-        *accounts.entry(r.account_id).or_default() += charge;
-    }
-    for ((key_id, day, month), (charge, last_used)) in keys {
+    for ((key_id, day, month), c) in sorted(&plan.charges) {
         sqlx::query(CHARGE_KEY)
             .bind(day)
-            .bind(charge)
+            .bind(c.charge)
             .bind(month)
-            .bind(last_used)
+            .bind(c.last_used)
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
     }
-    for (account_id, charge) in accounts {
+    for (account_id, (release, charge)) in sorted(&plan.accounts) {
         sqlx::query(SETTLE_ACCOUNT)
-            .bind(0i64)
+            .bind(release)
             .bind(charge)
             .bind(account_id)
             .bind(0i64)
             .execute(&mut *tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Charges of leased holds whose lease row was gone when their batch ran: released by another
+/// process's liveness sweep while this process still served from it (say its liveness
+/// connection had dropped). That release gave the slice's whole remaining amount back to
+/// the key's counters and the account's `reserved`, this hold included, so the holds are
+/// settled as in-memory holds are: the charge added to the key's counters and taken from
+/// the balance, in a transaction of its own after the batch's (whose lock order put the
+/// lease rows last). A delivered answer is paid for even then.
+async fn charge_orphans(pool: &sqlx::PgPool, batch: &[UsageEntry], orphans: &[i64]) -> Result<()> {
+    tracing::warn!(leases = ?orphans, "usage charged against leases that were released; charging the accounts directly");
+    let entries: Vec<UsageEntry> = batch
+        .iter()
+        .filter(|e| {
+            e.reservation
+                .as_ref()
+                .and_then(|r| r.lease)
+                .is_some_and(|l| orphans.contains(&l))
+        })
+        .cloned()
+        .map(|mut e| {
+            if let Some(r) = &mut e.reservation {
+                r.lease = None;
+                r.in_db = false;
+            }
+            e
+        })
+        .collect();
+    let plan = BatchPlan::new(&entries, Rows::Skip, 0);
+    let mut tx = pool.begin().await?;
+    charge_keys_and_settle_accounts(&mut tx, &plan).await?;
+    tx.commit().await?;
     Ok(())
 }
