@@ -253,6 +253,23 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click \"{text}\": {e}"));
     }
 
+    /// Clicks the link or button labelled exactly `label` in the table row that names
+    /// `row` (a key's name, as a link): "the key's row → Delete".
+    async fn click_in_row(&self, row: &str, label: &str) {
+        let xpath = format!(
+            "//tr[.//a[normalize-space()='{row}']]//*[self::a or self::button][normalize-space()='{label}']"
+        );
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no \"{label}\" in the row of {row}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click \"{label}\" in the row of {row}: {e}"));
+    }
+
     async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
         el.clear().await.unwrap();
@@ -514,10 +531,11 @@ async fn journey(js: bool) {
         "the list never shows the token"
     );
 
-    // The row stays light: Manage (the key's page) and Edit; the rest is on the key's page.
-    b.click(&format!("a[aria-label^='Manage {name}']")).await;
-    b.wait_h1(name).await;
-    b.click_text("Delete").await;
+    // Revoke as the docs say it, word for word and by visible labels only:
+    // "Dashboard → Keys → Delete".
+    b.click_text("Keys").await;
+    b.wait_path("/keys").await;
+    b.click_in_row(name, "Delete").await;
     assert_eq!(b.h1().await, format!("Delete “{name}”?"));
     assert!(
         b.source().await.contains("Disable instead"),
@@ -748,6 +766,76 @@ async fn back_forward_and_reload_never_show_the_token_again() {
         assert!(!u.contains("lr-sk-"), "a URL holds a token: {u}");
         assert!(!u.contains(secret_part), "a URL holds the token: {u}");
     }
+    b.close().await;
+}
+
+/// Keys → the key's row → Roll → Roll shows the new secret once. Reloading that page makes
+/// the browser send the POST again: nothing is rolled a second time, the key's page says
+/// "Already done", and the secret copied from the first answer keeps working. Then the
+/// row's Disable and Enable, which the alert settings page points to.
+#[tokio::test]
+async fn a_reloaded_roll_keeps_the_copied_secret_and_the_row_disables_and_enables() {
+    let Some(paths) = browser_paths() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let app = spawn_app().await;
+    let b = open_browser(&paths, &app.address, false).await;
+    sign_up(&b).await;
+    let key = NewKey {
+        name: "roller",
+        models: &[],
+        region: "",
+        daily_limit: "",
+    };
+    let old = create_key(&b, &key).await;
+    b.click_text("Keys").await;
+    b.wait_path("/keys").await;
+    b.click_in_row("roller", "Roll").await;
+    b.wait_h1("Roll “roller”").await;
+    b.click("form[action$='/roll'] button[type=submit]").await;
+    let new = b
+        .find("input#token[readonly]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the reveal shows the new secret");
+    assert_ne!(new, old);
+    assert!(b
+        .client
+        .title()
+        .await
+        .unwrap()
+        .starts_with("New secret for roller"));
+
+    b.client.refresh().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.source().await.contains("Already done") {
+        assert!(
+            Instant::now() < deadline,
+            "a reload of the reveal says Already done"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = b.source().await;
+    assert!(
+        !page.contains(&new["lr-sk-".len()..]),
+        "the secret is not shown again"
+    );
+    assert!(page.contains(&format!("…{}", &new[new.len() - 4..])));
+    assert_eq!(b.h1().await, "roller", "on the key's page");
+    let r = app.chat(&new, "lowrouter/echo", "after a reload").await;
+    assert_eq!(r.status(), 200, "the copied secret still works");
+
+    b.click_text("Keys").await;
+    b.wait_path("/keys").await;
+    b.click_in_row("roller", "Disable").await;
+    b.wait_path("/keys").await;
+    assert!(b.source().await.contains("“roller” is disabled."));
+    assert_eq!(app.chat(&new, "lowrouter/echo", "off").await.status(), 401);
+    b.click_in_row("roller", "Enable").await;
+    b.wait_path("/keys").await;
+    assert!(b.source().await.contains("“roller” is enabled."));
+    assert_eq!(app.chat(&new, "lowrouter/echo", "on").await.status(), 200);
     b.close().await;
 }
 

@@ -130,6 +130,11 @@ impl<K: TokenKind> Token<K> {
     pub fn last_four(&self) -> &str {
         &self.0[TOKEN_LEN - 4..]
     }
+
+    /// As shown after the reveal: [`masked`].
+    pub fn masked(&self) -> String {
+        masked(self.display_prefix(), self.last_four())
+    }
 }
 
 /// Hashes a token string that already passed [`ApiToken::parse`] (the gateway's hot path

@@ -149,9 +149,12 @@ async fn check_secret(store: &Store, key: &GatewayKey, now_ms: i64) -> Result<()
                 tracing::warn!(error = %e, "could not stamp a retired secret");
             }
         }
-        return Err(ApiError::unauthorized(
-            "This API key was rotated: it was replaced by a new secret of the same key and has been retired. Use the current secret shown in the dashboard.",
-        ));
+        // Name both secrets by their last characters (what the dashboard shows): the
+        // client knows the one it sent; the current one is what to look for.
+        return Err(ApiError::unauthorized(format!(
+            "This API key was rotated: its secret ending in {} was replaced by a Roll and has been retired. Use the key's current secret, ending in {}. Lost it? Roll the key again in the dashboard.",
+            s.secret_last4, key.key.token_last4
+        )));
     }
     Ok(())
 }

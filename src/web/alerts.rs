@@ -11,7 +11,8 @@ use serde_json::json;
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
 use super::keys::html;
-use super::{see_other, Dashboard, Layout};
+use super::session::FormUse;
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::alerts::{event, sign, target};
 use crate::domain::{time_util, Credits, KeyId};
 use crate::state::AppState;
@@ -271,6 +272,10 @@ pub async fn create_endpoint(
         )
         .await;
     };
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/alerts/settings"),
+    };
     let secret = sign::new_secret();
     let id = state
         .store
@@ -287,6 +292,15 @@ pub async fn create_endpoint(
         endpoint = id,
         "webhook endpoint added"
     );
+    user.session.form_done(
+        ticket,
+        "/alerts/settings",
+        format!(
+            "the endpoint {} was added. Its signing secret was shown only once: if it was not \
+             copied, delete the endpoint and add it again.",
+            url.as_str()
+        ),
+    )?;
     settings_page(
         &state,
         &user,
@@ -364,7 +378,9 @@ pub async fn save_settings(
         spike_floor: form.get("spike_floor").chars().take(40).collect(),
         spike_factor: form.get("spike_factor").chars().take(40).collect(),
         balance_below: form.get("balance_below").chars().take(40).collect(),
-        email_digest: !form.get("email_digest").is_empty(),
+        // No digest can be sent without mail: the box is disabled on such a server, and a
+        // crafted form cannot turn it on either.
+        email_digest: state.mailer.is_some() && !form.get("email_digest").is_empty(),
         ..settings_input(&AlertSettings::default())
     };
     let parsed = (|| -> Result<AlertSettings, String> {

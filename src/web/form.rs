@@ -27,17 +27,34 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::error::WebError;
-use super::session::TypedSession;
+use super::session::{FormUse, TypedSession};
 use crate::state::AppState;
 
 pub const CSRF_FIELD: &str = "csrf_token";
 
-/// A form body whose CSRF token and origin were checked.
-pub struct CsrfForm(pub Vec<(String, String)>);
+/// A form body whose CSRF token and origin were checked, and the path it was sent to.
+pub struct CsrfForm {
+    fields: Vec<(String, String)>,
+    action: String,
+}
 
 impl CsrfForm {
+    fn new(fields: Vec<(String, String)>, req: &HttpRequest) -> Self {
+        CsrfForm {
+            fields,
+            action: req.path().to_owned(),
+        }
+    }
+
+    /// Claims the form's one-time `form_id` for the path it was sent to: see
+    /// [`TypedSession::claim_form`]. Every form that makes something (a key, a secret, an
+    /// invitation, an endpoint, a workspace) carries one, so a reload never acts twice.
+    pub fn claim(&self, session: &TypedSession) -> Result<FormUse, WebError> {
+        session.claim_form(&self.action, self.get("form_id"))
+    }
+
     pub fn get(&self, name: &str) -> &str {
-        self.0
+        self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -45,7 +62,7 @@ impl CsrfForm {
     }
 
     pub fn get_all(&self, name: &str) -> Vec<String> {
-        self.0
+        self.fields
             .iter()
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
@@ -53,8 +70,8 @@ impl CsrfForm {
     }
 
     pub fn take(&mut self, name: &str) -> String {
-        match self.0.iter().position(|(k, _)| k == name) {
-            Some(i) => self.0.swap_remove(i).1,
+        match self.fields.iter().position(|(k, _)| k == name) {
+            Some(i) => self.fields.swap_remove(i).1,
             None => String::new(),
         }
     }
@@ -118,7 +135,7 @@ impl FromRequest for CsrfForm {
             let expected = session.csrf_token().map_err(|_| WebError::Csrf)?;
             match expected {
                 Some(exp) if bool::from(exp.as_bytes().ct_eq(given_token(&fields).as_bytes())) => {
-                    Ok(CsrfForm(fields))
+                    Ok(CsrfForm::new(fields, &req))
                 }
                 _ => Err(WebError::Csrf.into()),
             }
@@ -236,7 +253,7 @@ impl FromRequest for PublicForm {
             if !state.form_key.verify(&nonce, given_token(&fields)) {
                 return Err(WebError::Csrf.into());
             }
-            Ok(PublicForm(CsrfForm(fields)))
+            Ok(PublicForm(CsrfForm::new(fields, &req)))
         })
     }
 }

@@ -1,9 +1,9 @@
 //! A key's page (its secrets, last use, age) and its lifecycle: Roll (a new secret for the
 //! same key, revealed once like Create), Retire now and Extend for the previous secret.
 //!
-//! Roll is not guarded by a one-use form id as Create is: a repeated roll is safe by the
-//! store's rule (`Store::roll_key`: a current secret that never served a request is the one
-//! replaced), and refusing the repeat would leave the owner without the secret it made.
+//! Roll carries a one-time form id as Create does: reloading the reveal re-sends the POST,
+//! and a second roll would replace the secret the person has just copied. The repeat says
+//! "Already done" on the key's page instead, naming the new secret by its last characters.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,7 +13,8 @@ use super::error::WebResult;
 use super::form::CsrfForm;
 use super::keys::{html, reveal, KeyView};
 use super::live_key::LiveKey;
-use super::{see_other, Dashboard, Layout};
+use super::session::FormUse;
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::roll_form::RollFormInput;
 use crate::domain::{time_util, ApiToken, KeyId};
 use crate::state::AppState;
@@ -181,12 +182,25 @@ pub async fn roll(
             return html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?);
         }
     };
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, &format!("/keys/{}", key.id)),
+    };
     let token = ApiToken::generate();
     state
         .store
         .roll_key(user.workspace(), key.id, &token, retire, &user.actor)
         .await?;
     tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key rolled");
+    user.session.form_done(
+        ticket,
+        &format!("/keys/{}", key.id),
+        format!(
+            "“{}” was rolled. Its new secret, {}, was shown only once: lost it? Roll again.",
+            key.name,
+            token.masked()
+        ),
+    )?;
     reveal(&user, &req, &key, &token, true)
 }
 

@@ -9,8 +9,8 @@ use super::error::WebResult;
 use super::form::CsrfForm;
 pub use super::key_view::KeyView;
 use super::live_key::LiveKey;
-use super::session::random_token;
-use super::{see_other, Dashboard, Layout};
+use super::session::{random_token, FormUse};
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
 use crate::domain::{time_util, ApiToken, KeyId};
@@ -247,7 +247,8 @@ pub(super) fn secret_reveal(html: String) -> HttpResponse {
 
 /// Create answers with the reveal page itself (no redirect, so the token is in no URL and
 /// no session), marked `no-store`. A re-submitted form (reload, Back then Forward) carries a
-/// used form id and is sent to the Keys page instead: no second key, no second reveal.
+/// used form id and is sent to the Keys page instead, with "Already done": no second key, no
+/// second reveal.
 pub async fn create(
     state: web::Data<AppState>,
     user: Dashboard,
@@ -263,11 +264,10 @@ pub async fn create(
         Ok(spec) => spec,
         Err(errors) => return render_form_errors(&state, &user, None, input, *errors),
     };
-    if !user.session.consume_form(form.get("form_id"))? {
-        user.session
-            .set_info("That key was already created. Its token is shown only once.")?;
-        return Ok(see_other("/keys"));
-    }
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/keys"),
+    };
     let token = ApiToken::generate();
     match state
         .store
@@ -277,9 +277,20 @@ pub async fn create(
         Ok(id) => {
             tracing::info!(account_id = %user.workspace(), key_id = %id, "key created");
             let key = state.store.key(user.workspace(), id).await?;
+            user.session.form_done(
+                ticket,
+                "/keys",
+                format!(
+                    "the key “{}” was created. Its token, {}, was shown only once: if it \
+                     was not copied, Roll the key for a new one.",
+                    key.name,
+                    token.masked()
+                ),
+            )?;
             reveal(&user, &req, &key, &token, false)
         }
         Err(StoreError::Conflict) => {
+            drop(ticket);
             let errors = FieldErrors {
                 name: Some(NAME_TAKEN.into()),
                 ..Default::default()

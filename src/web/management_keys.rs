@@ -9,8 +9,8 @@ use askama::Template;
 use super::error::WebResult;
 use super::form::CsrfForm;
 use super::keys::html;
-use super::session::random_token;
-use super::{see_other, Dashboard, Layout};
+use super::session::FormUse;
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::key_form::parse_name;
 use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::{time_util, ManagementToken};
@@ -85,7 +85,6 @@ pub struct MkErrors {
 struct ManagementKeysPage {
     layout: Layout,
     keys: Vec<ManagementKeyView>,
-    form_id: String,
     input: MkInput,
     errors: MkErrors,
     today: String,
@@ -106,7 +105,6 @@ async fn page(
             .iter()
             .map(|k| ManagementKeyView::new(k, now))
             .collect(),
-        form_id: random_token(),
         input,
         errors,
         today: time_util::format_date(now),
@@ -197,11 +195,10 @@ pub async fn create(
             .await
         }
     };
-    if !user.session.consume_form(form.get("form_id"))? {
-        user.session
-            .set_info("That management key was already created. Its token is shown only once.")?;
-        return Ok(see_other("/management-keys"));
-    }
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/management-keys"),
+    };
     let token = ManagementToken::generate();
     let row = state
         .store
@@ -214,6 +211,16 @@ pub async fn create(
         )
         .await?;
     tracing::info!(account_id = %user.workspace(), management_key = %row.public_id, "management key created");
+    user.session.form_done(
+        ticket,
+        "/management-keys",
+        format!(
+            "the management key “{}” was created. Its token, {}, was shown only once: if it \
+             was not copied, Roll it for a new one.",
+            row.name,
+            row.masked()
+        ),
+    )?;
     let page = RevealPage {
         layout: user.layout("management"),
         name: row.name,
@@ -225,17 +232,30 @@ pub async fn create(
 }
 
 /// Gives the key a new token, shown once here (`no-store`); the old one stops working with
-/// this answer: management keys have no grace period. A replayed POST rolls again (safe:
-/// the token it would have shown was never seen).
+/// this answer: management keys have no grace period. A re-sent form rolls nothing again
+/// (it would kill the token just copied): "Already done" on the list instead.
 pub async fn roll(
     state: web::Data<AppState>,
     user: Dashboard,
     req: actix_web::HttpRequest,
     path: web::Path<String>,
-    _f: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/management-keys"),
+    };
     let (row, token) = roll_one(&state, &user, &id).await?;
+    user.session.form_done(
+        ticket,
+        "/management-keys",
+        format!(
+            "“{}” was rolled. Its new token, {}, was shown only once: lost it? Roll again.",
+            row.name,
+            row.masked()
+        ),
+    )?;
     let page = RevealPage {
         layout: user.layout("management"),
         name: row.name,

@@ -10,7 +10,8 @@ use askama::Template;
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
 use super::keys::{html, secret_reveal};
-use super::{see_other, Dashboard, Layout};
+use super::session::FormUse;
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::roll_form::Retirement;
 use crate::domain::team::{Role, UserId, WorkspaceId};
@@ -149,6 +150,12 @@ pub async fn invite(
         }
     };
     let role = role_field(&user, &form)?;
+    // A reload of the page with the link would re-send this form: inviting the same email
+    // again replaces the invitation, so the link just copied would stop working.
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/members"),
+    };
     let token = VerifyToken::generate();
     state
         .store
@@ -170,6 +177,16 @@ pub async fn invite(
     }
     let link = format!("{}{path}", super::keys::base_url(&req));
     tracing::info!(account_id = %user.workspace(), "member invited");
+    user.session.form_done(
+        ticket,
+        "/members",
+        format!(
+            "{} was invited as {}. The link was shown only once: if it was not copied, revoke \
+             the invitation below and invite again.",
+            email.as_str(),
+            role.label()
+        ),
+    )?;
     let page = members_page(&state, &user, Some(link), String::new(), None).await?;
     Ok(secret_reveal(page.render()?))
 }
@@ -335,9 +352,14 @@ pub async fn roll_all(
     state: web::Data<AppState>,
     user: Dashboard,
     path: web::Path<String>,
-    _form: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
+    let back = format!("/members/{}/offboarding", target.0);
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, &back),
+    };
     let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
     let now = time_util::now_ms();
     let retire = Retirement::WhenQuiet {
@@ -359,9 +381,20 @@ pub async fn roll_all(
         let (row, token) = super::management_keys::roll_one(&state, &user, &id).await?;
         management_keys.push((row.name, token));
     }
+    let member = member_email(&state, target).await?;
+    user.session.form_done(
+        ticket,
+        &back,
+        format!(
+            "{} API key(s) and {} management key(s) of {member} were rolled. Their new secrets \
+             were shown only once: lost one? Roll that key again.",
+            rolled.len(),
+            management_keys.len()
+        ),
+    )?;
     let page = RolledAllPage {
         layout: user.layout("members"),
-        member: member_email(&state, target).await?,
+        member,
         groups: [
             ("API keys", "token", rolled),
             ("Management keys", "mk-token", management_keys),

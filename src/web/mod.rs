@@ -160,6 +160,9 @@ pub struct Layout {
     pub workspaces: Vec<MembershipRow>,
     /// What this member may do, for showing only the actions the server would accept.
     pub can: Can,
+    /// The one-time id of this page's state-changing forms (`form_id`): each form's action
+    /// claims it once ([`form::CsrfForm::claim`]).
+    pub form_id: String,
 }
 
 /// The actions a page offers, from the member's role (the server checks again: `access`).
@@ -259,6 +262,7 @@ impl Dashboard {
             workspace_id: self.account.id,
             workspaces: self.workspaces.clone(),
             can: Can::of(self.role, self.user),
+            form_id: session::random_token(),
         }
     }
 
@@ -390,6 +394,24 @@ async fn check_route(
         }
     }
     Ok(())
+}
+
+/// The answer to a form sent again (`FormUse::Repeat`): nothing is done a second time; the
+/// page where the first submission's result lives says "Already done" and what it did.
+pub fn already_done(
+    user: &Dashboard,
+    done: Option<session::FormDone>,
+    fallback: &str,
+) -> Result<actix_web::HttpResponse, WebError> {
+    let (location, message) = match done {
+        Some(d) => (d.location, format!("Already done: {}", d.message)),
+        None => (
+            fallback.to_owned(),
+            "Already done: that form was sent before, so nothing was done again.".to_owned(),
+        ),
+    };
+    user.session.set_info(&message)?;
+    Ok(see_other(&location))
 }
 
 /// Post/redirect/get.

@@ -1,6 +1,6 @@
 //! What the dashboard keeps in a session: the account id, the CSRF token, one flash
-//! message, and the ids of New key forms already used (so a re-submitted Create never makes
-//! a second key).
+//! message, and the state-changing forms already used with what each did (so a re-submitted
+//! Create, Roll or invitation never acts twice: [`TypedSession::claim_form`]).
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
@@ -96,29 +96,114 @@ impl TypedSession {
         self.0.remove_as::<String>(INFO).and_then(Result::ok)
     }
 
-    /// Records a New key form as used. Returns false if it was used before, or is not a
-    /// form id this server could have issued ([`random_token`]): nothing a client invents is
-    /// stored in its session.
-    pub fn consume_form(&self, form_id: &str) -> SessionResult<bool> {
+    /// Claims a state-changing form's one-time id for `action` (the form's path): the first
+    /// submission gets a [`FormTicket`] to do the work and then record what it did
+    /// ([`TypedSession::form_done`]); every later submission of the same form (a reload that
+    /// re-sends the POST, Back then Forward, a double click) gets [`FormUse::Repeat`] with
+    /// that record, and does nothing again. An id this server could not have issued
+    /// ([`random_token`]), or none, counts as a repeat with no record: nothing a client
+    /// invents is stored in its session.
+    ///
+    /// One id serves every form of a page ([`super::Layout::form_id`]): the slot is the pair
+    /// of action and id, so two different forms of one page are two slots.
+    pub fn claim_form(&self, action: &str, form_id: &str) -> SessionResult<FormUse> {
         if form_id.len() != 32 || !form_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Ok(false);
+            return Ok(FormUse::Repeat(None));
         }
-        let mut used: Vec<String> = self
+        let slot = format!("{action} {form_id}");
+        let mut used = self.used_forms()?;
+        if let Some(u) = used.iter().find(|u| u.slot == slot) {
+            return Ok(FormUse::Repeat(u.done.clone()));
+        }
+        used.push(UsedForm {
+            slot: slot.clone(),
+            done: None,
+        });
+        self.keep_used_forms(used)?;
+        Ok(FormUse::First(FormTicket {
+            slot,
+            session: TypedSession(self.0.clone()),
+            done: false,
+        }))
+    }
+
+    /// Records what a claimed form did, for its repeats to show. Never a secret: a repeat
+    /// shows a token's last characters at most.
+    pub fn form_done(
+        &self,
+        mut ticket: FormTicket,
+        location: &str,
+        message: String,
+    ) -> SessionResult<()> {
+        ticket.done = true;
+        let mut used = self.used_forms()?;
+        if let Some(u) = used.iter_mut().find(|u| u.slot == ticket.slot) {
+            u.done = Some(FormDone {
+                location: location.to_owned(),
+                message,
+            });
+        }
+        self.keep_used_forms(used)
+    }
+
+    fn used_forms(&self) -> SessionResult<Vec<UsedForm>> {
+        Ok(self
             .0
             .get(USED_FORMS)
             .map_err(WebError::internal)?
-            .unwrap_or_default();
-        if used.iter().any(|u| u == form_id) {
-            return Ok(false);
-        }
-        used.push(form_id.to_owned());
-        let keep = used.len().saturating_sub(20);
-        used.drain(..keep);
-        self.0
-            .insert(USED_FORMS, used)
-            .map_err(WebError::internal)?;
-        Ok(true)
+            .unwrap_or_default())
     }
+
+    fn keep_used_forms(&self, mut used: Vec<UsedForm>) -> SessionResult<()> {
+        let drop = used.len().saturating_sub(MAX_USED_FORMS);
+        used.drain(..drop);
+        self.0.insert(USED_FORMS, used).map_err(WebError::internal)
+    }
+}
+
+/// How many used forms a session remembers (the newest): enough for any page a person can
+/// still reload, and a bound on the session row.
+const MAX_USED_FORMS: usize = 20;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UsedForm {
+    slot: String,
+    done: Option<FormDone>,
+}
+
+/// What a used form did: where its result lives and what to say about it on a repeat.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FormDone {
+    pub location: String,
+    pub message: String,
+}
+
+/// The first submission of a form: the right to act, once. Dropped without
+/// [`TypedSession::form_done`] (a refused field, a name taken, a failure), it gives the form
+/// back: the action did nothing, so sending the form again tries again.
+#[must_use = "record what the form did with TypedSession::form_done"]
+pub struct FormTicket {
+    slot: String,
+    session: TypedSession,
+    done: bool,
+}
+
+impl Drop for FormTicket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Ok(mut used) = self.session.used_forms() {
+            used.retain(|u| u.slot != self.slot);
+            let _ = self.session.keep_used_forms(used);
+        }
+    }
+}
+
+pub enum FormUse {
+    First(FormTicket),
+    /// Submitted before: what it did (`None`: unknown, or it failed before saying).
+    Repeat(Option<FormDone>),
 }
 
 impl FromRequest for TypedSession {

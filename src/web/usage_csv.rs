@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::error::WebResult;
 use super::usage::parse_filter;
+use super::usage_filter::FilterInput;
 use super::Dashboard;
 use crate::domain::{time_util, Credits};
 use crate::state::AppState;
@@ -25,7 +26,7 @@ pub(super) fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 19] = [
     "generation_id",
     "started_at",
     "completed_at",
@@ -44,6 +45,7 @@ const CSV_HEADER: [&str; 18] = [
     "error_code",
     "secret_last4",
     "secret",
+    "key_id",
 ];
 
 fn csv_writer(capacity: usize) -> csv::Writer<Vec<u8>> {
@@ -83,6 +85,9 @@ fn csv_page(rows: &[ExportRow]) -> web::Bytes {
                     Err(_) => csv_text_cell(&mut out, cell),
                 },
                 6..=8 | 10 | 12 => out.push_str(cell),
+                // `lr-sk-Ab3d...x9Qz`: ASCII, as spreadsheets that read CSV as a legacy
+                // code page would otherwise garble the ellipsis.
+                15 => csv_text_cell(&mut out, &cell.replace('…', "...")),
                 _ => csv_text_cell(&mut out, cell),
             }
         }
@@ -103,8 +108,9 @@ pub(super) fn csv_text_cell(out: &mut String, s: &str) {
     }
 }
 
-/// `2026-11-27 14:03:05 UTC`, as `time_util::format_second` writes it, without allocating:
-/// the export formats two per row. Civil date from days (H. Hinnant's algorithm).
+/// `2026-11-27T14:03:05Z` (RFC 3339, which spreadsheets and every CSV reader take as a date
+/// and time), as `time_util::format_rfc3339` writes it, without allocating: the export
+/// formats two per row. Civil date from days (H. Hinnant's algorithm).
 fn utc_second(out: &mut String, ms: i64) {
     use std::fmt::Write;
     let secs = ms.div_euclid(1000);
@@ -120,7 +126,7 @@ fn utc_second(out: &mut String, ms: i64) {
     let year = yoe + era * 400 + i64::from(month <= 2);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -128,19 +134,49 @@ fn utc_second(out: &mut String, ms: i64) {
 }
 
 /// `lowrouter-usage-2026-11-01-to-2026-11-30.csv`, `lowrouter-usage-2026-11-30.csv` for one
-/// day, `lowrouter-usage-until-2026-11-30.csv` without a start (everything so far). The
-/// dates were parsed (`parse_filter`), so they hold only digits and hyphens.
-fn csv_filename(from: &str, to: &str, now: i64) -> String {
-    let to = if to.is_empty() {
+/// day, `lowrouter-usage-until-2026-11-30.csv` without a start (everything so far); the other
+/// filters go before the period (`lowrouter-usage-key-prod-server-status-ok-….csv`), so two
+/// exports of one period never share a name. The dates were parsed (`parse_filter`), so they
+/// hold only digits and hyphens; other values are reduced to `[A-Za-z0-9._-]`.
+fn csv_filename(input: &FilterInput, now: i64) -> String {
+    let to = if input.to.is_empty() {
         time_util::format_date(now)
     } else {
-        to.to_owned()
+        input.to.clone()
     };
-    match from {
-        "" => format!("lowrouter-usage-until-{to}.csv"),
-        f if f == to => format!("lowrouter-usage-{to}.csv"),
-        f => format!("lowrouter-usage-{f}-to-{to}.csv"),
+    let period = match input.from.as_str() {
+        "" => format!("until-{to}"),
+        f if f == to => to,
+        f => format!("{f}-to-{to}"),
+    };
+    let mut name = String::from("lowrouter-usage-");
+    for (label, value) in [
+        ("key", &input.key),
+        ("key", &input.key_id),
+        ("model", &input.model),
+        ("provider", &input.provider),
+        ("region", &input.region),
+        ("status", &input.status),
+    ] {
+        let value: String = value
+            .chars()
+            .map(|c| match c {
+                'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => c,
+                _ => '-',
+            })
+            .take(40)
+            .collect();
+        let value = value.trim_matches(['-', '.']);
+        if !value.is_empty() {
+            name.push_str(label);
+            name.push('-');
+            name.push_str(value);
+            name.push('-');
+        }
     }
+    name.push_str(&period);
+    name.push_str(".csv");
+    name
 }
 
 /// Streams exactly the filtered rows as CSV, page by page: memory stays flat at any size.
@@ -153,7 +189,7 @@ pub async fn export_csv(
     if !errors.is_empty() {
         return Err(super::error::WebError::BadRequest(errors.join(" ")));
     }
-    let filename = csv_filename(&input.from, &input.to, time_util::now_ms());
+    let filename = csv_filename(&input, time_util::now_ms());
     let pages = state.store.stream_usage(user.workspace(), filter);
     csv_download(&filename, &CSV_HEADER, pages, csv_page)
 }
@@ -195,6 +231,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_names_carry_the_filters_and_nothing_a_header_could_break_on() {
+        let day = 1_764_201_785_123; // 2025-11-26
+        let mut f = FilterInput::default();
+        assert_eq!(
+            csv_filename(&f, day),
+            "lowrouter-usage-until-2025-11-26.csv"
+        );
+        f.from = "2025-11-01".into();
+        f.to = "2025-11-30".into();
+        f.key = "prod server \"x\"/..\r\n".into();
+        f.status = "upstream_error".into();
+        assert_eq!(
+            csv_filename(&f, day),
+            "lowrouter-usage-key-prod-server--x-status-upstream_error-2025-11-01-to-2025-11-30.csv"
+        );
+    }
+
+    #[test]
     fn csv_times_match_the_pages() {
         for ms in [
             0,
@@ -206,7 +260,7 @@ mod tests {
         ] {
             let mut s = String::new();
             utc_second(&mut s, ms);
-            assert_eq!(s, time_util::format_second(ms), "{ms}");
+            assert_eq!(s, time_util::format_rfc3339(ms), "{ms}");
         }
     }
 }

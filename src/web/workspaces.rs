@@ -10,8 +10,8 @@ use askama::Template;
 use super::error::{WebError, WebResult};
 use super::form::CsrfForm;
 use super::keys::html;
-use super::session::random_token;
-use super::{see_other, Dashboard, Layout};
+use super::session::FormUse;
+use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::team::{WorkspaceKind, WorkspaceName, CREATE_LIMIT};
 use crate::state::AppState;
 use crate::store::accounts::workspaces::{Personal, TooMany};
@@ -47,7 +47,6 @@ fn name_field(form: &CsrfForm) -> Result<WorkspaceName, NameField> {
 struct NewPage {
     layout: Layout,
     field: NameField,
-    form_id: String,
     limit: i64,
 }
 
@@ -55,7 +54,6 @@ fn new_page(user: &Dashboard, field: NameField, status: StatusCode) -> WebResult
     let page = NewPage {
         layout: user.layout("members"),
         field,
-        form_id: random_token(),
         limit: CREATE_LIMIT,
     };
     html(status, page.render()?)
@@ -76,11 +74,10 @@ pub async fn create(
         Ok(n) => n,
         Err(field) => return new_page(&user, field, StatusCode::UNPROCESSABLE_ENTITY),
     };
-    if !user.session.consume_form(form.get("form_id"))? {
-        user.session
-            .set_info("That workspace was already created.")?;
-        return Ok(see_other("/members"));
-    }
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/members"),
+    };
     let made = state
         .store
         .create_workspace(user.user, &name, CREATE_LIMIT, &user.actor)
@@ -97,6 +94,11 @@ pub async fn create(
         }
     };
     tracing::info!(account_id = %ws, "workspace created");
+    user.session.form_done(
+        ticket,
+        "/members",
+        format!("the workspace “{}” was created.", name.as_str()),
+    )?;
     user.session.set_workspace(ws)?;
     user.session.set_flash(&format!(
         "Created “{}”: you are its owner and are working in it now. It starts with no credits.",

@@ -135,9 +135,13 @@ async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> String {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let html = r.text().await.unwrap();
-    let secret = between(&html, "<code class=\"token wraps\">", "</code>")
-        .expect("the secret is revealed once")
-        .to_owned();
+    let secret = between(
+        &html,
+        "<code class=\"token wraps\" id=\"webhook-secret\">",
+        "</code>",
+    )
+    .expect("the secret is revealed once")
+    .to_owned();
     assert!(secret.starts_with("whsec_"));
     assert!(
         !app.get_html("/alerts/settings").await.contains(&secret),

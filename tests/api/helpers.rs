@@ -144,22 +144,39 @@ impl TestApp {
         self.get(path).await.text().await.unwrap()
     }
 
-    /// POSTs a form with the CSRF token of the page at `csrf_from`.
+    /// POSTs a form with the CSRF token (and one-time form id, when it has one) of the page
+    /// at `csrf_from`.
     pub async fn post_form(
         &self,
         path: &str,
         csrf_from: &str,
         fields: &[(&str, String)],
     ) -> reqwest::Response {
+        let body = self.form_body(csrf_from, fields).await;
+        self.post_body(path, &body).await
+    }
+
+    /// A form's body as the page at `csrf_from` would send it: its CSRF token, its one-time
+    /// `form_id` when it has one, then `fields`. Sent twice, it is a reload of the answer.
+    pub async fn form_body(
+        &self,
+        csrf_from: &str,
+        fields: &[(&str, String)],
+    ) -> Vec<(String, String)> {
         let page = self.get_html(csrf_from).await;
         let mut body: Vec<(String, String)> = vec![("csrf_token".into(), csrf_of(&page))];
         if let Some(form_id) = between(&page, "name=\"form_id\" value=\"", "\"") {
             body.push(("form_id".into(), form_id.to_owned()));
         }
         body.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        body
+    }
+
+    /// POSTs a body made by [`TestApp::form_body`].
+    pub async fn post_body(&self, path: &str, body: &[(String, String)]) -> reqwest::Response {
         self.client
             .post(self.url(path))
-            .form(&body)
+            .form(body)
             .send()
             .await
             .unwrap()

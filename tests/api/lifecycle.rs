@@ -86,6 +86,18 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
     let (status, message) = try_echo(&app, &old).await;
     assert_eq!(status, 401);
     assert!(message.contains("rotated"), "{message}");
+    // It names the secret sent and the one to use instead, by their last characters, and
+    // says what to do when that one is lost; never a whole secret.
+    assert!(
+        message.contains(&format!("ending in {}", last4(&old))),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("current secret, ending in {}", last4(&new))),
+        "{message}"
+    );
+    assert!(message.contains("Roll the key again"), "{message}");
+    assert!(!message.contains(&new[6..]) && !message.contains(&old[6..]));
     assert!(works(&app, &new).await);
 
     // Last use: when and with which model, on the list and the key page.
@@ -104,13 +116,17 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
 
     // The usage detail page and the CSV show the serving secret.
     let csv = app.get_html("/usage.csv").await;
-    assert!(csv.lines().next().unwrap().ends_with("secret_last4,secret"));
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with("secret_last4,secret,key_id"));
     assert!(csv.contains(last4(&old)) && csv.contains(last4(&new)));
-    // Each row names its secret as prefix…last four, the retired one included.
+    // Each row names its secret as prefix...last four (ASCII), the retired one included.
     for token in [&old, &new] {
-        let shown = format!("{}…{}", &token[..10], last4(token));
+        let shown = format!("{}...{}", &token[..10], last4(token));
         assert!(
-            csv.contains(&format!(",{},{shown}\r\n", last4(token))),
+            csv.contains(&format!(",{},{shown},key_", last4(token))),
             "{shown} in {csv}"
         );
     }

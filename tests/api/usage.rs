@@ -698,11 +698,12 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
             "http_status",
             "error_code",
             "secret_last4",
-            "secret"
+            "secret",
+            "key_id"
         ]
     );
     assert_eq!(recs.len(), 1 + 5, "header and every row, newlines included");
-    assert!(recs.iter().all(|r| r.len() == 18));
+    assert!(recs.iter().all(|r| r.len() == 19));
     let by_gen = |g: &str| recs.iter().find(|r| &r[0] == g).unwrap().clone();
     // Every text cell that a spreadsheet would execute starts with a quote; the text itself
     // (commas, quotes, newlines) survives the round trip.
@@ -714,7 +715,20 @@ async fn csv_exports_exactly_the_rows_with_escaping_and_a_named_period() {
     assert_eq!(&r[9], echo_row.completion.to_string());
     assert_eq!(&r[10], (echo_row.prompt + echo_row.completion).to_string());
     assert_eq!(&r[11], Credits::from_micros(echo_row.cost).exact());
-    assert!(r[1].ends_with(" UTC") && r[1].starts_with(&date(t)));
+    // RFC 3339 times, which spreadsheets read as dates; the secret in ASCII; the key's
+    // public id, as the management API names it.
+    assert!(
+        r[1].starts_with(&format!("{}T", date(t))) && r[1].ends_with('Z'),
+        "{}",
+        &r[1]
+    );
+    assert_eq!(r[1].len(), "2026-12-07T17:30:09Z".len());
+    assert!(
+        r[17].starts_with("lr-sk-") && r[17].contains("...") && r[17].is_ascii(),
+        "{}",
+        &r[17]
+    );
+    assert!(r[18].starts_with("key_"), "{}", &r[18]);
     let r = by_gen(&bad.gen);
     // Control characters in what the client asked for are recorded as visible escapes.
     assert_eq!(&r[4], format!("'{}", nasty_model.replace('\n', "\\u{a}")));

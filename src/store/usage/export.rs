@@ -37,7 +37,18 @@ impl Store {
                 Some(last4) => self.secret_display(account_id, row.key_id, last4).await?,
                 None => None,
             };
-            r.full = Some((row, secret.unwrap_or_default()));
+            let public_id: Option<String> = on_read!(self, pool => {
+                sqlx::query_scalar("select public_id from api_keys where id = $1 and account_id = $2")
+                    .bind(row.key_id)
+                    .bind(account_id)
+                    .fetch_optional(pool)
+                    .await?
+            });
+            r.full = Some((
+                row,
+                secret.unwrap_or_default(),
+                public_id.unwrap_or_default(),
+            ));
         }
         Ok(rows)
     }
@@ -71,7 +82,7 @@ const EXPORT_SEP: char = '\u{1f}';
 
 /// The cells of an export row after the times, in CSV column order, as SQL both backends
 /// accept (`text || bigint` converts the number on both).
-const EXPORT_CELLS: [&str; 16] = [
+const EXPORT_CELLS: [&str; 17] = [
     "generation_id",
     "key_name",
     "requested_model",
@@ -91,6 +102,9 @@ const EXPORT_CELLS: [&str; 16] = [
     "coalesce((select s.token_prefix || '…' || s.token_last4 from key_secrets s \
       where s.key_id = usage.key_id and s.token_last4 = usage.secret_last4 \
       order by s.id desc limit 1), '')",
+    // The key's public id (`key_…`, as the management API names it): the key under every
+    // name it had.
+    "coalesce((select k.public_id from api_keys k where k.id = usage.key_id), '')",
 ];
 
 /// A usage row for CSV export: the cells joined into one text value by the database. One
@@ -105,19 +119,19 @@ pub struct ExportRow {
     /// The row read column by column, when a cell held the separator, and its secret's
     /// display.
     #[sqlx(skip)]
-    full: Option<(UsageRow, String)>,
+    full: Option<(UsageRow, String, String)>,
 }
 
 /// An export row's cells: generation id, key name, requested and resolved model, provider,
 /// region, prompt, completion and total tokens, cost (micro-credits), latency, status, HTTP
-/// status, error code, the serving secret's last four and its display (prefix…last four).
-/// Absent values are empty.
-pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 16];
+/// status, error code, the serving secret's last four and its display (prefix…last four),
+/// the key's public id. Absent values are empty.
+pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 17];
 
 impl ExportRow {
     pub fn cells(&self) -> Option<ExportCells<'_>> {
         use std::borrow::Cow;
-        if let Some((r, secret)) = &self.full {
+        if let Some((r, secret, public_id)) = &self.full {
             let o = |s: &Option<String>| Cow::Owned(s.clone().unwrap_or_default());
             let n = |n: i64| Cow::Owned(n.to_string());
             return Some([
@@ -137,6 +151,7 @@ impl ExportRow {
                 o(&r.error_code),
                 o(&r.secret_last4),
                 Cow::Owned(secret.clone()),
+                Cow::Owned(public_id.clone()),
             ]);
         }
         let mut it = self.cells.split(EXPORT_SEP).map(Cow::Borrowed);
