@@ -875,7 +875,12 @@ for (const e of document.body.querySelectorAll('*')) {
   const r = e.getBoundingClientRect();
   if (r.width === 0 && r.height === 0) continue;
   const p = e.parentElement;
-  if (p && p !== document.body && p !== document.documentElement) {
+  if (cs.position === 'absolute' || cs.position === 'fixed') {
+    // A dropdown (the phone Menu's panel) is placed out of its container on purpose: it
+    // must fit the window instead.
+    const d = Math.max(r.right - window.innerWidth, -r.left);
+    if (d > 1) out.push('sticks out of the window: ' + describe(e, d));
+  } else if (p && p !== document.body && p !== document.documentElement) {
     const pr = p.getBoundingClientRect();
     const d = Math.max(r.right - pr.right, pr.left - r.left);
     if (d > 1) out.push('sticks out of ' + p.tagName.toLowerCase() + ': ' + describe(e, d));
@@ -980,6 +985,22 @@ async fn shoot(b: &Browser, name: &str, check_overflow: bool, problems: &mut Vec
                 problems.push(format!(
                     "{name} scrolls sideways by {overflow}px at {w}px wide"
                 ));
+            }
+        }
+        if w == PHONE.0 {
+            // Phones: the bar is one line (brand, balance, Menu), not a third of the screen.
+            let header = b
+                .client
+                .execute(
+                    "return document.querySelector('header.topbar')?.getBoundingClientRect().height ?? 0",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap_or(0.0);
+            if header > 120.0 {
+                problems.push(format!("{name} at {w}px: the header is {header}px tall"));
             }
         }
         if !SHOT_WIDTHS.contains(&w) {
@@ -1203,6 +1224,21 @@ async fn screenshots_of_the_main_pages() {
     b.find("button.fixed-width").await;
     assert_eq!(b.text("button.fixed-width").await, "Enable");
     shoot(&b, "key-page", true, &mut problems).await;
+    b.click("a.button[href$='/roll']").await;
+    b.wait_h1("Roll “local-dev”").await;
+    // The Roll form's fields show their values: none is the 16 px box of a checkbox.
+    for field in ["quiet_minutes", "deadline_days", "at"] {
+        let w = b
+            .find(&format!("input[name={field}]"))
+            .await
+            .rectangle()
+            .await
+            .unwrap()
+            .2;
+        assert!(w >= 40.0, "the {field} field is {w}px wide");
+    }
+    shoot(&b, "roll-form", true, &mut problems).await;
+    b.client.back().await.unwrap();
     b.click_text("Edit").await;
     assert_eq!(b.h1().await, "Edit “local-dev”");
     shoot(&b, "edit-key", true, &mut problems).await;
@@ -1223,6 +1259,24 @@ async fn screenshots_of_the_main_pages() {
         "spend against its limit"
     );
     shoot(&b, "keys", true, &mut problems).await;
+
+    // Phones: the navigation opens from Menu (a <details>: no script needed) and fits.
+    set_viewport(&b, PHONE.0, PHONE.1).await;
+    b.click("details.menu > summary").await;
+    assert!(b
+        .find("details.menu[open] .menu-panel a[href='/usage']")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    let found = b.client.execute(OVERFLOW_JS, vec![]).await.unwrap();
+    for f in found.as_array().into_iter().flatten() {
+        problems.push(format!("open menu at 390px: {}", f.as_str().unwrap_or("?")));
+    }
+    let png = b.client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("menu-open-390.png"), png).unwrap();
+    b.click("details.menu > summary").await;
+    set_viewport(&b, DESKTOP.0, DESKTOP.1).await;
 
     see_usage_of(&b, long_name).await;
     let usage = b.source().await;
