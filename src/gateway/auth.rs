@@ -76,6 +76,57 @@ impl Authed {
     }
 }
 
+/// A refused authentication, with the key when the token was one of ours (revoked,
+/// disabled, expired, idle; a retired or quarantined secret): the refusal belongs to that
+/// key's history (`chat::begin` records it, within the key's refusal budget).
+pub struct Refused {
+    pub error: ApiError,
+    pub dead: Option<DeadKey>,
+}
+
+/// A known key that refused the request, and why, as the usage row's `error_code` says it
+/// (the client gets `invalid_api_key` and a message).
+pub struct DeadKey {
+    pub key: Authed,
+    pub reason: DeadReason,
+}
+
+/// Why a known key refused a request: each is a reason of its own on the Usage page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    Revoked,
+    Disabled,
+    Idle,
+    Expired,
+    Retired,
+    Quarantined,
+}
+
+impl DeadReason {
+    /// The usage row's error code (`web::reasons` has each one's words).
+    pub fn code(self) -> &'static str {
+        match self {
+            DeadReason::Revoked => "key_revoked",
+            DeadReason::Disabled => "key_disabled",
+            DeadReason::Idle => "key_idle",
+            DeadReason::Expired => "key_expired",
+            DeadReason::Retired => "secret_retired",
+            DeadReason::Quarantined => "secret_quarantined",
+        }
+    }
+
+    /// What the alerts' dead-secret feed calls it.
+    fn told(self) -> &'static str {
+        match self {
+            DeadReason::Revoked => "revoked",
+            DeadReason::Disabled | DeadReason::Idle => "disabled",
+            DeadReason::Expired => "expired",
+            DeadReason::Retired => "retired",
+            DeadReason::Quarantined => "quarantined",
+        }
+    }
+}
+
 /// `dead` hears of every refused use of a dead secret (alerts; a map insert, no I/O).
 pub async fn authenticate(
     store: &Store,
@@ -83,48 +134,64 @@ pub async fn authenticate(
     now_ms: i64,
     dead: &crate::alerts::Feed,
 ) -> Result<Authed, ApiError> {
-    let token = bearer_token(headers)?;
+    authenticate_or_dead(store, headers, now_ms, dead)
+        .await
+        .map_err(|r| r.error)
+}
+
+/// [`authenticate`], keeping the key of a refusal by a known key ([`Refused::dead`]).
+pub async fn authenticate_or_dead(
+    store: &Store,
+    headers: &HeaderMap,
+    now_ms: i64,
+    dead: &crate::alerts::Feed,
+) -> Result<Authed, Refused> {
+    let refused = |error| Refused { error, dead: None };
+    let token = bearer_token(headers).map_err(refused)?;
     let key = store.gateway_key(&hash_str(token)).await.map_err(|e| {
         tracing::error!(error = %e, "key lookup failed");
-        ApiError::internal()
+        refused(ApiError::internal())
     })?;
     // Unknown and revoked read the same: a revoked token tells its holder nothing new.
     let invalid = || ApiError::unauthorized("Invalid API key.");
-    let key = key.ok_or_else(invalid)?;
-    let told = |reason| dead.dead_use(key.key.account_id, key.key.id, key.secret.secret_id, reason);
-    match key.key.state(now_ms) {
-        KeyState::Active => {}
-        KeyState::Revoked => {
-            told("revoked");
-            return Err(invalid());
-        }
-        KeyState::Disabled => {
-            told("disabled");
-            return Err(ApiError::unauthorized(
-                "This API key is disabled. Enable it in the dashboard.",
-            ));
-        }
-        KeyState::Expired => {
-            told("expired");
-            return Err(ApiError::unauthorized("This API key has expired."));
-        }
-        KeyState::Idle => {
-            told("disabled");
-            return Err(ApiError::unauthorized(
+    let key = key.ok_or_else(|| refused(invalid()))?;
+    let (reason, error) = match key.key.state(now_ms) {
+        KeyState::Active => match check_secret(store, &key, now_ms).await {
+            Ok(()) => return Ok(Authed { key }),
+            Err(e) if key.secret.secret_quarantined_at.is_some() => (DeadReason::Quarantined, e),
+            Err(e) => (DeadReason::Retired, e),
+        },
+        KeyState::Revoked => (DeadReason::Revoked, invalid()),
+        KeyState::Disabled => (
+            DeadReason::Disabled,
+            ApiError::unauthorized("This API key is disabled. Enable it in the dashboard."),
+        ),
+        KeyState::Expired => (
+            DeadReason::Expired,
+            ApiError::unauthorized("This API key has expired."),
+        ),
+        KeyState::Idle => (
+            DeadReason::Idle,
+            ApiError::unauthorized(
                 "This API key was disabled after going unused for the period set on it. Enable it in the dashboard.",
-            ));
-        }
+            ),
+        ),
+    };
+    if error.status == actix_web::http::StatusCode::UNAUTHORIZED {
+        dead.dead_use(
+            key.key.account_id,
+            key.key.id,
+            key.secret.secret_id,
+            reason.told(),
+        );
     }
-    if let Err(e) = check_secret(store, &key, now_ms).await {
-        let quarantined = key.secret.secret_quarantined_at.is_some();
-        told(if quarantined {
-            "quarantined"
-        } else {
-            "retired"
-        });
-        return Err(e);
-    }
-    Ok(Authed { key })
+    Err(Refused {
+        error,
+        dead: Some(DeadKey {
+            key: Authed { key },
+            reason,
+        }),
+    })
 }
 
 /// The presented secret must be neither quarantined (reported as leaked) nor retired (rolled

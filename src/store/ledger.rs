@@ -109,7 +109,7 @@ pub(crate) const SETTLE_ACCOUNT: &str = "update accounts set \
 pub(crate) const SETTLE_KEY: &str = "update api_keys set \
     day_spend = case when spend_day = $1 then (case when day_spend + $3 < $2 then 0 else day_spend + $3 - $2 end) else day_spend end, \
     month_spend = case when spend_month = $4 then (case when month_spend + $3 < $2 then 0 else month_spend + $3 - $2 end) else month_spend end, \
-    last_used_at = case when last_used_at is null or last_used_at < $5 then $5 else last_used_at end \
+    last_used_at = case when last_used_at is null or last_used_at < $5 then nullif($5, 0) else last_used_at end \
     where id = $6";
 
 /// Settlement of an in-memory hold: adds the charge to the bucket it belongs to (a late
@@ -119,7 +119,7 @@ pub(crate) const CHARGE_KEY: &str = "update api_keys set \
     spend_day = case when spend_day < $1 then $1 else spend_day end, \
     month_spend = case when spend_month = $3 then month_spend + $2 when spend_month < $3 then $2 else month_spend end, \
     spend_month = case when spend_month < $3 then $3 else spend_month end, \
-    last_used_at = case when last_used_at is null or last_used_at < $4 then $4 else last_used_at end \
+    last_used_at = case when last_used_at is null or last_used_at < $4 then nullif($4, 0) else last_used_at end \
     where id = $5";
 
 /// Advances a secret's last use (`key_secrets`), in the usage batch's transaction, after the

@@ -275,7 +275,12 @@ impl<'a> BatchPlan<'a> {
         };
         for e in batch {
             let u = &e.usage;
-            if let Some(id) = u.secret_id {
+            // Last use is the last request served: a refused one (a dead key, a limit, a
+            // bad request) must not make a key look in use, nor wake a key disabled for
+            // going unused (`disable_after_days`). 0 means "no use" (the SQL's `nullif`).
+            let served = u.status == UsageStatus::Ok;
+            let used_at = if served { u.completed_at } else { 0 };
+            if let Some(id) = u.secret_id.filter(|_| served) {
                 let last = plan.secrets.entry(id).or_insert((i64::MIN, None));
                 if u.completed_at >= last.0 {
                     *last = (u.completed_at, u.client.as_deref());
@@ -288,15 +293,17 @@ impl<'a> BatchPlan<'a> {
                     // (`store::lease_book`): no row another process's batch touches.
                     let charge = u.cost.min(r.amount.micros());
                     *plan.leases.entry(r.lease.unwrap_or_default()).or_default() += charge;
-                    let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
-                    k.last_used = k.last_used.max(u.completed_at);
+                    if served {
+                        let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
+                        k.last_used = k.last_used.max(used_at);
+                    }
                 }
                 Some(r) if !r.in_db => {
                     let charge = u.cost.min(r.amount.micros());
                     plan.accounts.entry(r.account_id).or_default().1 += charge;
                     let c = plan.charges.entry((r.key_id, r.day, r.month)).or_default();
                     c.charge += charge;
-                    c.last_used = c.last_used.max(u.completed_at);
+                    c.last_used = c.last_used.max(used_at);
                 }
                 Some(r) => {
                     let charge = u.cost.min(r.amount.micros());
@@ -306,13 +313,14 @@ impl<'a> BatchPlan<'a> {
                     let k = plan.keys.entry((r.key_id, r.day, r.month)).or_default();
                     k.release += r.amount.micros();
                     k.charge += charge;
-                    k.last_used = k.last_used.max(u.completed_at);
+                    k.last_used = k.last_used.max(used_at);
                     plan.reservation_ids.push(&r.id);
                 }
-                None => {
+                None if served => {
                     let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
-                    k.last_used = k.last_used.max(u.completed_at);
+                    k.last_used = k.last_used.max(used_at);
                 }
+                None => {}
             }
             if rows == Rows::Skip {
                 continue;

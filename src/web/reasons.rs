@@ -6,7 +6,7 @@ use crate::store::usage::UsageStatus;
 
 /// Every code the gateway records (`ApiError::code`, `forward`, `stream`), with its reason.
 /// A code missing here still shows, as the HTTP status's own phrase.
-pub const REASONS: [(&str, &str); 19] = [
+pub const REASONS: [(&str, &str); 26] = [
     ("daily_limit_reached", "Daily limit reached"),
     ("monthly_limit_reached", "Monthly limit reached"),
     ("insufficient_credits", "Not enough credits"),
@@ -18,7 +18,17 @@ pub const REASONS: [(&str, &str); 19] = [
     ("request_too_large", "Request too large"),
     ("too_many_refused_requests", "Too many refused requests"),
     ("too_many_failed_authentications", "Too many invalid keys"),
-    ("invalid_api_key", "Key disabled, expired or deleted"),
+    ("invalid_api_key", "Invalid API key"),
+    ("key_revoked", "Key deleted"),
+    ("key_disabled", "Key disabled"),
+    ("key_idle", "Key disabled after going unused"),
+    ("key_expired", "Key expired"),
+    ("secret_retired", "Secret retired after a Roll"),
+    ("secret_quarantined", "Secret reported as leaked"),
+    (
+        "rate_limit_exceeded",
+        "Rate limit (per minute or in flight)",
+    ),
     ("not_found", "Not found"),
     ("upstream_rejected", "Provider rejected the request"),
     ("upstream_rate_limited", "Providers busy (rate-limited)"),
@@ -70,8 +80,8 @@ pub const OUTCOMES: [StatusChoice; 3] = [
 ];
 
 /// The reasons the filter offers: every code of the table that a recorded row can have
-/// (not the two answered before a row is written), and not `upstream_error`, which as a
-/// filter value means the outcome.
+/// (not those answered without a row: budgets spent, and a token that is no key of any
+/// workspace), and not `upstream_error`, which as a filter value means the outcome.
 pub fn reason_choices() -> impl Iterator<Item = StatusChoice> {
     REASONS
         .iter()
@@ -79,7 +89,9 @@ pub fn reason_choices() -> impl Iterator<Item = StatusChoice> {
             UsageStatus::parse(c).is_none()
                 && !matches!(
                     *c,
-                    "too_many_refused_requests" | "too_many_failed_authentications"
+                    "too_many_refused_requests"
+                        | "too_many_failed_authentications"
+                        | "invalid_api_key"
                 )
         })
         .map(|(value, label)| StatusChoice { value, label })
@@ -115,7 +127,24 @@ mod tests {
         for e in errors {
             assert!(reason_of(e.code).is_some(), "{} has no reason", e.code);
         }
-        for code in ["upstream_rejected", "client_disconnected"] {
+        for reason in [
+            crate::gateway::auth::DeadReason::Revoked,
+            crate::gateway::auth::DeadReason::Disabled,
+            crate::gateway::auth::DeadReason::Idle,
+            crate::gateway::auth::DeadReason::Expired,
+            crate::gateway::auth::DeadReason::Retired,
+            crate::gateway::auth::DeadReason::Quarantined,
+        ] {
+            assert!(
+                reason_of(reason.code()).is_some(),
+                "{reason:?} has no reason"
+            );
+        }
+        for code in [
+            "upstream_rejected",
+            "client_disconnected",
+            "rate_limit_exceeded",
+        ] {
             assert!(reason_of(code).is_some(), "{code} has no reason");
         }
     }

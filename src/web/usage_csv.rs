@@ -232,11 +232,11 @@ mod tests {
 
     #[test]
     fn file_names_carry_the_filters_and_nothing_a_header_could_break_on() {
-        let day = 1_764_201_785_123; // 2025-11-26
+        let day = 1_764_201_785_123; // 2025-11-27
         let mut f = FilterInput::default();
         assert_eq!(
             csv_filename(&f, day),
-            "lowrouter-usage-until-2025-11-26.csv"
+            "lowrouter-usage-until-2025-11-27.csv"
         );
         f.from = "2025-11-01".into();
         f.to = "2025-11-30".into();

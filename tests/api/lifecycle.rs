@@ -490,7 +490,10 @@ async fn usage_follows_the_key_not_its_current_name() {
     let other = crate::helpers::spawn_clone(&app);
     other.signed_up().await;
     let html = other.get_html(&format!("/usage?key_id={id}")).await;
-    assert!(!html.contains("before") && !html.contains("after"));
+    assert!(
+        !html.contains(">before<") && !html.contains(">after<"),
+        "{html}"
+    );
     let bad = app.get_html("/usage?key_id=x%00").await;
     assert!(bad.contains("The key id is not valid"));
 }

@@ -19,6 +19,7 @@ mod openrouter;
 mod ops;
 mod providers;
 mod rate_limits;
+mod refusals;
 mod resubmit;
 mod sdk;
 mod security;

@@ -22,7 +22,7 @@ pub use request::{
 
 pub use embeddings::{__path_embeddings, embeddings};
 
-use super::auth::authenticate;
+use super::auth::{authenticate, authenticate_or_dead, Refused};
 use super::error::ApiError;
 use crate::catalogue::{Model, ModelKind};
 use crate::domain::text::client_label;
@@ -30,7 +30,7 @@ use crate::domain::{time_util, Credits};
 use crate::state::AppState;
 use crate::store::ledger::Reservation;
 use forward::{forward, Candidate};
-use outcome::Ctx;
+use outcome::{Ctx, Outcome};
 pub(crate) use request::read_body;
 use resolve::{reserve_error, resolve_model, worst_case};
 
@@ -107,39 +107,58 @@ async fn begin(
 ) -> Result<(Ctx, bytes::Bytes), HttpResponse> {
     let started = Instant::now();
     let started_ms = time_util::now_ms();
-    let authed = match authenticate(&state.store, req.headers(), started_ms, &state.alerts).await {
+    let authed = match authenticate_or_dead(&state.store, req.headers(), started_ms, &state.alerts)
+        .await
+    {
         Ok(a) => a,
-        Err(e) => return Err(state.refusals.after_failed_auth(req, e).into_response()),
+        Err(refused) => return Err(refused_auth(state, req, refused, started, started_ms).await),
     };
-    // The key's own rate limits, before anything is read or held (a refused request is not
-    // recorded: it cost nothing).
+    // The key's own rate limits, before anything is read or held. A refusal is recorded
+    // against the key like any other, within its budget of refusals (`Ctx::fail`).
     let slot = match state.rate_limits.admit(&authed.key.key, started_ms).await {
         Ok(s) => s,
-        Err(e) => return Err(e.into_response()),
+        Err(e) => {
+            let ctx = Ctx::open(state, req, authed, started, started_ms, None);
+            return Err(ctx.fail(state, e, None).await);
+        }
     };
-    let ctx = Ctx {
-        authed,
-        generation_id: new_generation_id(),
-        started_ms,
-        started,
-        requested_model: String::new(),
-        resolved_model: None,
-        provider: None,
-        region: None,
-        streamed: false,
-        client: crate::domain::client_hint::client_hint(
-            state.proxies.client_ip(req),
-            req.headers()
-                .get(actix_web::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-        ),
-        _slot: slot,
-    };
+    let ctx = Ctx::open(state, req, authed, started, started_ms, slot);
     tracing::Span::current().record("generation_id", ctx.generation_id.as_str());
     match read_body(payload, state.settings.max_body_bytes).await {
         Ok(b) => Ok((ctx, b.freeze())),
         Err(e) => Err(ctx.fail(state, e, None).await),
     }
+}
+
+/// A refused authentication's answer. When the token was a key of ours (disabled, expired,
+/// deleted, a retired or quarantined secret), the refusal is recorded in that key's usage
+/// history, within the key's budget of refusals; beyond it, it is only counted by the
+/// alerts' dead-secret feed, so a client hammering a dead key cannot fill the table. The
+/// answer never carries the balance headers of a key that no longer works.
+async fn refused_auth(
+    state: &AppState,
+    req: &HttpRequest,
+    refused: Refused,
+    started: Instant,
+    started_ms: i64,
+) -> HttpResponse {
+    let e = state.refusals.after_failed_auth(req, refused.error);
+    if let Some(dead) = refused.dead {
+        if e.status == actix_web::http::StatusCode::UNAUTHORIZED
+            && state
+                .refusals
+                .refused_for_key(dead.key.key.key.id.0)
+                .is_ok()
+        {
+            let ctx = Ctx::open(state, req, dead.key, started, started_ms, None);
+            let mut outcome = Outcome::failed(&e);
+            outcome.error_code = Some(dead.reason.code());
+            if let Err(internal) = ctx.record(state, &outcome, None).await {
+                return internal.into_response();
+            }
+        }
+    }
+    e.into_response()
 }
 
 /// [`begin`], then the body parsed by `parse` (a refusal is recorded and answered), and

@@ -87,6 +87,35 @@ impl Outcome {
 }
 
 impl Ctx {
+    /// The context of a request that `authed` made, before its body is read.
+    pub fn open(
+        state: &AppState,
+        req: &actix_web::HttpRequest,
+        authed: Authed,
+        started: Instant,
+        started_ms: i64,
+        slot: Option<crate::gateway::rate_limit::Slot>,
+    ) -> Ctx {
+        Ctx {
+            authed,
+            generation_id: super::new_generation_id(),
+            started_ms,
+            started,
+            requested_model: String::new(),
+            resolved_model: None,
+            provider: None,
+            region: None,
+            streamed: false,
+            client: crate::domain::client_hint::client_hint(
+                state.proxies.client_ip(req),
+                req.headers()
+                    .get(actix_web::http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            _slot: slot,
+        }
+    }
+
     fn entry(&self, o: &Outcome, reservation: Option<Reservation>) -> UsageEntry {
         let now = time_util::now_ms();
         let k = &self.authed.key.key;

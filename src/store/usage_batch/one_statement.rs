@@ -44,7 +44,7 @@ const INS: &str = "ins as (insert into usage (generation_id, account_id, key_id,
 const KEYS: &str = "k as (update api_keys set \
     day_spend = case when spend_day = v.day then (case when day_spend + v.charge < v.release then 0 else day_spend + v.charge - v.release end) else day_spend end, \
     month_spend = case when spend_month = v.month then (case when month_spend + v.charge < v.release then 0 else month_spend + v.charge - v.release end) else month_spend end, \
-    last_used_at = case when last_used_at is null or last_used_at < v.last_used then v.last_used else last_used_at end \
+    last_used_at = case when last_used_at is null or last_used_at < v.last_used then nullif(v.last_used, 0) else last_used_at end \
   from unnest($20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[]) \
     as v(id, day, month, release, charge, last_used) where api_keys.id = v.id returning 1)";
 const ACCOUNTS: &str = "a as (update accounts set \
