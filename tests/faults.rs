@@ -395,9 +395,16 @@ async fn send_case(
             who.client.post(&url).json(&serde_json::json!({}))
         }
         "POST" => {
-            let csrf = csrf_of(&who.get_html("/keys").await);
+            // The one-time form id of a page the person has open: forms that make
+            // something take one (a request without is a repeat: "Already done").
+            let page = who.get_html("/keys/new").await;
+            let csrf = csrf_of(&page);
+            let form_id = between(&page, "name=\"form_id\" value=\"", "\"")
+                .unwrap_or_default()
+                .to_owned();
             who.client.post(&url).form(&[
                 ("csrf_token", csrf.as_str()),
+                ("form_id", form_id.as_str()),
                 ("name", "pwned"),
                 ("daily_limit", "99999"),
                 ("models", "lowrouter/echo"),

@@ -67,7 +67,7 @@ impl Modify for BearerSchemes {
         openapi_json
     ),
     components(schemas(ErrorBody, ErrorDetail, ReplayBody, body::KeyObject, body::Amount,
-        body::PreviousSecret, body::RollKey, audit::AuditObject, audit::AuditActor,
+        body::PreviousSecret, body::LastRefusal, body::RollKey, audit::AuditObject, audit::AuditActor,
         audit::AuditTarget, audit::AuditList)),
     modifiers(&BearerSchemes),
     tags((name = "gateway", description = "Inference, with an API key"),

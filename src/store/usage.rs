@@ -1,6 +1,8 @@
 //! SQL that reads `usage` and its daily rollups `usage_daily` and `usage_daily_keys`. The
 //! write path (one transaction per batch of rows) is in `usage_batch`.
 
+use std::collections::HashMap;
+
 use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
@@ -108,28 +110,88 @@ pub struct UsageRow {
     pub secret_last4: Option<String>,
 }
 
+/// A key's recent traffic beyond its row ([`Store::key_activity`]).
+#[derive(Debug, Clone, Default)]
+pub struct KeyActivity {
+    /// The model of the last served request.
+    pub last_model: Option<String>,
+    pub last_refusal: Option<LastRefusal>,
+}
+
+/// The last request a key refused or failed: when, with what, and which (for its page).
+#[derive(Debug, Clone)]
+pub struct LastRefusal {
+    pub at: i64,
+    pub http_status: i64,
+    pub code: Option<String>,
+    pub generation_id: String,
+}
+
+#[derive(FromRow)]
+struct ActivityRow {
+    key_id: KeyId,
+    last_model: Option<String>,
+    refused_at: Option<i64>,
+    refused_status: Option<i64>,
+    refused_code: Option<String>,
+    refused_generation: Option<String>,
+}
+
 pub(crate) const USAGE_COLUMNS: &str = "id, generation_id, key_id, key_name, requested_model, resolved_model, provider, \
     region, prompt_tokens, completion_tokens, total_tokens, cost, status, http_status, error_code, streamed, \
     latency_ms, started_at, completed_at, secret_last4";
 
 impl Store {
-    /// The model of the key's last recorded request (by its current name: the index on
-    /// `(account_id, key_name, id)` finds it in one step).
-    pub async fn last_model(
+    /// What the Keys pages and the API show of the keys' recent traffic beyond their rows
+    /// (which hold the last success's time): the model of each key's last served request,
+    /// and its last refusal. One query for every live key of the workspace (or one key), by
+    /// key id, so a renamed key keeps them and a new key with an old key's name does not
+    /// inherit them. The last refusal comes from the partial index of refused rows
+    /// (migration 0020).
+    pub async fn key_activity(
         &self,
         account_id: WorkspaceId,
-        key_name: &str,
-    ) -> Result<Option<String>> {
-        Ok(on_read!(self, pool => {
-            sqlx::query_scalar(
-                "select coalesce(resolved_model, requested_model) from usage \
-                 where account_id = $1 and key_name = $2 order by id desc limit 1",
-            )
-            .bind(account_id)
-            .bind(key_name)
-            .fetch_optional(pool)
-            .await?
-        }))
+        only: Option<KeyId>,
+    ) -> Result<HashMap<KeyId, KeyActivity>> {
+        let sql = format!(
+            "select k.id as key_id, \
+               (select coalesce(u.resolved_model, u.requested_model) from usage u \
+                where u.account_id = k.account_id and u.key_id = k.id and u.status = 'ok' \
+                order by u.id desc limit 1) as last_model, \
+               r.completed_at as refused_at, r.http_status as refused_status, \
+               r.error_code as refused_code, r.generation_id as refused_generation \
+             from api_keys k \
+             left join usage r on r.id = (select u.id from usage u \
+                where u.key_id = k.id and u.status <> 'ok' order by u.id desc limit 1) \
+             where k.account_id = $1 and k.status <> 'revoked'{}",
+            if only.is_some() { " and k.id = $2" } else { "" }
+        );
+        let rows: Vec<ActivityRow> = on_read!(self, pool => {
+            let q = sqlx::query_as::<_, ActivityRow>(&sql).bind(account_id);
+            let q = match only { Some(id) => q.bind(id), None => q };
+            q.fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let refusal = match (r.refused_at, r.refused_generation) {
+                    (Some(at), Some(generation_id)) => Some(LastRefusal {
+                        at,
+                        http_status: r.refused_status.unwrap_or_default(),
+                        code: r.refused_code,
+                        generation_id,
+                    }),
+                    _ => None,
+                };
+                (
+                    r.key_id,
+                    KeyActivity {
+                        last_model: r.last_model,
+                        last_refusal: refusal,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// One usage row of this account by generation id.

@@ -98,8 +98,13 @@ pub async fn show(
 ) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
-    let mut view = KeyView::new(&key, now).with_secrets(&key, &secrets, &state.settings, now);
-    view.last_model = state.store.last_model(user.workspace(), &key.name).await?;
+    let activity = state
+        .store
+        .key_activity(user.workspace(), Some(key.id))
+        .await?;
+    let view = KeyView::new(&key, now)
+        .with_secrets(&key, &secrets, &state.settings, now)
+        .with_activity(activity.get(&key.id), now);
     let history = crate::domain::audit::AuditFilter {
         key_id: Some(key.id),
         limit: 20,

@@ -6,6 +6,16 @@ use crate::config::Settings;
 use crate::domain::{time_util, Credits, KeyId, UserId};
 use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
+use crate::store::usage::KeyActivity;
+
+/// A key's last refused or failed request, as the Keys pages show it.
+pub struct RefusalView {
+    pub when: When,
+    /// `401 · Key disabled`.
+    pub status: String,
+    /// Its usage detail page.
+    pub generation_id: String,
+}
 
 /// A key as the pages show it: never more of the token than prefix and last four.
 pub struct KeyView {
@@ -26,8 +36,9 @@ pub struct KeyView {
     pub spend: [SpendView; 2],
     pub limit_badge: Option<LimitBadge>,
     pub disabled: bool,
-    /// The last request's time, for a `<time>` element; None when never used.
+    /// The last served request's time, for a `<time>` element; None when never used.
     pub last_used_at: Option<When>,
+    last_used_at_ms: Option<i64>,
     /// How old the current secret is (`12 days`), when known.
     pub age: Option<String>,
     /// The current secret is older than `rotate_after_days`.
@@ -40,8 +51,10 @@ pub struct KeyView {
     pub leaked: bool,
     /// The key expires within 7 days.
     pub expiring: bool,
-    /// The model of the key's last request (set by the pages that read it).
+    /// The model of the key's last served request (set by the pages that read it).
     pub last_model: Option<String>,
+    /// The key's last refused or failed request (set with the last model).
+    pub last_refusal: Option<RefusalView>,
     /// Where the last request came from, coarsened (`203.0.113.0/24 · curl`).
     pub last_client: Option<String>,
     /// Who created it (what a developer may change: `web::Can::change_key`).
@@ -85,6 +98,8 @@ impl SpendView {
 pub struct LimitBadge {
     pub text: String,
     pub class: &'static str,
+    /// The key is refusing requests for its limit: the badge links to Edit (raise it).
+    pub blocking: bool,
 }
 
 fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
@@ -93,6 +108,7 @@ fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
         return Some(LimitBadge {
             text: "Limit reached until 00:00 UTC".into(),
             class: "bad",
+            blocking: true,
         });
     }
     if reached(k.monthly_limit, k.spent_this_month(now)) {
@@ -103,6 +119,7 @@ fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
                 time_util::format_date(reset)
             ),
             class: "bad",
+            blocking: true,
         });
     }
     // 80% or more of a limit used: the next requests may be refused.
@@ -121,6 +138,7 @@ fn limit_badge(k: &KeyRow, now: i64) -> Option<LimitBadge> {
     (pct >= 80).then(|| LimitBadge {
         text: format!("{pct}% of {what} limit used"),
         class: "warn",
+        blocking: false,
     })
 }
 
@@ -180,6 +198,7 @@ impl KeyView {
             limit_badge: limit_badge(k, now),
             disabled: matches!(state, KeyState::Disabled | KeyState::Idle),
             last_used_at: When::maybe(now, k.last_used_at),
+            last_used_at_ms: k.last_used_at,
             age: None,
             rotate: false,
             unused: false,
@@ -188,8 +207,52 @@ impl KeyView {
             expiring: state == KeyState::Active
                 && k.expires_at.is_some_and(|e| e - now <= 7 * 86_400_000),
             last_model: None,
+            last_refusal: None,
             last_client: None,
         }
+    }
+
+    /// Adds the key's recent traffic (`Store::key_activity`): the last served request's
+    /// model, the last refusal, and whether a limit is refusing requests now (spend can
+    /// stop short of the limit while every request's hold exceeds what is left).
+    pub fn with_activity(mut self, activity: Option<&KeyActivity>, now: i64) -> Self {
+        let Some(a) = activity else { return self };
+        self.last_model = a.last_model.clone();
+        let Some(r) = &a.last_refusal else {
+            return self;
+        };
+        let after_success = self.last_used_at_ms.is_none_or(|served| r.at > served);
+        if after_success && self.limit_badge.as_ref().is_none_or(|b| !b.blocking) {
+            let until = match r.code.as_deref() {
+                Some("daily_limit_reached")
+                    if time_util::day_number(r.at) == time_util::day_number(now) =>
+                {
+                    Some("00:00 UTC".to_owned())
+                }
+                Some("monthly_limit_reached")
+                    if time_util::month_number(r.at) == time_util::month_number(now) =>
+                {
+                    Some(format!(
+                        "{} 00:00 UTC",
+                        time_util::format_date(time_util::next_month_start_ms(now))
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(until) = until {
+                self.limit_badge = Some(LimitBadge {
+                    text: format!("Limit reached: refused until {until}"),
+                    class: "bad",
+                    blocking: true,
+                });
+            }
+        }
+        self.last_refusal = Some(RefusalView {
+            when: When::new(now, r.at),
+            status: super::reasons::status_line(r.http_status, r.code.as_deref()),
+            generation_id: r.generation_id.clone(),
+        });
+        self
     }
 
     /// Adds what the key's secrets (any of the account's, filtered here) tell: the current

@@ -32,14 +32,15 @@ pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<Http
     let secrets = state.store.account_secrets(user.workspace()).await?;
     let (revoked, active): (Vec<_>, Vec<_>) =
         keys.iter().partition(|k| k.status == KeyStatus::Revoked);
-    let mut views = Vec::with_capacity(active.len());
-    for k in active {
-        let mut view = KeyView::new(k, now).with_secrets(k, &secrets, &state.settings, now);
-        if k.last_used_at.is_some() {
-            view.last_model = state.store.last_model(user.workspace(), &k.name).await?;
-        }
-        views.push(view);
-    }
+    let activity = state.store.key_activity(user.workspace(), None).await?;
+    let views = active
+        .into_iter()
+        .map(|k| {
+            KeyView::new(k, now)
+                .with_secrets(k, &secrets, &state.settings, now)
+                .with_activity(activity.get(&k.id), now)
+        })
+        .collect();
     let page = KeysPage {
         layout: user.layout("keys"),
         active: views,

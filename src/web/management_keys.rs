@@ -242,6 +242,15 @@ pub async fn roll(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
+    // A key of another workspace (or none) is a 404 first, whatever the form says.
+    let now = time_util::now_ms();
+    let known = state.store.list_management_keys(user.workspace()).await?;
+    if !known
+        .iter()
+        .any(|k| k.public_id == id.as_str() && ManagementKeyView::new(k, now).live)
+    {
+        return Err(WebError::NotFound);
+    }
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/management-keys"),

@@ -355,12 +355,14 @@ pub async fn roll_all(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
+    // Someone of another workspace is a 404 first, whatever the form says.
+    let member = member_email(&state, target).await?;
+    let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
     let back = format!("/members/{}/offboarding", target.0);
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &back),
     };
-    let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
     let now = time_util::now_ms();
     let retire = Retirement::WhenQuiet {
         quiet_ms: 60 * 60_000,
@@ -381,7 +383,6 @@ pub async fn roll_all(
         let (row, token) = super::management_keys::roll_one(&state, &user, &id).await?;
         management_keys.push((row.name, token));
     }
-    let member = member_email(&state, target).await?;
     user.session.form_done(
         ticket,
         &back,

@@ -125,3 +125,61 @@ async fn a_dead_key_hammered_writes_a_bounded_number_of_rows_and_keeps_answering
         burst + 40
     );
 }
+
+#[tokio::test]
+async fn a_key_shows_its_last_success_and_its_last_refusal_apart_and_a_blocking_limit() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    // A limit below any request's hold: every request is refused though nothing was spent.
+    let token = app
+        .create_key("tight", &[("daily_limit", "0.000001")])
+        .await;
+    let id = app.key_id("tight").await;
+    assert_eq!(status_of(&app, &token).await, 429);
+
+    let keys = app.get_html("/keys").await;
+    let row = &keys[keys.find(">tight</a>").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(&format!(
+            "<a class=\"badge bad wraps\" href=\"/keys/{id}/edit\" title=\"Raise or remove the limit\">Limit reached: refused until 00:00 UTC</a>"
+        )),
+        "a key refusing for its limit says so, linking to Edit: {row}"
+    );
+    assert!(row.contains(">Never<"), "a refusal is not a use: {row}");
+    assert!(row.contains("Last refused"), "{row}");
+    assert!(row.contains("429 · Daily limit reached"), "{row}");
+    assert!(
+        !row.contains("Model <code>"),
+        "no model of a request never served: {row}"
+    );
+    let page = app.get_html(&format!("/keys/{id}")).await;
+    assert!(
+        page.contains("Last refused or failed") && page.contains("Limit reached: refused until")
+    );
+
+    // The API says the same: no last use, the last refusal with its code and record.
+    let mk = crate::management::management_key(&app, "m", true).await;
+    let (_, listed) =
+        crate::management::call(&app, reqwest::Method::GET, "/api/v1/keys", &mk, None).await;
+    let k = &listed["data"][0];
+    assert_eq!(k["name"], "tight");
+    assert!(k["last_used_at"].is_null(), "{k}");
+    assert_eq!(k["last_refusal"]["status"], 429, "{k}");
+    assert_eq!(k["last_refusal"]["code"], "daily_limit_reached", "{k}");
+    assert!(k["last_refusal"]["generation_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("gen-"));
+
+    // A success afterwards is the last use, with its model; the refusal stays apart.
+    let ok = app.create_key("fine", &[]).await;
+    assert_eq!(status_of(&app, &ok).await, 200);
+    let keys = app.get_html("/keys").await;
+    let row = &keys[keys.find(">fine</a>").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("Model <code>lowrouter/echo</code>") && !row.contains("Last refused"),
+        "{row}"
+    );
+}

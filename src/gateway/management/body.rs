@@ -10,6 +10,7 @@ use crate::domain::{time_util, Credits, KeyId};
 use crate::gateway::error::ApiError;
 use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
+use crate::store::usage::KeyActivity;
 
 /// A credit amount: a decimal string (`"2.50"`, exact) or a JSON number.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -228,13 +229,29 @@ pub struct KeyObject {
     /// RFC 3339: the instant the key stops working.
     pub expires_at: Option<String>,
     pub created_at: String,
+    /// The last request the key served (RFC 3339); refusals are in `last_refusal`.
     pub last_used_at: Option<String>,
+    /// The last request the key refused or that failed, if any.
+    pub last_refusal: Option<LastRefusal>,
     /// Settled spend today (UTC) and this month, decimal strings.
     pub spend_today: String,
     pub spend_this_month: String,
     /// The previous secret while a rotation is pending (it still works until it retires);
     /// null otherwise.
     pub previous_secret: Option<PreviousSecret>,
+}
+
+/// A key's last refused or failed request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastRefusal {
+    /// RFC 3339.
+    pub at: String,
+    /// The HTTP status the client got.
+    pub status: i64,
+    /// The error code of the usage row (`daily_limit_reached`, `key_disabled`, …).
+    pub code: Option<String>,
+    /// Its usage record: `GET /api/v1/generation?id=…`.
+    pub generation_id: String,
 }
 
 /// A rolled-out secret that still works until it retires.
@@ -311,10 +328,24 @@ impl KeyObject {
             expires_at: k.expires_at.map(time_util::format_rfc3339),
             created_at: time_util::format_rfc3339(k.created_at),
             last_used_at: k.last_used_at.map(time_util::format_rfc3339),
+            last_refusal: None,
             spend_today: k.spent_today(now_ms).exact(),
             spend_this_month: k.spent_this_month(now_ms).exact(),
             previous_secret: None,
         }
+    }
+
+    /// With the key's last refusal (`Store::key_activity`).
+    pub fn with_activity(mut self, activity: Option<&KeyActivity>) -> Self {
+        self.last_refusal = activity
+            .and_then(|a| a.last_refusal.as_ref())
+            .map(|r| LastRefusal {
+                at: time_util::format_rfc3339(r.at),
+                status: r.http_status,
+                code: r.code.clone(),
+                generation_id: r.generation_id.clone(),
+            });
+        self
     }
 
     /// With the key's pending previous secret (see [`PreviousSecret::of`]).

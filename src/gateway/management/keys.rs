@@ -106,16 +106,21 @@ pub async fn list(
         .key_page(m.account_id(), &f, now)
         .await
         .map_err(store_error(KEY))?;
-    let secrets = state
-        .store
-        .account_secrets(m.account_id())
-        .await
-        .map_err(store_error(KEY))?;
+    let (secrets, activity) = futures_util::future::try_join(
+        state.store.account_secrets(m.account_id()),
+        state.store.key_activity(m.account_id(), None),
+    )
+    .await
+    .map_err(store_error(KEY))?;
     Ok(HttpResponse::Ok().json(KeyList {
         data: page
             .keys
             .iter()
-            .map(|k| KeyObject::new(k, now).with_secrets(k, &secrets, now))
+            .map(|k| {
+                KeyObject::new(k, now)
+                    .with_secrets(k, &secrets, now)
+                    .with_activity(activity.get(&k.id))
+            })
             .collect(),
         next_cursor: page.next,
     }))
@@ -151,14 +156,17 @@ pub(super) async fn key_object(
     id: KeyId,
 ) -> Result<KeyObject, ApiError> {
     let store = &state.store;
-    let (row, secrets) = futures_util::future::try_join(
+    let (row, secrets, activity) = futures_util::future::try_join3(
         store.key(m.account_id(), id),
         store.key_secrets(m.account_id(), id),
+        store.key_activity(m.account_id(), Some(id)),
     )
     .await
     .map_err(store_error(KEY))?;
     let now = time_util::now_ms();
-    Ok(KeyObject::new(&row, now).with_secrets(&row, &secrets, now))
+    Ok(KeyObject::new(&row, now)
+        .with_secrets(&row, &secrets, now)
+        .with_activity(activity.get(&id)))
 }
 
 #[utoipa::path(post, path = "/api/v1/keys", tag = "management", request_body = CreateKey,
