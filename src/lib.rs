@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod health;
 pub mod mail;
 pub mod metrics;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -70,7 +70,21 @@ impl KeySwitch {
             KeySwitch::Disabled => KeyStatus::Disabled,
         }
     }
+
+    fn action(self) -> Action {
+        match self {
+            KeySwitch::Enabled => Action::KeyEnabled,
+            KeySwitch::Disabled => Action::KeyDisabled,
+        }
+    }
 }
+
+/// Turns a live key on or off (`$1` the status, `$2` the key, `$3` the account, `$4` now).
+/// Enabling restarts the idle clock too (a key disabled for lack of use works again for its
+/// full period).
+const SET_STATUS: &str = "update api_keys set status = $1, \
+    idle_from = case when $1 = 'active' then $4 else idle_from end \
+    where id = $2 and account_id = $3 and status <> 'revoked' returning name";
 
 /// The state a person sees, derived from `status` and the expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,14 +375,16 @@ impl Store {
         })
     }
 
-    /// Replaces name and scoping of a live key, recording the field-level diff. Spend counters
-    /// stay; the idle clock restarts (an owner just looked after the key). `Conflict` as for
+    /// Replaces name and scoping of a live key, recording the field-level diff, and with
+    /// `switch` turns it on or off: one transaction. Spend counters stay; the idle clock
+    /// restarts (an owner just looked after the key). `Conflict` as for
     /// [`Store::create_key`].
     pub async fn update_key(
         &self,
         account_id: WorkspaceId,
         key_id: KeyId,
         spec: &KeySpec,
+        switch: Option<KeySwitch>,
         actor: &Actor,
     ) -> Result<()> {
         let select = format!("select {KEY_COLUMNS} from api_keys where id = $1 and account_id = $2 and status <> 'revoked'");
@@ -408,6 +424,18 @@ impl Store {
                 .target(Target::key(key_id, &spec.name))
                 .details(spec_diff(&old.spec(), spec));
             insert_audit!(&mut *tx, &ev);
+            if let Some(switch) = switch {
+                sqlx::query(SET_STATUS)
+                    .bind(switch.status().as_str())
+                    .bind(key_id)
+                    .bind(account_id)
+                    .bind(time_util::now_ms())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let ev = AuditEvent::new(account_id, actor, switch.action())
+                    .target(Target::key(key_id, &spec.name));
+                insert_audit!(&mut *tx, &ev);
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -420,19 +448,12 @@ impl Store {
         switch: KeySwitch,
         actor: &Actor,
     ) -> Result<()> {
-        let action = match switch.status() {
-            KeyStatus::Disabled => Action::KeyDisabled,
-            _ => Action::KeyEnabled,
-        };
-        // Enabling restarts the idle clock too (a key disabled for lack of use works again
-        // for its full period).
         self.key_change(
             account_id,
             key_id,
             actor,
-            action,
-            "update api_keys set status = $1, idle_from = case when $1 = 'active' then $4 else idle_from end \
-             where id = $2 and account_id = $3 and status <> 'revoked' returning name",
+            switch.action(),
+            SET_STATUS,
             switch.status().as_str().to_owned(),
         )
         .await

@@ -63,6 +63,23 @@ impl From<StoreError> for WebError {
     }
 }
 
+/// A keys-service refusal where no form can show it field by field (a form re-renders with
+/// [`crate::service::keys::KeyError::field_errors`] instead).
+impl From<crate::service::keys::KeyError> for WebError {
+    fn from(e: crate::service::keys::KeyError) -> Self {
+        use crate::service::keys::KeyError;
+        match e {
+            KeyError::NotFound => WebError::NotFound,
+            KeyError::Store(e) => e.into(),
+            e => WebError::BadRequest(
+                e.field_errors()
+                    .and_then(|f| f.first().map(|(_, m)| m.to_owned()))
+                    .unwrap_or_else(|| e.to_string()),
+            ),
+        }
+    }
+}
+
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
         WebError::internal(e)

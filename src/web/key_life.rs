@@ -16,7 +16,8 @@ use super::live_key::LiveKey;
 use super::session::FormUse;
 use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::roll_form::RollFormInput;
-use crate::domain::{time_util, ApiToken, KeyId};
+use crate::domain::{time_util, KeyId};
+use crate::service::keys;
 use crate::state::AppState;
 use crate::store::key_secrets::{Retirement, SecretRow};
 use crate::store::keys::KeyRow;
@@ -191,11 +192,7 @@ pub async fn roll(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &format!("/keys/{}", key.id)),
     };
-    let token = ApiToken::generate();
-    state
-        .store
-        .roll_key(user.workspace(), key.id, &token, retire, &user.actor)
-        .await?;
+    let token = keys::roll(&state.store, user.workspace(), key.id, retire, &user.actor).await?;
     tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key rolled");
     user.session.form_done(
         ticket,

@@ -12,11 +12,11 @@ use super::live_key::LiveKey;
 use super::session::{random_token, FormUse};
 use super::{already_done, see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
-use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
+use crate::domain::key_form::{FieldErrors, KeyFormInput};
 use crate::domain::{time_util, ApiToken, KeyId};
+use crate::service::keys::{self, KeyError};
 use crate::state::AppState;
 use crate::store::keys::{KeyRow, KeyStatus, KeySwitch};
-use crate::store::StoreError;
 
 #[derive(Template)]
 #[template(path = "keys.html")]
@@ -158,14 +158,6 @@ fn read_form(form: &CsrfForm) -> KeyFormInput {
     }
 }
 
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
-/// The same name, or one that looks the same (same confusable skeleton: `domain::key_name`).
-const NAME_TAKEN: &str = "You already have a key with this name, or with a name that looks the \
-    same. Choose another, or delete the old key first.";
-
 /// An account that must still verify its email gets the form refused (403), saying why.
 fn refused_unverified(
     state: &AppState,
@@ -261,20 +253,16 @@ pub async fn create(
         // Verified accounts only: so the gateway never sees a key of an unverified one.
         return refused_unverified(&state, &user, input);
     }
-    let spec = match input.parse(&state.catalogue, today()) {
+    let spec = match keys::spec_for_create(&state.catalogue, &input, keys::today()) {
         Ok(spec) => spec,
-        Err(errors) => return render_form_errors(&state, &user, None, input, *errors),
+        Err(e) => return render_key_error(&state, &user, None, input, e),
     };
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/keys"),
     };
     let token = ApiToken::generate();
-    match state
-        .store
-        .create_key(user.workspace(), &spec, &token, &user.actor)
-        .await
-    {
+    match keys::create(&state.store, user.workspace(), &spec, &token, &user.actor).await {
         Ok(id) => {
             tracing::info!(account_id = %user.workspace(), key_id = %id, "key created");
             let key = state.store.key(user.workspace(), id).await?;
@@ -290,15 +278,32 @@ pub async fn create(
             )?;
             reveal(&user, &req, &key, &token, false)
         }
-        Err(StoreError::Conflict) => {
+        Err(e) => {
             drop(ticket);
-            let errors = FieldErrors {
-                name: Some(NAME_TAKEN.into()),
-                ..Default::default()
-            };
-            render_form_errors(&state, &user, None, input, errors)
+            render_key_error(&state, &user, None, input, e)
         }
-        Err(e) => Err(e.into()),
+    }
+}
+
+/// A keys-service refusal on the dashboard: the form again with its field errors (422), or
+/// the error page.
+fn render_key_error(
+    state: &AppState,
+    user: &Dashboard,
+    editing: Option<&KeyRow>,
+    input: KeyFormInput,
+    e: KeyError,
+) -> WebResult<HttpResponse> {
+    match e {
+        KeyError::NotFound => Err(super::error::WebError::NotFound),
+        KeyError::Store(e) => Err(e.into()),
+        e => render_form_errors(
+            state,
+            user,
+            editing,
+            input,
+            e.field_errors().unwrap_or_default(),
+        ),
     }
 }
 
@@ -341,32 +346,26 @@ pub async fn update(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let input = read_form(&form);
-    // An expiry already in the past is fine to keep unchanged when editing other fields.
-    let spec: KeySpec = match input.parse(
-        &state.catalogue,
-        key.expires_on().map_or(today(), |d| d.min(today())),
-    ) {
-        Ok(spec) => spec,
-        Err(errors) => return render_form_errors(&state, &user, Some(&key), input, *errors),
-    };
-    match state
-        .store
-        .update_key(user.workspace(), key.id, &spec, &user.actor)
+    let updated = match keys::spec_for_edit(&state.catalogue, &key, &input, keys::today()) {
+        Ok(spec) => keys::update(
+            &state.store,
+            user.workspace(),
+            key.id,
+            &spec,
+            None,
+            &user.actor,
+        )
         .await
-    {
-        Ok(()) => {
+        .map(|()| spec),
+        Err(e) => Err(e),
+    };
+    match updated {
+        Ok(spec) => {
             user.session
                 .set_flash(&format!("Saved changes to “{}”.", spec.name))?;
             Ok(see_other("/keys"))
         }
-        Err(StoreError::Conflict) => {
-            let errors = FieldErrors {
-                name: Some(NAME_TAKEN.into()),
-                ..Default::default()
-            };
-            render_form_errors(&state, &user, Some(&key), input, errors)
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => render_key_error(&state, &user, Some(&key), input, e),
     }
 }
 

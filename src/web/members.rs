@@ -15,7 +15,7 @@ use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::public_id::ManagementKeyPublicId;
 use crate::domain::roll_form::Retirement;
 use crate::domain::team::{Role, UserId, WorkspaceId};
-use crate::domain::{time_util, ApiToken, Email, VerifyToken};
+use crate::domain::{time_util, Email, VerifyToken};
 use crate::state::AppState;
 use crate::store::members::{InvitationRow, MemberRow, OffboardKey, Refusal};
 use crate::store::StoreError;
@@ -370,11 +370,9 @@ pub async fn roll_all(
     };
     let mut rolled = Vec::with_capacity(keys.len());
     for k in keys {
-        let token = ApiToken::generate();
-        state
-            .store
-            .roll_key(user.workspace(), k.id, &token, retire, &user.actor)
-            .await?;
+        let token =
+            crate::service::keys::roll(&state.store, user.workspace(), k.id, retire, &user.actor)
+                .await?;
         rolled.push((k.name, token.expose().to_owned()));
     }
     let mut management_keys = Vec::with_capacity(mks.len());

@@ -15,6 +15,7 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod management;
+mod one_rule;
 mod openrouter;
 mod ops;
 mod providers;

@@ -11,20 +11,27 @@ use super::body::{
     field_error, parse_json, CreateKey, CreatedKey, KeyData, KeyList, KeyObject, PatchKey,
 };
 use super::{parse_limit, store_error};
-use crate::domain::key_form::{KeyFormInput, KeySpec};
+use crate::domain::key_form::KeyFormInput;
 use crate::domain::public_id::KeyPublicId;
 use crate::domain::text::has_control;
 use crate::domain::{time_util, ApiToken, KeyId};
 use crate::gateway::error::ApiError;
+use crate::service::keys::{self, KeyError};
 use crate::state::AppState;
 use crate::store::idempotency::Created;
 use crate::store::keys::{KeyFilter, KeyRow, KeyStatus, KeySwitch};
 use crate::store::StoreError;
 
 pub(super) const KEY: &str = "The key";
-/// As on the dashboard's form.
-const NAME_TAKEN: &str = "You already have a key with this name, or with a name that looks the \
-    same. Choose another, or delete the old key first.";
+
+/// A keys-service refusal as the API answers it: a field's 400 (`param`), or a 404.
+pub(super) fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::NotFound => ApiError::not_found(KEY),
+        KeyError::Store(e) => store_error(KEY)(e),
+        e => field_error(&e.field_errors().unwrap_or_default()),
+    }
+}
 
 /// `GET /api/v1/keys` query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -38,10 +45,6 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Exact name.
     pub name: Option<String>,
-}
-
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
 }
 
 /// Spend must include every request answered so far (as `/api/v1/key` does).
@@ -185,23 +188,21 @@ pub async fn create(
     let m = authenticate(&state, &req, Intent::Write).await?;
     let body = super::read_body(payload).await?;
     let idem = idempotency_key(&req)?;
-    let spec = parse_json::<CreateKey>(&body)?
-        .input()
-        .parse(&state.catalogue, today())
-        .map_err(|e| field_error(&e))?;
+    let input = parse_json::<CreateKey>(&body)?.input();
+    let spec = keys::spec_for_create(&state.catalogue, &input, keys::today()).map_err(key_error)?;
     let token = ApiToken::generate();
     let created = match &idem {
-        None => state
-            .store
-            .create_key(m.account_id(), &spec, &token, &m.actor)
+        None => keys::create(&state.store, m.account_id(), &spec, &token, &m.actor)
             .await
-            .map(Created::New),
+            .map(Created::New)
+            .map_err(key_error),
         Some(k) => {
             let hash = hex::encode(Sha256::digest(&body));
             state
                 .store
                 .create_key_once(m.account_id(), &spec, &token, k, &hash, &m.actor)
                 .await
+                .map_err(|e| key_error(e.into()))
         }
     };
     match created {
@@ -228,8 +229,7 @@ pub async fn create(
             Ok(e.response().json(body))
         }
         Ok(Created::Mismatch) => Err(ApiError::idempotency_mismatch()),
-        Err(StoreError::Conflict) => Err(ApiError::invalid_param("name", NAME_TAKEN)),
-        Err(e) => Err(store_error(KEY)(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -277,30 +277,25 @@ pub async fn patch(
     }
     let patch = parse_json::<PatchKey>(&body)?;
     let input = patch.apply(KeyFormInput::from_spec(&key.spec()));
-    // An expiry already in the past may stay unchanged, as on the dashboard's Edit.
-    let today = key.expires_on().map_or(today(), |d| d.min(today()));
-    let spec: KeySpec = input
-        .parse(&state.catalogue, today)
-        .map_err(|e| field_error(&e))?;
-    let store = &state.store;
-    match store
-        .update_key(m.account_id(), key.id, &spec, &m.actor)
-        .await
-    {
-        Err(StoreError::Conflict) => return Err(ApiError::invalid_param("name", NAME_TAKEN)),
-        other => other.map_err(store_error(KEY))?,
-    }
-    if let Some(disabled) = patch.disabled {
-        let switch = if disabled {
+    let spec =
+        keys::spec_for_edit(&state.catalogue, &key, &input, keys::today()).map_err(key_error)?;
+    let switch = patch.disabled.map(|off| {
+        if off {
             KeySwitch::Disabled
         } else {
             KeySwitch::Enabled
-        };
-        store
-            .set_key_status(m.account_id(), key.id, switch, &m.actor)
-            .await
-            .map_err(store_error(KEY))?;
-    }
+        }
+    });
+    keys::update(
+        &state.store,
+        m.account_id(),
+        key.id,
+        &spec,
+        switch,
+        &m.actor,
+    )
+    .await
+    .map_err(key_error)?;
     settled(&state, &m).await;
     Ok(HttpResponse::Ok().json(KeyData {
         data: key_object(&state, &m, key.id).await?,

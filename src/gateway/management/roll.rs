@@ -9,9 +9,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::{authenticate, Intent};
 use super::body::{parse_json, CreatedKey, RollKey};
 use super::keys::{key_object, owned, settled, KEY};
-use super::store_error;
+
 use crate::domain::roll_form::RollFormInput;
-use crate::domain::{time_util, ApiToken};
+use crate::domain::time_util;
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
 use crate::store::keys::KeyStatus;
@@ -46,12 +46,9 @@ pub async fn roll(
     let retire = input
         .parse(now)
         .map_err(|message| ApiError::invalid_param(param, message))?;
-    let token = ApiToken::generate();
-    state
-        .store
-        .roll_key(m.account_id(), key.id, &token, retire, &m.actor)
+    let token = crate::service::keys::roll(&state.store, m.account_id(), key.id, retire, &m.actor)
         .await
-        .map_err(store_error(KEY))?;
+        .map_err(super::keys::key_error)?;
     tracing::info!(
         account_id = %m.account_id(),
         key_id = %key.id,

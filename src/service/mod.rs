@@ -1,0 +1,5 @@
+//! Services: the rules and actions that more than one surface shares, between the store
+//! (SQL) and the surfaces (`web`, the dashboard; `gateway::management`, the API), which only
+//! parse and render. A service imports neither surface.
+
+pub mod keys;
