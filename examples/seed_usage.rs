@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let now = lowrouter::domain::time_util::now_ms();
     let email =
         Email::parse(&format!("bench-{now}@example.com")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let hash = lowrouter::web::password::hash(
+    let hash = lowrouter::password_hashing::hash(
         &Password::parse(PASSWORD.to_owned(), Some(&email))
             .map_err(|e| anyhow::anyhow!("{e:?}"))?,
     )

@@ -123,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = Password::parse(read_password()?, Some(&email))
                 .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let store = Store::connect(&settings.database_url).await?;
-            let hash = crate::web::password::hash_blocking(password).await?;
+            let hash = crate::password_hashing::hash_blocking(password).await?;
             match store
                 .create_account(&email, &hash, settings.signup_grant)
                 .await

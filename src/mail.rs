@@ -184,7 +184,7 @@ impl Mailer {
         let to: Mailbox = to.as_str().parse()?;
         let id = format!(
             "<{}@{}>",
-            crate::web::session::random_token(),
+            crate::domain::token::random_token(),
             self.from.email.domain()
         );
         Ok(Message::builder()

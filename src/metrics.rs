@@ -20,8 +20,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::usage::NewUsage;
-
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -136,23 +134,36 @@ pub fn http_request(method: &'static str, route: &str, status: StatusCode, elaps
     .record(elapsed.as_secs_f64());
 }
 
-/// One recorded gateway completion (the usage row): resolved catalogue model and provider
-/// only (`none` when the request failed before either was chosen).
-pub fn gateway_request(u: &NewUsage) {
+/// One recorded gateway completion, as its usage row says it. The module imports nothing of
+/// ours: the caller fills this in (metrics is a leaf every layer may call).
+pub struct Completion<'a> {
+    /// The resolved catalogue model and provider (`none` when the request failed before
+    /// either was chosen).
+    pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    /// `ok`, `client_error` or `upstream_error`.
+    pub outcome: &'static str,
+    pub http_status: u16,
+    pub streamed: bool,
+    pub latency_ms: i64,
+}
+
+/// One recorded gateway completion (the usage row).
+pub fn gateway_request(c: Completion<'_>) {
     if !enabled() {
         return;
     }
-    let model = u.resolved_model.clone().unwrap_or_else(|| "none".into());
-    let provider = u.provider.clone().unwrap_or_else(|| "none".into());
-    let status = StatusCode::from_u16(u.http_status).map_or("other", status_label);
+    let model = c.model.unwrap_or("none").to_owned();
+    let provider = c.provider.unwrap_or("none").to_owned();
+    let status = StatusCode::from_u16(c.http_status).map_or("other", status_label);
     metrics::counter!("lowrouter_gateway_requests_total",
         "model" => model.clone(), "provider" => provider.clone(),
-        "outcome" => u.status.as_str(), "status" => status,
-        "streamed" => if u.streamed { "true" } else { "false" })
+        "outcome" => c.outcome, "status" => status,
+        "streamed" => if c.streamed { "true" } else { "false" })
     .increment(1);
     metrics::histogram!("lowrouter_gateway_request_duration_seconds",
         "model" => model, "provider" => provider)
-    .record(u.latency_ms.max(0) as f64 / 1000.0);
+    .record(c.latency_ms.max(0) as f64 / 1000.0);
 }
 
 /// A provider attempt failed before anything reached the client.

@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::catalogue::Catalogue;
+use crate::client::TrustedProxies;
 use crate::config::Settings;
 use crate::domain::time_util;
 use crate::gateway::ledger::Ledger;
@@ -21,12 +22,11 @@ use crate::gateway::rate_limit::RateLimits;
 use crate::gateway::upstream::{Timeouts, Upstreams};
 use crate::gateway::usage_writer::UsageWriter;
 use crate::mail::Mailer;
+use crate::password_hashing::HashPool;
 use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
 use crate::store::Store;
-use crate::web::client::TrustedProxies;
 use crate::web::form::FormKey;
-use crate::web::password::HashPool;
 use crate::web::throttle::{LoginThrottle, SignupThrottle};
 
 pub struct Application {
@@ -312,7 +312,8 @@ async fn app_state(
             total: settings.upstream_timeout,
         },
     )?;
-    let dummy_hash = actix_web::rt::task::spawn_blocking(crate::web::password::dummy_hash).await?;
+    let dummy_hash =
+        actix_web::rt::task::spawn_blocking(crate::password_hashing::dummy_hash).await?;
     let feed = Arc::new(crate::alerts::Feed::default());
     let (alerts_stop, stop) = tokio::sync::watch::channel(false);
     let outbox = crate::alerts::spawn(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix_web::cookie::Key;
 
 use crate::catalogue::Catalogue;
+use crate::client::TrustedProxies;
 use crate::config::Settings;
 use crate::gateway::leaks::LeakKeys;
 use crate::gateway::ledger::Ledger;
@@ -13,10 +14,9 @@ use crate::gateway::refusals::RefusalBudgets;
 use crate::gateway::upstream::Upstreams;
 use crate::gateway::usage_writer::UsageWriter;
 use crate::mail::Mailer;
+use crate::password_hashing::HashPool;
 use crate::store::Store;
-use crate::web::client::TrustedProxies;
 use crate::web::form::FormKey;
-use crate::web::password::HashPool;
 use crate::web::throttle::{LoginThrottle, SignupThrottle};
 
 /// Shared by every handler; cheap to clone.

@@ -10,6 +10,7 @@ pub mod key_form;
 pub mod key_name;
 pub mod password;
 pub mod public_id;
+pub mod reasons;
 pub mod roll_form;
 pub mod team;
 pub mod text;

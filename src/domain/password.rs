@@ -1,4 +1,4 @@
-//! Account passwords: policy here, hashing in `crate::web::password`.
+//! Account passwords: policy here, hashing in `crate::password_hashing`.
 //!
 //! The policy follows NIST SP 800-63B (5.1.1.2): a minimum length, no composition rules
 //! (no "one digit and one symbol"), and a refusal of passwords that are known to be chosen

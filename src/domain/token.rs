@@ -143,6 +143,13 @@ pub fn hash_str(token: &str) -> TokenHash {
     TokenHash(hex::encode(Sha256::digest(token.as_bytes())))
 }
 
+/// 32 random letters and digits (about 190 bits, from the OS's CSPRNG through `rand`): CSRF
+/// tokens, one-time form ids, nonces. Not an API token (those are [`Token`]s).
+pub fn random_token() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
 /// The masked form shown everywhere after creation: `lr-sk-Ab3d…x9Qz`.
 pub fn masked(prefix: &str, last_four: &str) -> String {
     format!("{prefix}…{last_four}")

@@ -103,7 +103,7 @@ pub enum DeadReason {
 }
 
 impl DeadReason {
-    /// The usage row's error code (`web::reasons` has each one's words).
+    /// The usage row's error code (`domain::reasons` has each one's words).
     pub fn code(self) -> &'static str {
         match self {
             DeadReason::Revoked => "key_revoked",

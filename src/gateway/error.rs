@@ -351,3 +351,63 @@ impl actix_web::ResponseError for ApiError {
 fn clip(s: &str) -> String {
     crate::domain::text::client_label(s)
 }
+
+#[cfg(test)]
+mod reasons_tests {
+    use super::ApiError;
+
+    /// The dashboard reads a reason for every code the gateway can answer or record.
+    #[test]
+    fn every_code_the_gateway_answers_has_a_reason() {
+        let c = crate::domain::Credits::ZERO;
+        let errors = [
+            ApiError::unauthorized("x"),
+            ApiError::invalid_request("x"),
+            ApiError::too_large(1),
+            ApiError::model_not_found("m"),
+            ApiError::model_not_allowed("m"),
+            ApiError::region_unavailable("m", "r"),
+            ApiError::limit("daily_limit_reached", "daily", 1, "t", c, c),
+            ApiError::limit("monthly_limit_reached", "monthly", 1, "t", c, c),
+            ApiError::too_many("too_many_refused_requests", "x", Default::default()),
+            ApiError::too_many("too_many_failed_authentications", "x", Default::default()),
+            ApiError::insufficient_credits(),
+            ApiError::upstream("x"),
+            ApiError::upstream_rate_limited("m", 1),
+            ApiError::upstream_auth("m"),
+            ApiError::model_unavailable("m"),
+            ApiError::internal(),
+            ApiError::not_found("x"),
+        ];
+        for e in errors {
+            assert!(
+                crate::domain::reasons::reason_of(e.code).is_some(),
+                "{} has no reason",
+                e.code
+            );
+        }
+        for reason in [
+            crate::gateway::auth::DeadReason::Revoked,
+            crate::gateway::auth::DeadReason::Disabled,
+            crate::gateway::auth::DeadReason::Idle,
+            crate::gateway::auth::DeadReason::Expired,
+            crate::gateway::auth::DeadReason::Retired,
+            crate::gateway::auth::DeadReason::Quarantined,
+        ] {
+            assert!(
+                crate::domain::reasons::reason_of(reason.code()).is_some(),
+                "{reason:?} has no reason"
+            );
+        }
+        for code in [
+            "upstream_rejected",
+            "client_disconnected",
+            "rate_limit_exceeded",
+        ] {
+            assert!(
+                crate::domain::reasons::reason_of(code).is_some(),
+                "{code} has no reason"
+            );
+        }
+    }
+}

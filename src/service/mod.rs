@@ -3,3 +3,4 @@
 //! parse and render. A service imports neither surface.
 
 pub mod keys;
+pub mod usage_filter;

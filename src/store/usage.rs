@@ -11,31 +11,7 @@ use super::{on_read, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
 use crate::domain::Credits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageStatus {
-    Ok,
-    ClientError,
-    UpstreamError,
-}
-
-impl UsageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsageStatus::Ok => "ok",
-            UsageStatus::ClientError => "client_error",
-            UsageStatus::UpstreamError => "upstream_error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ok" => Some(UsageStatus::Ok),
-            "client_error" => Some(UsageStatus::ClientError),
-            "upstream_error" => Some(UsageStatus::UpstreamError),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::reasons::UsageStatus;
 
 /// One authenticated gateway request, as recorded. Journaled as `usage_journal::EntryV1`
 /// (its own struct: a change here changes nothing on disk).

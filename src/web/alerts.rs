@@ -343,7 +343,7 @@ pub async fn send_test(
     {
         return Err(WebError::NotFound);
     }
-    let dedupe = format!("test:{}", super::session::random_token());
+    let dedupe = format!("test:{}", crate::domain::token::random_token());
     let details = json!({"message": "This is a test event from LowRouter."});
     event::emit(
         &state.store,

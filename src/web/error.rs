@@ -45,10 +45,10 @@ impl WebError {
 /// `Retry-After` on a busy answer: a few argon2 runs' time.
 pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
 
-impl From<crate::web::password::HashError> for WebError {
-    fn from(e: crate::web::password::HashError) -> Self {
+impl From<crate::password_hashing::HashError> for WebError {
+    fn from(e: crate::password_hashing::HashError) -> Self {
         match e {
-            crate::web::password::HashError::Busy => WebError::Busy,
+            crate::password_hashing::HashError::Busy => WebError::Busy,
             other => WebError::internal(other),
         }
     }

@@ -80,7 +80,7 @@ impl CsrfForm {
 /// A request from another site is refused even before the token is compared: browsers
 /// send `Origin` on every cross-site POST. The host it must match is the `Host` header, or
 /// what a trusted proxy says the client asked for (never `X-Forwarded-Host` from anyone
-/// else: see `web::client`).
+/// else: see `crate::client`).
 fn same_origin(req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
@@ -210,7 +210,7 @@ pub fn public_form_token(
     if let Some(nonce) = form_nonce(req) {
         return (key.token(&nonce), None);
     }
-    let nonce = super::session::random_token();
+    let nonce = crate::domain::token::random_token();
     let cookie = Cookie::build(FORM_COOKIE, nonce.clone())
         .path("/")
         .http_only(true)

@@ -249,7 +249,7 @@ impl KeyView {
         }
         self.last_refusal = Some(RefusalView {
             when: When::new(now, r.at),
-            status: super::reasons::status_line(r.http_status, r.code.as_deref()),
+            status: crate::domain::reasons::status_line(r.http_status, r.code.as_deref()),
             generation_id: r.generation_id.clone(),
         });
         self

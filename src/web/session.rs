@@ -5,7 +5,6 @@
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
-use rand::distr::{Alphanumeric, SampleString};
 use std::future::{ready, Ready};
 
 use super::error::WebError;
@@ -21,9 +20,7 @@ const FLASH: &str = "flash";
 const INFO: &str = "flash_info";
 const USED_FORMS: &str = "used_forms";
 
-pub fn random_token() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 32)
-}
+pub use crate::domain::token::random_token;
 
 pub struct TypedSession(pub Session);
 

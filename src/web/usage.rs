@@ -9,12 +9,12 @@ use askama::Template;
 
 use super::error::{WebError, WebResult};
 use super::keys::html;
-use super::reasons::{self, StatusChoice};
 use super::usage_chart::{build_chart, Chart, Texture};
-pub use super::usage_filter::{parse_filter, FilterInput};
 use super::{Dashboard, Layout};
+use crate::domain::reasons::{self, StatusChoice};
 use crate::domain::text::GenerationId;
 use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
+pub use crate::service::usage_filter::{parse_filter, FilterInput};
 use crate::state::AppState;
 use crate::store::keys::KeyStatus;
 use crate::store::usage::{UsageFilter, UsageRow, UsageTotals};

@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 
 use super::error::WebResult;
 use super::usage::parse_filter;
-use super::usage_filter::FilterInput;
 use super::Dashboard;
 use crate::domain::{time_util, Credits};
+use crate::service::usage_filter::FilterInput;
 use crate::state::AppState;
 use crate::store::usage::ExportRow;
 

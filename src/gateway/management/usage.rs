@@ -12,9 +12,9 @@ use super::{parse_limit, store_error};
 use crate::domain::text::GenerationId;
 use crate::domain::time_util;
 use crate::gateway::error::ApiError;
+use crate::service::usage_filter::parse_filter;
 use crate::state::AppState;
 use crate::store::usage::UsageRow;
-use crate::web::usage::parse_filter;
 
 /// The Usage page's filters (same names, same rules), and the page.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -75,7 +75,15 @@ impl UsageWriter {
 
     /// Resolves once the row is durable (see the module's doc).
     pub async fn record(&self, entry: UsageEntry) -> Result<(), RecordError> {
-        crate::metrics::gateway_request(&entry.usage);
+        let u = &entry.usage;
+        crate::metrics::gateway_request(crate::metrics::Completion {
+            model: u.resolved_model.as_deref(),
+            provider: u.provider.as_deref(),
+            outcome: u.status.as_str(),
+            http_status: u.http_status,
+            streamed: u.streamed,
+            latency_ms: u.latency_ms,
+        });
         match &self.inner {
             Inner::Sqlite(j) => {
                 let behind = j.journaled.load(Ordering::Acquire) - MAX_LAG;

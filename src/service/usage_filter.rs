@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::reasons;
+use crate::domain::reasons;
 use crate::domain::text::has_control;
 use crate::domain::{time_util, KeyId};
 use crate::store::usage::{UsageFilter, UsageStatus};

@@ -25,7 +25,7 @@ pub fn verify(candidate: &str, phc: &str) -> bool {
 /// Hash of a password nobody knows: verified when the email is unknown, so a wrong email
 /// costs the same time as a wrong password.
 pub fn dummy_hash() -> String {
-    let p = Password::generated(crate::web::session::random_token());
+    let p = Password::generated(crate::domain::token::random_token());
     hash(&p).expect("argon2 with default parameters")
 }
 
