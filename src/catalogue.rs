@@ -248,6 +248,18 @@ impl Catalogue {
         })
     }
 
+    /// Whether the model has a provider in `region` (any when `None`) that is `usable`
+    /// (configured on this gateway: `Upstreams::is_usable`). The gateway serves nothing else,
+    /// and the key form marks what it would refuse.
+    pub fn serves(
+        &self,
+        model: &Model,
+        region: Option<&str>,
+        usable: impl Fn(&Provider) -> bool,
+    ) -> bool {
+        self.routes_in(model, region).any(|(_, p, _)| usable(p))
+    }
+
     /// Regions in which the model has at least one provider that is `usable`.
     pub fn model_regions(&self, model: &Model, usable: impl Fn(&Provider) -> bool) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

@@ -203,7 +203,7 @@ pub async fn roll(
             token.masked()
         ),
     )?;
-    reveal(&user, &req, &key, &token, true)
+    reveal(&state, &user, &req, &key, &token, true)
 }
 
 pub async fn retire(

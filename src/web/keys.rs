@@ -53,9 +53,12 @@ pub struct ModelOption {
     pub id: String,
     pub name: String,
     pub prices: String,
-    /// `eu-west, us-east`: where it has providers.
+    /// `eu-west, us-east`: where it has providers this gateway can call.
     pub regions: String,
     pub checked: bool,
+    /// Some provider of it is configured here: else requests for it fail (503
+    /// `model_unavailable`), and the picker says so.
+    pub serves: bool,
 }
 
 pub struct RegionOption {
@@ -86,16 +89,19 @@ struct KeyFormPage {
 }
 
 fn form_page(
-    catalogue: &Catalogue,
+    state: &AppState,
     layout: Layout,
     editing: Option<(KeyId, KeyView)>,
     input: KeyFormInput,
     errors: FieldErrors,
 ) -> KeyFormPage {
+    let catalogue: &Catalogue = &state.catalogue;
+    let usable = |p: &crate::catalogue::Provider| state.upstreams.is_usable(p);
     let models = catalogue
         .models
         .iter()
         .map(|m| ModelOption {
+            serves: catalogue.serves(m, None, usable),
             id: m.id.clone(),
             name: m.name.clone(),
             prices: format!(
@@ -103,7 +109,7 @@ fn form_page(
                 m.input_price.display(),
                 m.output_price.display()
             ),
-            regions: catalogue.model_regions(m, |_| true).join(", "),
+            regions: catalogue.model_regions(m, usable).join(", "),
             checked: input.models.iter().any(|x| x == &m.id),
         })
         .collect();
@@ -165,13 +171,7 @@ fn refused_unverified(
     input: KeyFormInput,
 ) -> WebResult<HttpResponse> {
     let layout = user.layout("keys");
-    let page = form_page(
-        &state.catalogue,
-        layout,
-        None,
-        input,
-        FieldErrors::default(),
-    );
+    let page = form_page(state, layout, None, input, FieldErrors::default());
     html(StatusCode::FORBIDDEN, page.render()?)
 }
 
@@ -180,7 +180,7 @@ pub async fn new_form(state: web::Data<AppState>, user: Dashboard) -> WebResult<
         return refused_unverified(&state, &user, KeyFormInput::default());
     }
     let page = form_page(
-        &state.catalogue,
+        &state,
         user.layout("keys"),
         None,
         KeyFormInput::default(),
@@ -201,10 +201,14 @@ struct RevealPage {
     snippets: Vec<super::snippets::Snippet>,
     /// A new secret of an existing key (Roll), not a new key.
     rolled: bool,
+    /// Models the key allows that no configured provider serves: said at once, not by the
+    /// first request's 503.
+    unserved: Vec<String>,
 }
 
 /// The one-time reveal of `token` (Create and Roll): the POST's own answer, `no-store`.
 pub(super) fn reveal(
+    state: &AppState,
     user: &Dashboard,
     req: &actix_web::HttpRequest,
     key: &KeyRow,
@@ -218,6 +222,18 @@ pub(super) fn reveal(
         token: token.expose().to_owned(),
         snippets: super::snippets::snippets(&base_url(req), token.expose()),
         rolled,
+        unserved: key
+            .model_list()
+            .into_iter()
+            .filter(|id| {
+                state.catalogue.model(id).is_some_and(|m| {
+                    !state
+                        .catalogue
+                        .serves(m, None, |p| state.upstreams.is_usable(p))
+                })
+            })
+            .map(str::to_owned)
+            .collect(),
     };
     Ok(secret_reveal(page.render()?))
 }
@@ -276,7 +292,7 @@ pub async fn create(
                     token.masked()
                 ),
             )?;
-            reveal(&user, &req, &key, &token, false)
+            reveal(&state, &user, &req, &key, &token, false)
         }
         Err(e) => {
             drop(ticket);
@@ -315,13 +331,7 @@ fn render_form_errors(
     errors: FieldErrors,
 ) -> WebResult<HttpResponse> {
     let editing = editing.map(|k| (k.id, KeyView::new(k, time_util::now_ms())));
-    let page = form_page(
-        &state.catalogue,
-        user.layout("keys"),
-        editing,
-        input,
-        errors,
-    );
+    let page = form_page(state, user.layout("keys"), editing, input, errors);
     html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?)
 }
 
@@ -331,7 +341,7 @@ pub async fn edit_form(
 ) -> WebResult<HttpResponse> {
     let input = KeyFormInput::from_spec(&key.spec());
     let page = form_page(
-        &state.catalogue,
+        &state,
         user.layout("keys"),
         Some((key.id, KeyView::new(&key, time_util::now_ms()))),
         input,

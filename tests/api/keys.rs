@@ -645,3 +645,39 @@ async fn existing_look_alike_names_survive_the_skeleton_migration() {
     ));
     store.close().await;
 }
+
+#[tokio::test]
+async fn models_no_provider_serves_are_marked_in_the_picker_and_at_create() {
+    // The built-in catalogue without provider credentials: only the echo model is served.
+    let app = spawn_app_with(|s| s.catalogue_path = None).await;
+    app.signed_up().await;
+    let form = app.get_html("/keys/new").await;
+    let option = |id: &str| {
+        let at = form
+            .find(&format!("value=\"{id}\""))
+            .unwrap_or_else(|| panic!("{id} offered"));
+        form[at..at + form[at..].find("</label>").unwrap()].to_owned()
+    };
+    assert!(option("openai/gpt-4o").contains("No provider configured"));
+    assert!(!option("lowrouter/echo").contains("No provider configured"));
+    assert!(form.contains("id=\"name\"") && form.contains(" autofocus"));
+
+    let r = app
+        .create_key_response(&key_fields(
+            "mixed",
+            &[("models", "openai/gpt-4o"), ("models", "lowrouter/echo")],
+        ))
+        .await;
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Not served here yet:") && page.contains("<code>openai/gpt-4o</code>"),
+        "{page}"
+    );
+    assert!(!page.contains("<code>lowrouter/echo</code>. Requests"));
+    let token = token_of(&page).unwrap();
+    assert_eq!(
+        app.echo(&token, "hi").await.status(),
+        200,
+        "its echo model works"
+    );
+}

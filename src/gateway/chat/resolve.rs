@@ -93,10 +93,7 @@ pub(super) fn resolve_model<'a>(
     let key = &authed.key.key;
     let cat = &state.catalogue;
     let region = key.region.as_deref();
-    let servable = |m: &Model| {
-        cat.routes_in(m, region)
-            .any(|(_, p, _)| state.upstreams.is_usable(p))
-    };
+    let servable = |m: &Model| cat.serves(m, region, |p| state.upstreams.is_usable(p));
     if requested == AUTO_MODEL {
         let preferred = cat.auto_preference.iter().filter_map(|id| cat.model(id));
         let rest = cat.models.iter();
