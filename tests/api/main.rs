@@ -22,6 +22,7 @@ mod providers;
 mod rate_limits;
 mod refusals;
 mod resubmit;
+mod schema_parity;
 mod sdk;
 mod security;
 mod sessions;
