@@ -63,6 +63,49 @@ pub const REASONS: [(&str, &str); 26] = [
     ("client_disconnected", "Client disconnected"),
 ];
 
+/// What a refusal means and what to do about it, for a failed request's page: the client
+/// got its own message; this is the owner's side of it.
+pub fn advice(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "daily_limit_reached" | "monthly_limit_reached" => {
+            "Each request holds its worst-case cost against the key's limit until it is \
+             settled; a request whose hold does not fit in what is left of the limit is \
+             refused, even when the limit is not quite spent. Raise or remove the limit with \
+             Edit, or wait for the period to reset (00:00 UTC)."
+        }
+        "insufficient_credits" => {
+            "The workspace's spendable balance (its balance less what requests in flight \
+             hold) was below this request's worst-case cost. Add credits, or lower \
+             max_tokens so the request holds less."
+        }
+        "key_disabled" | "key_idle" => "The key is disabled: Enable it on the Keys page.",
+        "key_expired" => {
+            "The key passed its expiry date: set a later one with Edit, or create a new key."
+        }
+        "key_revoked" => {
+            "The key was deleted: nothing brings it back. Create a new key and deploy it."
+        }
+        "secret_retired" => {
+            "The secret used was replaced by a Roll and has retired: deploy the key's current \
+             secret (the Keys page shows its last four characters), or Roll again if it was lost."
+        }
+        "secret_quarantined" => {
+            "The secret used was reported as leaked and is blocked: Roll the key and deploy the \
+             new secret."
+        }
+        "rate_limit_exceeded" => {
+            "The key's requests-per-minute or concurrency limit was reached: the client should \
+             retry after Retry-After, or raise the limit with Edit."
+        }
+        "model_not_allowed" => {
+            "The key's scope does not include this model: add it with Edit, or use another key."
+        }
+        "region_unavailable" => "No provider of this model serves the key's pinned region.",
+        "model_unavailable" => "This gateway has no provider configured for the model.",
+        _ => return None,
+    })
+}
+
 /// The reason of one code, if the table has it.
 pub fn reason_of(code: &str) -> Option<&'static str> {
     REASONS.iter().find(|(c, _)| *c == code).map(|(_, r)| *r)

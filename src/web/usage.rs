@@ -204,6 +204,14 @@ pub async fn list(
     user: Dashboard,
     query: web::Query<HashMap<String, String>>,
 ) -> WebResult<HttpResponse> {
+    // "Find a request": a generation id goes straight to its page.
+    if let Some(wanted) = query
+        .get("generation")
+        .map(|g| g.trim())
+        .filter(|g| !g.is_empty())
+    {
+        return find_generation(&state, &user, wanted).await;
+    }
     let (input, filter, before, errors) = parse_filter(&query);
     let store = &state.store;
     let (first_day, days) = chart_period(&filter);
@@ -282,6 +290,26 @@ pub async fn list(
     html(StatusCode::OK, page.render()?)
 }
 
+/// The page of the request `wanted` names, or Usage saying there is none in this workspace.
+async fn find_generation(
+    state: &AppState,
+    user: &Dashboard,
+    wanted: &str,
+) -> WebResult<HttpResponse> {
+    if let Some(id) = GenerationId::parse(wanted) {
+        match state.store.usage_by_generation(user.workspace(), &id).await {
+            Ok(_) => return Ok(super::see_other(&format!("/usage/{}", id.as_str()))),
+            Err(crate::store::StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    user.session.set_info(
+        "No request with that generation id in this workspace. It is the x-lowrouter-generation-id \
+         header (and the `id` of a completion) of the request's answer, like gen-….",
+    )?;
+    Ok(super::see_other("/usage"))
+}
+
 /// One page of raw rows, newest first, and whether older and newer rows exist beyond it.
 async fn rows_page(
     state: &AppState,
@@ -350,6 +378,12 @@ fn chart_period(f: &UsageFilter) -> (i64, i64) {
 struct DetailPage {
     layout: Layout,
     row: UsageView,
+    /// A refusal's meaning and what to do (`reasons::advice`).
+    advice: Option<&'static str>,
+    /// The key as it is now, when it still lives: its limits and spend, links to it and Edit.
+    key: Option<super::key_view::KeyView>,
+    /// A refusal for credits: the workspace's balance and what is held now.
+    balance: Option<(String, String)>,
 }
 
 pub async fn detail(
@@ -373,7 +407,21 @@ pub async fn detail(
             view.secret = Some(shown);
         }
     }
+    let code = row.error_code.as_deref().filter(|_| row.status != "ok");
+    let key = match code {
+        Some(_) => state.store.key(user.workspace(), row.key_id).await.ok(),
+        None => None,
+    };
+    let now = crate::domain::time_util::now_ms();
     let page = DetailPage {
+        advice: code.and_then(reasons::advice),
+        key: key.map(|k| super::key_view::KeyView::new(&k, now)),
+        balance: (code == Some("insufficient_credits")).then(|| {
+            (
+                user.account.balance.display_places(2),
+                user.account.reserved.display_places(2),
+            )
+        }),
         row: view,
         layout: user.layout("usage"),
     };

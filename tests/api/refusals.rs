@@ -158,6 +158,32 @@ async fn a_key_shows_its_last_success_and_its_last_refusal_apart_and_a_blocking_
         page.contains("Last refused or failed") && page.contains("Limit reached: refused until")
     );
 
+    // The refused request's page explains it and leads to the fix; Usage finds it by id.
+    let generation = crate::common::between(row, "href=\"/usage/", "\"")
+        .unwrap()
+        .to_owned();
+    let found = app.get(&format!("/usage?generation={generation}")).await;
+    assert_eq!(found.status(), 303);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/usage/{generation}").as_str()
+    );
+    let detail = app.get_html(&format!("/usage/{generation}")).await;
+    assert!(
+        detail.contains("What this means") && detail.contains("worst-case cost"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("href=\"/keys/{id}/edit\">Edit “tight”")),
+        "{detail}"
+    );
+    let missing = app.get("/usage?generation=gen-nothing-here").await;
+    assert_eq!(missing.headers()["location"], "/usage");
+    assert!(app
+        .get_html("/usage")
+        .await
+        .contains("No request with that generation id"));
+
     // The API says the same: no last use, the last refusal with its code and record.
     let mk = crate::management::management_key(&app, "m", true).await;
     let (_, listed) =
