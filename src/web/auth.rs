@@ -27,6 +27,44 @@ struct AuthPage {
     password_error: Option<String>,
     error: Option<String>,
     flash: Option<String>,
+    /// An open invitation the person came from: the page says so, the email is prefilled,
+    /// and signing in or up leads back to it to accept.
+    invitation: Option<Invited>,
+}
+
+/// An invitation carried through sign-up and log-in (`?invitation=<token>`, then a hidden
+/// field): the same secret as the invitation link's path, kept out of logs like it (only
+/// route patterns are logged) and never stored in a session.
+struct Invited {
+    token: String,
+    workspace: String,
+    email: String,
+    role: &'static str,
+}
+
+/// The open invitation `token` names, if any (a wrong or used one is simply not carried).
+async fn invited(state: &AppState, token: &str) -> Option<Invited> {
+    let token = VerifyToken::parse(token).ok()?;
+    let (inv, workspace) = state
+        .store
+        .invitation_by_token(&token.hash())
+        .await
+        .ok()??;
+    inv.is_open(crate::domain::time_util::now_ms())
+        .then(|| Invited {
+            token: token.expose().to_owned(),
+            workspace,
+            email: inv.email,
+            role: inv.role.label(),
+        })
+}
+
+/// Where a person goes once signed in: back to their invitation to accept it, or Keys.
+fn landing(invitation: &Option<Invited>) -> String {
+    match invitation {
+        Some(i) => format!("/invitations/{}", i.token),
+        None => "/keys".to_owned(),
+    }
 }
 
 fn render(page: AuthPage, status: StatusCode) -> WebResult<HttpResponse> {
@@ -44,10 +82,15 @@ async fn form_page(
     state: web::Data<AppState>,
     session: TypedSession,
     req: HttpRequest,
+    query: web::Query<std::collections::HashMap<String, String>>,
     signup: bool,
 ) -> WebResult<HttpResponse> {
+    let invitation = match query.get("invitation") {
+        Some(t) => invited(&state, t).await,
+        None => None,
+    };
     if session.user_id()?.is_some() {
-        return Ok(see_other("/keys"));
+        return Ok(see_other(&landing(&invitation)));
     }
     let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
     let response = render(
@@ -55,6 +98,11 @@ async fn form_page(
             signup,
             csrf,
             flash: session.take_flash(),
+            email: invitation
+                .as_ref()
+                .map(|i| i.email.clone())
+                .unwrap_or_default(),
+            invitation,
             ..Default::default()
         },
         StatusCode::OK,
@@ -66,16 +114,18 @@ pub async fn signup_form(
     state: web::Data<AppState>,
     session: TypedSession,
     req: HttpRequest,
+    query: web::Query<std::collections::HashMap<String, String>>,
 ) -> WebResult<HttpResponse> {
-    form_page(state, session, req, true).await
+    form_page(state, session, req, query, true).await
 }
 
 pub async fn login_form(
     state: web::Data<AppState>,
     session: TypedSession,
     req: HttpRequest,
+    query: web::Query<std::collections::HashMap<String, String>>,
 ) -> WebResult<HttpResponse> {
-    form_page(state, session, req, false).await
+    form_page(state, session, req, query, false).await
 }
 
 /// Long on purpose: the sign-up in the order it must happen (parse, throttle, hash off the
@@ -89,10 +139,12 @@ pub async fn signup(
     let raw_email = form.take("email");
     let email = Email::parse(&raw_email);
     let password = Password::parse(form.take("password"), email.as_ref().ok());
+    let invitation = invited(&state, &form.take("invitation")).await;
     let mut page = AuthPage {
         signup: true,
         csrf: public_csrf(&state, &req),
         email: raw_email,
+        invitation,
         ..Default::default()
     };
     if let Err(e) = &email {
@@ -152,7 +204,7 @@ pub async fn signup(
                 ),
             };
             session.set_flash(&welcome)?;
-            Ok(see_other("/keys"))
+            Ok(see_other(&landing(&page.invitation)))
         }
         Err(StoreError::Conflict) => {
             page.email_error =
@@ -173,10 +225,12 @@ pub async fn login(
 ) -> WebResult<HttpResponse> {
     let raw_email = form.take("email");
     let candidate = form.take("password");
+    let invitation = invited(&state, &form.take("invitation")).await;
     let mut page = AuthPage {
         signup: false,
         csrf: public_csrf(&state, &req),
         email: raw_email.clone(),
+        invitation,
         ..Default::default()
     };
     let email = match Email::parse(&raw_email) {
@@ -238,7 +292,7 @@ pub async fn login(
                 .await?;
             session.log_in(UserId(a.id.0))?;
             tracing::info!(account_id = %a.id, "logged in");
-            Ok(see_other("/keys"))
+            Ok(see_other(&landing(&page.invitation)))
         }
         other => {
             drop(attempt); // a failure: it stays counted

@@ -44,6 +44,8 @@ struct MembersPage {
     roles: Vec<(&'static str, &'static str)>,
     /// The invitation just made: its link, shown to copy (also emailed when SMTP is on).
     link: Option<String>,
+    /// Whom that invitation is for: `ana@example.com as Developer`.
+    link_for: Option<String>,
     email: String,
     error: Option<String>,
     is_owner_alone: bool,
@@ -113,6 +115,7 @@ async fn members_page(
             .map(|r| (r.as_str(), r.label()))
             .collect(),
         link,
+        link_for: None,
         email,
         error,
         is_owner_alone: user.role == Role::Owner && owners == 1,
@@ -187,7 +190,8 @@ pub async fn invite(
             role.label()
         ),
     )?;
-    let page = members_page(&state, &user, Some(link), String::new(), None).await?;
+    let mut page = members_page(&state, &user, Some(link), String::new(), None).await?;
+    page.link_for = Some(format!("{} as {}", email.as_str(), role.label()));
     Ok(secret_reveal(page.render()?))
 }
 

@@ -736,3 +736,71 @@ async fn migration_makes_each_account_the_owner_of_its_workspace() {
     assert_eq!(keys.len(), 1);
     store.close().await;
 }
+
+/// An invitee without an account follows the link: Sign up (email prefilled, the page says
+/// what they are joining), and lands back on the invitation to accept; one with an account
+/// logs in and lands there too. A wrong token carries nothing.
+#[tokio::test]
+async fn an_invitation_is_carried_through_sign_up_and_log_in_back_to_accept() {
+    let app = spawn_app().await;
+    let owner = app.signed_up().await;
+    let email = format!("newcomer-{owner}");
+    let path = invite(&app, &email, "developer").await;
+    let token = path.trim_start_matches("/invitations/").to_owned();
+
+    let p = spawn_clone(&app);
+    let invitation = p.get_html(&path).await;
+    assert!(invitation.contains(&format!("href=\"/signup?invitation={token}\"")));
+    let signup = p.get_html(&format!("/signup?invitation={token}")).await;
+    assert!(
+        signup.contains(&format!("value=\"{email}\"")),
+        "email prefilled"
+    );
+    assert!(signup.contains("You are invited to join") && signup.contains("as Developer"));
+    assert!(signup.contains(&format!("name=\"invitation\" value=\"{token}\"")));
+    let r = p
+        .post_form(
+            "/signup",
+            &format!("/signup?invitation={token}"),
+            &[
+                ("email", email.clone()),
+                ("password", crate::common::PASSWORD.into()),
+                ("invitation", token.clone()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        path.as_str(),
+        "back to the invitation"
+    );
+    let r = p.post_form(&path, &path, &[]).await;
+    assert_eq!(r.status(), 303, "accepted");
+    assert!(p.get_html("/members").await.contains(&email));
+
+    // An existing account: Log in from the invitation, back to it.
+    let email2 = format!("existing-{owner}");
+    let q = spawn_clone(&app);
+    assert_eq!(q.signup(&email2).await.status(), 303);
+    q.logout().await;
+    let path2 = invite(&app, &email2, "viewer").await;
+    let token2 = path2.trim_start_matches("/invitations/").to_owned();
+    let r = q
+        .post_form(
+            "/login",
+            &format!("/login?invitation={token2}"),
+            &[
+                ("email", email2.clone()),
+                ("password", crate::common::PASSWORD.into()),
+                ("invitation", token2.clone()),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers()["location"], path2.as_str());
+
+    // A token that is no open invitation is not carried.
+    let x = spawn_clone(&app);
+    let page = x.get_html("/signup?invitation=not-a-token").await;
+    assert!(!page.contains("You are invited") && !page.contains("name=\"invitation\""));
+}
