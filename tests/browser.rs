@@ -828,7 +828,10 @@ async fn a_reloaded_roll_keeps_the_copied_secret_and_the_row_disables_and_enable
 
     b.click_text("Keys").await;
     b.wait_path("/keys").await;
+    // It served a request a moment ago: Disable asks first.
     b.click_in_row("roller", "Disable").await;
+    b.wait_h1("Disable “roller”?").await;
+    b.click_text("Disable key").await;
     b.wait_path("/keys").await;
     assert!(b.source().await.contains("“roller” is disabled."));
     assert_eq!(app.chat(&new, "lowrouter/echo", "off").await.status(), 401);

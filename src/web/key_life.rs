@@ -206,11 +206,37 @@ pub async fn roll(
     reveal(&state, &user, &req, &key, &token, true)
 }
 
+/// Retires the previous secret now, unless it served a request in the last hour: then a page
+/// asks first (its button sends `confirm=1`): whatever still uses it fails from then on.
 pub async fn retire(
     state: web::Data<AppState>,
     LiveKey { user, key }: LiveKey,
-    _f: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
+    let now = time_util::now_ms();
+    if form.get("confirm") != "1" {
+        let secrets = state.store.key_secrets(user.workspace(), key.id).await?;
+        if let Some(previous) = secrets
+            .iter()
+            .find(|s| !s.is_current() && s.is_live(now))
+            .filter(|s| super::used_within_hour(s.last_used_at, now))
+        {
+            return super::ConfirmPage {
+                title: format!("Retire the previous secret of “{}”?", key.name),
+                message: format!(
+                    "The previous secret {} served a request {}: whatever still sends it fails \
+                     from the moment it retires. Deploy the current secret there first.",
+                    previous.masked(),
+                    time_util::relative(now, previous.last_used_at.unwrap_or(now))
+                ),
+                action: format!("/keys/{}/retire", key.id),
+                button: "Retire it now",
+                cancel: format!("/keys/{}", key.id),
+                layout: user.layout("keys"),
+            }
+            .respond();
+        }
+    }
     let done = state
         .store
         .retire_previous(user.workspace(), key.id, &user.actor)

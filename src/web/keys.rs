@@ -395,14 +395,37 @@ async fn set_status(
     };
     user.session
         .set_flash(&format!("“{}” is {verb}.", key.name))?;
+    if switch == KeySwitch::Disabled {
+        user.session
+            .set_undo(&format!("/keys/{}/enable", key.id), "Undo: enable it")?;
+    }
     Ok(see_other("/keys"))
 }
 
+/// Disables at once, unless the key served a request in the last hour: then a page asks
+/// first (its button sends `confirm=1`), since every client using it fails from then on.
+/// The flash that reports it offers Undo (Enable).
 pub async fn disable(
     state: web::Data<AppState>,
     LiveKey { user, key }: LiveKey,
-    _f: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
+    let now = time_util::now_ms();
+    if form.get("confirm") != "1" && super::used_within_hour(key.last_used_at, now) {
+        return super::ConfirmPage {
+            title: format!("Disable “{}”?", key.name),
+            message: format!(
+                "It served a request {}. Every request with it fails from the moment it is \
+                 disabled, until it is enabled again.",
+                time_util::relative(now, key.last_used_at.unwrap_or(now))
+            ),
+            action: format!("/keys/{}/disable", key.id),
+            button: "Disable key",
+            cancel: "/keys".into(),
+            layout: user.layout("keys"),
+        }
+        .respond();
+    }
     set_status(&state, &user, &key, KeySwitch::Disabled).await
 }
 

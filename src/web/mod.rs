@@ -139,6 +139,8 @@ pub struct Layout {
     pub csrf: String,
     pub nav: &'static str,
     pub flash: Option<String>,
+    /// Undoes what the flash reports (Disable: Enable), as a button beside it.
+    pub undo: Option<session::Undo>,
     /// A neutral notice (nothing changed), e.g. a re-sent New key form.
     pub info: Option<String>,
     /// The account must still verify its email (`require_email_verification`): the banner
@@ -232,6 +234,7 @@ impl Dashboard {
             csrf: self.csrf.clone(),
             nav,
             flash: self.session.take_flash(),
+            undo: self.session.take_undo(),
             info: self.session.take_info(),
             unverified: self.unverified,
             pending_grant: if self.unverified && self.pending_grant != crate::domain::Credits::ZERO
@@ -408,6 +411,32 @@ pub fn already_done(
     };
     user.session.set_info(&message)?;
     Ok(see_other(&location))
+}
+
+/// A page asking to confirm an action that would break something in use: its form sends
+/// `confirm=1` to the same action.
+#[derive(askama::Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+    pub action: String,
+    pub button: &'static str,
+    pub cancel: String,
+}
+
+impl ConfirmPage {
+    pub fn respond(self) -> Result<actix_web::HttpResponse, WebError> {
+        use askama::Template as _;
+        keys::html(actix_web::http::StatusCode::OK, self.render()?)
+    }
+}
+
+/// Whether something last used at `last_used_at` served a request within the last hour:
+/// then cutting it off asks first.
+pub fn used_within_hour(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_some_and(|t| now - t < 3_600_000)
 }
 
 /// Post/redirect/get.

@@ -19,6 +19,8 @@ const FLASH: &str = "flash";
 /// A flash that informs rather than confirms a success (shown neutral, not green).
 const INFO: &str = "flash_info";
 const USED_FORMS: &str = "used_forms";
+/// An action that undoes what the flash reports (Disable: Enable), offered beside it.
+const UNDO: &str = "flash_undo";
 
 pub use crate::domain::token::random_token;
 
@@ -80,6 +82,26 @@ impl TypedSession {
     pub fn take_flash(&self) -> Option<String> {
         self.0.get::<String>(FLASH).ok().flatten()?;
         self.0.remove_as::<String>(FLASH).and_then(Result::ok)
+    }
+
+    /// Offers, beside the next flash, a button that undoes what it reports: a POST to
+    /// `action` labelled `label` (from the server's own routes, never from input).
+    pub fn set_undo(&self, action: &str, label: &str) -> SessionResult<()> {
+        self.0
+            .insert(
+                UNDO,
+                Undo {
+                    action: action.to_owned(),
+                    label: label.to_owned(),
+                },
+            )
+            .map_err(WebError::internal)
+    }
+
+    /// The undo of the flash, removed (as [`TypedSession::take_flash`]).
+    pub fn take_undo(&self) -> Option<Undo> {
+        self.0.get::<Undo>(UNDO).ok().flatten()?;
+        self.0.remove_as::<Undo>(UNDO).and_then(Result::ok)
     }
 
     /// A flash that tells something (no change was made), shown as neutral.
@@ -166,6 +188,13 @@ const MAX_USED_FORMS: usize = 20;
 struct UsedForm {
     slot: String,
     done: Option<FormDone>,
+}
+
+/// A button beside a flash that undoes what it reports.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Undo {
+    pub action: String,
+    pub label: String,
 }
 
 /// What a used form did: where its result lives and what to say about it on a repeat.

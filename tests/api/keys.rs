@@ -321,9 +321,37 @@ async fn edit_disable_enable_delete() {
     assert_eq!(bad.status(), 422);
 
     assert_eq!(app.echo(&token, "hi").await.status(), 200);
-    app.post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+    // Used a moment ago: Disable asks first, and does nothing until confirmed.
+    let ask = app
+        .post_form(&format!("/keys/{id}/disable"), "/keys", &[])
         .await;
-    assert!(app.get_html("/keys").await.contains("Disabled"));
+    assert_eq!(ask.status(), 200);
+    let ask = ask.text().await.unwrap();
+    assert!(
+        ask.contains("Disable “new-name”?") && ask.contains("served a request"),
+        "{ask}"
+    );
+    assert!(ask.contains("name=\"confirm\" value=\"1\""));
+    assert_eq!(
+        app.echo(&token, "hi").await.status(),
+        200,
+        "not disabled yet"
+    );
+    let r = app
+        .post_form(
+            &format!("/keys/{id}/disable"),
+            "/keys",
+            &[("confirm", "1".into())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let keys = app.get_html("/keys").await;
+    assert!(keys.contains("Disabled"));
+    // The flash offers Undo: Enable.
+    assert!(
+        keys.contains(&format!("action=\"/keys/{id}/enable\"")) && keys.contains("Undo: enable it"),
+        "{keys}"
+    );
     let r = app.echo(&token, "hi").await;
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("disabled"));

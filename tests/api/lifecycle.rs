@@ -79,8 +79,26 @@ async fn roll_keeps_the_key_and_the_old_secret_works_until_retired_now() {
     assert!(page.contains(&format!("…{}", last4(&new))));
     assert!(page.contains("Previous") && page.contains("Retires once it has served no request"));
 
-    let r = app
+    // The previous secret served a request a moment ago: Retire now asks first.
+    let ask = app
         .post_form(&format!("/keys/{id}/retire"), &format!("/keys/{id}"), &[])
+        .await;
+    assert_eq!(ask.status(), 200);
+    assert!(ask
+        .text()
+        .await
+        .unwrap()
+        .contains("Retire the previous secret of “svc”?"));
+    assert!(
+        works(&app, &old).await,
+        "not retired before it is confirmed"
+    );
+    let r = app
+        .post_form(
+            &format!("/keys/{id}/retire"),
+            &format!("/keys/{id}"),
+            &[("confirm", "1".into())],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let (status, message) = try_echo(&app, &old).await;
