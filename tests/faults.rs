@@ -405,6 +405,8 @@ async fn send_case(
             who.client.post(&url).form(&[
                 ("csrf_token", csrf.as_str()),
                 ("form_id", form_id.as_str()),
+                // Past any "are you sure?" page (Disable, Retire now of a key in use).
+                ("confirm", "1"),
                 ("name", "pwned"),
                 ("daily_limit", "99999"),
                 ("models", "lowrouter/echo"),
