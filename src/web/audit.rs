@@ -42,11 +42,7 @@ impl EventView {
                 (Some(k), Some(l)) => format!("{} “{l}”", k.replace('_', " ")),
                 _ => String::new(),
             },
-            details: if r.details == "{}" {
-                String::new()
-            } else {
-                r.details.clone()
-            },
+            details: readable_details(&r.details),
             client: [r.client_addr.as_deref(), r.user_agent.as_deref()]
                 .into_iter()
                 .flatten()
@@ -186,4 +182,69 @@ pub async fn export_csv(
     f.limit = CSV_PAGE;
     let pages = state.store.stream_audit(user.workspace(), f);
     super::usage_csv::csv_download("lowrouter-audit.csv", &CSV_HEADER, pages, csv_page)
+}
+
+/// An event's details as a person reads them: `daily limit: none → 5.00; models: every
+/// model → openai/gpt-4o` for an edit's changes, `name: ci; region: eu-west` for other
+/// details. Anything that is not a JSON object shows as stored.
+pub fn readable_details(details: &str) -> String {
+    use serde_json::Value;
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(details) else {
+        return details.to_owned();
+    };
+    let label = |k: &str| k.replace('_', " ");
+    let value = |field: &str, v: &Value| match v {
+        Value::Null => "none".to_owned(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+        Value::String(s) if s.is_empty() => "none".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() && field == "models" => "every model".to_owned(),
+        Value::Array(a) if a.is_empty() => "none".to_owned(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    let mut parts = Vec::new();
+    for (k, v) in &map {
+        match (k.as_str(), v) {
+            ("changes", Value::Object(changes)) => {
+                for (field, change) in changes {
+                    let from = change.get("from").unwrap_or(&Value::Null);
+                    let to = change.get("to").unwrap_or(&Value::Null);
+                    parts.push(format!(
+                        "{}: {} → {}",
+                        label(field),
+                        value(field, from),
+                        value(field, to)
+                    ));
+                }
+            }
+            _ => parts.push(format!("{}: {}", label(k), value(k, v))),
+        }
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod readable_tests {
+    use super::readable_details;
+
+    #[test]
+    fn details_read_as_changes_and_fields() {
+        assert_eq!(
+            readable_details(
+                r#"{"changes":{"daily_limit":{"from":null,"to":"5.00"},"models":{"from":[],"to":["openai/gpt-4o","lowrouter/echo"]}}}"#
+            ),
+            "daily limit: none → 5.00; models: every model → openai/gpt-4o, lowrouter/echo"
+        );
+        assert_eq!(
+            readable_details(r#"{"name":"ci","read_only":true,"region":null}"#),
+            "name: ci; read only: yes; region: none"
+        );
+        assert_eq!(readable_details("{}"), "");
+        assert_eq!(readable_details("not json"), "not json");
+    }
 }
