@@ -414,6 +414,10 @@ async fn create_key(b: &Browser, key: &NewKey<'_>) -> String {
     b.click_text("New key").await;
     b.wait_path("/keys/new").await;
     b.fill("#name", key.name).await;
+    if !key.models.is_empty() {
+        // Models fold away until chosen (a <details>, closed on a new key).
+        b.click("details.models-section > summary").await;
+    }
     for m in key.models {
         let boxed = b.find(&format!("input[name=models][value='{m}']")).await;
         boxed.click().await.unwrap();
@@ -1221,6 +1225,10 @@ async fn screenshots_of_the_main_pages() {
     // Disable one key, and delete another, so every state shows.
     b.click("a[aria-label^='Manage local-dev']").await;
     b.click_text("Disable").await;
+    // It served a request a moment ago: Disable asks first.
+    b.wait_h1("Disable “local-dev”?").await;
+    shoot(&b, "confirm-disable", true, &mut problems).await;
+    b.click_text("Disable key").await;
     b.wait_path("/keys").await;
     b.click("a[aria-label^='Manage local-dev']").await;
     // The key's page now offers Enable, in the same place and width as Disable was.

@@ -624,7 +624,10 @@ async fn the_audit_log_records_each_event_with_its_actor() {
     let html = t.members[2].get_html("/audit?action=key.edited").await;
     assert!(html.contains("production"));
     // Details read as changes, not JSON.
-    assert!(html.contains(" → ") && !html.contains("{&quot;changes"), "{html}");
+    assert!(
+        html.contains(" → ") && !html.contains("{&quot;changes"),
+        "{html}"
+    );
     assert_eq!(t.members[1].get("/audit").await.status(), 403);
     let csv = t.members[2].get("/audit.csv").await.text().await.unwrap();
     assert!(csv.starts_with("time,actor_kind,actor,action"));
