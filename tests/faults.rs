@@ -1269,9 +1269,10 @@ async fn two_processes_enforce_each_others_changes_at_once() {
         .unwrap();
     assert_eq!(r.status(), 200, "A's session is valid on B");
 
-    // Disable on A: B refuses the very next request. Enable on A: B serves again.
+    // Disable on A (confirmed: the key is in use): B refuses the very next request. Enable
+    // on A: B serves again.
     let r = on_a
-        .post_form(&format!("/keys/{id}/disable"), "/keys", &[])
+        .post_form(&format!("/keys/{id}/disable"), "/keys", &[("confirm", "1")])
         .await;
     assert_eq!(r.status(), 303);
     let r = echo(&api, &b.base, &token, "disabled?", false)
@@ -1336,7 +1337,11 @@ async fn two_processes_enforce_retirement_and_quarantine_at_once() {
         assert!(ok(echo(&api, &b.base, t, "both", false).await.unwrap()));
     }
     let r = on_a
-        .post_form(&format!("/keys/{id}/retire"), &format!("/keys/{id}"), &[])
+        .post_form(
+            &format!("/keys/{id}/retire"),
+            &format!("/keys/{id}"),
+            &[("confirm", "1")],
+        )
         .await;
     assert_eq!(r.status(), 303);
     for stream in [false, true] {
