@@ -157,6 +157,12 @@ const ISOLATION_TABLE: &[Case] = &[
     },
     Case {
         method: "POST",
+        pattern: "/alerts/webhooks/{id}/roll",
+        target: Target::Webhook,
+        owner_status: 200,
+    },
+    Case {
+        method: "POST",
         pattern: "/alerts/webhooks/{id}/delete",
         target: Target::Webhook,
         owner_status: 303,

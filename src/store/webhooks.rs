@@ -87,6 +87,36 @@ impl Store {
         })
     }
 
+    /// Gives a live endpoint a new signing secret (the old one stops signing at once: the
+    /// next delivery, retries included, is signed with the new one), with its audit event.
+    /// `NotFound` for another workspace's or a deleted endpoint.
+    pub async fn roll_endpoint_secret(
+        &self,
+        account_id: WorkspaceId,
+        id: i64,
+        secret: &str,
+        actor: &Actor,
+    ) -> Result<String> {
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let (url, events): (String, String) = sqlx::query_as(
+                "update webhook_endpoints set secret = $1 \
+                 where id = $2 and account_id = $3 and deleted_at is null returning url, events",
+            )
+            .bind(secret)
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::SettingsChanged)
+                .details(endpoint_details("secret rolled", id, &url, &events));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(url)
+        })
+    }
+
     pub async fn endpoints(&self, account_id: WorkspaceId) -> Result<Vec<EndpointRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, EndpointRow>(

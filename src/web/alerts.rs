@@ -312,6 +312,55 @@ pub async fn create_endpoint(
     .await
 }
 
+/// Gives an endpoint a new signing secret, shown once like a new endpoint's (`no-store`);
+/// the old one signs nothing from now on. A re-sent form rolls nothing again.
+pub async fn roll_endpoint(
+    state: web::Data<AppState>,
+    user: Dashboard,
+    path: web::Path<i64>,
+    form: CsrfForm,
+) -> WebResult<HttpResponse> {
+    let endpoint = path.into_inner();
+    // Another workspace's (or a deleted) endpoint is a 404 first, whatever the form says.
+    if !state
+        .store
+        .endpoints(user.workspace())
+        .await?
+        .iter()
+        .any(|e| e.id == endpoint)
+    {
+        return Err(WebError::NotFound);
+    }
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, "/alerts/settings"),
+    };
+    let secret = sign::new_secret();
+    let url = state
+        .store
+        .roll_endpoint_secret(user.workspace(), endpoint, &secret, &user.actor)
+        .await?;
+    tracing::info!(account_id = %user.workspace(), endpoint, "webhook secret rolled");
+    user.session.form_done(
+        ticket,
+        "/alerts/settings",
+        format!(
+            "the signing secret of {url} was rolled. The new one was shown only once: lost it? \
+             Roll again."
+        ),
+    )?;
+    let s = state.store.alert_settings(user.workspace()).await?;
+    settings_page(
+        &state,
+        &user,
+        settings_input(&s),
+        Errors::default(),
+        Some(secret),
+        StatusCode::OK,
+    )
+    .await
+}
+
 pub async fn delete_endpoint(
     state: web::Data<AppState>,
     user: Dashboard,

@@ -96,6 +96,7 @@ dashboard_routes! {
     post "/alerts/webhooks" => alerts::create_endpoint, At(Admin);
     post "/alerts/webhooks/{id}/delete" => alerts::delete_endpoint, At(Admin);
     post "/alerts/webhooks/{id}/test" => alerts::send_test, At(Admin);
+    post "/alerts/webhooks/{id}/roll" => alerts::roll_endpoint, At(Admin);
     post "/alerts/keys/{id}/auto-disable" => alerts::auto_disable, OwnKey;
     get "/usage" => usage::list, At(Viewer);
     get "/usage.csv" => usage_csv::export_csv, At(Viewer);

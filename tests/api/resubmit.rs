@@ -242,3 +242,52 @@ async fn a_form_id_the_server_never_issued_acts_as_a_repeat() {
         "nothing rolled"
     );
 }
+
+#[tokio::test]
+async fn a_webhook_secret_rolls_once_per_form_and_the_new_one_signs() {
+    let app = spawn_app_with(|s| s.webhook_allow_private_targets = true).await;
+    app.signed_up().await;
+    let fields = [
+        ("url", "http://127.0.0.1:9/hook".to_owned()),
+        ("events", "limit.threshold".to_owned()),
+    ];
+    let body = app.form_body("/alerts/settings", &fields).await;
+    let r = app.post_body("/alerts/webhooks", &body).await;
+    let first = r.text().await.unwrap();
+    let secret = |html: &str| {
+        between(html, "id=\"webhook-secret\">", "</code>")
+            .expect("a secret is shown")
+            .to_owned()
+    };
+    let original = secret(&first);
+    let settings = app.get_html("/alerts/settings").await;
+    let id = between(&settings, "action=\"/alerts/webhooks/", "/test\"")
+        .unwrap()
+        .to_owned();
+    let path = format!("/alerts/webhooks/{id}/roll");
+    let body = app.form_body("/alerts/settings", &[]).await;
+    let (answer, page) = twice(&app, &path, &body, "/alerts/settings").await;
+    let rolled = secret(&answer);
+    assert_ne!(rolled, original);
+    assert!(page.contains("was rolled") && !page.contains(&rolled));
+    let stored: String = {
+        use sqlx::Connection;
+        let sql = "select secret from webhook_endpoints";
+        if app.db_url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        }
+    };
+    assert_eq!(
+        stored, rolled,
+        "deliveries are signed with the secret shown, once"
+    );
+    // Another workspace cannot roll it.
+    let other = crate::helpers::spawn_clone(&app);
+    other.signed_up().await;
+    let r = other.post_form(&path, "/alerts/settings", &[]).await;
+    assert_eq!(r.status(), 404);
+}

@@ -121,6 +121,7 @@ fn expected_rules() -> Vec<(&'static str, &'static str, &'static str)> {
         ("post", "/alerts/webhooks", "admin"),
         ("post", "/alerts/webhooks/{id}/delete", "admin"),
         ("post", "/alerts/webhooks/{id}/test", "admin"),
+        ("post", "/alerts/webhooks/{id}/roll", "admin"),
         ("post", "/alerts/keys/{id}/auto-disable", "own key"),
         ("get", "/usage", "viewer"),
         ("get", "/usage.csv", "viewer"),
