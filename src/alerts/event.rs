@@ -79,6 +79,63 @@ pub fn summary(kind: &str, payload: &str) -> String {
     }
 }
 
+/// The facts behind an event, for the notifications list: amounts in credits, the secret
+/// and what happened to it, where. Empty when the summary says it all.
+pub fn facts(kind: &str, payload: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    let d = &v["details"];
+    let credits = |x: &Value| {
+        x.as_i64()
+            .map(|m| format!("{} credits", crate::domain::Credits::from_micros(m).exact()))
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut out = Vec::new();
+    match kind {
+        "limit.threshold" => out.push(format!(
+            "Spent {} of a {} limit of {}",
+            credits(&d["spent"]),
+            d["period"].as_str().unwrap_or(""),
+            credits(&d["limit"])
+        )),
+        "balance.low" => out.push(format!(
+            "Balance {}, alert set below {}",
+            credits(&d["balance"]),
+            credits(&d["below"])
+        )),
+        "spend.spike" => out.push(format!(
+            "{} in the last hour against a usual hour of {} (alert at {}× and above {})",
+            credits(&d["last_hour"]),
+            credits(&d["median_hour"]),
+            d["factor"],
+            credits(&d["floor"])
+        )),
+        "secret.dead_use" => out.push(format!(
+            "The secret was {}; {} use(s) refused in the hour",
+            d["reason"].as_str().unwrap_or("dead"),
+            d["count"]
+        )),
+        "secret.leak_reported" => out.push(format!(
+            "Found at {}",
+            d["url"].as_str().unwrap_or("an unknown place")
+        )),
+        "key.expiring" => out.push(format!(
+            "Expires {}",
+            d["expires_at"].as_str().unwrap_or("?")
+        )),
+        _ => {}
+    }
+    if let Some(display) = v["key"]["display"].as_str() {
+        out.push(format!("Current secret of the key: {display}"));
+    }
+    out
+}
+
+/// The public id (`key_…`) of the key an event is about, if any.
+pub fn key_public_id(payload: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(payload).ok()?;
+    v["key"]["id"].as_str().map(str::to_owned)
+}
+
 fn new_public_id() -> String {
     let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
     let mut s = String::from("evt_");

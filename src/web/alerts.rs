@@ -22,6 +22,10 @@ pub struct EventView {
     pub when: String,
     pub kind: String,
     pub summary: String,
+    /// Amounts, the secret, where: `alerts::event::facts`.
+    pub facts: Vec<String>,
+    /// The key's page, when the event is about a live key.
+    pub key_page: Option<String>,
     pub id: String,
     pub unread: bool,
 }
@@ -34,7 +38,18 @@ struct AlertsPage {
 }
 
 pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<HttpResponse> {
-    let events = state.store.alert_events(user.workspace(), 100).await?;
+    let (events, keys) = futures_util::future::try_join(
+        state.store.alert_events(user.workspace(), 100),
+        state.store.list_keys(user.workspace()),
+    )
+    .await?;
+    // Events name keys by public id; the key's page is by row id (live keys only).
+    let page_of = |public: Option<String>| {
+        let public = public?;
+        keys.iter()
+            .find(|k| k.revoked_at.is_none() && k.public_id.as_deref() == Some(public.as_str()))
+            .map(|k| format!("/keys/{}", k.id))
+    };
     let page = AlertsPage {
         layout: user.layout("alerts"),
         events: events
@@ -43,6 +58,8 @@ pub async fn list(state: web::Data<AppState>, user: Dashboard) -> WebResult<Http
                 when: time_util::format_minute(e.created_at),
                 kind: e.kind.clone(),
                 summary: event::summary(&e.kind, &e.payload),
+                facts: event::facts(&e.kind, &e.payload),
+                key_page: page_of(event::key_public_id(&e.payload)),
                 id: e.public_id.clone(),
                 unread: e.read_at.is_none(),
             })

@@ -240,6 +240,14 @@ async fn limit_thresholds_alert_once_each_signed_and_listed() {
     // The notifications list and the nav's unread count; Mark all read clears it.
     let page = app.get_html("/alerts").await;
     assert!(page.contains("reached 80% of its day limit"), "{page}");
+    // With its facts: the amounts, the key's secret as shown, and a link to the key.
+    assert!(page.contains("of a day limit of"), "{page}");
+    assert!(page.contains("Current secret of the key: lr-sk-"), "{page}");
+    let id = app.key_id("capped").await;
+    assert!(
+        page.contains(&format!("href=\"/keys/{id}\">Open the key")),
+        "{page}"
+    );
     // Three thresholds and the first use of the echo model.
     assert!(page.contains("aria-label=\"4 unread\""), "{page}");
     let r = app.post_form("/alerts/read", "/alerts", &[]).await;

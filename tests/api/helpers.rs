@@ -229,10 +229,9 @@ impl TestApp {
         let html = self.get_html("/keys").await;
         let row_start = html.find(&format!(">{name}</a>")).expect("key listed");
         let row = &html[row_start..];
-        between(row, "href=\"/keys/", "\"")
-            .unwrap()
-            .parse()
-            .unwrap()
+        // The first link to one of the key's pages (its name, or a badge linking to Edit).
+        let to_key = between(row, "href=\"/keys/", "\"").unwrap();
+        to_key.split('/').next().unwrap().parse().unwrap()
     }
 
     /// GETs a gateway path with a key; the JSON body.

@@ -14,7 +14,7 @@ fn html_escaped(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-        .replace('\'', "&#x27;")
+        .replace('\'', "&#39;")
 }
 
 struct Case {
