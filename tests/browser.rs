@@ -1313,6 +1313,13 @@ async fn screenshots_of_the_main_pages() {
     b.find("dl.details").await;
     shoot(&b, "usage-detail", false, &mut problems).await;
 
+    // A refused request's page: what it means, the key now, a way to Edit.
+    b.goto("/usage?status=daily_limit_reached").await;
+    b.click("table.usage td a").await;
+    b.find("dl.details").await;
+    assert!(b.source().await.contains("What this means"));
+    shoot(&b, "usage-detail-refused", true, &mut problems).await;
+
     // Management keys: create one (the reveal), then the list, from the navigation.
     b.click("nav[aria-label=Main] a[href='/management-keys']")
         .await;

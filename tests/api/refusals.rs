@@ -174,7 +174,7 @@ async fn a_key_shows_its_last_success_and_its_last_refusal_apart_and_a_blocking_
         "{detail}"
     );
     assert!(
-        detail.contains(&format!("href=\"/keys/{id}/edit\">Edit “tight”")),
+        detail.contains(&format!("href=\"/keys/{id}/edit\">Edit this key")),
         "{detail}"
     );
     let missing = app.get("/usage?generation=gen-nothing-here").await;
