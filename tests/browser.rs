@@ -373,6 +373,19 @@ async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// Runs one statement on the app's database: for moving a secret's clock back instead of
+    /// waiting.
+    async fn execute_sql(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        if self.db_url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            c.execute(sql).await.unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            c.execute(sql).await.unwrap();
+        }
+    }
+
     async fn chat(&self, token: &str, model: &str, text: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/api/v1/chat/completions", self.address))
@@ -641,9 +654,22 @@ async fn roll_under_load_fails_no_request_then_the_old_secret_retires_when_quiet
         "no request failed during the roll"
     );
 
-    // Traffic on the old secret stopped: it retires once its quiet period has passed (a
-    // request to check sooner would be traffic, and would keep it alive).
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // Traffic on the old secret stopped: it retires once its quiet period (3 s) has passed.
+    // The secret's clock is moved back past it rather than waited for (a request to check
+    // sooner would be traffic, and would keep it alive).
+    // `/api/v1/key` waits until every answered request's usage (and last use) is written.
+    app.http
+        .get(format!("{}/api/v1/key", app.address))
+        .bearer_auth(&new)
+        .send()
+        .await
+        .unwrap();
+    app.execute_sql(&format!(
+        "update key_secrets set rolled_at = rolled_at - 10000, last_used_at = last_used_at - 10000 \
+         where token_last4 = '{}'",
+        &old[old.len() - 4..]
+    ))
+    .await;
     let r = app.chat(&old, "lowrouter/echo", "old?").await;
     assert_eq!(r.status(), 401, "the old secret retired once quiet");
     let v: Value = r.json().await.unwrap();

@@ -225,7 +225,10 @@ async fn a_quiet_previous_secret_retires_once_its_traffic_stops() {
     // (`usage_batch::last_use`): the one real wait, so the next request's use is written.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // 59 minutes after the roll and its last request: still within its quiet period.
-    assert!(works(&app, &old).await, "quiet for less than its period: works");
+    assert!(
+        works(&app, &old).await,
+        "quiet for less than its period: works"
+    );
     app.get_html("/keys").await;
     app.execute_sql(&age_old_secret(2)).await;
     // 61 minutes after the roll, 2 after its last request: traffic keeps it alive.
