@@ -46,9 +46,93 @@ pub fn postgres_admin_url() -> Option<String> {
         .filter(|u| u.starts_with("postgres"))
 }
 
-/// A new, empty PostgreSQL database on `admin`'s server; its URL.
+thread_local! {
+    /// The databases this thread's test made: dropped when the thread ends, which is when
+    /// its test is over (libtest runs each test on a thread of its own; a multi-threaded
+    /// test's runtime workers end with it too).
+    static MADE_HERE: std::cell::RefCell<Vec<DropDatabase>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Drops a test database, connections and all, when dropped (`LOWROUTER_TEST_KEEP_DATABASES=1`
+/// keeps them, to look into a failure).
+struct DropDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("LOWROUTER_TEST_KEEP_DATABASES").is_some() {
+            return;
+        }
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Its own thread and runtime: this runs in a thread-local's destructor, outside any
+        // runtime, and must not outlive the process.
+        let _ = std::thread::spawn(move || drop_databases(&admin, &[name])).join();
+    }
+}
+
+/// `drop database … with (force)` for each name (PostgreSQL 13+), errors ignored.
+fn drop_databases(admin: &str, names: &[String]) {
+    use sqlx::Connection;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        if let Ok(mut c) = sqlx::PgConnection::connect(admin).await {
+            for name in names {
+                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut c)
+                    .await;
+            }
+        }
+    });
+}
+
+/// Once per test process: drops the test databases of earlier runs whose process is gone
+/// (a run killed before its tests ended leaves its databases behind). Linux only: it reads
+/// `/proc` to know which processes live.
+async fn sweep_dead_runs(admin: &str) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    if !cfg!(target_os = "linux") || SWEPT.is_completed() {
+        return;
+    }
+    use sqlx::Connection;
+    let Ok(mut c) = sqlx::PgConnection::connect(admin).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "select datname::text from pg_database where datname like 'lr\\_test\\_%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap_or_default();
+    let dead: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            n.split('_')
+                .nth(2)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .collect();
+    drop(c);
+    SWEPT.call_once(|| {
+        let admin = admin.to_owned();
+        let _ = std::thread::spawn(move || drop_databases(&admin, &dead)).join();
+    });
+}
+
+/// A new, empty PostgreSQL database on `admin`'s server; its URL. It is dropped when the
+/// test that made it is over.
 pub async fn fresh_postgres(admin: &str) -> String {
     use sqlx::Connection;
+    sweep_dead_runs(admin).await;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -65,6 +149,12 @@ pub async fn fresh_postgres(admin: &str) -> String {
         .execute(&mut conn)
         .await
         .expect("create test database");
+    MADE_HERE.with(|m| {
+        m.borrow_mut().push(DropDatabase {
+            admin: admin.to_owned(),
+            name: name.clone(),
+        })
+    });
     let (base, _) = admin.rsplit_once('/').expect("database url has a path");
     format!("{base}/{name}")
 }
