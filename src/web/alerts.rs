@@ -318,9 +318,30 @@ pub async fn create_endpoint(
             url.as_str()
         ),
     )?;
+    reveal_secret(&state, &user, secret).await
+}
+
+/// A live endpoint of this workspace (another workspace's, or a deleted one, is a 404
+/// before anything else, whatever the form says).
+async fn own_endpoint(state: &AppState, user: &Dashboard, id: i64) -> WebResult<i64> {
+    let endpoints = state.store.endpoints(user.workspace()).await?;
+    endpoints
+        .iter()
+        .any(|e| e.id == id)
+        .then_some(id)
+        .ok_or(WebError::NotFound)
+}
+
+/// The settings page showing an endpoint's new signing secret once (`no-store`).
+async fn reveal_secret(
+    state: &AppState,
+    user: &Dashboard,
+    secret: String,
+) -> WebResult<HttpResponse> {
+    let s = state.store.alert_settings(user.workspace()).await?;
     settings_page(
-        &state,
-        &user,
+        state,
+        user,
         settings_input(&s),
         Errors::default(),
         Some(secret),
@@ -337,17 +358,7 @@ pub async fn roll_endpoint(
     path: web::Path<i64>,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let endpoint = path.into_inner();
-    // Another workspace's (or a deleted) endpoint is a 404 first, whatever the form says.
-    if !state
-        .store
-        .endpoints(user.workspace())
-        .await?
-        .iter()
-        .any(|e| e.id == endpoint)
-    {
-        return Err(WebError::NotFound);
-    }
+    let endpoint = own_endpoint(&state, &user, path.into_inner()).await?;
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/alerts/settings"),
@@ -366,16 +377,7 @@ pub async fn roll_endpoint(
              Roll again."
         ),
     )?;
-    let s = state.store.alert_settings(user.workspace()).await?;
-    settings_page(
-        &state,
-        &user,
-        settings_input(&s),
-        Errors::default(),
-        Some(secret),
-        StatusCode::OK,
-    )
-    .await
+    reveal_secret(&state, &user, secret).await
 }
 
 pub async fn delete_endpoint(
@@ -399,16 +401,7 @@ pub async fn send_test(
     path: web::Path<i64>,
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let endpoint = path.into_inner();
-    if !state
-        .store
-        .endpoints(user.workspace())
-        .await?
-        .iter()
-        .any(|e| e.id == endpoint)
-    {
-        return Err(WebError::NotFound);
-    }
+    let endpoint = own_endpoint(&state, &user, path.into_inner()).await?;
     let dedupe = format!("test:{}", crate::domain::token::random_token());
     let details = json!({"message": "This is a test event from LowRouter."});
     event::emit(
