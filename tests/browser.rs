@@ -376,14 +376,7 @@ impl TestApp {
     /// Runs one statement on the app's database: for moving a secret's clock back instead of
     /// waiting.
     async fn execute_sql(&self, sql: &str) {
-        use sqlx::{Connection, Executor};
-        if self.db_url.starts_with("postgres") {
-            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
-            c.execute(sql).await.unwrap();
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
-            c.execute(sql).await.unwrap();
-        }
+        common::execute_sql(&self.db_url, sql).await
     }
 
     async fn chat(&self, token: &str, model: &str, text: &str) -> reqwest::Response {

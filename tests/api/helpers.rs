@@ -267,14 +267,7 @@ impl TestApp {
     /// Runs statements directly on the database (`;`-separated on SQLite, one on
     /// PostgreSQL): for planting faults the HTTP surface cannot make.
     pub async fn execute_sql(&self, sql: &str) {
-        use sqlx::{Connection, Executor};
-        if self.db_url.starts_with("postgres") {
-            let mut c = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
-            c.execute(sql).await.unwrap();
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
-            c.execute(sql).await.unwrap();
-        }
+        crate::common::execute_sql(&self.db_url, sql).await
     }
 
     /// Raw database access for checks the HTTP surface cannot make.

@@ -168,6 +168,19 @@ pub async fn fresh_database(dir: &Path) -> String {
     }
 }
 
+/// Runs statements directly on a test's database (`;`-separated on SQLite, one on
+/// PostgreSQL): for what the HTTP surface cannot do (plant a fault, move a clock back).
+pub async fn execute_sql(db_url: &str, sql: &str) {
+    use sqlx::{Connection, Executor};
+    if db_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(db_url).await.unwrap();
+        c.execute(sql).await.unwrap();
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+        c.execute(sql).await.unwrap();
+    }
+}
+
 /// Text between `start` and the next `end` after it.
 pub fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let i = html.find(start)? + start.len();
