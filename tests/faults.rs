@@ -1881,7 +1881,8 @@ async fn sigterm_mid_stream(db_url: String, dir: &std::path::Path) {
     );
     assert!(
         text.ends_with("data: [DONE]\n\n"),
-        "the stream completed:\n{text}"
+        "the stream completed:\n{text}\nserver logs:\n{}",
+        server.logs()
     );
 
     let status = server.wait_exit(Duration::from_secs(40)).await;
