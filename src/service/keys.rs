@@ -131,6 +131,21 @@ pub async fn roll(
     Ok(token)
 }
 
+/// Rolls several keys in one transaction (Roll all): every key gets its new secret, or none
+/// does, so no secret is made that nobody sees. The tokens come back in `keys`' order.
+pub async fn roll_all(
+    store: &Store,
+    ws: WorkspaceId,
+    keys: &[KeyId],
+    retire: Retirement,
+    actor: &Actor,
+) -> Result<Vec<ApiToken>, KeyError> {
+    let tokens: Vec<ApiToken> = keys.iter().map(|_| ApiToken::generate()).collect();
+    let rolls: Vec<(KeyId, &ApiToken)> = keys.iter().copied().zip(tokens.iter()).collect();
+    store.roll_keys(ws, &rolls, retire, actor).await?;
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

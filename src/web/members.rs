@@ -341,6 +341,8 @@ pub async fn offboarding(
 struct RolledAllPage {
     layout: Layout,
     member: String,
+    /// Management keys that could not be rolled (the page says so: roll them one by one).
+    failed: Vec<String>,
     /// API keys and their new secrets, then management keys and their new tokens.
     groups: [RolledGroup; 2],
 }
@@ -372,18 +374,32 @@ pub async fn roll_all(
         quiet_ms: 60 * 60_000,
         deadline_ms: now + 7 * 86_400_000,
     };
-    let mut rolled = Vec::with_capacity(keys.len());
-    for k in keys {
-        let token =
-            crate::service::keys::roll(&state.store, user.workspace(), k.id, retire, &user.actor)
-                .await?;
-        rolled.push((k.name, token.expose().to_owned()));
-    }
+    // API keys in one transaction: all rolled, or none (nothing made that is never shown).
+    let ids: Vec<_> = keys.iter().map(|k| k.id).collect();
+    let tokens =
+        crate::service::keys::roll_all(&state.store, user.workspace(), &ids, retire, &user.actor)
+            .await?;
+    let rolled: Vec<(String, String)> = keys
+        .into_iter()
+        .zip(tokens)
+        .map(|(k, t)| (k.name, t.expose().to_owned()))
+        .collect();
+    // Management keys after: one that fails is said on the page, and the API keys' new
+    // secrets, already made, are still shown.
     let mut management_keys = Vec::with_capacity(mks.len());
+    let mut failed = Vec::new();
     for m in mks {
-        let id = ManagementKeyPublicId::parse(&m.public_id).ok_or(WebError::NotFound)?;
-        let (row, token) = super::management_keys::roll_one(&state, &user, &id).await?;
-        management_keys.push((row.name, token));
+        let rolled_one = match ManagementKeyPublicId::parse(&m.public_id) {
+            Some(id) => super::management_keys::roll_one(&state, &user, &id).await,
+            None => Err(WebError::NotFound),
+        };
+        match rolled_one {
+            Ok((row, token)) => management_keys.push((row.name, token)),
+            Err(e) => {
+                tracing::error!(error = %e, "roll all: a management key could not be rolled");
+                failed.push(m.name);
+            }
+        }
     }
     user.session.form_done(
         ticket,
@@ -396,6 +412,7 @@ pub async fn roll_all(
         ),
     )?;
     let page = RolledAllPage {
+        failed,
         layout: user.layout("members"),
         member,
         groups: [
