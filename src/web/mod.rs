@@ -18,6 +18,7 @@ mod live_key;
 pub mod management_keys;
 pub mod members;
 mod not_found;
+mod offboarding;
 pub use not_found::with_layout as not_found_with_layout;
 pub mod session;
 mod snippets;
@@ -116,8 +117,8 @@ dashboard_routes! {
     post "/members/{user}/role" => members::change_role, At(Admin);
     post "/members/{user}/remove" => members::remove, At(Admin);
     post "/members/leave" => members::leave, At(Viewer);
-    get "/members/{user}/offboarding" => members::offboarding, At(Admin);
-    post "/members/{user}/offboarding/roll-all" => members::roll_all, At(Admin);
+    get "/members/{user}/offboarding" => offboarding::offboarding, At(Admin);
+    post "/members/{user}/offboarding/roll-all" => offboarding::roll_all, At(Admin);
     post "/invitations/{id}/revoke" => members::revoke_invitation, At(Admin);
     get "/invitations/{token}" => members::invitation_page, Public;
     post "/invitations/{token}" => members::accept, At(Viewer);
