@@ -1,19 +1,17 @@
 //! The Alerts pages: the notifications list (with Mark all read) and the settings page:
-//! webhook endpoints (add with the one-time secret reveal, delete, Send test event), their
-//! delivery log, the workspace's spike and balance settings and email digest, and each
-//! key's auto-disable on spike.
+//! webhook endpoints (their actions are `web::webhooks`), their delivery log, the
+//! workspace's spike and balance settings and email digest, and each key's auto-disable on
+//! spike.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use serde_json::json;
 
-use super::error::{WebError, WebResult};
+use super::error::WebResult;
 use super::form::CsrfForm;
 use super::keys::html;
-use super::session::FormUse;
-use super::{already_done, see_other, Dashboard, Layout};
-use crate::alerts::{event, sign, target};
+use super::{see_other, Dashboard, Layout};
+use crate::alerts::event;
 use crate::domain::{time_util, Credits, KeyId};
 use crate::state::AppState;
 use crate::store::alerts::AlertSettings;
@@ -140,7 +138,7 @@ struct SettingsPage {
     mail: bool,
 }
 
-fn settings_input(s: &AlertSettings) -> Input {
+pub(super) fn settings_input(s: &AlertSettings) -> Input {
     Input {
         events: event::KINDS
             .iter()
@@ -158,7 +156,7 @@ fn settings_input(s: &AlertSettings) -> Input {
     }
 }
 
-async fn settings_page(
+pub(super) async fn settings_page(
     state: &AppState,
     user: &Dashboard,
     input: Input,
@@ -241,183 +239,6 @@ pub async fn settings(state: web::Data<AppState>, user: Dashboard) -> WebResult<
         StatusCode::OK,
     )
     .await
-}
-
-/// Most endpoints one workspace may have.
-const MAX_ENDPOINTS: usize = 10;
-
-pub async fn create_endpoint(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    form: CsrfForm,
-) -> WebResult<HttpResponse> {
-    let s = state.store.alert_settings(user.workspace()).await?;
-    let mut input = settings_input(&s);
-    input.url = form.get("url").chars().take(target::MAX_URL + 1).collect();
-    input.events = form.get_all("events");
-    let mut errors = Errors::default();
-    let allow = state.settings.webhook_allow_private_targets;
-    let url = match target::parse(&input.url, allow) {
-        Ok(u) => match target::check_resolved(&u, allow).await {
-            Ok(()) => Some(u),
-            Err(e) => {
-                errors.url = Some(e.to_string());
-                None
-            }
-        },
-        Err(e) => {
-            errors.url = Some(e.to_string());
-            None
-        }
-    };
-    if input.events.is_empty() || !input.events.iter().all(|k| event::is_kind(k)) {
-        errors.events = Some("Choose at least one event.".into());
-    }
-    if state.store.endpoints(user.workspace()).await?.len() >= MAX_ENDPOINTS {
-        errors.url = Some(format!(
-            "A workspace has at most {MAX_ENDPOINTS} endpoints; delete one first."
-        ));
-    }
-    let Some(url) = url.filter(|_| errors.url.is_none() && errors.events.is_none()) else {
-        return settings_page(
-            &state,
-            &user,
-            input,
-            errors,
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    };
-    let ticket = match form.claim(&user.session)? {
-        FormUse::First(t) => t,
-        FormUse::Repeat(done) => return already_done(&user, done, "/alerts/settings"),
-    };
-    let secret = sign::new_secret();
-    let id = state
-        .store
-        .create_endpoint(
-            user.workspace(),
-            url.as_str(),
-            &secret,
-            &input.events.join(","),
-            &user.actor,
-        )
-        .await?;
-    tracing::info!(
-        account_id = %user.workspace(),
-        endpoint = id,
-        "webhook endpoint added"
-    );
-    user.session.form_done(
-        ticket,
-        "/alerts/settings",
-        format!(
-            "the endpoint {} was added. Its signing secret was shown only once: if it was not \
-             copied, delete the endpoint and add it again.",
-            url.as_str()
-        ),
-    )?;
-    reveal_secret(&state, &user, secret).await
-}
-
-/// A live endpoint of this workspace (another workspace's, or a deleted one, is a 404
-/// before anything else, whatever the form says).
-async fn own_endpoint(state: &AppState, user: &Dashboard, id: i64) -> WebResult<i64> {
-    let endpoints = state.store.endpoints(user.workspace()).await?;
-    endpoints
-        .iter()
-        .any(|e| e.id == id)
-        .then_some(id)
-        .ok_or(WebError::NotFound)
-}
-
-/// The settings page showing an endpoint's new signing secret once (`no-store`).
-async fn reveal_secret(
-    state: &AppState,
-    user: &Dashboard,
-    secret: String,
-) -> WebResult<HttpResponse> {
-    let s = state.store.alert_settings(user.workspace()).await?;
-    settings_page(
-        state,
-        user,
-        settings_input(&s),
-        Errors::default(),
-        Some(secret),
-        StatusCode::OK,
-    )
-    .await
-}
-
-/// Gives an endpoint a new signing secret, shown once like a new endpoint's (`no-store`);
-/// the old one signs nothing from now on. A re-sent form rolls nothing again.
-pub async fn roll_endpoint(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
-    form: CsrfForm,
-) -> WebResult<HttpResponse> {
-    let endpoint = own_endpoint(&state, &user, path.into_inner()).await?;
-    let ticket = match form.claim(&user.session)? {
-        FormUse::First(t) => t,
-        FormUse::Repeat(done) => return already_done(&user, done, "/alerts/settings"),
-    };
-    let secret = sign::new_secret();
-    let url = state
-        .store
-        .roll_endpoint_secret(user.workspace(), endpoint, &secret, &user.actor)
-        .await?;
-    tracing::info!(account_id = %user.workspace(), endpoint, "webhook secret rolled");
-    user.session.form_done(
-        ticket,
-        "/alerts/settings",
-        format!(
-            "the signing secret of {url} was rolled. The new one was shown only once: lost it? \
-             Roll again."
-        ),
-    )?;
-    reveal_secret(&state, &user, secret).await
-}
-
-pub async fn delete_endpoint(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
-    _f: CsrfForm,
-) -> WebResult<HttpResponse> {
-    state
-        .store
-        .delete_endpoint(user.workspace(), path.into_inner(), &user.actor)
-        .await?;
-    user.session
-        .set_flash("Endpoint deleted. Its pending deliveries were dropped.")?;
-    Ok(see_other("/alerts/settings"))
-}
-
-pub async fn send_test(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<i64>,
-    _f: CsrfForm,
-) -> WebResult<HttpResponse> {
-    let endpoint = own_endpoint(&state, &user, path.into_inner()).await?;
-    let dedupe = format!("test:{}", crate::domain::token::random_token());
-    let details = json!({"message": "This is a test event from LowRouter."});
-    event::emit(
-        &state.store,
-        user.workspace(),
-        None,
-        "test",
-        &dedupe,
-        details,
-        Some(endpoint),
-    )
-    .await?;
-    state.outbox.notify_one();
-    user.session
-        .set_flash("Test event queued; see the delivery log below.")?;
-    Ok(see_other("/alerts/settings"))
 }
 
 /// Credits as typed (`1.5`), or the error to show.

@@ -27,6 +27,7 @@ pub mod usage;
 mod usage_chart;
 mod usage_csv;
 pub mod verify;
+mod webhooks;
 pub mod when;
 pub mod workspaces;
 
@@ -94,10 +95,10 @@ dashboard_routes! {
     post "/alerts/read" => alerts::mark_read, At(Viewer);
     get "/alerts/settings" => alerts::settings, At(Admin);
     post "/alerts/settings" => alerts::save_settings, At(Admin);
-    post "/alerts/webhooks" => alerts::create_endpoint, At(Admin);
-    post "/alerts/webhooks/{id}/delete" => alerts::delete_endpoint, At(Admin);
-    post "/alerts/webhooks/{id}/test" => alerts::send_test, At(Admin);
-    post "/alerts/webhooks/{id}/roll" => alerts::roll_endpoint, At(Admin);
+    post "/alerts/webhooks" => webhooks::create_endpoint, At(Admin);
+    post "/alerts/webhooks/{id}/delete" => webhooks::delete_endpoint, At(Admin);
+    post "/alerts/webhooks/{id}/test" => webhooks::send_test, At(Admin);
+    post "/alerts/webhooks/{id}/roll" => webhooks::roll_endpoint, At(Admin);
     post "/alerts/keys/{id}/auto-disable" => alerts::auto_disable, OwnKey;
     get "/usage" => usage::list, At(Viewer);
     get "/usage.csv" => usage_csv::export_csv, At(Viewer);
