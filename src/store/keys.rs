@@ -4,9 +4,11 @@ mod api;
 mod backfill;
 mod gateway;
 pub(crate) mod group_read;
+mod status;
 
 pub use api::{KeyFilter, KeyPage};
 pub use gateway::{GatewayKey, GatewaySecret};
+pub use status::{KeyState, KeyStatus, KeySwitch, UnknownKeyStatus};
 
 use sqlx::FromRow;
 use time::Date;
@@ -19,95 +21,12 @@ use crate::domain::public_id::KeyPublicId;
 use crate::domain::token::masked;
 use crate::domain::{time_util, ApiToken, Credits, KeyId, UserId, WorkspaceId};
 
-/// A key's stored `status`, decoded by the store (never compared as a string elsewhere).
-/// `Revoked` is final and reached only through [`Store::revoke_key`] (or the deletion of
-/// its workspace, `Store::delete_workspace`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    Active,
-    Disabled,
-    Revoked,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown key status {0:?}")]
-pub struct UnknownKeyStatus(String);
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Disabled => "disabled",
-            KeyStatus::Revoked => "revoked",
-        }
-    }
-}
-
-impl TryFrom<String> for KeyStatus {
-    type Error = UnknownKeyStatus;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.as_str() {
-            "active" => Ok(KeyStatus::Active),
-            "disabled" => Ok(KeyStatus::Disabled),
-            "revoked" => Ok(KeyStatus::Revoked),
-            _ => Err(UnknownKeyStatus(s)),
-        }
-    }
-}
-
-/// What the owner can switch a live key to (revoking is [`Store::revoke_key`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySwitch {
-    Enabled,
-    Disabled,
-}
-
-impl KeySwitch {
-    fn status(self) -> KeyStatus {
-        match self {
-            KeySwitch::Enabled => KeyStatus::Active,
-            KeySwitch::Disabled => KeyStatus::Disabled,
-        }
-    }
-
-    fn action(self) -> Action {
-        match self {
-            KeySwitch::Enabled => Action::KeyEnabled,
-            KeySwitch::Disabled => Action::KeyDisabled,
-        }
-    }
-}
-
 /// Turns a live key on or off (`$1` the status, `$2` the key, `$3` the account, `$4` now).
 /// Enabling restarts the idle clock too (a key disabled for lack of use works again for its
 /// full period).
 const SET_STATUS: &str = "update api_keys set status = $1, \
     idle_from = case when $1 = 'active' then $4 else idle_from end \
     where id = $2 and account_id = $3 and status <> 'revoked' returning name";
-
-/// The state a person sees, derived from `status` and the expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    Active,
-    Disabled,
-    Expired,
-    Revoked,
-    /// Disabled by its "disable after N days without use" setting; Enable restarts it.
-    Idle,
-}
-
-impl KeyState {
-    pub fn label(self) -> &'static str {
-        match self {
-            KeyState::Active => "Active",
-            KeyState::Disabled => "Disabled",
-            KeyState::Idle => "Disabled (unused)",
-            KeyState::Expired => "Expired",
-            KeyState::Revoked => "Revoked",
-        }
-    }
-}
 
 pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, token_prefix, token_last4, models, region, daily_limit, \
