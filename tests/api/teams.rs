@@ -810,3 +810,31 @@ async fn an_invitation_is_carried_through_sign_up_and_log_in_back_to_accept() {
     let page = x.get_html("/signup?invitation=not-a-token").await;
     assert!(!page.contains("You are invited") && !page.contains("name=\"invitation\""));
 }
+
+/// A personal workspace is named after its owner's email; before inviting anyone, the
+/// Members page says so and points to the rename, and after it the invitation shows the name.
+#[tokio::test]
+async fn an_owner_is_asked_to_name_a_workspace_named_after_an_email() {
+    let app = spawn_app().await;
+    let owner = app.signed_up().await;
+    let members = app.get_html("/members").await;
+    assert!(
+        members.contains("named after your email address"),
+        "{members}"
+    );
+    let r = app
+        .post_form(
+            "/workspace/settings",
+            "/workspace/settings",
+            &[("name", "Platform team".into())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(!app
+        .get_html("/members")
+        .await
+        .contains("named after your email"));
+    let path = invite(&app, &format!("new-{owner}"), "viewer").await;
+    let page = crate::helpers::spawn_clone(&app).get_html(&path).await;
+    assert!(page.contains("Join “Platform team”"), "{page}");
+}
