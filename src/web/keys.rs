@@ -9,7 +9,7 @@ use super::error::WebResult;
 use super::form::CsrfForm;
 pub use super::key_view::KeyView;
 use super::live_key::LiveKey;
-use super::session::{random_token, FormUse};
+use super::session::FormUse;
 use super::{already_done, see_other, Dashboard, Layout};
 use crate::catalogue::Catalogue;
 use crate::domain::key_form::{FieldErrors, KeyFormInput};
@@ -78,7 +78,6 @@ struct KeyFormPage {
     /// The key being edited: its token, state, last use and spend beside the fields.
     key: Option<KeyView>,
     summary: Vec<super::error_summary::ErrorLink>,
-    form_id: String,
     input: KeyFormInput,
     errors: FieldErrors,
     models: Vec<ModelOption>,
@@ -86,6 +85,14 @@ struct KeyFormPage {
     today: String,
     /// The account must verify its email first: the form says so and cannot be sent.
     unverified: bool,
+}
+
+/// Whether some provider of `m` is configured on this gateway (else its requests fail with
+/// 503 `model_unavailable`): the picker marks it, the reveal warns.
+fn served_here(state: &AppState, m: &crate::catalogue::Model) -> bool {
+    state
+        .catalogue
+        .serves(m, None, |p| state.upstreams.is_usable(p))
 }
 
 fn form_page(
@@ -101,7 +108,7 @@ fn form_page(
         .models
         .iter()
         .map(|m| ModelOption {
-            serves: catalogue.serves(m, None, usable),
+            serves: served_here(state, m),
             id: m.id.clone(),
             name: m.name.clone(),
             prices: format!(
@@ -141,7 +148,6 @@ fn form_page(
         editing: editing.as_ref().map(|(id, _)| *id),
         key: editing.map(|(_, k)| k),
         summary: super::error_summary::key_form(&errors),
-        form_id: random_token(),
         input,
         errors,
         models,
@@ -226,11 +232,10 @@ pub(super) fn reveal(
             .model_list()
             .into_iter()
             .filter(|id| {
-                state.catalogue.model(id).is_some_and(|m| {
-                    !state
-                        .catalogue
-                        .serves(m, None, |p| state.upstreams.is_usable(p))
-                })
+                state
+                    .catalogue
+                    .model(id)
+                    .is_some_and(|m| !served_here(state, m))
             })
             .map(str::to_owned)
             .collect(),

@@ -81,9 +81,10 @@ pub async fn roll_all(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
-    // Someone of another workspace is a 404 first, whatever the form says.
-    let member = member_email(&state, target).await?;
+    // The reads come before the claim: someone who never was a member of this workspace is a
+    // 404 (`Store::offboarding`), whatever the form says.
     let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
+    let member = member_email(&state, target).await?;
     let back = format!("/members/{}/offboarding", target.0);
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
