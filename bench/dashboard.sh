@@ -5,14 +5,16 @@
 #
 #   bench/dashboard.sh                 # SQLite, target/bench/usage.db
 #   bench/dashboard.sh --postgres      # PostgreSQL, database lowrouter_bench on $PG_ADMIN_URL's server
-#   options: --rows N (1000000) --keys N (50) --days N (90) --requests N (50) --reseed --port P
+#   options: --rows N (1000000) --keys N (50) --workspaces N (1) --days N (90) --requests N (50)
+#            --reseed --port P
+#   With --workspaces N > 1 the measured workspace is the big tenant: half the keys and rows.
 #
 # Targets: /usage filtered by one key name over 30 days p95 < 50 ms; unfiltered first page
 # p95 < 20 ms; CSV export >= 100,000 rows/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BACKEND=sqlite ROWS=1000000 KEYS=50 DAYS=90 REQUESTS=50 RESEED=0 PORT=18089
+BACKEND=sqlite ROWS=1000000 KEYS=50 WORKSPACES=1 DAYS=90 REQUESTS=50 RESEED=0 PORT=18089
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,6 +22,7 @@ while [ $# -gt 0 ]; do
     --sqlite) BACKEND=sqlite ;;
     --rows) ROWS=$2; shift ;;
     --keys) KEYS=$2; shift ;;
+    --workspaces) WORKSPACES=$2; shift ;;
     --days) DAYS=$2; shift ;;
     --requests) REQUESTS=$2; shift ;;
     --reseed) RESEED=1 ;;
@@ -32,12 +35,12 @@ done
 WORK=target/bench
 mkdir -p "$WORK"
 if [ "$BACKEND" = postgres ]; then
-  DB_NAME=lowrouter_bench_${ROWS}
+  DB_NAME=lowrouter_bench_${ROWS}_${KEYS}_${WORKSPACES}
   DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
 else
-  DB_URL="sqlite://$PWD/$WORK/usage_${ROWS}.db"
+  DB_URL="sqlite://$PWD/$WORK/usage_${ROWS}_${KEYS}_${WORKSPACES}.db"
 fi
-CREDS="$WORK/${BACKEND}_${ROWS}.credentials"
+CREDS="$WORK/${BACKEND}_${ROWS}_${KEYS}_${WORKSPACES}.credentials"
 
 cargo build --release --quiet --bin lowrouter --example seed_usage
 
@@ -45,10 +48,10 @@ if [ "$RESEED" = 1 ] || [ ! -s "$CREDS" ]; then
   if [ "$BACKEND" = postgres ]; then
     psql -q "$PG_ADMIN_URL" -c "drop database if exists $DB_NAME" -c "create database $DB_NAME"
   else
-    rm -f "$WORK/usage_${ROWS}.db" "$WORK/usage_${ROWS}.db-wal" "$WORK/usage_${ROWS}.db-shm"
+    rm -f "${DB_URL#sqlite://}" "${DB_URL#sqlite://}-wal" "${DB_URL#sqlite://}-shm"
   fi
   echo "seeding $ROWS rows ($BACKEND)..." >&2
-  target/release/examples/seed_usage --database-url "$DB_URL" --rows "$ROWS" --keys "$KEYS" --days "$DAYS" \
+  target/release/examples/seed_usage --database-url "$DB_URL" --rows "$ROWS" --keys "$KEYS" --workspaces "$WORKSPACES" --days "$DAYS" \
     | tail -n 2 > "$CREDS"
 fi
 EMAIL=$(sed -n 's/^email=//p' "$CREDS")

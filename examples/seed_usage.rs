@@ -39,6 +39,11 @@ struct Args {
     /// Keys revoked after seeding (their history stays, marked revoked).
     #[arg(long, default_value_t = 2)]
     revoke: usize,
+    /// Workspaces (each its own account). The first, whose login is printed, is the big
+    /// tenant: it holds half the keys and half the rows (all of them when there is one);
+    /// the others share the rest evenly. Its pages are the ones measured.
+    #[arg(long, default_value_t = 1)]
+    workspaces: usize,
 }
 
 /// (model, primary provider, fallback provider, input price, output price): prices in
@@ -90,10 +95,38 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let account_id = store
-        .create_account(&email, &hash, Credits::from_micros(1_000_000_000_000))
-        .await?
-        .personal_workspace();
+    anyhow::ensure!(
+        a.workspaces > 0 && a.keys >= a.workspaces,
+        "at least one workspace, and a key for each"
+    );
+    let mut workspaces = Vec::with_capacity(a.workspaces);
+    for w in 0..a.workspaces {
+        let email = if w == 0 {
+            email.clone()
+        } else {
+            Email::parse(&format!("bench-{now}-{w}@example.com"))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        };
+        workspaces.push(
+            store
+                .create_account(&email, &hash, Credits::from_micros(1_000_000_000_000))
+                .await?
+                .personal_workspace(),
+        );
+    }
+    // Keys `0..big` belong to the big tenant; the rest go round-robin to the others.
+    let big = if a.workspaces == 1 {
+        a.keys
+    } else {
+        a.keys / 2
+    };
+    let owner = |i: usize| {
+        if i < big {
+            workspaces[0]
+        } else {
+            workspaces[1 + (i - big) % (a.workspaces - 1)]
+        }
+    };
 
     let mut keys = Vec::with_capacity(a.keys);
     for i in 0..a.keys {
@@ -110,9 +143,9 @@ async fn main() -> anyhow::Result<()> {
             disable_after_days: None,
         };
         let id = store
-            .create_key(account_id, &spec, &ApiToken::generate(), &Actor::cli())
+            .create_key(owner(i), &spec, &ApiToken::generate(), &Actor::cli())
             .await?;
-        keys.push((id, name));
+        keys.push((id, name, owner(i)));
     }
 
     let mut rng = Rng(a.seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -125,8 +158,13 @@ async fn main() -> anyhow::Result<()> {
         let at = start
             + (i128::from(span) * i128::from(i) / i128::from(a.rows.max(1))) as i64
             + rng.below(1000) as i64;
-        let k = rng.below(a.keys as u64) as usize;
-        let (key_id, key_name) = &keys[k];
+        // Half the rows go to the big tenant's keys, half to the others' (one tenant: all).
+        let k = if a.workspaces == 1 || rng.below(2) == 0 {
+            rng.below(big as u64) as usize
+        } else {
+            big + rng.below((a.keys - big) as u64) as usize
+        };
+        let (key_id, key_name, account_id) = &keys[k];
         // Each key mostly uses three models: 60 / 30 / 10 %.
         let pick = rng.below(10);
         let m = (k + [0, 1, 3][usize::from(pick >= 6) + usize::from(pick >= 9)]) % MODELS.len();
@@ -152,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
         batch.push(UsageEntry {
             usage: NewUsage {
                 generation_id: format!("gen-s{:011}{:012x}", i, rng.next() >> 16),
-                account_id,
+                account_id: *account_id,
                 key_id: *key_id,
                 key_name: key_name.clone(),
                 requested_model: if rng.below(5) == 0 {
@@ -203,8 +241,8 @@ async fn main() -> anyhow::Result<()> {
     if !batch.is_empty() {
         store.write_usage_batch(&batch).await?;
     }
-    for (id, _) in keys.iter().rev().take(a.revoke) {
-        store.revoke_key(account_id, *id, &Actor::cli()).await?;
+    for (id, _, owner) in keys[..big].iter().rev().take(a.revoke) {
+        store.revoke_key(*owner, *id, &Actor::cli()).await?;
     }
     let took = started.elapsed().as_secs_f64();
     store.close().await;

@@ -1,7 +1,9 @@
 //! The command line: `serve` (default), `migrate`, `user create`, `credits grant`,
-//! `management-key create`, `journal inspect | set-aside` (`cli::journal`).
+//! `management-key create`, `journal inspect | set-aside` (`cli::journal`), `usage purge`
+//! (`cli::usage`).
 
 mod journal;
+mod usage;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -55,6 +57,11 @@ pub enum Command {
     Journal {
         #[command(subcommand)]
         command: journal::JournalCommand,
+    },
+    /// Request-level usage rows: remove those before a date (retention, now).
+    Usage {
+        #[command(subcommand)]
+        command: usage::UsageCommand,
     },
 }
 
@@ -185,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => create_management_key(&settings, &email, read_only, &name).await?,
         Command::Journal { command } => journal::run(&settings, command)?,
+        Command::Usage { command } => usage::run(&settings, command).await?,
     }
     Ok(())
 }

@@ -48,6 +48,10 @@ pub struct Settings {
     pub signup_grant: Credits,
     /// Audit events older than this many days are deleted by the hourly retention job.
     pub audit_retention_days: u32,
+    /// Raw usage rows (one per request) older than this many days are removed by the hourly
+    /// retention job; 0 keeps them forever. The daily rollups, which every total, chart and
+    /// limit reads, are kept forever.
+    pub usage_retention_days: u32,
     /// Replaces the built-in model catalogue.
     pub catalogue_path: Option<PathBuf>,
     /// Upstream deadlines (see `gateway::upstream`): to connect, to the response's headers
@@ -138,6 +142,7 @@ impl Default for Settings {
             session_idle: Duration::from_secs(12 * 3600),
             signup_grant: Credits::from_micros(5_000_000),
             audit_retention_days: 400,
+            usage_retention_days: 400,
             catalogue_path: None,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
@@ -182,6 +187,7 @@ struct FileSettings {
     session_idle_minutes: Option<u64>,
     signup_grant: Option<Credits>,
     audit_retention_days: Option<u32>,
+    usage_retention_days: Option<u32>,
     catalogue_path: Option<PathBuf>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_first_byte_timeout_secs: Option<u64>,
@@ -310,6 +316,9 @@ impl Settings {
         }
         if let Some(v) = f.audit_retention_days {
             self.audit_retention_days = v.max(1);
+        }
+        if let Some(v) = f.usage_retention_days {
+            self.usage_retention_days = v;
         }
         if let Some(v) = f.catalogue_path {
             self.catalogue_path = Some(base.join(v));

@@ -71,7 +71,10 @@ impl Application {
             store.clone(),
             &ledger,
             sweep_age,
-            settings.audit_retention_days,
+            Retention {
+                audit_days: settings.audit_retention_days,
+                usage_days: settings.usage_retention_days,
+            },
         );
         let (state, alerts_stop) = app_state(
             &settings,
@@ -208,13 +211,67 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
     Ok(Key::from(&raw))
 }
 
+/// How long audit events and raw usage rows are kept (days; usage 0: forever).
+struct Retention {
+    audit_days: u32,
+    usage_days: u32,
+}
+
+/// Rows per step of usage retention, and the pause between steps: each step is a short
+/// write transaction, and the pause leaves the database to the gateway's usage writer, so a
+/// run costs the request path next to nothing (bench/RESULTS.md) however much it removes.
+const PURGE_STEP: i64 = 1_000;
+const PURGE_PAUSE: Duration = Duration::from_millis(20);
+
+/// Removes raw usage rows that started before `cutoff`, step by step until none is left.
+/// SQLite reuses the freed pages for new rows (the file stops growing rather than shrinks).
+/// What a retention run removed: whole day partitions (PostgreSQL), and rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Purged {
+    pub days: u32,
+    pub rows: u64,
+}
+
+pub async fn purge_usage(store: &Store, cutoff: i64) -> Result<Purged, crate::store::StoreError> {
+    let today = time_util::day_number(time_util::now_ms());
+    // PostgreSQL: whole days go as partitions, at once; the cutoff's own day goes by rows.
+    let days = store
+        .drop_usage_partitions_before(time_util::day_number(cutoff), today)
+        .await?;
+    if days > 0 {
+        tracing::info!(
+            days,
+            "usage day partitions past retention dropped (rollups kept)"
+        );
+    }
+    let mut removed = 0;
+    loop {
+        match store.purge_usage_step(cutoff, PURGE_STEP).await? {
+            0 => break,
+            n => removed += n,
+        }
+        tokio::time::sleep(PURGE_PAUSE).await;
+    }
+    if removed > 0 {
+        tracing::info!(removed, "usage rows past retention removed (rollups kept)");
+    }
+    Ok(Purged {
+        days,
+        rows: removed,
+    })
+}
+
 /// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:
 /// release the holds of processes that died (PostgreSQL). Every minute: holds past the
 /// longest possible request, expired sessions, verification links a week past their
 /// expiry, idempotency keys past their 24 hours, and (PostgreSQL) rate limit minutes that
-/// are over. Every hour (and at start): audit events past `audit_retention_days`.
-fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration, retention_days: u32) {
-    let retention_ms = i64::from(retention_days) * 86_400_000;
+/// are over. Every hour (and at start): PostgreSQL's usage day partitions a week ahead,
+/// audit events past `audit_retention_days`, and raw usage rows past
+/// `usage_retention_days` ([`purge_usage`], on a task of its own).
+fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration, retention: Retention) {
+    let retention_ms = i64::from(retention.audit_days) * 86_400_000;
+    let usage_retention_ms = i64::from(retention.usage_days) * 86_400_000;
+    let purging = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     store.start_checkpointer();
     let pg = match ledger {
         Ledger::Shared(pg) => {
@@ -228,11 +285,33 @@ fn spawn_housekeeping(store: Store, ledger: &Ledger, sweep_age: Duration, retent
         tick.tick().await;
         for round in 1u64.. {
             if round % 360 == 1 {
+                // PostgreSQL: the usage day partitions of the week ahead.
+                let today = time_util::day_number(time_util::now_ms());
+                match store.ensure_usage_partitions(today).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(created = n, "usage day partitions created ahead"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "usage day partitions could not be created")
+                    }
+                }
                 let cutoff = time_util::now_ms() - retention_ms;
                 match store.purge_audit_before(cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "audit events past retention deleted"),
                     Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+                }
+                // One run at a time: a run still going an hour later is left to finish.
+                if usage_retention_ms > 0
+                    && !purging.swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    let (store, purging) = (store.clone(), purging.clone());
+                    let cutoff = time_util::now_ms() - usage_retention_ms;
+                    tokio::spawn(async move {
+                        if let Err(e) = purge_usage(&store, cutoff).await {
+                            tracing::warn!(error = %e, "usage retention failed; retried next hour");
+                        }
+                        purging.store(false, std::sync::atomic::Ordering::Release);
+                    });
                 }
             }
             tick.tick().await;

@@ -46,6 +46,9 @@ impl Settings {
         if let Some(v) = get("LOWROUTER_AUDIT_RETENTION_DAYS") {
             self.audit_retention_days = parse::<u32>("LOWROUTER_AUDIT_RETENTION_DAYS", &v)?.max(1);
         }
+        if let Some(v) = get("LOWROUTER_USAGE_RETENTION_DAYS") {
+            self.usage_retention_days = parse::<u32>("LOWROUTER_USAGE_RETENTION_DAYS", &v)?;
+        }
         if let Some(v) = get("LOWROUTER_CATALOGUE") {
             self.catalogue_path = Some(PathBuf::from(v));
         }

@@ -68,7 +68,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/keys/{id}", web::delete().to(management::keys::delete))
             .route("/keys/{id}/roll", web::post().to(management::roll::roll))
             .route("/usage", web::get().to(management::usage::list))
+            .route(
+                "/usage/export",
+                web::get().to(management::usage_export::export),
+            )
             .route("/audit", web::get().to(management::audit::list))
+            .route(
+                "/organization/usage/completions",
+                web::get().to(management::org_usage::completions),
+            )
+            .route(
+                "/organization/costs",
+                web::get().to(management::org_usage::costs),
+            )
             .route("/openapi.json", web::get().to(openapi::openapi_json))
             .default_service(web::to(not_found)),
     );

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::management::{audit, body, keys, roll, usage};
+use super::management::{audit, body, keys, org_usage, roll, usage, usage_export};
 use super::{chat, info, leaks};
 
 /// The gateway's error shape.
@@ -63,7 +63,7 @@ impl Modify for BearerSchemes {
         chat::completions, chat::embeddings, info::models, info::model, info::key, info::credits,
         info::generation, info::generation_by_query, leaks::report,
         keys::list, keys::create, keys::get, keys::patch, keys::delete, roll::roll, usage::list,
-        audit::list,
+        usage_export::export, audit::list, org_usage::completions, org_usage::costs,
         openapi_json
     ),
     components(schemas(ErrorBody, ErrorDetail, ReplayBody, body::KeyObject, body::Amount,

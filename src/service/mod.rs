@@ -3,4 +3,5 @@
 //! parse and render. A service imports neither surface.
 
 pub mod keys;
+pub mod usage_export;
 pub mod usage_filter;

@@ -215,7 +215,7 @@ impl Store {
     ) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
-                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily \
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily_keys \
                  where account_id = $1 and day >= $2 and day <= $3 and key_id = $4",
             )
             .bind(account_id)

@@ -32,6 +32,7 @@ pub mod sessions;
 mod sqlite_direct;
 pub mod usage;
 mod usage_batch;
+pub mod usage_partitions;
 pub use usage_batch::LastUseWrites;
 pub mod usage_journal;
 pub mod webhooks;

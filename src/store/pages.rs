@@ -12,13 +12,14 @@ use super::{Result, StoreError};
 /// Streams the pages `fetch` reads: `fetch(None)` the first, then `fetch(Some(cursor))` with
 /// the cursor the previous page gave, until a page is empty or gives none. The next page
 /// is fetched (on its own task) while the current one is formatted and sent.
-pub(crate) fn keyset_pages<T, F, Fut>(fetch: F) -> BoxStream<'static, Result<Vec<T>>>
+pub(crate) fn keyset_pages<T, C, F, Fut>(fetch: F) -> BoxStream<'static, Result<Vec<T>>>
 where
     T: Send + 'static,
-    F: Fn(Option<i64>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(Vec<T>, Option<i64>)>> + Send + 'static,
+    C: Send + 'static,
+    F: Fn(Option<C>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(Vec<T>, Option<C>)>> + Send + 'static,
 {
-    let spawn = move |cursor: Option<i64>| tokio::spawn(fetch(cursor));
+    let spawn = move |cursor: Option<C>| tokio::spawn(fetch(cursor));
     futures_util::stream::unfold(Some(spawn(None)), move |pending| {
         let spawn = spawn.clone();
         async move {

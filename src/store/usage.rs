@@ -7,7 +7,7 @@ use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::ledger::Reservation;
-use super::{on_read, Result, Store, StoreError};
+use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
 use crate::domain::Credits;
 
@@ -58,7 +58,7 @@ mod filter;
 mod sample;
 
 pub use filter::UsageFilter;
-use filter::{filter_sql, filter_sql_with, rollup_filter_sql, Bind};
+use filter::{filter_sql, rollup_filter_sql, rollup_filter_sql_in, Bind, Rollup};
 #[cfg(test)]
 pub(crate) use sample::sample_entry;
 
@@ -133,7 +133,7 @@ impl Store {
             "select k.id as key_id, \
                (select coalesce(u.resolved_model, u.requested_model) from usage u \
                 where u.account_id = k.account_id and u.key_id = k.id and u.status = 'ok' \
-                order by u.id desc limit 1) as last_model, \
+                order by u.started_at desc, u.id desc limit 1) as last_model, \
                r.completed_at as refused_at, r.http_status as refused_status, \
                r.error_code as refused_code, r.generation_id as refused_generation \
              from api_keys k \
@@ -170,6 +170,51 @@ impl Store {
             .collect())
     }
 
+    /// One step of usage retention: removes those of the `batch` oldest rows (by id) that
+    /// started before `cutoff` (unix ms), returning how many. Small steps, each its own
+    /// short transaction, so the gateway's usage writes wait at most one step. Ids follow
+    /// write order, which trails start order by at most a request's duration, so a row that
+    /// started before the cutoff but was written late goes a step or a run later; 0 means
+    /// the oldest rows are all younger than `cutoff`. Rollups are untouched: every total
+    /// reads them, so removing raw rows changes no figure.
+    ///
+    /// PostgreSQL drops whole day partitions first (`drop_usage_partitions_before`); what
+    /// is left past the cutoff is part of one day (and any strays in `usage_default`), so
+    /// there the step reads by start time, pruned to those partitions.
+    pub async fn purge_usage_step(&self, cutoff: i64, batch: i64) -> Result<u64> {
+        let sql = match &self.engine {
+            super::Engine::Sqlite { .. } => {
+                "delete from usage where id in (select id from usage order by id limit $2) \
+                 and started_at < $1"
+            }
+            super::Engine::Postgres { .. } => {
+                "delete from usage where (id, started_at) in \
+                 (select id, started_at from usage where started_at < $1 limit $2)"
+            }
+        };
+        Ok(on_write!(self, pool => {
+            sqlx::query(sql)
+                .bind(cutoff)
+                .bind(batch)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// The start of the oldest raw row of the workspace (unix ms), for saying how far
+    /// back request-level history goes.
+    pub async fn oldest_usage_at(&self, account_id: WorkspaceId) -> Result<Option<i64>> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "select started_at from usage where account_id = $1 order by started_at, id limit 1",
+            )
+            .bind(account_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// One usage row of this account by generation id.
     pub async fn usage_by_generation(
         &self,
@@ -192,6 +237,9 @@ impl Store {
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// Keys the chart draws on their own; the others are one series.
+pub const CHART_KEYS: usize = 7;
+
 /// Rows per query of the CSV export.
 pub const EXPORT_PAGE: i64 = 10_000;
 
@@ -208,7 +256,9 @@ macro_rules! bind_all {
     }};
 }
 
+mod buckets;
 mod export;
+pub use buckets::{BucketQuery, BucketRow};
 pub use export::{ExportCells, ExportRow};
 
 #[derive(Debug, Clone, Default, FromRow)]
@@ -228,28 +278,168 @@ pub struct DailySpend {
     pub cost: Credits,
 }
 
-/// `where` clause for one keyset page (rows strictly older than `before_id`), with the limit
-/// bound last: the caller ends its SQL with `order by id desc limit ${binds.len()}`.
-/// `+started_at` keeps SQLite from choosing the date index and sorting the whole range:
-/// walking `id` newest first stops after one page.
-fn keyset_page_sql(
-    account_id: WorkspaceId,
-    f: &UsageFilter,
-    before_id: Option<i64>,
-    limit: i64,
-) -> (String, Vec<Bind<'_>>) {
-    let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
-    if let Some(b) = before_id {
-        binds.push(Bind::Int(b));
-        sql.push_str(&format!(" and id < ${}", binds.len()));
-    }
-    binds.push(Bind::Int(limit));
-    (sql, binds)
+/// Newest first: the order of every page of raw rows, and of the indexes they walk
+/// (`usage_account_time`, `usage_key_time`): a date range is a range of the index.
+const NEWEST_FIRST: &str = "order by started_at desc, id desc";
+const OLDEST_FIRST: &str = "order by started_at asc, id asc";
+
+/// At most this many key ids (a name shared by keys deleted and made again) are read as one
+/// walk each, merged; more, and the page walks the workspace's rows by time instead.
+const KEY_WALKS: usize = 16;
+
+/// Where a page starts: strictly older (`Before`) or newer (`After`) than a row, by
+/// `(started_at, id)`.
+#[derive(Debug, Clone, Copy)]
+enum Seek {
+    First,
+    Before(i64, i64),
+    After(i64, i64),
+    /// Oldest first, from strictly after a row (or from the start): the period export.
+    OldestAfter(Option<(i64, i64)>),
 }
 
 impl Store {
-    /// A page of rows, newest first, strictly older than `before_id` (keyset pagination:
-    /// stable while new rows arrive, no OFFSET scan).
+    /// The `(started_at, id)` of a row of this workspace, for a cursor that names the row by
+    /// id. None when there is no such row (another workspace's, or removed by retention).
+    async fn cursor_of(&self, account_id: WorkspaceId, id: i64) -> Result<Option<(i64, i64)>> {
+        let started: Option<i64> = on_read!(self, pool => {
+            sqlx::query_scalar("select started_at from usage where id = $1 and account_id = $2")
+                .bind(id)
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(started.map(|s| (s, id)))
+    }
+
+    /// Where a page older than the row `before_id` starts (the first page without one);
+    /// None when the row is not this workspace's (or no longer there).
+    async fn seek_before(
+        &self,
+        account_id: WorkspaceId,
+        before_id: Option<i64>,
+    ) -> Result<Option<Seek>> {
+        Ok(match before_id {
+            None => Some(Seek::First),
+            Some(id) => self
+                .cursor_of(account_id, id)
+                .await?
+                .map(|(t, id)| Seek::Before(t, id)),
+        })
+    }
+
+    /// The keys whose rows a name filter matches, from the rollup (names as recorded, so a
+    /// renamed key's old name and a deleted key's name still match): a name filter then
+    /// reads raw rows by key id and time. None when the filter names no key.
+    async fn keys_named(
+        &self,
+        account_id: WorkspaceId,
+        f: &UsageFilter,
+    ) -> Result<Option<Vec<i64>>> {
+        let (cond, name) = match (&f.key_name, &f.key_name_like) {
+            (Some(n), _) => ("key_name = $2", n),
+            (None, Some(p)) => ("lower(key_name) like $2 escape '!'", p),
+            (None, None) => return Ok(None),
+        };
+        // Distinct (key id, name) pairs by a loose index scan over the names, then the ids
+        // of the names that match: one seek per name, not a pass over every key's days.
+        let sql = format!(
+            "with recursive names(name) as ( \
+               select min(key_name) from usage_daily_keys where account_id = $1 \
+               union all \
+               select (select min(key_name) from usage_daily_keys where account_id = $1 and key_name > names.name) \
+               from names where names.name is not null \
+             ) select distinct d.key_id from names \
+               join usage_daily_keys d on d.account_id = $1 and d.key_name = names.name \
+             where names.name is not null and {}",
+            cond.replace("key_name", "names.name")
+        );
+        let ids: Vec<i64> = on_read!(self, pool => {
+            sqlx::query_scalar(&sql).bind(account_id).bind(name.as_str()).fetch_all(pool).await?
+        });
+        Ok(Some(ids))
+    }
+
+    /// A page of raw rows in `seek`'s direction, returned newest first: one walk along
+    /// `(started_at, id)` of the workspace's rows, or of each key the name filter resolves
+    /// to, merged. `columns` must include `started_at` and `id` (the merge orders by them).
+    async fn usage_page<T>(
+        &self,
+        account_id: WorkspaceId,
+        f: &UsageFilter,
+        seek: Seek,
+        limit: i64,
+        columns: &str,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        let keys = match self.keys_named(account_id, f).await? {
+            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some(ids) if f.key_id.is_none() && ids.len() <= KEY_WALKS => ids,
+            _ => Vec::new(),
+        };
+        let (mut w, mut binds) = filter_sql(account_id, f);
+        let order = match seek {
+            Seek::First => NEWEST_FIRST,
+            Seek::Before(t, id) => {
+                binds.push(Bind::Int(t));
+                binds.push(Bind::Int(id));
+                w.push_str(&format!(
+                    " and (started_at, id) < (${}, ${})",
+                    binds.len() - 1,
+                    binds.len()
+                ));
+                NEWEST_FIRST
+            }
+            Seek::After(t, id) | Seek::OldestAfter(Some((t, id))) => {
+                binds.push(Bind::Int(t));
+                binds.push(Bind::Int(id));
+                w.push_str(&format!(
+                    " and (started_at, id) > (${}, ${})",
+                    binds.len() - 1,
+                    binds.len()
+                ));
+                OLDEST_FIRST
+            }
+            Seek::OldestAfter(None) => OLDEST_FIRST,
+        };
+        binds.push(Bind::Int(limit));
+        let limit_at = binds.len();
+        let arm = |extra: &str| {
+            format!("select {columns} from usage{w}{extra} {order} limit ${limit_at}")
+        };
+        let sql = if keys.is_empty() {
+            arm("")
+        } else {
+            let arms: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    format!(
+                        "select * from ({}) as k{i}",
+                        arm(&format!(" and key_id = ${}", limit_at + 1 + i))
+                    )
+                })
+                .collect();
+            format!(
+                "select * from ({}) as merged {order} limit ${limit_at}",
+                arms.join(" union all ")
+            )
+        };
+        binds.extend(keys.iter().map(|id| Bind::Int(*id)));
+        let mut rows = on_read!(self, pool => bind_all!(sqlx::query_as::<_, T>(&sql), &binds).fetch_all(pool).await?);
+        if matches!(seek, Seek::After(..)) {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    /// A page of rows, newest first (by start time), strictly older than the row
+    /// `before_id` (keyset pagination: stable while new rows arrive, no OFFSET scan).
     pub async fn list_usage(
         &self,
         account_id: WorkspaceId,
@@ -257,18 +447,17 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<UsageRow>> {
-        let (sql, binds) = keyset_page_sql(account_id, f, before_id, limit);
-        let sql = format!(
-            "select {USAGE_COLUMNS} from usage{sql} order by id desc limit ${}",
-            binds.len()
-        );
-        Ok(
-            on_read!(self, pool => bind_all!(sqlx::query_as::<_, UsageRow>(&sql), &binds).fetch_all(pool).await?),
-        )
+        match self.seek_before(account_id, before_id).await? {
+            Some(seek) => {
+                self.usage_page(account_id, f, seek, limit, USAGE_COLUMNS)
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// A page of rows strictly newer than `after_id`, the oldest `limit` of them, returned
-    /// newest first (the page before a keyset page, for a "Newer" link).
+    /// A page of rows strictly newer than the row `after_id`, the oldest `limit` of them,
+    /// returned newest first (the page before a keyset page, for a "Newer" link).
     pub async fn list_usage_after(
         &self,
         account_id: WorkspaceId,
@@ -276,17 +465,13 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<UsageRow>> {
-        let (mut sql, mut binds) = filter_sql_with(account_id, f, "+started_at");
-        binds.push(Bind::Int(after_id));
-        sql.push_str(&format!(" and id > ${}", binds.len()));
-        binds.push(Bind::Int(limit));
-        let sql = format!(
-            "select {USAGE_COLUMNS} from usage{sql} order by id asc limit ${}",
-            binds.len()
-        );
-        let mut rows = on_read!(self, pool => bind_all!(sqlx::query_as::<_, UsageRow>(&sql), &binds).fetch_all(pool).await?);
-        rows.reverse();
-        Ok(rows)
+        match self.cursor_of(account_id, after_id).await? {
+            Some((t, id)) => {
+                self.usage_page(account_id, f, Seek::After(t, id), limit, USAGE_COLUMNS)
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Totals for the filter: from the daily rollup whenever it can answer exactly (any
@@ -324,30 +509,45 @@ impl Store {
         )
     }
 
-    /// Spend per day and key name for the chart, from the rollup when it can answer.
+    /// Spend per day for the chart: per key name for the [`CHART_KEYS`] keys that spent
+    /// most in the period, the others summed under the name `""`; or per day only (name
+    /// `""`), when the filter is by model, provider, region or status and by no key (so a
+    /// workspace with a thousand keys reads its workspace rollup, not every key's days).
+    /// From the rollups when the dates are whole days.
     pub async fn daily_spend(
         &self,
         account_id: WorkspaceId,
         f: &UsageFilter,
     ) -> Result<Vec<DailySpend>> {
-        let (sql, binds) = match rollup_filter_sql(account_id, f) {
-            Some((w, binds)) => (
-                format!(
-                    "select day, key_name, cast(sum(cost) as bigint) as cost{w} \
-                     group by day, key_name order by day, key_name"
-                ),
-                binds,
-            ),
+        // Per key unless the filter has dimensions and no key (then only the workspace
+        // rollup is narrow enough); with no filter, the per-key rollup.
+        let per_key = f.has_key() || !f.has_dimensions();
+        let rollup = match Rollup::for_filter(f) {
+            Rollup::Workspace if per_key => Rollup::Keys,
+            r => r,
+        };
+        let (w, binds, day) = match rollup_filter_sql_in(account_id, f, rollup) {
+            Some((w, binds)) => (w, binds, "day"),
             None => {
                 let (w, binds) = filter_sql(account_id, f);
-                (
-                    format!(
-                        "select started_at / 86400000 as day, key_name, cast(sum(cost) as bigint) as cost from usage{w} \
-                         group by started_at / 86400000, key_name order by day, key_name"
-                    ),
-                    binds,
-                )
+                (format!(" from usage{w}"), binds, "started_at / 86400000")
             }
+        };
+        let sql = if per_key {
+            format!(
+                "with top as (select key_name{w} group by key_name \
+                   order by sum(cost) desc, key_name limit {CHART_KEYS}) \
+                 select {day} as day, \
+                   case when key_name in (select key_name from top) then key_name else '' end as key_name, \
+                   cast(sum(cost) as bigint) as cost{w} \
+                 group by {day}, case when key_name in (select key_name from top) then key_name else '' end \
+                 order by 1, 2"
+            )
+        } else {
+            format!(
+                "select {day} as day, '' as key_name, cast(sum(cost) as bigint) as cost{w} \
+                 group by {day} order by 1"
+            )
         };
         Ok(
             on_read!(self, pool => bind_all!(sqlx::query_as::<_, DailySpend>(&sql), &binds).fetch_all(pool).await?),
@@ -387,7 +587,7 @@ impl Store {
     pub async fn spend_since_day(&self, account_id: WorkspaceId, from_day: i64) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
-                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily_keys where account_id = $1 and day >= $2",
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily_workspace where account_id = $1 and day >= $2",
             )
             .bind(account_id)
             .bind(from_day)
@@ -400,7 +600,7 @@ impl Store {
     pub async fn key_spend_total(&self, account_id: WorkspaceId, key_id: KeyId) -> Result<i64> {
         Ok(on_read!(self, pool => {
             sqlx::query_scalar::<_, i64>(
-                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily where account_id = $1 and key_id = $2",
+                "select cast(coalesce(sum(cost), 0) as bigint) from usage_daily_keys where account_id = $1 and key_id = $2",
             )
             .bind(account_id)
             .bind(key_id)
@@ -420,7 +620,7 @@ impl Store {
         let (col, table) = if by_key {
             ("key_name", "usage_daily_keys")
         } else {
-            ("model", "usage_daily")
+            ("model", "usage_daily_workspace")
         };
         let sql = format!(
             "select {col} as name, cast(sum(requests) as bigint) as requests, cast(sum(cost) as bigint) as cost \

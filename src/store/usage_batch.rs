@@ -59,7 +59,7 @@ const INSERT_USAGE_COLUMNS: [&str; 20] = [
 ];
 
 /// The dimensions of `usage_daily`, its primary key, in bind order.
-const DAILY_DIMENSIONS: [&str; 9] = [
+const DAILY_DIMENSIONS: [&str; 10] = [
     "account_id",
     "day",
     "key_id",
@@ -68,13 +68,26 @@ const DAILY_DIMENSIONS: [&str; 9] = [
     "provider",
     "region",
     "status",
+    "error_code",
     "shard",
 ];
 
 /// The dimensions of `usage_daily_keys`, its primary key, in bind order.
-const DAILY_KEYS_DIMENSIONS: [&str; 4] = ["account_id", "day", "key_name", "shard"];
+const DAILY_KEYS_DIMENSIONS: [&str; 5] = ["account_id", "day", "key_id", "key_name", "shard"];
 
-/// The counters both rollups keep, in the order their values are bound.
+/// The dimensions of `usage_daily_workspace`, its primary key, in bind order.
+const WORKSPACE_DIMENSIONS: [&str; 8] = [
+    "account_id",
+    "day",
+    "model",
+    "provider",
+    "region",
+    "status",
+    "error_code",
+    "shard",
+];
+
+/// The counters every rollup keeps, in the order their values are bound.
 const ROLLUP_COUNTERS: [&str; 5] = [
     "requests",
     "errors",
@@ -168,10 +181,15 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
     ]
 }
 
+/// Counters, then the dimensions, in the order of [`ROLLUP_COUNTERS`] then the table's.
+fn counters<'a>(n: &[i64; 5]) -> [Cell<'a>; 5] {
+    n.map(Cell::Int)
+}
+
 /// A `usage_daily` row: [`DAILY_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 14] {
+fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
     use Cell::{Int, Text};
-    [
+    let dims = [
         Int(k.account_id),
         Int(k.day),
         Int(k.key_id),
@@ -180,29 +198,39 @@ fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 14] {
         Text(k.provider),
         Text(k.region),
         Text(k.status),
+        Text(k.error_code),
         Int(k.shard),
-        Int(n[0]),
-        Int(n[1]),
-        Int(n[2]),
-        Int(n[3]),
-        Int(n[4]),
-    ]
+    ];
+    dims.into_iter().chain(counters(n)).collect()
 }
 
 /// A `usage_daily_keys` row: [`DAILY_KEYS_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> [Cell<'a>; 9] {
+fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
     use Cell::{Int, Text};
-    [
-        Int(k.0),
-        Int(k.1),
-        Text(k.2),
-        Int(k.3),
-        Int(n[0]),
-        Int(n[1]),
-        Int(n[2]),
-        Int(n[3]),
-        Int(n[4]),
-    ]
+    let dims = [
+        Int(k.account_id),
+        Int(k.day),
+        Int(k.key_id),
+        Text(k.key_name),
+        Int(k.shard),
+    ];
+    dims.into_iter().chain(counters(n)).collect()
+}
+
+/// A `usage_daily_workspace` row: [`WORKSPACE_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
+fn workspace_cells<'a>(k: &WorkspaceKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
+    use Cell::{Int, Text};
+    let dims = [
+        Int(k.account_id),
+        Int(k.day),
+        Text(k.model),
+        Text(k.provider),
+        Text(k.region),
+        Text(k.status),
+        Text(k.error_code),
+        Int(k.shard),
+    ];
+    dims.into_iter().chain(counters(n)).collect()
 }
 
 /// The primary key of a `usage_daily` row.
@@ -216,12 +244,59 @@ struct DailyKey<'a> {
     provider: &'a str,
     region: &'a str,
     status: &'a str,
+    /// The reason (`error_code`), '' for none.
+    error_code: &'a str,
     /// The writing process's rollup shard (`Store::rollup_shard`; migration 0019).
     shard: i64,
 }
 
-/// The primary key of a `usage_daily_keys` row: account, day, key name, shard.
-type DailyKeysKey<'a> = (i64, i64, &'a str, i64);
+/// The primary key of a `usage_daily_keys` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct DailyKeysKey<'a> {
+    account_id: i64,
+    day: i64,
+    key_id: i64,
+    key_name: &'a str,
+    shard: i64,
+}
+
+/// The primary key of a `usage_daily_workspace` row: a `usage_daily` key without the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct WorkspaceKey<'a> {
+    account_id: i64,
+    day: i64,
+    model: &'a str,
+    provider: &'a str,
+    region: &'a str,
+    status: &'a str,
+    error_code: &'a str,
+    shard: i64,
+}
+
+impl<'a> DailyKey<'a> {
+    fn keys_key(&self) -> DailyKeysKey<'a> {
+        DailyKeysKey {
+            account_id: self.account_id,
+            day: self.day,
+            key_id: self.key_id,
+            key_name: self.key_name,
+            shard: self.shard,
+        }
+    }
+
+    fn workspace_key(&self) -> WorkspaceKey<'a> {
+        WorkspaceKey {
+            account_id: self.account_id,
+            day: self.day,
+            model: self.model,
+            provider: self.provider,
+            region: self.region,
+            status: self.status,
+            error_code: self.error_code,
+            shard: self.shard,
+        }
+    }
+}
 
 /// A key's settlement in one (key, day, month) bucket: a hold is settled in the bucket it
 /// was taken in.
@@ -244,6 +319,7 @@ struct BatchPlan<'a> {
     charges: HashMap<(i64, i64, i64), KeyDelta>,
     daily: HashMap<DailyKey<'a>, [i64; 5]>,
     daily_keys: HashMap<DailyKeysKey<'a>, [i64; 5]>,
+    workspace: HashMap<WorkspaceKey<'a>, [i64; 5]>,
     reservation_ids: Vec<&'a str>,
     /// Holds served from budget leases (PostgreSQL): lease id -> charge.
     leases: HashMap<i64, i64>,
@@ -268,6 +344,7 @@ impl<'a> BatchPlan<'a> {
             charges: HashMap::new(),
             daily: HashMap::new(),
             daily_keys: HashMap::new(),
+            workspace: HashMap::new(),
             reservation_ids: Vec::new(),
             leases: HashMap::new(),
             secrets: HashMap::new(),
@@ -327,21 +404,18 @@ impl<'a> BatchPlan<'a> {
             }
             // Exactly the dimensions the filters use, computed as `filter_sql` does on raw
             // rows, so rollup sums equal raw sums for any filter on whole days.
-            let day = time_util::day_number(u.started_at);
-            let d = plan
-                .daily
-                .entry(DailyKey {
-                    account_id: u.account_id.0,
-                    day,
-                    key_id: u.key_id.0,
-                    key_name: &u.key_name,
-                    model: u.resolved_model.as_deref().unwrap_or(""),
-                    provider: u.provider.as_deref().unwrap_or(""),
-                    region: u.region.as_deref().unwrap_or(""),
-                    status: u.status.as_str(),
-                    shard,
-                })
-                .or_default();
+            let key = DailyKey {
+                account_id: u.account_id.0,
+                day: time_util::day_number(u.started_at),
+                key_id: u.key_id.0,
+                key_name: &u.key_name,
+                model: u.resolved_model.as_deref().unwrap_or(""),
+                provider: u.provider.as_deref().unwrap_or(""),
+                region: u.region.as_deref().unwrap_or(""),
+                status: u.status.as_str(),
+                error_code: u.error_code.as_deref().unwrap_or(""),
+                shard,
+            };
             let n = [
                 1,
                 i64::from(u.status != UsageStatus::Ok),
@@ -349,13 +423,14 @@ impl<'a> BatchPlan<'a> {
                 u.completion_tokens,
                 u.cost,
             ];
-            let k = plan
-                .daily_keys
-                .entry((u.account_id.0, day, &u.key_name, shard))
-                .or_default();
-            for ((d, k), n) in d.iter_mut().zip(k.iter_mut()).zip(n) {
-                *d += n;
-                *k += n;
+            for sums in [
+                plan.daily.entry(key).or_default(),
+                plan.daily_keys.entry(key.keys_key()).or_default(),
+                plan.workspace.entry(key.workspace_key()).or_default(),
+            ] {
+                for (s, n) in sums.iter_mut().zip(n) {
+                    *s += n;
+                }
             }
         }
         plan

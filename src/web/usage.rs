@@ -195,6 +195,37 @@ struct UsagePage {
     csv_query: String,
     /// `Showing 50 of 78 requests`.
     showing: String,
+    /// How far back the list of requests goes, beside the totals that go back further.
+    retention: String,
+    /// Said when the filter's dates start before the oldest requests still kept.
+    retention_note: Option<String>,
+}
+
+/// What the Usage page says of retention (`usage_retention_days`): raw rows go, rollups
+/// stay, so the list and the totals cover different periods once requests have gone.
+fn retention_lines(days: u32, from_ms: Option<i64>, now: i64) -> (String, Option<String>) {
+    if days == 0 {
+        return (
+            "Requests are kept until an operator removes them; totals and charts go back to \
+             the first request."
+                .into(),
+            None,
+        );
+    }
+    let line = format!(
+        "Requests are kept for {days} days; totals and charts go back to the first request."
+    );
+    let kept_from = time_util::day_number(now - i64::from(days) * 86_400_000) + 1;
+    let note = from_ms
+        .filter(|f| time_util::day_number(*f) < kept_from)
+        .map(|_| {
+            format!(
+                "This range starts before {}, the oldest day whose requests are kept: the list \
+             below starts there, while the totals and the chart include the whole range.",
+                time_util::format_date(kept_from * 86_400_000)
+            )
+        });
+    (line, note)
 }
 
 /// The Usage page. Long on purpose: the reads run at once, then the page's fields are
@@ -235,6 +266,11 @@ pub async fn list(
     let (rows, has_older, has_newer) =
         rows_page(&state, &user, &filter, totals.requests, before, after).await?;
     let rows = &rows[..];
+    let (retention, retention_note) = retention_lines(
+        state.settings.usage_retention_days,
+        filter.from_ms,
+        time_util::now_ms(),
+    );
     let base = input.query();
     let with = |extra: String| {
         if base.is_empty() {
@@ -283,6 +319,8 @@ pub async fn list(
         },
         outcomes: &reasons::OUTCOMES,
         reasons: reasons::reason_choices().collect(),
+        retention,
+        retention_note,
         layout: user.layout("usage"),
         input,
         errors,

@@ -118,6 +118,11 @@ pub fn build_chart(rows: &[DailySpend], first_day: i64, days: i64) -> Chart {
         }
         *per_day.entry(r.day).or_default() += r.cost.micros();
     }
+    // The keys summed together ("Other keys") come last.
+    if let Some(i) = names.iter().position(|n| n.is_empty()) {
+        let other = names.remove(i);
+        names.push(other);
+    }
     let (step, steps) = nice_scale(per_day.values().copied().max().unwrap_or(0));
     let draw = |f: &Frame| draw(f, &rows, &names, first_day, days, step, steps);
     Chart {
@@ -128,7 +133,13 @@ pub fn build_chart(rows: &[DailySpend], first_day: i64, days: i64) -> Chart {
             .enumerate()
             .map(|(i, n)| Series {
                 id: i,
-                name: (*n).to_owned(),
+                // The store sums the keys beyond the chart's few (or all of them, when the
+                // filter is by something other than a key) under the name "".
+                name: match (*n, names.len()) {
+                    ("", 1) => "All keys".to_owned(),
+                    ("", _) => "Other keys".to_owned(),
+                    (n, _) => n.to_owned(),
+                },
                 color: PALETTE[i % PALETTE.len()],
                 texture: TEXTURES[i % TEXTURES.len()],
             })

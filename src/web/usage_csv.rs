@@ -15,16 +15,7 @@ use crate::service::usage_filter::FilterInput;
 use crate::state::AppState;
 use crate::store::usage::ExportRow;
 
-/// Spreadsheets execute cells starting with these; such text cells get a leading `'`.
-const FORMULA_PREFIXES: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
-
-pub(super) fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.starts_with(FORMULA_PREFIXES) {
-        format!("'{s}").into()
-    } else {
-        s.into()
-    }
-}
+pub(super) use crate::service::usage_export::defuse;
 
 const CSV_HEADER: [&str; 19] = [
     "generation_id",

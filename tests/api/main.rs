@@ -30,4 +30,5 @@ mod smtp_sink;
 mod teams;
 mod throttle;
 mod usage;
+mod usage_scale;
 mod workspaces;

@@ -92,7 +92,8 @@ async fn postgres_schema(url: &str) -> (BTreeSet<Column>, BTreeSet<Index>) {
     let columns = sqlx::query(
         "select table_name::text as t, column_name::text as c, data_type::text as ty, \
          is_nullable::text as n from information_schema.columns \
-         where table_schema = 'public' and table_name not like '\\_sqlx%'",
+         where table_schema = 'public' and table_name not like '\\_sqlx%' \
+         and table_name not in (select relname from pg_class where relispartition)",
     )
     .fetch_all(&mut c)
     .await
@@ -116,19 +117,24 @@ async fn postgres_schema(url: &str) -> (BTreeSet<Column>, BTreeSet<Index>) {
            i.indisunique as u, i.indpred is not null as p \
          from pg_index i join pg_class t on t.oid = i.indrelid \
          join pg_namespace s on s.oid = t.relnamespace \
-         where s.nspname = 'public' and not i.indisprimary and t.relname not like '\\_sqlx%'",
+         where s.nspname = 'public' and not i.indisprimary and t.relname not like '\\_sqlx%' \
+         and not t.relispartition",
     )
     .fetch_all(&mut c)
     .await
     .unwrap()
     .iter()
     .map(|r| {
-        (
-            r.get::<String, _>("t"),
-            r.get::<Vec<String>, _>("cols"),
-            r.get::<bool, _>("u"),
-            r.get::<bool, _>("p"),
-        )
+        let table = r.get::<String, _>("t");
+        let mut cols = r.get::<Vec<String>, _>("cols");
+        let unique = r.get::<bool, _>("u");
+        // `usage` is partitioned by `started_at` on PostgreSQL (migration 0025), and a
+        // partitioned table's unique keys must end with the partition key: the same
+        // uniqueness as SQLite's, for a row has one start.
+        if table == "usage" && unique && cols.last().is_some_and(|c| c == "started_at") {
+            cols.pop();
+        }
+        (table, cols, unique, r.get::<bool, _>("p"))
     })
     .collect();
     (columns, indexes)

@@ -83,3 +83,51 @@ async fn the_official_openai_node_sdk_works() {
     )
     .await;
 }
+
+/// The usage and costs API through the official Python SDK's admin client, each answer
+/// validated against the SDK's response models (tests/sdk/openai_usage.py).
+#[tokio::test]
+async fn the_usage_api_speaks_openais_shape_to_its_python_sdk() {
+    let available = runs(
+        "python3",
+        &[
+            "-c",
+            "import openai.types.admin.organization.usage_costs_response",
+        ],
+    );
+    if !available {
+        assert!(
+            std::env::var("LOWROUTER_REQUIRE_SDK").is_err(),
+            "python3 -m pip install openai"
+        );
+        eprintln!("skipped: the OpenAI Python SDK is not installed");
+        return;
+    }
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("reporting", &[]).await;
+    for i in 0..4 {
+        assert_eq!(app.echo(&token, &format!("hello {i}")).await.status(), 200);
+    }
+    let mk = crate::management::management_key(&app, "finance", true).await;
+    let keys: serde_json::Value = app.api_json(&mk, "/api/v1/keys").await;
+    let key_id = keys["data"][0]["id"].as_str().unwrap().to_owned();
+    let base = app.url("/api/v1");
+    let script = format!("{SDK_DIR}/openai_usage.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([&script, &base, &mk, &key_id, "4"])
+            .current_dir(SDK_DIR)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"));
+}

@@ -8,8 +8,10 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod keys;
+pub mod org_usage;
 pub mod roll;
 pub mod usage;
+pub mod usage_export;
 
 use super::error::ApiError;
 use crate::store::StoreError;

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::super::audit::{insert_audit, AuditEvent};
-use super::super::{on_write, Result, Store, StoreError};
+use super::super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::team::{reserved_email, UserId, WorkspaceId, WorkspaceName};
 use crate::domain::{time_util, Credits};
@@ -209,5 +209,17 @@ impl Store {
             tx.commit().await?;
             Ok(Ok(deleted))
         })
+    }
+}
+
+impl Store {
+    /// Every workspace's id (deleted ones too: their history stays), in order: the
+    /// operator's usage export walks them.
+    pub async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>> {
+        Ok(on_read!(self, pool => {
+            sqlx::query_scalar::<_, WorkspaceId>("select id from accounts order by id")
+                .fetch_all(pool)
+                .await?
+        }))
     }
 }

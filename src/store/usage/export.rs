@@ -4,7 +4,7 @@
 use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
-use super::{keyset_page_sql, Bind, UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
+use super::{UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
 use crate::store::{on_read, Result, Store};
 
 impl Store {
@@ -18,13 +18,14 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<ExportRow>> {
-        let (sql, binds) = keyset_page_sql(account_id, f, before_id, limit);
+        let Some(seek) = self.seek_before(account_id, before_id).await? else {
+            return Ok(Vec::new());
+        };
         let joined = EXPORT_CELLS.join(&format!(" || '{EXPORT_SEP}' || "));
-        let sql = format!(
-            "select id, started_at, completed_at, {joined} as cells from usage{sql} order by id desc limit ${}",
-            binds.len()
-        );
-        let mut rows = on_read!(self, pool => bind_all!(sqlx::query_as::<_, ExportRow>(&sql), &binds).fetch_all(pool).await?);
+        let columns = format!("id, started_at, completed_at, {joined} as cells");
+        let mut rows: Vec<ExportRow> = self
+            .usage_page(account_id, f, seek, limit, &columns)
+            .await?;
         // A cell holding the separator itself (only client-sent model names can): that row
         // is read again column by column.
         for r in rows.iter_mut().filter(|r| r.cells().is_none()) {
@@ -74,6 +75,49 @@ impl Store {
                 Ok((rows, next))
             }
         })
+    }
+}
+
+impl Store {
+    /// Every row of a period (`from_ms..to_ms`, by start), oldest first, in pages of
+    /// [`EXPORT_PAGE`], starting strictly after the row `after` (a generation id: where a
+    /// cut transfer stopped). `NotFound` when `after` is not a row of this workspace.
+    pub async fn stream_usage_period(
+        &self,
+        account_id: WorkspaceId,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&crate::domain::text::GenerationId>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<Vec<UsageRow>>>> {
+        let start = match after {
+            Some(g) => {
+                let row = self.usage_by_generation(account_id, g).await?;
+                Some((row.started_at, row.id))
+            }
+            None => None,
+        };
+        let f = UsageFilter {
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            ..UsageFilter::default()
+        };
+        let store = self.clone();
+        let first = start;
+        Ok(crate::store::pages::keyset_pages(
+            move |cursor: Option<(i64, i64)>| {
+                let (store, f) = (store.clone(), f.clone());
+                async move {
+                    let seek = super::Seek::OldestAfter(cursor.or(first));
+                    let rows: Vec<UsageRow> = store
+                        .usage_page(account_id, &f, seek, EXPORT_PAGE, USAGE_COLUMNS)
+                        .await?;
+                    let next = (rows.len() as i64 == EXPORT_PAGE)
+                        .then(|| rows.last().map(|r| (r.started_at, r.id)))
+                        .flatten();
+                    Ok((rows, next))
+                }
+            },
+        ))
     }
 }
 

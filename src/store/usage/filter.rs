@@ -39,8 +39,7 @@ pub struct UsageFilter {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub status: Option<UsageStatus>,
-    /// One reason (`error_code`), from the status filter's choices. The rollups have no
-    /// such column: a filter with it reads raw rows.
+    /// One reason (`error_code`), from the status filter's choices.
     pub error_code: Option<String>,
 }
 
@@ -59,23 +58,10 @@ fn condition(cond: &str, n: usize) -> String {
     }
 }
 
-/// `where` clause and binds for a filter; placeholders numbered from `$1`.
+/// `where` clause and binds for a filter over raw rows; placeholders numbered from `$1`.
 pub(crate) fn filter_sql<'a>(
     account_id: WorkspaceId,
     f: &'a UsageFilter,
-) -> (String, Vec<Bind<'a>>) {
-    filter_sql_with(account_id, f, "started_at")
-}
-
-/// As [`filter_sql`], with the date bounds on `started`. Pages pass `+started_at` (valid on
-/// both backends, and no index matches it): pages walk newest-first along an index that
-/// ends in `id` and stop after one page, whereas SQLite, having no statistics, would
-/// otherwise pick the `started_at` index and sort the whole date range before returning 51
-/// rows (hundreds of ms at a million rows).
-pub(crate) fn filter_sql_with<'a>(
-    account_id: WorkspaceId,
-    f: &'a UsageFilter,
-    started: &str,
 ) -> (String, Vec<Bind<'a>>) {
     let mut sql = String::from(" where account_id = $1");
     let mut binds = vec![Bind::Int(account_id.0)];
@@ -84,44 +70,88 @@ pub(crate) fn filter_sql_with<'a>(
         sql.push_str(&condition(cond, binds.len()));
     };
     if let Some(t) = f.from_ms {
-        add(&format!("{started} >="), Bind::Int(t));
+        add("started_at >=", Bind::Int(t));
     }
     if let Some(t) = f.to_ms {
-        add(&format!("{started} <"), Bind::Int(t));
+        add("started_at <", Bind::Int(t));
     }
     add_dimension_filters(f, "coalesce(resolved_model, '')", &mut add);
     (sql, binds)
 }
 
-/// `where` clause and binds for the same filter over the rollup `usage_daily`, when the
-/// rollup can answer it exactly: every filter has a rollup column, so only a date bound that
-/// is not a whole UTC day (never the case from the Usage page's date inputs) needs raw rows.
-/// The `from … where …` part: the narrow `usage_daily_keys` (one row per key name and day)
-/// when only key name and dates are filtered, else `usage_daily`.
+/// The three daily rollups, narrowest first: which one answers a filter is decided by what
+/// it filters on ([`Rollup::for_filter`]), so that a view reads about as many rollup rows as
+/// its answer has days × groups, never one row per key when it filters by no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rollup {
+    /// `usage_daily_workspace`: every dimension but the key.
+    Workspace,
+    /// `usage_daily_keys`: the key (id and name as recorded) only.
+    Keys,
+    /// `usage_daily`: the key and every other dimension.
+    Daily,
+}
+
+impl UsageFilter {
+    /// Whether it filters by a key (id, name or part of a name).
+    pub fn has_key(&self) -> bool {
+        self.key_id.is_some() || self.key_name.is_some() || self.key_name_like.is_some()
+    }
+
+    /// Whether it filters by anything but the key and the dates.
+    pub fn has_dimensions(&self) -> bool {
+        self.model.is_some()
+            || self.provider.is_some()
+            || self.region.is_some()
+            || self.status.is_some()
+            || self.error_code.is_some()
+    }
+}
+
+impl Rollup {
+    pub(crate) fn for_filter(f: &UsageFilter) -> Rollup {
+        match (f.has_key(), f.has_dimensions()) {
+            (false, _) => Rollup::Workspace,
+            (true, false) => Rollup::Keys,
+            (true, true) => Rollup::Daily,
+        }
+    }
+
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Rollup::Workspace => "usage_daily_workspace",
+            Rollup::Keys => "usage_daily_keys",
+            Rollup::Daily => "usage_daily",
+        }
+    }
+}
+
+/// `from … where …` and binds for the same filter over the rollup that answers it
+/// ([`Rollup::for_filter`]), when a rollup can answer it exactly: every filter has a rollup
+/// column, so only a date bound that is not a whole UTC day (never the case from the Usage
+/// page's date inputs) needs raw rows.
 pub(crate) fn rollup_filter_sql<'a>(
     account_id: WorkspaceId,
     f: &'a UsageFilter,
+) -> Option<(String, Vec<Bind<'a>>)> {
+    rollup_filter_sql_in(account_id, f, Rollup::for_filter(f))
+}
+
+/// As [`rollup_filter_sql`], over `rollup`, which must have a column for each of the
+/// filter's dimensions (any that [`Rollup::for_filter`] allows, or a wider one).
+pub(crate) fn rollup_filter_sql_in<'a>(
+    account_id: WorkspaceId,
+    f: &'a UsageFilter,
+    rollup: Rollup,
 ) -> Option<(String, Vec<Bind<'a>>)> {
     let day_of = |ms: Option<i64>| match ms {
         None => Some(None),
         Some(t) if t.rem_euclid(DAY_MS) == 0 => Some(Some(t.div_euclid(DAY_MS))),
         Some(_) => None,
     };
-    if f.error_code.is_some() {
-        return None;
-    }
     let from_day = day_of(f.from_ms)?;
     let to_day = day_of(f.to_ms)?;
-    let narrow = f.key_id.is_none()
-        && f.model.is_none()
-        && f.provider.is_none()
-        && f.region.is_none()
-        && f.status.is_none();
-    let mut sql = String::from(if narrow {
-        " from usage_daily_keys where account_id = $1"
-    } else {
-        " from usage_daily where account_id = $1"
-    });
+    let mut sql = format!(" from {} where account_id = $1", rollup.table());
     let mut binds = vec![Bind::Int(account_id.0)];
     let mut add = |cond: &str, b: Bind<'a>| {
         binds.push(b);

@@ -1,7 +1,7 @@
 //! PostgreSQL: a whole usage batch as **one statement** (data-modifying CTEs over `unnest`ed
 //! arrays), run in autocommit: one round trip, which also commits (durably). The
 //! multi-statement transaction of `write_postgres` took eight round trips per batch (begin,
-//! rows, keys, accounts, leases, two rollups, commit), and held the hot key and account rows
+//! rows, keys, accounts, leases, rollups, commit), and held the hot key and account rows
 //! locked across the last five of them: at one connection those round trips were most of a
 //! request's added latency, and under load most of the group commit's time (bench/RESULTS.md).
 //!
@@ -61,22 +61,32 @@ const SECRETS: &str = "s as (update key_secrets set \
   from unnest($53::bigint[], $54::bigint[], $55::text[]) as v(id, last_used, client) \
   where key_secrets.id = v.id{after})";
 const ROLLUPS: &str = "d as (insert into usage_daily (account_id, day, key_id, key_name, model, provider, region, status, \
-    requests, errors, prompt_tokens, completion_tokens, cost, shard) \
+    error_code, requests, errors, prompt_tokens, completion_tokens, cost, shard) \
   select *, $56::bigint from unnest($31::bigint[], $32::bigint[], $33::bigint[], $34::text[], $35::text[], $36::text[], \
-    $37::text[], $38::text[], $39::bigint[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[]) \
-  on conflict (account_id, day, key_id, key_name, model, provider, region, status, shard) do update set \
+    $37::text[], $38::text[], $57::text[], $39::bigint[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[]) \
+  on conflict (account_id, day, key_id, key_name, model, provider, region, status, error_code, shard) do update set \
     requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
     cost = usage_daily.cost + excluded.cost), \
-dk as (insert into usage_daily_keys (account_id, day, key_name, requests, errors, prompt_tokens, completion_tokens, cost, shard) \
-  select *, $56::bigint from unnest($44::bigint[], $45::bigint[], $46::text[], $47::bigint[], $48::bigint[], $49::bigint[], \
-    $50::bigint[], $51::bigint[]) \
-  on conflict (account_id, day, key_name, shard) do update set \
+dk as (insert into usage_daily_keys (account_id, day, key_id, key_name, requests, errors, prompt_tokens, completion_tokens, \
+    cost, shard) \
+  select *, $56::bigint from unnest($44::bigint[], $45::bigint[], $58::bigint[], $46::text[], $47::bigint[], $48::bigint[], \
+    $49::bigint[], $50::bigint[], $51::bigint[]) \
+  on conflict (account_id, day, key_id, key_name, shard) do update set \
     requests = usage_daily_keys.requests + excluded.requests, errors = usage_daily_keys.errors + excluded.errors, \
     prompt_tokens = usage_daily_keys.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_daily_keys.completion_tokens + excluded.completion_tokens, \
-    cost = usage_daily_keys.cost + excluded.cost)";
+    cost = usage_daily_keys.cost + excluded.cost), \
+dw as (insert into usage_daily_workspace (account_id, day, model, provider, region, status, error_code, requests, errors, \
+    prompt_tokens, completion_tokens, cost, shard) \
+  select *, $56::bigint from unnest($59::bigint[], $60::bigint[], $61::text[], $62::text[], $63::text[], $64::text[], \
+    $65::text[], $66::bigint[], $67::bigint[], $68::bigint[], $69::bigint[], $70::bigint[]) \
+  on conflict (account_id, day, model, provider, region, status, error_code, shard) do update set \
+    requests = usage_daily_workspace.requests + excluded.requests, errors = usage_daily_workspace.errors + excluded.errors, \
+    prompt_tokens = usage_daily_workspace.prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = usage_daily_workspace.completion_tokens + excluded.completion_tokens, \
+    cost = usage_daily_workspace.cost + excluded.cost)";
 /// The statement's result: the leases charged that have no row any more
 /// (`super::postgres::charge_orphans`).
 const ORPHANS: &str =
@@ -149,6 +159,7 @@ pub(super) async fn write(
     let leases = sorted(&plan.leases);
     let daily = sorted(&plan.daily);
     let daily_keys = sorted(&plan.daily_keys);
+    let workspace = sorted(&plan.workspace);
     let secrets = sorted(&plan.secrets);
     let text = sql(
         !keys.is_empty(),
@@ -200,9 +211,9 @@ pub(super) async fn write(
         .bind(col(&daily, |(_, n)| n[2]))
         .bind(col(&daily, |(_, n)| n[3]))
         .bind(col(&daily, |(_, n)| n[4]))
-        .bind(col(&daily_keys, |((a, _, _, _), _)| *a))
-        .bind(col(&daily_keys, |((_, d, _, _), _)| *d))
-        .bind(col(&daily_keys, |((_, _, name, _), _)| (*name).to_owned()))
+        .bind(col(&daily_keys, |(k, _)| k.account_id))
+        .bind(col(&daily_keys, |(k, _)| k.day))
+        .bind(col(&daily_keys, |(k, _)| k.key_name.to_owned()))
         .bind(col(&daily_keys, |(_, n)| n[0]))
         .bind(col(&daily_keys, |(_, n)| n[1]))
         .bind(col(&daily_keys, |(_, n)| n[2]))
@@ -212,7 +223,21 @@ pub(super) async fn write(
         .bind(col(&secrets, |(id, _)| **id))
         .bind(col(&secrets, |(_, (last, _))| *last))
         .bind(col(&secrets, |(_, (_, client))| client.map(str::to_owned)))
-        .bind(plan.shard);
+        .bind(plan.shard)
+        .bind(col(&daily, |(k, _)| k.error_code.to_owned()))
+        .bind(col(&daily_keys, |(k, _)| k.key_id))
+        .bind(col(&workspace, |(k, _)| k.account_id))
+        .bind(col(&workspace, |(k, _)| k.day))
+        .bind(col(&workspace, |(k, _)| k.model.to_owned()))
+        .bind(col(&workspace, |(k, _)| k.provider.to_owned()))
+        .bind(col(&workspace, |(k, _)| k.region.to_owned()))
+        .bind(col(&workspace, |(k, _)| k.status.to_owned()))
+        .bind(col(&workspace, |(k, _)| k.error_code.to_owned()))
+        .bind(col(&workspace, |(_, n)| n[0]))
+        .bind(col(&workspace, |(_, n)| n[1]))
+        .bind(col(&workspace, |(_, n)| n[2]))
+        .bind(col(&workspace, |(_, n)| n[3]))
+        .bind(col(&workspace, |(_, n)| n[4]));
     let orphans = q.fetch_all(pool).await?;
     Ok(orphans.into_iter().map(|(id,)| id).collect())
 }

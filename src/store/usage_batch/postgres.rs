@@ -4,8 +4,8 @@ use sqlx::QueryBuilder;
 
 use super::{
     add_on_conflict, daily_cells, daily_keys_cells, insert_into, one_statement, push_cells, sorted,
-    usage_cells, BatchPlan, LastUseWrites, Rows, CHUNK, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
-    INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS,
+    usage_cells, workspace_cells, BatchPlan, LastUseWrites, Rows, CHUNK, DAILY_DIMENSIONS,
+    DAILY_KEYS_DIMENSIONS, INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS, WORKSPACE_DIMENSIONS,
 };
 use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
 use crate::store::usage::UsageEntry;
@@ -117,6 +117,20 @@ async fn write_transaction(
             push_cells(&mut b, &daily_keys_cells(k, n))
         });
         q.push(add_on_conflict("usage_daily_keys", &DAILY_KEYS_DIMENSIONS));
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in sorted(&plan.workspace).chunks(CHUNK) {
+        let mut q = QueryBuilder::new(insert_into(
+            "usage_daily_workspace",
+            &rollup_columns(&WORKSPACE_DIMENSIONS),
+        ));
+        q.push_values(chunk, |mut b, (k, n)| {
+            push_cells(&mut b, &workspace_cells(k, n))
+        });
+        q.push(add_on_conflict(
+            "usage_daily_workspace",
+            &WORKSPACE_DIMENSIONS,
+        ));
         q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;

@@ -6,8 +6,8 @@ use rusqlite::{Connection, ToSql, TransactionBehavior};
 
 use super::{
     add_on_conflict, daily_cells, daily_keys_cells, insert_into, one_row, sorted, usage_cells,
-    BatchPlan, Rows, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS, INSERT_USAGE_COLUMNS,
-    ROLLUP_COUNTERS,
+    workspace_cells, BatchPlan, Rows, DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS,
+    INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS, WORKSPACE_DIMENSIONS,
 };
 use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
 use crate::store::usage::UsageEntry;
@@ -17,6 +17,7 @@ pub(super) struct SqliteSql {
     pub usage: String,
     pub daily: String,
     pub daily_keys: String,
+    pub workspace: String,
 }
 
 pub(super) static SQLITE_SQL: LazyLock<SqliteSql> = LazyLock::new(|| {
@@ -37,6 +38,7 @@ pub(super) static SQLITE_SQL: LazyLock<SqliteSql> = LazyLock::new(|| {
         ),
         daily: rollup("usage_daily", &DAILY_DIMENSIONS),
         daily_keys: rollup("usage_daily_keys", &DAILY_KEYS_DIMENSIONS),
+        workspace: rollup("usage_daily_workspace", &WORKSPACE_DIMENSIONS),
     }
 });
 
@@ -102,6 +104,10 @@ pub(super) fn write_sqlite(
         let mut daily_keys = tx.prepare_cached(&sql.daily_keys)?;
         for (k, n) in sorted(&plan.daily_keys) {
             execute_numbered(&mut daily_keys, &daily_keys_cells(k, n))?;
+        }
+        let mut workspace = tx.prepare_cached(&sql.workspace)?;
+        for (k, n) in sorted(&plan.workspace) {
+            execute_numbered(&mut workspace, &workspace_cells(k, n))?;
         }
     }
     tx.commit()

@@ -90,10 +90,11 @@ async fn journal_replay_applies_each_missing_entry_once() {
 fn sqlite_statements_number_every_parameter() {
     let sql = &*SQLITE_SQL;
     assert!(sql.usage.ends_with("$20)"), "{}", sql.usage);
-    assert!(sql.daily.contains("$14)"), "{}", sql.daily);
+    assert!(sql.daily.contains("$15)"), "{}", sql.daily);
     assert!(sql
         .daily_keys
-        .contains("on conflict (account_id, day, key_name, shard) do update set requests"));
+        .contains("on conflict (account_id, day, key_id, key_name, shard) do update set requests"));
+    assert!(sql.workspace.contains("$13)"), "{}", sql.workspace);
 }
 
 /// A key's and a secret's last use are written when first seen and then at most once per
