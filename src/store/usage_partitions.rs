@@ -71,8 +71,16 @@ impl Store {
                 .bind(PARTITION_LOCK.1)
                 .execute(&mut *tx)
                 .await?;
+            // Another process may have made it while this one waited for the lock.
+            let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+                .bind(partition_name(day))
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                continue;
+            }
             let sql = format!(
-                "create table if not exists {} partition of usage for values from ({}) to ({})",
+                "create table {} partition of usage for values from ({}) to ({})",
                 partition_name(day),
                 day * 86_400_000,
                 (day + 1) * 86_400_000

@@ -485,3 +485,35 @@ async fn upgrading_a_database_with_rows_keeps_them_and_rebuilds_exact_rollups() 
     }
     store.close().await;
 }
+
+/// Two processes creating the week ahead's partitions at once (PostgreSQL): each day gets
+/// exactly one, and neither fails.
+#[tokio::test]
+async fn two_processes_creating_day_partitions_at_once_do_not_race() {
+    if !is_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let a = lowrouter::store::Store::connect(&app.db_url).await.unwrap();
+    let b = lowrouter::store::Store::connect(&app.db_url).await.unwrap();
+    // A week well ahead of the one the server made: 40 days on, none of it exists yet.
+    let day = time_util::day_number(time_util::now_ms()) + 40;
+    let (x, y) = tokio::join!(a.ensure_usage_partitions(day), b.ensure_usage_partitions(day));
+    let made = x.unwrap() + y.unwrap();
+    let days = a.usage_partition_days().await.unwrap();
+    for d in day..=day + lowrouter::store::usage_partitions::DAYS_AHEAD {
+        assert_eq!(days.iter().filter(|x| **x == d).count(), 1, "day {d}");
+    }
+    assert!(made <= 8, "each created once at most: {made}");
+    // And dropping is as safe: both drop the days before, once.
+    let (x, y) = tokio::join!(
+        a.drop_usage_partitions_before(day + 4, day + 4),
+        b.drop_usage_partitions_before(day + 4, day + 4)
+    );
+    x.unwrap();
+    y.unwrap();
+    let left = a.usage_partition_days().await.unwrap();
+    assert!(left.iter().all(|d| *d >= day + 4), "{left:?}");
+    a.close().await;
+    b.close().await;
+}
