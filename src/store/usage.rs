@@ -383,30 +383,20 @@ impl Store {
             _ => Vec::new(),
         };
         let (mut w, mut binds) = filter_sql(account_id, f);
-        let order = match seek {
-            Seek::First => NEWEST_FIRST,
-            Seek::Before(t, id) => {
-                binds.push(Bind::Int(t));
-                binds.push(Bind::Int(id));
-                w.push_str(&format!(
-                    " and (started_at, id) < (${}, ${})",
-                    binds.len() - 1,
-                    binds.len()
-                ));
-                NEWEST_FIRST
-            }
+        let (bound, order) = match seek {
+            Seek::First => (None, NEWEST_FIRST),
+            Seek::Before(t, id) => (Some(("<", t, id)), NEWEST_FIRST),
             Seek::After(t, id) | Seek::OldestAfter(Some((t, id))) => {
-                binds.push(Bind::Int(t));
-                binds.push(Bind::Int(id));
-                w.push_str(&format!(
-                    " and (started_at, id) > (${}, ${})",
-                    binds.len() - 1,
-                    binds.len()
-                ));
-                OLDEST_FIRST
+                (Some((">", t, id)), OLDEST_FIRST)
             }
-            Seek::OldestAfter(None) => OLDEST_FIRST,
+            Seek::OldestAfter(None) => (None, OLDEST_FIRST),
         };
+        if let Some((cmp, t, id)) = bound {
+            binds.push(Bind::Int(t));
+            binds.push(Bind::Int(id));
+            let n = binds.len();
+            w.push_str(&format!(" and (started_at, id) {cmp} (${}, ${n})", n - 1));
+        }
         binds.push(Bind::Int(limit));
         let limit_at = binds.len();
         let arm = |extra: &str| {

@@ -37,6 +37,17 @@ fn partition_day(name: &str) -> Option<i64> {
     Some(time_util::day_number(time_util::date_start_ms(date)))
 }
 
+/// A transaction holding [`PARTITION_LOCK`] until it ends.
+async fn locked(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1, $2)")
+        .bind(PARTITION_LOCK.0)
+        .bind(PARTITION_LOCK.1)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 impl Store {
     /// The day partitions that exist, by day (PostgreSQL; empty on SQLite).
     pub async fn usage_partition_days(&self) -> Result<Vec<i64>> {
@@ -65,12 +76,7 @@ impl Store {
         let existing = self.usage_partition_days().await?;
         let mut made = 0;
         for day in (today..=today + DAYS_AHEAD).filter(|d| !existing.contains(d)) {
-            let mut tx = pool.begin().await?;
-            sqlx::query("select pg_advisory_xact_lock($1, $2)")
-                .bind(PARTITION_LOCK.0)
-                .bind(PARTITION_LOCK.1)
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = locked(pool).await?;
             // Another process may have made it while this one waited for the lock.
             let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
                 .bind(partition_name(day))
@@ -110,12 +116,7 @@ impl Store {
             if day >= cutoff_day.min(today) {
                 break;
             }
-            let mut tx = pool.begin().await?;
-            sqlx::query("select pg_advisory_xact_lock($1, $2)")
-                .bind(PARTITION_LOCK.0)
-                .bind(PARTITION_LOCK.1)
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = locked(pool).await?;
             sqlx::query(&format!("set local lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
                 .execute(&mut *tx)
                 .await?;

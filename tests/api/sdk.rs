@@ -18,15 +18,22 @@ fn runs(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Runs `program script BASE_URL TOKEN` against a fresh app; the script prints "all checks
-/// passed" when every expectation held.
-async fn drive_with(program: &'static str, script: &str, install_hint: &str, available: bool) {
+/// Whether an SDK is there to drive; without it the test is skipped, unless CI requires it.
+fn present(program: &str, available: bool, install_hint: &str) -> bool {
     if !available {
         assert!(
             std::env::var("LOWROUTER_REQUIRE_SDK").is_err(),
             "{install_hint}"
         );
         eprintln!("skipped: {program} or its OpenAI SDK is not installed ({install_hint})");
+    }
+    available
+}
+
+/// Runs `program script BASE_URL TOKEN` against a fresh app; the script prints "all checks
+/// passed" when every expectation held.
+async fn drive_with(program: &'static str, script: &str, install_hint: &str, available: bool) {
+    if !present(program, available, install_hint) {
         return;
     }
     // A short idle deadline, so that the stalled stream is cut quickly.
@@ -34,10 +41,16 @@ async fn drive_with(program: &'static str, script: &str, install_hint: &str, ava
     app.signed_up().await;
     let token = app.create_key("sdk", &[]).await;
     let base = app.url("/api/v1");
+    run_script(program, script, vec![base, token]).await;
+}
+
+/// Runs `program script args…` in tests/sdk and checks it printed "all checks passed".
+async fn run_script(program: &'static str, script: &str, args: Vec<String>) {
     let script = format!("{SDK_DIR}/{script}");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(program)
-            .args([&script, &base, &token])
+            .arg(&script)
+            .args(&args)
             .current_dir(SDK_DIR)
             .output()
             .unwrap()
@@ -95,12 +108,7 @@ async fn the_usage_api_speaks_openais_shape_to_its_python_sdk() {
             "import openai.types.admin.organization.usage_costs_response",
         ],
     );
-    if !available {
-        assert!(
-            std::env::var("LOWROUTER_REQUIRE_SDK").is_err(),
-            "python3 -m pip install openai"
-        );
-        eprintln!("skipped: the OpenAI Python SDK is not installed");
+    if !present("python3", available, "python3 -m pip install openai") {
         return;
     }
     let app = spawn_app().await;
@@ -113,21 +121,10 @@ async fn the_usage_api_speaks_openais_shape_to_its_python_sdk() {
     let keys: serde_json::Value = app.api_json(&mk, "/api/v1/keys").await;
     let key_id = keys["data"][0]["id"].as_str().unwrap().to_owned();
     let base = app.url("/api/v1");
-    let script = format!("{SDK_DIR}/openai_usage.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([&script, &base, &mk, &key_id, "4"])
-            .current_dir(SDK_DIR)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"));
+    run_script(
+        "python3",
+        "openai_usage.py",
+        vec![base, mk, key_id, "4".into()],
+    )
+    .await;
 }

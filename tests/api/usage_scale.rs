@@ -498,7 +498,10 @@ async fn two_processes_creating_day_partitions_at_once_do_not_race() {
     let b = lowrouter::store::Store::connect(&app.db_url).await.unwrap();
     // A week well ahead of the one the server made: 40 days on, none of it exists yet.
     let day = time_util::day_number(time_util::now_ms()) + 40;
-    let (x, y) = tokio::join!(a.ensure_usage_partitions(day), b.ensure_usage_partitions(day));
+    let (x, y) = tokio::join!(
+        a.ensure_usage_partitions(day),
+        b.ensure_usage_partitions(day)
+    );
     let made = x.unwrap() + y.unwrap();
     let days = a.usage_partition_days().await.unwrap();
     for d in day..=day + lowrouter::store::usage_partitions::DAYS_AHEAD {

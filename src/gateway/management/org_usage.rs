@@ -331,13 +331,18 @@ pub async fn completions(
         model: r.model,
         batch: None,
     });
+    Ok(page(&period, data))
+}
+
+/// The answer: this page's buckets, and where the next page starts.
+fn page<R: Serialize>(period: &Period, data: Vec<Bucket<R>>) -> HttpResponse {
     let next_page = period.next_page();
-    Ok(HttpResponse::Ok().json(Page {
+    HttpResponse::Ok().json(Page {
         object: "page",
         data,
         has_more: next_page.is_some(),
         next_page,
-    }))
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/organization/costs", tag = "management",
@@ -378,13 +383,7 @@ pub async fn costs(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             project_id: project.clone(),
         }
     });
-    let next_page = period.next_page();
-    Ok(HttpResponse::Ok().json(Page {
-        object: "page",
-        data,
-        has_more: next_page.is_some(),
-        next_page,
-    }))
+    Ok(page(&period, data))
 }
 
 #[cfg(test)]
