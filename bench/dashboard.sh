@@ -110,7 +110,7 @@ def page(path, target=None):
 today = datetime.datetime.now(datetime.timezone.utc).date()
 frm = today - datetime.timedelta(days=29)
 html = subprocess.run(["curl", "-s", "-b", jar, base + "/usage"], capture_output=True, text=True).stdout
-older = re.search(r'href="/usage\?(before=\d+)"', html)
+older = re.search(r'href="/usage\?(before=\d+(?:(?:&amp;|&#38;)at=\d+)?)"', html)
 print(f"backend: {os.environ['BACKEND']}, rows: {os.environ['ROWS']}, date: {today} UTC")
 print()
 print("| page | requests | p50 ms | p95 ms | max ms |")
@@ -118,7 +118,7 @@ print("|---|---|---|---|---|")
 page(f"/usage?key=key-07&from={frm}&to={today}", 50)
 page("/usage", 20)
 if older:
-    page("/usage?" + older.group(1), 50)
+    page("/usage?" + older.group(1).replace("&amp;", "&").replace("&#38;", "&"), 50)
 page(f"/usage?from={frm}&to={today}", 50)
 page("/usage?status=upstream_error", 50)
 page("/usage?model=openai/gpt-4o&region=us-east", 50)

@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use crate::domain::time_util;
-use crate::store::usage::UsageRow;
+use crate::domain::Credits;
+use crate::store::usage::{ExportCells, ExportRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -55,26 +56,30 @@ pub struct ExportedRow<'a> {
     pub latency_ms: i64,
 }
 
-impl<'a> From<&'a UsageRow> for ExportedRow<'a> {
-    fn from(r: &'a UsageRow) -> Self {
+impl<'a> ExportedRow<'a> {
+    /// From a row's cells as the store joins them (`ExportCells`: text the database wrote,
+    /// numbers included, read back here; an empty cell is an absent value).
+    fn of(r: &ExportRow, c: &'a ExportCells<'a>) -> Self {
+        let int = |i: usize| c[i].parse::<i64>().unwrap_or_default();
+        let opt = |i: usize| Some(c[i].as_ref()).filter(|s| !s.is_empty());
         ExportedRow {
-            id: &r.generation_id,
+            id: &c[0],
             started_at: time_util::format_rfc3339(r.started_at),
             completed_at: time_util::format_rfc3339(r.completed_at),
-            key_name: &r.key_name,
-            requested_model: &r.requested_model,
-            model: r.resolved_model.as_deref(),
-            provider: r.provider.as_deref(),
-            region: r.region.as_deref(),
-            prompt_tokens: r.prompt_tokens,
-            completion_tokens: r.completion_tokens,
-            total_tokens: r.total_tokens,
-            cost: r.cost.exact(),
-            status: &r.status,
-            http_status: r.http_status,
-            error_code: r.error_code.as_deref(),
-            streamed: r.streamed != 0,
-            latency_ms: r.latency_ms,
+            key_name: &c[1],
+            requested_model: &c[2],
+            model: opt(3),
+            provider: opt(4),
+            region: opt(5),
+            prompt_tokens: int(6),
+            completion_tokens: int(7),
+            total_tokens: int(8),
+            cost: Credits::from_micros(int(9)).exact(),
+            status: &c[11],
+            http_status: int(12),
+            error_code: opt(13),
+            streamed: int(17) != 0,
+            latency_ms: int(10),
         }
     }
 }
@@ -92,13 +97,18 @@ pub fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A page of rows in `format`, with the CSV header first when `header`.
-pub fn encode(rows: &[UsageRow], format: ExportFormat, header: bool) -> Vec<u8> {
+pub fn encode(rows: &[ExportRow], format: ExportFormat, header: bool) -> Vec<u8> {
+    // The store re-reads any row whose cells it cannot split, so none is ever skipped.
+    let cells: Vec<(&ExportRow, ExportCells<'_>)> = rows
+        .iter()
+        .filter_map(|r| r.cells().map(|c| (r, c)))
+        .collect();
     match format {
         ExportFormat::Ndjson => {
             let mut out = Vec::with_capacity(rows.len() * 400);
-            for r in rows {
+            for (r, c) in &cells {
                 // A struct of strings and numbers: serializing cannot fail.
-                if serde_json::to_writer(&mut out, &ExportedRow::from(r)).is_ok() {
+                if serde_json::to_writer(&mut out, &ExportedRow::of(r, c)).is_ok() {
                     out.push(b'\n');
                 }
             }
@@ -109,8 +119,8 @@ pub fn encode(rows: &[UsageRow], format: ExportFormat, header: bool) -> Vec<u8> 
                 .has_headers(header)
                 .terminator(csv::Terminator::CRLF)
                 .from_writer(Vec::with_capacity(rows.len() * 250));
-            for r in rows {
-                let mut row = ExportedRow::from(r);
+            for (r, c) in &cells {
+                let mut row = ExportedRow::of(r, c);
                 let (name, asked) = (defuse(row.key_name), defuse(row.requested_model));
                 row.key_name = &name;
                 row.requested_model = &asked;

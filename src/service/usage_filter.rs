@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::domain::reasons;
 use crate::domain::text::has_control;
 use crate::domain::{time_util, KeyId};
-use crate::store::usage::{UsageFilter, UsageStatus};
+use crate::store::usage::{RowCursor, UsageFilter, UsageStatus};
 
 /// The query string as typed, echoed back into the filter form.
 #[derive(Debug, Default, Clone)]
@@ -27,7 +27,7 @@ pub struct FilterInput {
 /// Long on purpose: one check per filter field, in the order of the form.
 pub fn parse_filter(
     q: &HashMap<String, String>,
-) -> (FilterInput, UsageFilter, Option<i64>, Vec<String>) {
+) -> (FilterInput, UsageFilter, Option<RowCursor>, Vec<String>) {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let input = FilterInput {
         key: get("key"),
@@ -103,15 +103,12 @@ pub fn parse_filter(
             }
         }
     }
-    let before = match q.get("before").map(|s| s.trim()) {
-        None | Some("") => None,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                errors.push("The page cursor is not valid; showing the newest rows.".into());
-                None
-            }
-        },
+    let before = match cursor(q, "before") {
+        Ok(c) => c,
+        Err(()) => {
+            errors.push("The page cursor is not valid; showing the newest rows.".into());
+            None
+        }
     };
     (input, filter, before, errors)
 }
@@ -136,4 +133,18 @@ impl FilterInput {
         }
         s.finish()
     }
+}
+
+/// A page link's cursor: `<name>=<row id>`, with `at=<its start, unix ms>` when the link
+/// carries it (then no lookup is needed). `Err` for one that is not numbers.
+pub fn cursor(q: &HashMap<String, String>, name: &str) -> Result<Option<RowCursor>, ()> {
+    let id = match q.get(name).map(|s| s.trim()) {
+        None | Some("") => return Ok(None),
+        Some(s) => s.parse::<i64>().ok().filter(|n| *n > 0).ok_or(())?,
+    };
+    let started_at = match q.get("at").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<i64>().map_err(|_| ())?),
+    };
+    Ok(Some(RowCursor { id, started_at }))
 }

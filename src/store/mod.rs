@@ -221,7 +221,11 @@ impl Store {
                 .max_connections(32)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                // No JIT: PostgreSQL compiles any query whose estimate passes
+                // `jit_above_cost`, such as an export page over a partitioned usage table
+                // estimated at millions of rows, and spent ~330 ms compiling pages that run
+                // in 40 ms (bench/RESULTS.md, issue 28). Short queries never gain from it.
+                .connect_with(PgConnectOptions::from_str(url)?.options([("jit", "off")]))
                 .await?;
             // Rate-limit counters are not money and are rebuilt within a minute: a database
             // crash may lose their last few hundred milliseconds, and in exchange a limited

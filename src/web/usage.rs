@@ -17,7 +17,7 @@ use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 pub use crate::service::usage_filter::{parse_filter, FilterInput};
 use crate::state::AppState;
 use crate::store::keys::KeyStatus;
-use crate::store::usage::{UsageFilter, UsageRow, UsageTotals};
+use crate::store::usage::{RowCursor, UsageFilter, UsageRow, UsageTotals};
 
 pub const PAGE_SIZE: i64 = 50;
 const CHART_DAYS_DEFAULT: i64 = 30;
@@ -67,6 +67,16 @@ pub struct UsageView {
 pub struct KeyNames(HashMap<KeyId, (String, bool)>);
 
 impl KeyNames {
+    /// The key filter's suggestions: every key's name, deleted keys' too, sorted, once
+    /// each (an earlier name of a renamed key can still be typed: the filter matches the
+    /// names rows were recorded under).
+    pub fn suggestions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.values().map(|(n, _)| n.clone()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     pub fn new(keys: &[crate::store::keys::KeyRow]) -> Self {
         KeyNames(
             keys.iter()
@@ -251,18 +261,17 @@ pub async fn list(
     chart_filter.to_ms = Some((first_day + days) * 86_400_000);
     // Independent reads run at once (SQLite's read pool has several connections, each on
     // its own thread): the page costs the slowest of them, not their sum.
-    let (totals, daily, key_names, keys) = futures_util::future::try_join4(
+    let (totals, daily, keys) = futures_util::future::try_join3(
         async { Ok::<_, WebError>(store.usage_totals(user.workspace(), &filter).await?) },
         async { Ok(store.daily_spend(user.workspace(), &chart_filter).await?) },
-        async { Ok(store.usage_key_names(user.workspace()).await?) },
         KeyNames::of(&state, user.workspace()),
     )
     .await?;
-    // `after=<id>` (a "Newer" link): the page just newer than that row.
-    let after = query
-        .get("after")
-        .and_then(|a| a.parse::<i64>().ok())
-        .filter(|a| *a > 0 && before.is_none());
+    // `after=<id>&at=<start>` (a "Newer" link): the page just newer than that row.
+    let after = crate::service::usage_filter::cursor(&query, "after")
+        .ok()
+        .flatten()
+        .filter(|_| before.is_none());
     let (rows, has_older, has_newer) =
         rows_page(&state, &user, &filter, totals.requests, before, after).await?;
     let rows = &rows[..];
@@ -281,9 +290,11 @@ pub async fn list(
     };
     let page = UsagePage {
         next_query: (has_older && !rows.is_empty())
-            .then(|| with(format!("before={}", rows.last().map_or(0, |r| r.id)))),
+            .then(|| rows.last().map(|r| with(RowCursor::of(r).query("before"))))
+            .flatten(),
         newer_query: (has_newer && !rows.is_empty())
-            .then(|| with(format!("after={}", rows.first().map_or(0, |r| r.id)))),
+            .then(|| rows.first().map(|r| with(RowCursor::of(r).query("after"))))
+            .flatten(),
         first_query: (before.is_some() || after.is_some()).then(|| base.clone()),
         showing: format!(
             "Showing {} of {} request{}",
@@ -296,7 +307,7 @@ pub async fn list(
         totals: totals.into(),
         chart: build_chart(&daily, first_day, days),
         totals_period: totals_period(&filter),
-        key_names,
+        key_names: keys.suggestions(),
         model_ids: state
             .catalogue
             .models
@@ -354,8 +365,8 @@ async fn rows_page(
     user: &Dashboard,
     filter: &UsageFilter,
     total: i64,
-    before: Option<i64>,
-    after: Option<i64>,
+    before: Option<RowCursor>,
+    after: Option<RowCursor>,
 ) -> WebResult<(Vec<UsageRow>, bool, bool)> {
     let store = &state.store;
     // When the totals (from the rollup) say nothing matches, the page is known to be empty

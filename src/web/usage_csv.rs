@@ -64,7 +64,8 @@ fn csv_page(rows: &[ExportRow]) -> web::Bytes {
         utc_second(&mut out, r.started_at);
         out.push(',');
         utc_second(&mut out, r.completed_at);
-        for (i, cell) in c.iter().enumerate().skip(1) {
+        // All but the last cell (`streamed`, the period export's).
+        for (i, cell) in c.iter().enumerate().take(c.len() - 1).skip(1) {
             out.push(',');
             match i {
                 // Cost: micro-credits as credits with six decimals.

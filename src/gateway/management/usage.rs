@@ -140,7 +140,7 @@ pub async fn list(
                     crate::store::StoreError::NotFound => bad(),
                     e => store_error("The usage row")(e),
                 })?;
-            Some(row.id)
+            Some(crate::store::usage::RowCursor::of(&row))
         }
     };
     let mut rows = store

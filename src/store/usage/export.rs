@@ -8,19 +8,31 @@ use super::{UsageFilter, UsageRow, EXPORT_PAGE, USAGE_COLUMNS};
 use crate::store::{on_read, Result, Store};
 
 impl Store {
-    /// One page of export rows, newest first, strictly older than `before_id`: the filter
-    /// and keyset of [`Store::list_usage`], each row's cells joined by the database into one
-    /// text value (see [`ExportRow`]).
+    /// One page of export rows, newest first, strictly older than `before` (a row's
+    /// `(started_at, id)`): the filter and keyset of [`Store::list_usage`], each row's cells
+    /// joined by the database into one text value (see [`ExportRow`]).
     pub async fn export_usage_page(
         &self,
         account_id: WorkspaceId,
         f: &UsageFilter,
-        before_id: Option<i64>,
+        before: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<ExportRow>> {
-        let Some(seek) = self.seek_before(account_id, before_id).await? else {
-            return Ok(Vec::new());
+        let seek = match before {
+            Some((t, id)) => super::Seek::Before(t, id),
+            None => super::Seek::First,
         };
+        self.export_page(account_id, f, seek, limit).await
+    }
+
+    /// A page of export rows from `seek` (see [`Store::export_usage_page`]).
+    async fn export_page(
+        &self,
+        account_id: WorkspaceId,
+        f: &UsageFilter,
+        seek: super::Seek,
+        limit: i64,
+    ) -> Result<Vec<ExportRow>> {
         let joined = EXPORT_CELLS.join(&format!(" || '{EXPORT_SEP}' || "));
         let columns = format!("id, started_at, completed_at, {joined} as cells");
         let mut rows: Vec<ExportRow> = self
@@ -62,7 +74,7 @@ impl Store {
         f: UsageFilter,
     ) -> futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>> {
         let store = self.clone();
-        crate::store::pages::keyset_pages(move |before: Option<i64>| {
+        crate::store::pages::keyset_pages(move |before: Option<(i64, i64)>| {
             let store = store.clone();
             let f = f.clone();
             async move {
@@ -70,7 +82,7 @@ impl Store {
                     .export_usage_page(account_id, &f, before, EXPORT_PAGE)
                     .await?;
                 let next = (rows.len() as i64 == EXPORT_PAGE)
-                    .then(|| rows.last().map(|r| r.id))
+                    .then(|| rows.last().map(|r| (r.started_at, r.id)))
                     .flatten();
                 Ok((rows, next))
             }
@@ -88,7 +100,7 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         after: Option<&crate::domain::text::GenerationId>,
-    ) -> Result<futures_util::stream::BoxStream<'static, Result<Vec<UsageRow>>>> {
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<Vec<ExportRow>>>> {
         let start = match after {
             Some(g) => {
                 let row = self.usage_by_generation(account_id, g).await?;
@@ -108,9 +120,7 @@ impl Store {
                 let (store, f) = (store.clone(), f.clone());
                 async move {
                     let seek = super::Seek::OldestAfter(cursor.or(first));
-                    let rows: Vec<UsageRow> = store
-                        .usage_page(account_id, &f, seek, EXPORT_PAGE, USAGE_COLUMNS)
-                        .await?;
+                    let rows = store.export_page(account_id, &f, seek, EXPORT_PAGE).await?;
                     let next = (rows.len() as i64 == EXPORT_PAGE)
                         .then(|| rows.last().map(|r| (r.started_at, r.id)))
                         .flatten();
@@ -124,9 +134,10 @@ impl Store {
 /// Separator of [`ExportRow`]'s cells: the ASCII unit separator.
 const EXPORT_SEP: char = '\u{1f}';
 
-/// The cells of an export row after the times, in CSV column order, as SQL both backends
-/// accept (`text || bigint` converts the number on both).
-const EXPORT_CELLS: [&str; 17] = [
+/// The cells of an export row after the times, in CSV column order (the dashboard's CSV
+/// has all but the last), as SQL both backends accept (`text || bigint` converts the
+/// number on both).
+const EXPORT_CELLS: [&str; 18] = [
     "generation_id",
     "key_name",
     "requested_model",
@@ -149,6 +160,8 @@ const EXPORT_CELLS: [&str; 17] = [
     // The key's public id (`key_…`, as the management API names it): the key under every
     // name it had.
     "coalesce((select k.public_id from api_keys k where k.id = usage.key_id), '')",
+    // 1 when the answer was streamed (the period export's `streamed`).
+    "streamed",
 ];
 
 /// A usage row for CSV export: the cells joined into one text value by the database. One
@@ -169,8 +182,8 @@ pub struct ExportRow {
 /// An export row's cells: generation id, key name, requested and resolved model, provider,
 /// region, prompt, completion and total tokens, cost (micro-credits), latency, status, HTTP
 /// status, error code, the serving secret's last four and its display (prefix…last four),
-/// the key's public id. Absent values are empty.
-pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 17];
+/// the key's public id, 1 when streamed. Absent values are empty.
+pub type ExportCells<'a> = [std::borrow::Cow<'a, str>; 18];
 
 impl ExportRow {
     pub fn cells(&self) -> Option<ExportCells<'_>> {
@@ -196,6 +209,7 @@ impl ExportRow {
                 o(&r.secret_last4),
                 Cow::Owned(secret.clone()),
                 Cow::Owned(public_id.clone()),
+                n(r.streamed),
             ]);
         }
         let mut it = self.cells.split(EXPORT_SEP).map(Cow::Borrowed);
