@@ -105,7 +105,7 @@ pub fn parse_filter(
     }
     let before = match cursor(q, "before") {
         Ok(c) => c,
-        Err(()) => {
+        Err(BadCursor) => {
             errors.push("The page cursor is not valid; showing the newest rows.".into());
             None
         }
@@ -135,16 +135,20 @@ impl FilterInput {
     }
 }
 
+/// A page link's cursor that is not one (not numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadCursor;
+
 /// A page link's cursor: `<name>=<row id>`, with `at=<its start, unix ms>` when the link
-/// carries it (then no lookup is needed). `Err` for one that is not numbers.
-pub fn cursor(q: &HashMap<String, String>, name: &str) -> Result<Option<RowCursor>, ()> {
+/// carries it (then no lookup is needed).
+pub fn cursor(q: &HashMap<String, String>, name: &str) -> Result<Option<RowCursor>, BadCursor> {
     let id = match q.get(name).map(|s| s.trim()) {
         None | Some("") => return Ok(None),
-        Some(s) => s.parse::<i64>().ok().filter(|n| *n > 0).ok_or(())?,
+        Some(s) => s.parse::<i64>().ok().filter(|n| *n > 0).ok_or(BadCursor)?,
     };
     let started_at = match q.get("at").map(|s| s.trim()) {
         None | Some("") => None,
-        Some(s) => Some(s.parse::<i64>().map_err(|_| ())?),
+        Some(s) => Some(s.parse::<i64>().map_err(|_| BadCursor)?),
     };
     Ok(Some(RowCursor { id, started_at }))
 }
