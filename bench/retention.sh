@@ -5,6 +5,8 @@
 # oldest 30 days of rows are gone afterwards (run dashboard.sh first, or --reseed it).
 #
 #   bench/retention.sh [--postgres] --rows N --keys N --workspaces N [--seconds S] [--conns C]
+#                      [--keep-days 60] (what stays: the seed's 90 days less 30; a second run
+#                      on the same database needs --keep-days 30)
 #
 # PostgreSQL drops 30 day partitions (and the cutoff day's rows in steps); SQLite removes
 # the rows in steps of 1,000 with a pause between (`startup::purge_usage`). The load is the
@@ -12,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BACKEND=sqlite ROWS=1000000 KEYS=50 WORKSPACES=1 SECONDS_EACH=20 CONNS=8 PORT=18090
+BACKEND=sqlite ROWS=1000000 KEYS=50 WORKSPACES=1 SECONDS_EACH=20 CONNS=8 PORT=18090 KEEP_DAYS=60
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --workspaces) WORKSPACES=$2; shift ;;
     --seconds) SECONDS_EACH=$2; shift ;;
     --conns) CONNS=$2; shift ;;
+    --keep-days) KEEP_DAYS=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -61,7 +64,7 @@ for _ in $(seq 1 600); do curl -s -o /dev/null "$BASE/healthz" && break; sleep 0
 
 MK=$(LOWROUTER_DATABASE_URL="$DB_URL" RUST_LOG=warn "$BIN" management-key create --email "$EMAIL" --name "retention-$(date +%s)")
 TOKEN=$(curl -sf -H "Authorization: Bearer $MK" -H 'content-type: application/json' \
-  -d '{"name":"retention-load","models":["lowrouter/echo"]}' "$BASE/api/v1/keys" \
+  -d "{\"name\":\"retention-load-$(date +%s)\",\"models\":[\"lowrouter/echo\"]}" "$BASE/api/v1/keys" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
 load() { # label
@@ -70,7 +73,7 @@ load() { # label
     | python3 -c "import json,sys; r=json.load(sys.stdin); print(f'| $1 | {r[\"requests\"]/r[\"duration_us\"]*1e6:,.0f} | {r[\"p50_us\"]/1000:.2f} | {r[\"p99_us\"]/1000:.2f} | {r[\"non2xx\"]} |')"
 }
 
-CUTOFF=$(date -u -d "-60 days" +%F)
+CUTOFF=$(date -u -d "-$KEEP_DAYS days" +%F)
 BEFORE_SIZE=$(size) BEFORE_ROWS=$(rows)
 echo "backend: $BACKEND, rows before: $BEFORE_ROWS, date: $(date -u +%F) UTC, commit $(git rev-parse --short HEAD)"
 echo
