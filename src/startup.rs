@@ -29,6 +29,10 @@ use crate::store::Store;
 use crate::web::form::FormKey;
 use crate::web::throttle::{LoginThrottle, SignupThrottle};
 
+mod retention;
+use retention::Retention;
+pub use retention::{purge_usage, Purged};
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -209,56 +213,6 @@ async fn session_key(settings: &Settings, store: &Store) -> anyhow::Result<Key> 
     }
     let raw = hex::decode(stored).context("stored session secret is not hex")?;
     Ok(Key::from(&raw))
-}
-
-/// How long audit events and raw usage rows are kept (days; usage 0: forever).
-struct Retention {
-    audit_days: u32,
-    usage_days: u32,
-}
-
-/// Rows per step of usage retention, and the pause between steps: each step is a short
-/// write transaction, and the pause leaves the database to the gateway's usage writer, so a
-/// run costs the request path next to nothing (bench/RESULTS.md) however much it removes.
-const PURGE_STEP: i64 = 1_000;
-const PURGE_PAUSE: Duration = Duration::from_millis(20);
-
-/// Removes raw usage rows that started before `cutoff`, step by step until none is left.
-/// SQLite reuses the freed pages for new rows (the file stops growing rather than shrinks).
-/// What a retention run removed: whole day partitions (PostgreSQL), and rows.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Purged {
-    pub days: u32,
-    pub rows: u64,
-}
-
-pub async fn purge_usage(store: &Store, cutoff: i64) -> Result<Purged, crate::store::StoreError> {
-    let today = time_util::day_number(time_util::now_ms());
-    // PostgreSQL: whole days go as partitions, at once; the cutoff's own day goes by rows.
-    let days = store
-        .drop_usage_partitions_before(time_util::day_number(cutoff), today)
-        .await?;
-    if days > 0 {
-        tracing::info!(
-            days,
-            "usage day partitions past retention dropped (rollups kept)"
-        );
-    }
-    let mut removed = 0;
-    loop {
-        match store.purge_usage_step(cutoff, PURGE_STEP).await? {
-            0 => break,
-            n => removed += n,
-        }
-        tokio::time::sleep(PURGE_PAUSE).await;
-    }
-    if removed > 0 {
-        tracing::info!(removed, "usage rows past retention removed (rollups kept)");
-    }
-    Ok(Purged {
-        days,
-        rows: removed,
-    })
 }
 
 /// The SQLite WAL checkpointer; PostgreSQL's return of idle leased slices. Every 10 s:

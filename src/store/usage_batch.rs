@@ -25,9 +25,14 @@ use crate::domain::time_util;
 mod last_use;
 mod one_statement;
 mod postgres;
+mod rollup_rows;
 mod sqlite;
 
 pub use last_use::LastUseWrites;
+use rollup_rows::{
+    daily_cells, daily_keys_cells, workspace_cells, DailyKey, DailyKeysKey, WorkspaceKey,
+    DAILY_DIMENSIONS, DAILY_KEYS_DIMENSIONS, ROLLUP_COUNTERS, WORKSPACE_DIMENSIONS,
+};
 
 use postgres::write_postgres;
 use sqlite::write_sqlite;
@@ -56,44 +61,6 @@ const INSERT_USAGE_COLUMNS: [&str; 20] = [
     "started_at",
     "completed_at",
     "secret_last4",
-];
-
-/// The dimensions of `usage_daily`, its primary key, in bind order.
-const DAILY_DIMENSIONS: [&str; 10] = [
-    "account_id",
-    "day",
-    "key_id",
-    "key_name",
-    "model",
-    "provider",
-    "region",
-    "status",
-    "error_code",
-    "shard",
-];
-
-/// The dimensions of `usage_daily_keys`, its primary key, in bind order.
-const DAILY_KEYS_DIMENSIONS: [&str; 5] = ["account_id", "day", "key_id", "key_name", "shard"];
-
-/// The dimensions of `usage_daily_workspace`, its primary key, in bind order.
-const WORKSPACE_DIMENSIONS: [&str; 8] = [
-    "account_id",
-    "day",
-    "model",
-    "provider",
-    "region",
-    "status",
-    "error_code",
-    "shard",
-];
-
-/// The counters every rollup keeps, in the order their values are bound.
-const ROLLUP_COUNTERS: [&str; 5] = [
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
 ];
 
 /// `insert into <table> (<columns>) ` (values follow).
@@ -179,123 +146,6 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
         Int(u.completed_at),
         MaybeText(u.secret_last4.as_deref()),
     ]
-}
-
-/// Counters, then the dimensions, in the order of [`ROLLUP_COUNTERS`] then the table's.
-fn counters<'a>(n: &[i64; 5]) -> [Cell<'a>; 5] {
-    n.map(Cell::Int)
-}
-
-/// A `usage_daily` row: [`DAILY_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_cells<'a>(k: &DailyKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
-    use Cell::{Int, Text};
-    let dims = [
-        Int(k.account_id),
-        Int(k.day),
-        Int(k.key_id),
-        Text(k.key_name),
-        Text(k.model),
-        Text(k.provider),
-        Text(k.region),
-        Text(k.status),
-        Text(k.error_code),
-        Int(k.shard),
-    ];
-    dims.into_iter().chain(counters(n)).collect()
-}
-
-/// A `usage_daily_keys` row: [`DAILY_KEYS_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn daily_keys_cells<'a>(k: &DailyKeysKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
-    use Cell::{Int, Text};
-    let dims = [
-        Int(k.account_id),
-        Int(k.day),
-        Int(k.key_id),
-        Text(k.key_name),
-        Int(k.shard),
-    ];
-    dims.into_iter().chain(counters(n)).collect()
-}
-
-/// A `usage_daily_workspace` row: [`WORKSPACE_DIMENSIONS`], then [`ROLLUP_COUNTERS`].
-fn workspace_cells<'a>(k: &WorkspaceKey<'a>, n: &[i64; 5]) -> Vec<Cell<'a>> {
-    use Cell::{Int, Text};
-    let dims = [
-        Int(k.account_id),
-        Int(k.day),
-        Text(k.model),
-        Text(k.provider),
-        Text(k.region),
-        Text(k.status),
-        Text(k.error_code),
-        Int(k.shard),
-    ];
-    dims.into_iter().chain(counters(n)).collect()
-}
-
-/// The primary key of a `usage_daily` row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct DailyKey<'a> {
-    account_id: i64,
-    day: i64,
-    key_id: i64,
-    key_name: &'a str,
-    model: &'a str,
-    provider: &'a str,
-    region: &'a str,
-    status: &'a str,
-    /// The reason (`error_code`), '' for none.
-    error_code: &'a str,
-    /// The writing process's rollup shard (`Store::rollup_shard`; migration 0019).
-    shard: i64,
-}
-
-/// The primary key of a `usage_daily_keys` row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct DailyKeysKey<'a> {
-    account_id: i64,
-    day: i64,
-    key_id: i64,
-    key_name: &'a str,
-    shard: i64,
-}
-
-/// The primary key of a `usage_daily_workspace` row: a `usage_daily` key without the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct WorkspaceKey<'a> {
-    account_id: i64,
-    day: i64,
-    model: &'a str,
-    provider: &'a str,
-    region: &'a str,
-    status: &'a str,
-    error_code: &'a str,
-    shard: i64,
-}
-
-impl<'a> DailyKey<'a> {
-    fn keys_key(&self) -> DailyKeysKey<'a> {
-        DailyKeysKey {
-            account_id: self.account_id,
-            day: self.day,
-            key_id: self.key_id,
-            key_name: self.key_name,
-            shard: self.shard,
-        }
-    }
-
-    fn workspace_key(&self) -> WorkspaceKey<'a> {
-        WorkspaceKey {
-            account_id: self.account_id,
-            day: self.day,
-            model: self.model,
-            provider: self.provider,
-            region: self.region,
-            status: self.status,
-            error_code: self.error_code,
-            shard: self.shard,
-        }
-    }
 }
 
 /// A key's settlement in one (key, day, month) bucket: a hold is settled in the bucket it
