@@ -520,3 +520,36 @@ async fn two_processes_creating_day_partitions_at_once_do_not_race() {
     a.close().await;
     b.close().await;
 }
+
+/// Hostile queries to the usage API: huge numbers, NUL bytes, endless lists are 400s that
+/// name the parameter, never a 500.
+#[tokio::test]
+async fn the_usage_api_refuses_hostile_queries_by_name() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let mk = crate::management::management_key(&app, "probe", true).await;
+    let many: String = (0..101).map(|i| format!("&models=m{i}")).collect();
+    for (query, param) in [
+        ("start_time=99999999999999999999".to_owned(), "start_time"),
+        ("start_time=%00".to_owned(), "start_time"),
+        ("start_time=1&bucket_width=1d&limit=32".to_owned(), "limit"),
+        (
+            "start_time=1&bucket_width=1m&limit=1441".to_owned(),
+            "limit",
+        ),
+        ("start_time=1&group_by=user_id".to_owned(), "group_by"),
+        ("start_time=1&page=page_%00".to_owned(), "page"),
+        (format!("start_time=1{many}"), "models"),
+    ] {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/v1/organization/usage/completions?{query}")))
+            .bearer_auth(&mk)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], param, "{query}: {v}");
+    }
+}

@@ -24,6 +24,9 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 
+/// The most ids or models one filter may list (each is a bound value of the query).
+const MAX_LISTED: usize = 100;
+
 /// A bucket width and its default and largest `limit` (OpenAI's).
 fn width(s: &str) -> Option<(i64, u32, u32)> {
     match s {
@@ -287,6 +290,14 @@ pub async fn completions(
     let p = Params::parse(req.query_string());
     let period = period(&p, &["1m", "1h", "1d"])?;
     let groups = groups(&p, &COMPLETION_GROUPS)?;
+    for name in ["api_key_ids", "models"] {
+        if p.list(name).len() > MAX_LISTED {
+            return Err(bad(
+                name,
+                format!("At most {MAX_LISTED} values in `{name}`."),
+            ));
+        }
+    }
     for id in p.list("api_key_ids") {
         if KeyPublicId::parse(&id).is_none() {
             return Err(bad(
