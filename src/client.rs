@@ -1,11 +1,14 @@
-//! Who is asking: the client's address (for the login and sign-up throttles) and the host it
-//! asked for (for the CSRF Origin check).
+//! Who is asking: the client's address (for the login and sign-up throttles), the host it
+//! asked for (for the CSRF Origin check) and the scheme (for a base URL when
+//! `public_base_url` is not set).
 //!
-//! Forwarding headers (`Forwarded`, `X-Forwarded-For`, `X-Forwarded-Host`) are written by
-//! whoever sends the request, so they are believed only when the TCP peer is one of the
-//! configured `trusted_proxies`. The chain is then read from the right (the hop our proxy
-//! appended) leftwards, skipping further trusted proxies: the first address that is not one
-//! is the client. Anything to its left was written by the client and is ignored.
+//! Forwarding headers are written by whoever sends the request, so they are believed only
+//! when the TCP peer is one of the configured `trusted_proxies`, and then only the one
+//! family the operator names (`trusted_proxy_header`): a proxy that appends
+//! `X-Forwarded-For` passes a client's own `Forwarded` through untouched, so reading both
+//! would let the client choose its address. The chain is read from the right (the hop our
+//! proxy appended) leftwards, skipping further trusted proxies: the first address that is
+//! not one is the client. Anything to its left was written by the client and is ignored.
 
 use std::net::IpAddr;
 
@@ -13,18 +16,52 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::HttpRequest;
 use ipnet::IpNet;
 
-/// The configured reverse proxies.
+/// The one forwarding header the operator's proxy writes (`trusted_proxy_header`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For` (with `X-Forwarded-Host` and `X-Forwarded-Proto`): nginx's
+    /// `$proxy_add_x_forwarded_for`, most load balancers.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`, `host=`, `proto=`).
+    Forwarded,
+    /// `X-Real-IP`: one address the proxy sets (with `X-Forwarded-Host`/`-Proto`).
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// The setting's spellings: the header names, in any case.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ProxyHeader::XForwardedFor),
+            "forwarded" => Ok(ProxyHeader::Forwarded),
+            "x-real-ip" => Ok(ProxyHeader::XRealIp),
+            _ => Err(format!(
+                "{s:?} is not one of x-forwarded-for, forwarded, x-real-ip"
+            )),
+        }
+    }
+}
+
+/// The configured reverse proxies and the header they write.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ProxyHeader,
+}
 
 impl TrustedProxies {
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        TrustedProxies(nets)
+    pub fn new(nets: Vec<IpNet>, header: ProxyHeader) -> Self {
+        TrustedProxies { nets, header }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    fn peer_is_trusted(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|p| self.contains(p))
     }
 
     /// The client's address for `req` (see the module doc).
@@ -43,13 +80,28 @@ impl TrustedProxies {
         self.requested_host_from(req.peer_addr().map(|a| a.ip()), req.headers(), direct)
     }
 
+    /// `scheme://host` the client used: what a trusted proxy says, else what this socket
+    /// is (plain HTTP: TLS ends at a proxy). For snippets and links when no
+    /// `public_base_url` is set.
+    pub fn origin(&self, req: &HttpRequest) -> String {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let scheme = self
+            .peer_is_trusted(peer)
+            .then(|| self.proto(req.headers()))
+            .flatten()
+            .unwrap_or_else(|| req.uri().scheme_str().unwrap_or("http").to_owned());
+        let host = self
+            .requested_host(req)
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{scheme}://{host}")
+    }
+
     pub fn client_ip_from(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         let mut current = canonical(peer?);
         if !self.contains(current) {
             return Some(current);
         }
-        let chain = forwarded_for(headers);
-        for hop in chain.iter().rev() {
+        for hop in self.chain(headers).iter().rev() {
             let Some(ip) = hop else {
                 // "unknown" or an obfuscated name: nothing to the left can be placed.
                 return Some(current);
@@ -68,26 +120,66 @@ impl TrustedProxies {
         headers: &HeaderMap,
         direct: Option<String>,
     ) -> Option<String> {
-        if !peer.is_some_and(|p| self.contains(p)) {
+        if !self.peer_is_trusted(peer) {
             return direct;
         }
         // The last value is the one our proxy wrote (a proxy that appends leaves the client's
         // own to its left).
-        let forwarded = header_values(headers, "forwarded")
-            .into_iter()
-            .flat_map(|v| forwarded_pairs(&v, "host"))
-            .last();
-        let x_forwarded = header_values(headers, "x-forwarded-host")
-            .into_iter()
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-            })
-            .last();
-        forwarded.or(x_forwarded).or(direct)
+        self.last_of(headers, "host")
+            .filter(|h| valid_host(h))
+            .or(direct)
     }
+
+    /// The scheme our proxy says the client used (`https`/`http` only).
+    fn proto(&self, headers: &HeaderMap) -> Option<String> {
+        self.last_of(headers, "proto")
+            .map(|p| p.to_ascii_lowercase())
+            .filter(|p| p == "https" || p == "http")
+    }
+
+    /// The last value of `host` or `proto` in this family's header.
+    fn last_of(&self, headers: &HeaderMap, what: &str) -> Option<String> {
+        match self.header {
+            ProxyHeader::Forwarded => header_values(headers, "forwarded")
+                .iter()
+                .flat_map(|v| forwarded_pairs(v, what))
+                .last(),
+            ProxyHeader::XForwardedFor | ProxyHeader::XRealIp => {
+                list_values(headers, &format!("x-forwarded-{what}")).pop()
+            }
+        }
+    }
+
+    /// The forwarding chain from the named header only, left (client end) to right
+    /// (nearest hop). `None` marks a hop that is not an address.
+    fn chain(&self, headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+        match self.header {
+            ProxyHeader::Forwarded => header_values(headers, "forwarded")
+                .iter()
+                .flat_map(|v| forwarded_pairs(v, "for"))
+                .map(|s| parse_node(&s))
+                .collect(),
+            ProxyHeader::XForwardedFor => list_values(headers, "x-forwarded-for")
+                .iter()
+                .map(|s| parse_node(s))
+                .collect(),
+            // One address; several headers (the client's and the proxy's) are read as a list.
+            ProxyHeader::XRealIp => list_values(headers, "x-real-ip")
+                .iter()
+                .map(|s| parse_node(s))
+                .collect(),
+        }
+    }
+}
+
+/// A host as a `Host` header may hold it: name or address and port, nothing that would
+/// change a URL's meaning when put after `scheme://`.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, from dual-stack sockets) as plain IPv4, so
@@ -107,23 +199,14 @@ fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The forwarding chain, left (client end) to right (nearest hop): from `Forwarded` if the
-/// request has one, else from `X-Forwarded-For`. `None` marks a hop that is not an address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded = header_values(headers, "forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|v| forwarded_pairs(v, "for"))
-            .map(|s| parse_node(&s))
-            .collect();
-    }
-    header_values(headers, "x-forwarded-for")
+/// The comma-separated values of every `name` header, in order.
+fn list_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    header_values(headers, name)
         .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(parse_node)
+        .map(str::to_owned)
         .collect()
 }
 
@@ -160,12 +243,17 @@ mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
 
-    fn proxies(list: &[&str]) -> TrustedProxies {
+    fn proxies_with(list: &[&str], header: ProxyHeader) -> TrustedProxies {
         TrustedProxies::new(
             list.iter()
                 .map(|p| crate::config::parse_proxy(p).unwrap())
                 .collect(),
+            header,
         )
+    }
+
+    fn proxies(list: &[&str]) -> TrustedProxies {
+        proxies_with(list, ProxyHeader::XForwardedFor)
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -215,14 +303,6 @@ mod tests {
             p.client_ip_from(Some(ip("10.9.9.9")), &h),
             Some(ip("5.5.5.5"))
         );
-        let h = headers(&[(
-            "forwarded",
-            "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https",
-        )]);
-        assert_eq!(
-            p.client_ip_from(Some(ip("127.0.0.1")), &h),
-            Some(ip("2001:db8::1"))
-        );
         let h = headers(&[("x-forwarded-for", "6.6.6.6, unknown")]);
         assert_eq!(
             p.client_ip_from(Some(ip("127.0.0.1")), &h),
@@ -233,6 +313,38 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "5.5.5.5:1234")]);
         assert_eq!(p.client_ip_from(Some(mapped), &h), Some(ip("5.5.5.5")));
         assert_eq!(p.client_ip_from(None, &h), None);
+    }
+
+    #[test]
+    fn only_the_named_header_is_read() {
+        // nginx appends X-Forwarded-For and passes the client's own Forwarded through.
+        let h = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7, 5.5.5.5"),
+            ("x-real-ip", "8.8.8.8"),
+        ]);
+        let loopback = Some(ip("127.0.0.1"));
+        let xff = proxies(&["127.0.0.1"]);
+        assert_eq!(xff.client_ip_from(loopback, &h), Some(ip("5.5.5.5")));
+        let fwd = proxies_with(&["127.0.0.1"], ProxyHeader::Forwarded);
+        assert_eq!(fwd.client_ip_from(loopback, &h), Some(ip("6.6.6.6")));
+        let real = proxies_with(&["127.0.0.1"], ProxyHeader::XRealIp);
+        assert_eq!(real.client_ip_from(loopback, &h), Some(ip("8.8.8.8")));
+        let h = headers(&[(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https",
+        )]);
+        assert_eq!(fwd.client_ip_from(loopback, &h), Some(ip("2001:db8::1")));
+        assert_eq!(
+            xff.client_ip_from(loopback, &h),
+            Some(ip("127.0.0.1")),
+            "no X-Forwarded-For: the proxy itself, whatever Forwarded says"
+        );
+        assert_eq!(
+            ProxyHeader::parse(" X-Forwarded-For "),
+            Ok(ProxyHeader::XForwardedFor)
+        );
+        assert!(ProxyHeader::parse("x-client-ip").is_err());
     }
 
     #[test]
@@ -251,9 +363,21 @@ mod tests {
         );
         let h = headers(&[("forwarded", "host=app.example;proto=https")]);
         assert_eq!(
-            p.requested_host_from(Some(ip("127.0.0.1")), &h, direct)
+            p.requested_host_from(Some(ip("127.0.0.1")), &h, direct.clone()),
+            direct,
+            "Forwarded is not the named header"
+        );
+        let fwd = proxies_with(&["127.0.0.1"], ProxyHeader::Forwarded);
+        assert_eq!(
+            fwd.requested_host_from(Some(ip("127.0.0.1")), &h, direct.clone())
                 .as_deref(),
             Some("app.example")
+        );
+        let h = headers(&[("x-forwarded-host", "app.example/evil?")]);
+        assert_eq!(
+            p.requested_host_from(Some(ip("127.0.0.1")), &h, direct.clone()),
+            direct,
+            "a host that is not a host is not believed"
         );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::client::ProxyHeader;
 use crate::domain::Credits;
 
 /// A secret configuration value: `Debug` prints nothing of it.
@@ -40,8 +41,9 @@ pub struct Settings {
     pub database_url: String,
     /// Signs session cookies. When absent, one is generated once and stored in the database.
     pub session_secret: Option<Secret>,
-    /// Mark cookies `Secure` (serve over HTTPS).
-    pub cookie_secure: bool,
+    /// Mark cookies `Secure` (serve over HTTPS). Unset: on exactly when `public_base_url`
+    /// is `https://…` (see [`Settings::cookie_secure`]).
+    pub cookie_secure: Option<bool>,
     /// A session ends after this long without a request.
     pub session_idle: Duration,
     /// Credits granted to every new account.
@@ -61,6 +63,10 @@ pub struct Settings {
     pub upstream_first_byte_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Largest upstream answer read whole (a non-streamed completion, a model list): a
+    /// provider must not be able to exhaust our memory. Over it the request fails with 502
+    /// and frees its hold. Streams are read chunk by chunk and are not capped here.
+    pub upstream_max_body_bytes: usize,
     /// Largest accepted request body (dashboard forms and gateway JSON).
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive (see `transport`).
@@ -73,10 +79,13 @@ pub struct Settings {
     /// many (see `web::throttle`).
     pub login_max_failures: u32,
     pub login_window: Duration,
-    /// Addresses (or CIDR ranges) of reverse proxies whose `Forwarded` / `X-Forwarded-For` /
-    /// `X-Forwarded-Host` are believed. Empty: the TCP peer is the client, and forwarding
-    /// headers are ignored (anyone could send them).
+    /// Addresses (or CIDR ranges) of reverse proxies whose forwarding header is believed.
+    /// Empty: the TCP peer is the client, and forwarding headers are ignored (anyone could
+    /// send them).
     pub trusted_proxies: Vec<IpNet>,
+    /// The one forwarding header those proxies write (see `client`); any other is ignored,
+    /// since a proxy passes the ones it does not write through from the client.
+    pub trusted_proxy_header: ProxyHeader,
     /// Sign-ups accepted per client address per hour.
     pub signup_max_per_hour: u32,
     /// A session ends this long after its login however active it is (on top of the idle
@@ -138,7 +147,7 @@ impl Default for Settings {
             bind: "127.0.0.1:8080".into(),
             database_url: "sqlite://lowrouter.db".into(),
             session_secret: None,
-            cookie_secure: false,
+            cookie_secure: None,
             session_idle: Duration::from_secs(12 * 3600),
             signup_grant: Credits::from_micros(5_000_000),
             audit_retention_days: 400,
@@ -148,6 +157,7 @@ impl Default for Settings {
             upstream_first_byte_timeout: Duration::from_secs(120),
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30 * 60),
+            upstream_max_body_bytes: 32 * 1024 * 1024,
             // What providers take for a chat request with images (OpenAI: 20 MB per image).
             max_body_bytes: 20 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
@@ -155,6 +165,7 @@ impl Default for Settings {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: ProxyHeader::XForwardedFor,
             signup_max_per_hour: 5,
             session_max_age: Duration::from_secs(7 * 86_400),
             password_hash_workers: cores,
@@ -193,12 +204,14 @@ struct FileSettings {
     upstream_first_byte_timeout_secs: Option<u64>,
     upstream_idle_timeout_secs: Option<u64>,
     upstream_timeout_secs: Option<u64>,
+    upstream_max_body_bytes: Option<usize>,
     max_body_bytes: Option<usize>,
     body_read_timeout_secs: Option<u64>,
     cors_allowed_origins: Option<Vec<String>>,
     login_max_failures: Option<u32>,
     login_window_minutes: Option<u64>,
     trusted_proxies: Option<Vec<String>>,
+    trusted_proxy_header: Option<String>,
     signup_max_per_hour: Option<u32>,
     session_max_age_days: Option<u64>,
     password_hash_workers: Option<usize>,
@@ -306,7 +319,7 @@ impl Settings {
             self.session_secret = Some(v);
         }
         if let Some(v) = f.cookie_secure {
-            self.cookie_secure = v;
+            self.cookie_secure = Some(v);
         }
         if let Some(v) = f.session_idle_minutes {
             self.session_idle = Duration::from_secs(v * 60);
@@ -335,6 +348,9 @@ impl Settings {
         if let Some(v) = f.upstream_timeout_secs {
             self.upstream_timeout = Duration::from_secs(v);
         }
+        if let Some(v) = f.upstream_max_body_bytes {
+            self.upstream_max_body_bytes = v.max(1024);
+        }
         if let Some(v) = f.max_body_bytes {
             self.max_body_bytes = v;
         }
@@ -358,6 +374,11 @@ impl Settings {
                 .map_err(|m| {
                     ConfigError::Invalid(format!("{shown_again}: trusted_proxies: {m}"))
                 })?;
+        }
+        if let Some(v) = f.trusted_proxy_header {
+            self.trusted_proxy_header = ProxyHeader::parse(&v).map_err(|m| {
+                ConfigError::Invalid(format!("{shown_again}: trusted_proxy_header: {m}"))
+            })?;
         }
         if let Some(v) = f.signup_max_per_hour {
             self.signup_max_per_hour = v;
@@ -434,6 +455,35 @@ impl Settings {
              verification off",
             missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }
         )))
+    }
+
+    /// Whether cookies are `Secure`: as set, else whether the public address is HTTPS.
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure.unwrap_or_else(|| self.public_is_https())
+    }
+
+    fn public_is_https(&self) -> bool {
+        self.public_base_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// Settings that work but are probably a mistake, for warnings at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match (self.cookie_secure, self.public_base_url.as_deref()) {
+            (Some(false), Some(url)) if self.public_is_https() => out.push(format!(
+                "cookie_secure is false but public_base_url is {url}: session cookies would \
+                 also travel over plain HTTP; remove cookie_secure (it follows the URL) or set \
+                 it to true"
+            )),
+            (Some(true), Some(url)) if !self.public_is_https() => out.push(format!(
+                "cookie_secure is true but public_base_url is {url}: browsers do not send \
+                 Secure cookies over plain HTTP, so nobody could stay logged in"
+            )),
+            _ => {}
+        }
+        out
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -51,6 +51,9 @@ const SESSION_SECRET: &str = "session_key";
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.check()?;
+        for w in settings.warnings() {
+            tracing::warn!("{w}");
+        }
         let mailer = mailer(&settings)?;
         let catalogue = Catalogue::load(settings.catalogue_path.as_deref())
             .context("loading the model catalogue")?;
@@ -344,6 +347,7 @@ async fn app_state(
             idle: settings.upstream_idle_timeout,
             total: settings.upstream_timeout,
         },
+        settings.upstream_max_body_bytes,
     )?;
     let dummy_hash =
         actix_web::rt::task::spawn_blocking(crate::password_hashing::dummy_hash).await?;
@@ -384,7 +388,10 @@ async fn app_state(
             settings.password_hash_workers,
             settings.password_hash_queue,
         )),
-        proxies: Arc::new(TrustedProxies::new(settings.trusted_proxies.clone())),
+        proxies: Arc::new(TrustedProxies::new(
+            settings.trusted_proxies.clone(),
+            settings.trusted_proxy_header,
+        )),
         leak_keys: Arc::new(
             crate::gateway::leaks::LeakKeys::parse(&settings.leak_report_public_keys)
                 .map_err(anyhow::Error::msg)?,
@@ -414,7 +421,7 @@ fn http_server(
         max_age: settings.session_max_age,
     };
     let idle = actix_web::cookie::time::Duration::seconds(settings.session_idle.as_secs() as i64);
-    let secure = settings.cookie_secure;
+    let secure = settings.cookie_secure();
     let bodies = crate::transport::BodyGuard::new(settings.body_read_timeout);
     let cors_origins = settings.cors_allowed_origins.clone();
     Ok(HttpServer::new(move || {

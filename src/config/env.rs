@@ -34,7 +34,11 @@ impl Settings {
             self.session_secret = Some(Secret(v));
         }
         if let Some(v) = get("LOWROUTER_COOKIE_SECURE") {
-            self.cookie_secure = parse("LOWROUTER_COOKIE_SECURE", &v)?;
+            // Empty: derived from public_base_url again (over the file's value).
+            self.cookie_secure = match v.trim() {
+                "" => None,
+                v => Some(parse("LOWROUTER_COOKIE_SECURE", v)?),
+            };
         }
         if let Some(v) = get("LOWROUTER_SESSION_IDLE_MINUTES") {
             self.session_idle =
@@ -83,6 +87,17 @@ impl Settings {
                     name: "LOWROUTER_TRUSTED_PROXIES",
                     message,
                 })?;
+        }
+        if let Some(v) = get("LOWROUTER_TRUSTED_PROXY_HEADER") {
+            self.trusted_proxy_header =
+                ProxyHeader::parse(&v).map_err(|message| ConfigError::Env {
+                    name: "LOWROUTER_TRUSTED_PROXY_HEADER",
+                    message,
+                })?;
+        }
+        if let Some(v) = get("LOWROUTER_UPSTREAM_MAX_BODY_BYTES") {
+            self.upstream_max_body_bytes =
+                parse::<usize>("LOWROUTER_UPSTREAM_MAX_BODY_BYTES", &v)?.max(1024);
         }
         if let Some(v) = get("LOWROUTER_MAX_BODY_BYTES") {
             self.max_body_bytes = parse("LOWROUTER_MAX_BODY_BYTES", &v)?;

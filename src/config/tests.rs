@@ -14,7 +14,7 @@ fn env_overrides_defaults() {
     .unwrap();
     assert_eq!(s.bind, "0.0.0.0:9000");
     assert_eq!(s.signup_grant.micros(), 12_500_000);
-    assert!(s.cookie_secure);
+    assert!(s.cookie_secure());
     let bad =
         Settings::default().apply_env(|k| (k == "LOWROUTER_SIGNUP_GRANT").then(|| "lots".into()));
     assert!(bad.is_err());
@@ -33,6 +33,49 @@ fn trusted_proxies_from_the_environment() {
     assert_eq!(s.trusted_proxies, want);
     let bad = Settings::default()
         .apply_env(|k| (k == "LOWROUTER_TRUSTED_PROXIES").then(|| "10.0.0.0/8,proxy".into()));
+    assert!(bad.is_err());
+}
+
+#[test]
+fn cookies_are_secure_when_the_public_address_is_https() {
+    let mut s = Settings::default();
+    assert!(!s.cookie_secure(), "no public address: plain HTTP on a laptop");
+    s.apply_env(|k| (k == "LOWROUTER_PUBLIC_BASE_URL").then(|| "https://keys.example".into()))
+        .unwrap();
+    assert!(s.cookie_secure(), "derived from https://");
+    assert!(s.warnings().is_empty());
+    s.apply_env(|k| (k == "LOWROUTER_COOKIE_SECURE").then(|| "false".into()))
+        .unwrap();
+    assert!(!s.cookie_secure(), "an explicit false wins");
+    assert_eq!(s.warnings().len(), 1, "but is warned about");
+    s.apply_env(|k| (k == "LOWROUTER_COOKIE_SECURE").then(|| "".into()))
+        .unwrap();
+    assert!(s.cookie_secure(), "empty: derived again");
+    let mut s = Settings::default();
+    s.apply_env(|k| match k {
+        "LOWROUTER_PUBLIC_BASE_URL" => Some("http://keys.example".into()),
+        "LOWROUTER_COOKIE_SECURE" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert!(s.warnings()[0].contains("nobody could stay logged in"));
+}
+
+#[test]
+fn the_proxy_header_and_upstream_cap_from_the_environment() {
+    let mut s = Settings::default();
+    assert_eq!(s.trusted_proxy_header, ProxyHeader::XForwardedFor);
+    assert_eq!(s.upstream_max_body_bytes, 32 * 1024 * 1024);
+    s.apply_env(|k| match k {
+        "LOWROUTER_TRUSTED_PROXY_HEADER" => Some("Forwarded".into()),
+        "LOWROUTER_UPSTREAM_MAX_BODY_BYTES" => Some("65536".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(s.trusted_proxy_header, ProxyHeader::Forwarded);
+    assert_eq!(s.upstream_max_body_bytes, 65536);
+    let bad = Settings::default()
+        .apply_env(|k| (k == "LOWROUTER_TRUSTED_PROXY_HEADER").then(|| "x-client-ip".into()));
     assert!(bad.is_err());
 }
 

@@ -23,6 +23,8 @@ pub struct Upstreams {
     /// Tells this instance's clients apart in [`CLIENTS`] (tests run several in a process).
     id: u64,
     timeouts: Timeouts,
+    /// The most bytes of an answer read whole (`upstream_max_body_bytes`).
+    max_body: usize,
     /// Provider id -> where its chat completions go; only providers with credentials.
     endpoints: HashMap<String, Endpoint>,
 }
@@ -76,7 +78,7 @@ pub enum Failure {
 }
 
 impl Upstreams {
-    pub fn new(catalogue: &Catalogue, timeouts: Timeouts) -> anyhow::Result<Self> {
+    pub fn new(catalogue: &Catalogue, timeouts: Timeouts, max_body: usize) -> anyhow::Result<Self> {
         let mut endpoints = HashMap::new();
         for p in catalogue
             .providers
@@ -115,6 +117,7 @@ impl Upstreams {
         let upstreams = Upstreams {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timeouts,
+            max_body,
             endpoints,
         };
         upstreams.build_client()?; // Fail at start, not at the first request.
@@ -195,8 +198,10 @@ impl Upstreams {
                 .and_then(|v| v.trim().parse::<u64>().ok());
             Err(Failure::RateLimited(wait))
         } else if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
-            let body = resp.bytes().await.unwrap_or_default();
-            Err(Failure::Rejected { status, body })
+            match self.read_body(resp).await {
+                Ok(body) => Err(Failure::Rejected { status, body }),
+                Err(why) => Err(Failure::Retryable(format!("provider answered {status}: {why}"))),
+            }
         } else {
             // 5xx and 408: this provider cannot serve it now; another may.
             Err(Failure::Retryable(format!(
@@ -204,6 +209,29 @@ impl Upstreams {
                 status.as_u16()
             )))
         }
+    }
+}
+
+impl Upstreams {
+    /// A whole answer, at most `upstream_max_body_bytes` of it: a provider that sends more
+    /// (or says it will) gets an error, read no further, so no provider can exhaust our
+    /// memory. The error is a description for logs and the client (no URL, no body).
+    pub async fn read_body(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes, String> {
+        let too_large = || format!("its answer is larger than {} bytes", self.max_body);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 

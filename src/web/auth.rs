@@ -75,7 +75,7 @@ fn render(page: AuthPage, status: StatusCode) -> WebResult<HttpResponse> {
 
 /// The form's CSRF token for a re-rendered page (the POST carried a valid nonce cookie).
 fn public_csrf(state: &AppState, req: &HttpRequest) -> String {
-    public_form_token(req, &state.form_key, state.settings.cookie_secure).0
+    public_form_token(req, &state.form_key, state.settings.cookie_secure()).0
 }
 
 async fn form_page(
@@ -92,7 +92,7 @@ async fn form_page(
     if session.user_id()?.is_some() {
         return Ok(see_other(&landing(&invitation)));
     }
-    let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
+    let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure());
     let response = render(
         AuthPage {
             signup,

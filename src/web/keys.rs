@@ -226,7 +226,7 @@ pub(super) fn reveal(
         name: key.name.clone(),
         key: KeyView::new(key, time_util::now_ms()),
         token: token.expose().to_owned(),
-        snippets: super::snippets::snippets(&base_url(req), token.expose()),
+        snippets: super::snippets::snippets(&base_url(state, req), token.expose()),
         rolled,
         unserved: key
             .model_list()
@@ -243,10 +243,13 @@ pub(super) fn reveal(
     Ok(secret_reveal(page.render()?))
 }
 
-/// The address the dashboard was reached at, for the snippets of a reveal page.
-pub(super) fn base_url(req: &actix_web::HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+/// The dashboard's address for snippets and links: `public_base_url`, else what this
+/// request says through the trusted chain (never a forwarding header from anyone else).
+pub(super) fn base_url(state: &AppState, req: &actix_web::HttpRequest) -> String {
+    match &state.settings.public_base_url {
+        Some(url) => url.clone(),
+        None => state.proxies.origin(req),
+    }
 }
 
 /// A page that shows a secret once, as the answer to the POST that made it: `no-store`

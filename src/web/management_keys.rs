@@ -225,7 +225,7 @@ pub async fn create(
         layout: user.layout("management"),
         name: row.name,
         token: token.expose().to_owned(),
-        base_url: super::keys::base_url(&req),
+        base_url: super::keys::base_url(&state, &req),
         rolled: false,
     };
     Ok(super::keys::secret_reveal(page.render()?))
@@ -269,7 +269,7 @@ pub async fn roll(
         layout: user.layout("management"),
         name: row.name,
         token,
-        base_url: super::keys::base_url(&req),
+        base_url: super::keys::base_url(&state, &req),
         rolled: true,
     };
     Ok(super::keys::secret_reveal(page.render()?))

@@ -176,7 +176,7 @@ pub async fn invite(
         let mailed = format!("{}{path}", base.trim_end_matches('/'));
         mailer.send_invitation(email.clone(), user.account.name.clone(), mailed);
     }
-    let link = format!("{}{path}", super::keys::base_url(&req));
+    let link = format!("{}{path}", super::keys::base_url(&state, &req));
     tracing::info!(account_id = %user.workspace(), "member invited");
     user.session.form_done(
         ticket,

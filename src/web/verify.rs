@@ -119,7 +119,7 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> WebRe
         TokenState::Valid => {}
         other => return refused(other),
     }
-    let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure);
+    let (csrf, cookie) = public_form_token(&req, &state.form_key, state.settings.cookie_secure());
     let response = page(
         StatusCode::OK,
         VerifyPage {

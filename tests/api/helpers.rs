@@ -368,6 +368,14 @@ async fn fake_chat(
     match model.as_str() {
         "bad" => HttpResponse::BadRequest().json(json!({"error": {"message": "bad things", "type": "invalid_request_error", "code": "bad_thing"}})),
         "fail" => HttpResponse::InternalServerError().body("boom"),
+        // 2 MiB in 64 KiB chunks, no Content-Length: only counting what arrives stops it.
+        "huge" => {
+            let chunk = web::Bytes::from(vec![b' '; 64 * 1024]);
+            let body = futures_util::stream::iter((0..32).map(move |_| Ok::<_, actix_web::Error>(chunk.clone())));
+            HttpResponse::Ok().content_type("application/json").streaming(body)
+        }
+        // A 400 that says it is 2 MiB long.
+        "huge-rejected" => HttpResponse::BadRequest().body(vec![b'x'; 2 * 1024 * 1024]),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             HttpResponse::Ok().json(json!({}))

@@ -205,3 +205,27 @@ async fn without_cors_origins_no_response_carries_cors_headers() {
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_a_502_that_frees_its_hold() {
+    let app = spawn_app_with(|s| s.upstream_max_body_bytes = 1024 * 1024).await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    for model in ["test/huge", "test/huge-rejected"] {
+        let r = app.chat(&token, ask(model, false)).await;
+        assert_eq!(r.status(), 502, "{model}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_error", "{model}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("larger than 1048576 bytes"), "{message}");
+    }
+    let c = app.api_json(&token, "/api/v1/credits").await;
+    assert_eq!(c["data"]["reserved"], "0.000000", "the holds were freed");
+    assert_eq!(c["data"]["balance"], "5.000000", "and nothing charged");
+    // Under the cap (the default, 32 MiB), the same answer is read.
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let token = app.create_key("k", &[]).await;
+    let r = app.chat(&token, ask("test/huge-rejected", false)).await;
+    assert_eq!(r.status(), 400, "a provider's 4xx under the cap is passed back");
+}

@@ -232,3 +232,30 @@ async fn sqlite_files_are_created_owner_only() {
         assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
     }
 }
+
+/// Cookies are `Secure` when the dashboard's public address is HTTPS, without a second
+/// setting to remember; an explicit `cookie_secure` still wins.
+#[tokio::test]
+async fn cookies_follow_an_https_public_address() {
+    async fn form_cookie(app: &TestApp) -> String {
+        let r = app.get("/signup").await;
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    let app = spawn_app_with(|s| s.public_base_url = Some("https://keys.example".into())).await;
+    let cookie = form_cookie(&app).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let app = spawn_app().await;
+    let cookie = form_cookie(&app).await;
+    assert!(!cookie.is_empty() && !cookie.contains("Secure"), "{cookie}");
+    let app = spawn_app_with(|s| {
+        s.public_base_url = Some("https://keys.example".into());
+        s.cookie_secure = Some(false);
+    })
+    .await;
+    assert!(!form_cookie(&app).await.contains("Secure"));
+}

@@ -15,10 +15,24 @@ async fn post_from(
     path: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
+    post_with(app, &[("x-forwarded-for", from)], path, fields).await
+}
+
+/// A fresh client that asks for `path`'s form and posts it, both with `headers`.
+async fn post_with(
+    app: &TestApp,
+    headers: &[(&str, &str)],
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
     let client = new_client();
-    let page = client
-        .get(app.url(path))
-        .header("x-forwarded-for", from)
+    let with_headers = |mut r: reqwest::RequestBuilder| {
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r
+    };
+    let page = with_headers(client.get(app.url(path)))
         .send()
         .await
         .unwrap()
@@ -27,9 +41,7 @@ async fn post_from(
         .unwrap();
     let mut body = vec![("csrf_token", csrf_of(&page))];
     body.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    client
-        .post(app.url(path))
-        .header("x-forwarded-for", from)
+    with_headers(client.post(app.url(path)))
         .form(&body)
         .send()
         .await
@@ -260,4 +272,99 @@ async fn sign_ups_are_throttled_per_address() {
     );
     let r = signup("198.51.100.1", "elsewhere@example.com".into()).await;
     assert_eq!(r.status(), 303, "other addresses are not affected");
+}
+
+/// nginx's usual `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` appends the
+/// client's address and passes the client's own `Forwarded` through untouched: only the
+/// named header's rightmost untrusted address counts.
+#[tokio::test]
+async fn a_client_behind_an_appending_proxy_cannot_choose_its_address() {
+    let app = spawn_app_with(|s| {
+        loopback_is_a_proxy(s);
+        s.signup_max_per_hour = 5;
+    })
+    .await;
+    let mut accepted = 0;
+    for i in 0..12 {
+        let forged_forwarded = format!("for=198.51.100.{i}");
+        let appended = format!("192.0.2.{i}, 203.0.113.9");
+        let email = format!("forger{i}@example.com");
+        let r = post_with(
+            &app,
+            &[
+                ("forwarded", forged_forwarded.as_str()),
+                ("x-real-ip", "198.51.100.200"),
+                ("x-forwarded-for", appended.as_str()),
+            ],
+            "/signup",
+            &[("email", email.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+        match r.status().as_u16() {
+            303 => accepted += 1,
+            429 => {}
+            other => panic!("sign-up {i}: {other}"),
+        }
+    }
+    assert_eq!(accepted, 5, "the budget of 203.0.113.9, whatever else was claimed");
+
+    // Told to read `Forwarded` (its proxy writes that one), X-Forwarded-For is the claim.
+    let app = spawn_app_with(|s| {
+        loopback_is_a_proxy(s);
+        s.signup_max_per_hour = 5;
+        s.trusted_proxy_header = lowrouter::config::ProxyHeader::Forwarded;
+    })
+    .await;
+    let mut accepted = 0;
+    for i in 0..8 {
+        let forged = format!("198.51.100.{i}");
+        let email = format!("other{i}@example.com");
+        let r = post_with(
+            &app,
+            &[("x-forwarded-for", forged.as_str()), ("forwarded", "for=203.0.113.7")],
+            "/signup",
+            &[("email", email.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+        accepted += usize::from(r.status() == 303);
+    }
+    assert_eq!(accepted, 5);
+}
+
+/// The snippets on a reveal page name where to send requests: the operator's
+/// `public_base_url`, else this request's address; never a forwarding header from a peer
+/// that is not a trusted proxy.
+#[tokio::test]
+async fn snippets_never_take_an_address_from_an_untrusted_header() {
+    async fn revealed_base(app: &TestApp, headers: &[(&str, &str)]) -> String {
+        app.signed_up().await;
+        let body = app.form_body("/keys/new", &key_fields("k", &[])).await;
+        let mut r = app.client.post(app.url("/keys"));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let html = r.form(&body).send().await.unwrap().text().await.unwrap();
+        between(&html, "<code id=\"snippet-curl\">curl ", "/api/v1/chat/completions")
+            .unwrap_or_else(|| panic!("no base_url in {html}"))
+            .to_owned()
+    }
+    let forged = [
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "host=evil.example;proto=https"),
+    ];
+    let app = spawn_app().await;
+    let base = revealed_base(&app, &forged).await;
+    assert_eq!(base, app.address, "this request's own address");
+
+    let app = spawn_app_with(|s| s.public_base_url = Some("https://keys.example".into())).await;
+    assert_eq!(revealed_base(&app, &forged).await, "https://keys.example");
+
+    // From a trusted proxy, its own header family is believed.
+    let app = spawn_app_with(loopback_is_a_proxy).await;
+    assert_eq!(
+        revealed_base(&app, &forged).await,
+        "https://evil.example",
+        "what the trusted proxy says"
+    );
 }

@@ -13,7 +13,7 @@ use super::{reserve, resolve::resolve_model, start};
 use crate::catalogue::{ModelKind, ProviderKind};
 use crate::domain::text::client_label;
 use crate::gateway::error::ApiError;
-use crate::gateway::upstream::{describe, Failure};
+use crate::gateway::upstream::Failure;
 use crate::state::AppState;
 
 /// A parsed embeddings request: the model, and the JSON object to forward.
@@ -113,7 +113,7 @@ pub async fn embeddings(
             .send(provider, ModelKind::Embeddings, bytes)
             .await
         {
-            Ok(resp) => match resp.bytes().await {
+            Ok(resp) => match state.upstreams.read_body(resp).await {
                 Ok(full) => {
                     let prompt = serde_json::from_slice::<Reply>(&full)
                         .ok()
@@ -128,7 +128,7 @@ pub async fn embeddings(
                         })
                         .await;
                 }
-                Err(e) => attempts.failed(&provider.id, describe(&e)),
+                Err(why) => attempts.failed(&provider.id, why),
             },
             Err(Failure::Rejected { status, body }) => {
                 return upstream_rejected(&state, ctx, status, body, reservation).await;

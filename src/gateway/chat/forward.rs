@@ -141,7 +141,7 @@ pub(super) async fn forward(
                     StreamJob::new(state, ctx, model, reservation, &chat, &route.upstream_model);
                 return job.respond(upstream);
             }
-            Ok(resp) => match resp.bytes().await {
+            Ok(resp) => match state.upstreams.read_body(resp).await {
                 Ok(full) => {
                     let outcome = reply_outcome(model, &full, chat.prompt_bound);
                     let upstream_model = &route.upstream_model;
@@ -154,7 +154,7 @@ pub(super) async fn forward(
                         })
                         .await;
                 }
-                Err(e) => attempts.failed(&provider.id, describe(&e)),
+                Err(why) => attempts.failed(&provider.id, why),
             },
             Err(Failure::Rejected { status, body }) => {
                 return upstream_rejected(state, ctx, status, body, reservation).await;
