@@ -16,6 +16,7 @@ use anyhow::Context;
 use crate::catalogue::Catalogue;
 use crate::client::TrustedProxies;
 use crate::config::Settings;
+use crate::domain::event_id::EventIds;
 use crate::domain::time_util;
 use crate::gateway::ledger::Ledger;
 use crate::gateway::rate_limit::RateLimits;
@@ -47,6 +48,8 @@ pub struct Application {
 }
 
 const SESSION_SECRET: &str = "session_key";
+/// The key of audit events' public ids (`domain::event_id`), in `app_secrets`.
+const EVENT_ID_SECRET: &str = "event_id_key";
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -365,6 +368,9 @@ async fn app_state(
         mailer.clone(),
         stop,
     );
+    let event_ids = Arc::new(EventIds::new(
+        store.deployment_key16(EVENT_ID_SECRET).await?,
+    ));
     let state = AppState {
         outbox,
         alerts: feed.clone(),
@@ -399,6 +405,7 @@ async fn app_state(
         upstreams: Arc::new(upstreams),
         dummy_hash: Arc::new(dummy_hash),
         form_key: Arc::new(FormKey::derive(session_key)),
+        event_ids,
         session_key: session_key.clone(),
         settings: Arc::new(settings.clone()),
         mailer,

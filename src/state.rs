@@ -7,6 +7,7 @@ use actix_web::cookie::Key;
 use crate::catalogue::Catalogue;
 use crate::client::TrustedProxies;
 use crate::config::Settings;
+use crate::domain::event_id::EventIds;
 use crate::gateway::leaks::LeakKeys;
 use crate::gateway::ledger::Ledger;
 use crate::gateway::rate_limit::RateLimits;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub mailer: Option<Arc<Mailer>>,
     /// Where the gateway tells alerts of refused dead secrets.
     pub alerts: Arc<crate::alerts::Feed>,
+    /// Encrypts audit event numbers into their public ids (`evt_…`) and back.
+    pub event_ids: Arc<EventIds>,
     /// Wakes the webhook worker (a test event was queued).
     pub outbox: Arc<tokio::sync::Notify>,
 }

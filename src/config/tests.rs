@@ -39,7 +39,10 @@ fn trusted_proxies_from_the_environment() {
 #[test]
 fn cookies_are_secure_when_the_public_address_is_https() {
     let mut s = Settings::default();
-    assert!(!s.cookie_secure(), "no public address: plain HTTP on a laptop");
+    assert!(
+        !s.cookie_secure(),
+        "no public address: plain HTTP on a laptop"
+    );
     s.apply_env(|k| (k == "LOWROUTER_PUBLIC_BASE_URL").then(|| "https://keys.example".into()))
         .unwrap();
     assert!(s.cookie_secure(), "derived from https://");

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::event_id::EventIds;
 use super::ids::{KeyId, UserId};
 use super::key_form::KeySpec;
 
@@ -282,14 +283,16 @@ const ACTOR_FILTER_MAX: usize = 200;
 
 impl AuditFilter {
     /// Parses the filters both surfaces share: `actor` (text), `action` (an event name),
-    /// `from` / `to` (`YYYY-MM-DD`, UTC, `to` inclusive), `cursor` (a page's `next`).
-    /// An error names the parameter and says what is wrong.
+    /// `from` / `to` (`YYYY-MM-DD`, UTC, `to` inclusive), `cursor` (a page's `next`: an
+    /// event's public id, see [`EventIds`]). An error names the parameter and says what is
+    /// wrong.
     pub fn parse(
         actor: &str,
         action: &str,
         from: &str,
         to: &str,
         cursor: &str,
+        ids: &EventIds,
     ) -> Result<AuditFilter, (&'static str, &'static str)> {
         let mut f = AuditFilter::default();
         let actor = actor.trim();
@@ -317,12 +320,8 @@ impl AuditFilter {
             f.until = Some(date(to, "to")?.saturating_add(86_400_000));
         }
         if !cursor.is_empty() {
-            let ok = cursor.len() <= 18 && cursor.bytes().all(|b| b.is_ascii_digit());
             f.before = Some(
-                cursor
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| ok && *n > 0)
+                ids.parse(cursor)
                     .ok_or(("cursor", "Not a cursor this server gave."))?,
             );
         }
@@ -366,35 +365,45 @@ mod tests {
 
     #[test]
     fn filters_refuse_what_they_cannot_use() {
-        assert!(AuditFilter::parse("", "", "", "", "").is_ok());
+        let ids = EventIds::new([1; 16]);
+        assert!(AuditFilter::parse("", "", "", "", "", &ids).is_ok());
         assert_eq!(
-            AuditFilter::parse("a\0", "", "", "", "").unwrap_err().0,
+            AuditFilter::parse("a\0", "", "", "", "", &ids)
+                .unwrap_err()
+                .0,
             "actor"
         );
         assert_eq!(
-            AuditFilter::parse("", "key.nope", "", "", "")
+            AuditFilter::parse("", "key.nope", "", "", "", &ids)
                 .unwrap_err()
                 .0,
             "action"
         );
         assert_eq!(
-            AuditFilter::parse("", "", "2026-02-30", "", "")
+            AuditFilter::parse("", "", "2026-02-30", "", "", &ids)
                 .unwrap_err()
                 .0,
             "from"
         );
         assert_eq!(
-            AuditFilter::parse("", "", "", "", "-1").unwrap_err().0,
+            AuditFilter::parse("", "", "", "", "7", &ids).unwrap_err().0,
             "cursor"
         );
         assert_eq!(
-            AuditFilter::parse("", "", "", "", "99999999999999999999")
+            AuditFilter::parse("", "", "", "", "99999999999999999999", &ids)
                 .unwrap_err()
                 .0,
             "cursor"
         );
-        let f =
-            AuditFilter::parse(" Ann ", "key.created", "2026-01-01", "2026-01-01", "7").unwrap();
+        let f = AuditFilter::parse(
+            " Ann ",
+            "key.created",
+            "2026-01-01",
+            "2026-01-01",
+            &ids.public(7),
+            &ids,
+        )
+        .unwrap();
         assert_eq!(f.actor.as_deref(), Some("Ann"));
         assert_eq!(f.until.unwrap() - f.from.unwrap(), 86_400_000);
         assert_eq!(f.before, Some(7));

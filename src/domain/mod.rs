@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client_hint;
 pub mod credits;
 pub mod email;
+pub mod event_id;
 pub mod ids;
 pub mod key_form;
 pub mod key_name;

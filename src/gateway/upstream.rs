@@ -200,7 +200,9 @@ impl Upstreams {
         } else if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
             match self.read_body(resp).await {
                 Ok(body) => Err(Failure::Rejected { status, body }),
-                Err(why) => Err(Failure::Retryable(format!("provider answered {status}: {why}"))),
+                Err(why) => Err(Failure::Retryable(format!(
+                    "provider answered {status}: {why}"
+                ))),
             }
         } else {
             // 5xx and 408: this provider cannot serve it now; another may.

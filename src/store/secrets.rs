@@ -23,3 +23,24 @@ impl Store {
         Ok((value, inserted == 1))
     }
 }
+
+impl Store {
+    /// 16 random bytes generated once per deployment under `name` (hex in `app_secrets`),
+    /// the same for every process on this database.
+    pub async fn deployment_key16(&self, name: &str) -> Result<[u8; 16]> {
+        let mut candidate = [0u8; 16];
+        rand::RngExt::fill(
+            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            &mut candidate[..],
+        );
+        let (stored, _) = self
+            .get_or_init_secret(name, &hex::encode(candidate))
+            .await?;
+        let bytes = hex::decode(stored.trim())
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok());
+        bytes.ok_or_else(|| {
+            sqlx::Error::Decode(format!("app_secrets {name} is not 16 bytes of hex").into()).into()
+        })
+    }
+}

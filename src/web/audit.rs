@@ -12,6 +12,7 @@ use super::error::{WebError, WebResult};
 use super::keys::html;
 use super::{Dashboard, Layout};
 use crate::domain::audit::{Action, AuditFilter};
+use crate::domain::event_id::EventIds;
 use crate::domain::time_util;
 use crate::state::AppState;
 use crate::store::audit::AuditRow;
@@ -75,13 +76,14 @@ fn get<'a>(q: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// The page's filters; `key` is a key's row id (the dashboard's name for keys).
-fn parse(q: &HashMap<String, String>) -> Result<AuditFilter, String> {
+fn parse(q: &HashMap<String, String>, ids: &EventIds) -> Result<AuditFilter, String> {
     let mut f = AuditFilter::parse(
         get(q, "actor"),
         get(q, "action"),
         get(q, "from"),
         get(q, "to"),
         get(q, "before"),
+        ids,
     )
     .map_err(|(_, m)| m.to_owned())?;
     let key = get(q, "key");
@@ -92,8 +94,8 @@ fn parse(q: &HashMap<String, String>) -> Result<AuditFilter, String> {
     Ok(f)
 }
 
-/// A link to the same filters with another `before`.
-fn query_with(q: &HashMap<String, String>, before: Option<i64>) -> String {
+/// A link to the same filters with another `before` (an event's public id).
+fn query_with(q: &HashMap<String, String>, before: Option<String>) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for name in ["actor", "action", "key", "from", "to"] {
         let v = get(q, name);
@@ -102,7 +104,7 @@ fn query_with(q: &HashMap<String, String>, before: Option<i64>) -> String {
         }
     }
     if let Some(b) = before {
-        s.append_pair("before", &b.to_string());
+        s.append_pair("before", &b);
     }
     s.finish()
 }
@@ -113,7 +115,7 @@ pub async fn list(
     query: web::Query<HashMap<String, String>>,
 ) -> WebResult<HttpResponse> {
     let q = query.into_inner();
-    let (events, next, error, status) = match parse(&q) {
+    let (events, next, error, status) = match parse(&q, &state.event_ids) {
         Ok(f) => {
             let page = state.store.audit_page(user.workspace(), &f).await?;
             let events = page.events.iter().map(EventView::new).collect();
@@ -125,7 +127,7 @@ pub async fn list(
         layout: user.layout("audit"),
         events,
         actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
-        next: next.map(|n| query_with(&q, Some(n))),
+        next: next.map(|n| query_with(&q, Some(state.event_ids.public(n)))),
         csv: query_with(&q, None),
         q,
         error,
@@ -177,7 +179,7 @@ pub async fn export_csv(
     user: Dashboard,
     query: web::Query<HashMap<String, String>>,
 ) -> WebResult<HttpResponse> {
-    let mut f = parse(&query).map_err(WebError::BadRequest)?;
+    let mut f = parse(&query, &state.event_ids).map_err(WebError::BadRequest)?;
     f.before = None;
     f.limit = CSV_PAGE;
     let pages = state.store.stream_audit(user.workspace(), f);

@@ -227,5 +227,9 @@ async fn an_answer_over_the_size_cap_is_a_502_that_frees_its_hold() {
     app.signed_up().await;
     let token = app.create_key("k", &[]).await;
     let r = app.chat(&token, ask("test/huge-rejected", false)).await;
-    assert_eq!(r.status(), 400, "a provider's 4xx under the cap is passed back");
+    assert_eq!(
+        r.status(),
+        400,
+        "a provider's 4xx under the cap is passed back"
+    );
 }

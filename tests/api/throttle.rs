@@ -306,7 +306,10 @@ async fn a_client_behind_an_appending_proxy_cannot_choose_its_address() {
             other => panic!("sign-up {i}: {other}"),
         }
     }
-    assert_eq!(accepted, 5, "the budget of 203.0.113.9, whatever else was claimed");
+    assert_eq!(
+        accepted, 5,
+        "the budget of 203.0.113.9, whatever else was claimed"
+    );
 
     // Told to read `Forwarded` (its proxy writes that one), X-Forwarded-For is the claim.
     let app = spawn_app_with(|s| {
@@ -321,7 +324,10 @@ async fn a_client_behind_an_appending_proxy_cannot_choose_its_address() {
         let email = format!("other{i}@example.com");
         let r = post_with(
             &app,
-            &[("x-forwarded-for", forged.as_str()), ("forwarded", "for=203.0.113.7")],
+            &[
+                ("x-forwarded-for", forged.as_str()),
+                ("forwarded", "for=203.0.113.7"),
+            ],
             "/signup",
             &[("email", email.as_str()), ("password", PASSWORD)],
         )
@@ -344,9 +350,13 @@ async fn snippets_never_take_an_address_from_an_untrusted_header() {
             r = r.header(*k, *v);
         }
         let html = r.form(&body).send().await.unwrap().text().await.unwrap();
-        between(&html, "<code id=\"snippet-curl\">curl ", "/api/v1/chat/completions")
-            .unwrap_or_else(|| panic!("no base_url in {html}"))
-            .to_owned()
+        between(
+            &html,
+            "<code id=\"snippet-curl\">curl ",
+            "/api/v1/chat/completions",
+        )
+        .unwrap_or_else(|| panic!("no base_url in {html}"))
+        .to_owned()
     }
     let forged = [
         ("x-forwarded-host", "evil.example"),

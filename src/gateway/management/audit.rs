@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{authenticate, Intent};
 use super::{parse_limit, store_error};
 use crate::domain::audit::AuditFilter;
+use crate::domain::event_id::EventIds;
 use crate::domain::public_id::KeyPublicId;
 use crate::domain::time_util;
 use crate::gateway::error::ApiError;
@@ -74,10 +75,10 @@ pub struct AuditObject {
     pub details: serde_json::Value,
 }
 
-impl From<&AuditRow> for AuditObject {
-    fn from(r: &AuditRow) -> Self {
+impl AuditObject {
+    fn new(r: &AuditRow, ids: &EventIds) -> Self {
         AuditObject {
-            id: r.id.to_string(),
+            id: ids.public(r.id),
             time: time_util::format_rfc3339(r.at),
             action: r.action.clone(),
             actor: AuditActor {
@@ -119,6 +120,7 @@ pub async fn list(
         get("from"),
         get("to"),
         get("cursor"),
+        &state.event_ids,
     )
     .map_err(|(param, message)| ApiError::invalid_param(param, message))?;
     filter.limit = parse_limit(query.get("limit").map(String::as_str))?;
@@ -139,7 +141,11 @@ pub async fn list(
         .await
         .map_err(store_error("The audit event"))?;
     Ok(HttpResponse::Ok().json(AuditList {
-        data: page.events.iter().map(AuditObject::from).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
+        data: page
+            .events
+            .iter()
+            .map(|r| AuditObject::new(r, &state.event_ids))
+            .collect(),
+        next_cursor: page.next.map(|n| state.event_ids.public(n)),
     }))
 }
