@@ -120,6 +120,7 @@ pub enum Action {
     KeyDeleted,
     KeyRolled,
     SecretRetired,
+    SecretExtended,
     SecretQuarantined,
     MemberInvited,
     InvitationRevoked,
@@ -139,7 +140,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::KeyCreated,
         Action::KeyEdited,
         Action::KeyDisabled,
@@ -147,6 +148,7 @@ impl Action {
         Action::KeyDeleted,
         Action::KeyRolled,
         Action::SecretRetired,
+        Action::SecretExtended,
         Action::SecretQuarantined,
         Action::MemberInvited,
         Action::InvitationRevoked,
@@ -174,6 +176,7 @@ impl Action {
             Action::KeyDeleted => "key.deleted",
             Action::KeyRolled => "key.rolled",
             Action::SecretRetired => "key.secret_retired",
+            Action::SecretExtended => "key.secret_extended",
             Action::SecretQuarantined => "key.quarantined",
             Action::MemberInvited => "member.invited",
             Action::InvitationRevoked => "member.invitation_revoked",

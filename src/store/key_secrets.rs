@@ -314,12 +314,16 @@ impl Store {
     }
 
     /// Pushes the pending previous secret's deadline `by_ms` later (from now if it had none
-    /// or it has passed). `NotFound` when there is no pending previous secret.
+    /// or it has passed), at most `max` times per secret, with its audit event.
+    /// `NotFound` when there is no pending previous secret; `Conflict` when it was extended
+    /// `max` times already.
     pub async fn extend_previous(
         &self,
         account_id: WorkspaceId,
         key_id: KeyId,
         by_ms: i64,
+        max: i64,
+        actor: &Actor,
     ) -> Result<()> {
         let now = time_util::now_ms();
         let Some(prev) = self
@@ -330,19 +334,54 @@ impl Store {
         else {
             return Err(StoreError::NotFound);
         };
-        let base = prev.retires_at.unwrap_or(now).max(now);
-        let done = on_write!(self, pool => {
-            sqlx::query("update key_secrets set retires_at = $1 where id = $2 and retired_at is null")
-                .bind(base.saturating_add(by_ms))
-                .bind(prev.id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let retires_at = prev
+            .retires_at
+            .unwrap_or(now)
+            .max(now)
+            .saturating_add(by_ms);
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let name: String = sqlx::query_scalar(
+                "select name from api_keys where id = $1 and account_id = $2",
+            )
+            .bind(key_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let extensions: Option<i32> = sqlx::query_scalar(
+                "update key_secrets set retires_at = $1, extensions = extensions + 1 \
+                 where id = $2 and key_id = $3 and retired_at is null and extensions < $4 \
+                 returning extensions",
+            )
+            .bind(retires_at)
+            .bind(prev.id)
+            .bind(key_id)
+            .bind(max)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(extensions) = extensions else {
+                let retired: Option<Option<i64>> =
+                    sqlx::query_scalar("select retired_at from key_secrets where id = $1")
+                        .bind(prev.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match retired {
+                    Some(None) => StoreError::Conflict,
+                    _ => StoreError::NotFound,
+                });
+            };
+            let ev = AuditEvent::new(account_id, actor, Action::SecretExtended)
+                .target(Target::key(key_id, &name))
+                .details(serde_json::json!({
+                    "secret": prev.masked(),
+                    "retires_at": time_util::format_rfc3339(retires_at),
+                    "extensions": extensions,
+                }));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Records that a secret was found retired (by time or quiet), so that it stays retired.

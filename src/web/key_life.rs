@@ -25,6 +25,9 @@ use crate::store::StoreError;
 
 /// How much "Extend" adds to the previous secret's deadline.
 pub const EXTEND_MS: i64 = 24 * 3_600_000;
+/// Extends per secret: a week in all. A secret someone still needs past that is a sign the
+/// roll is not finished, and the answer is to finish it, not to keep the old one by hand.
+pub const MAX_EXTENDS: i64 = 7;
 
 /// A secret as the key page shows it.
 pub struct SecretView {
@@ -260,8 +263,21 @@ pub async fn extend(
 ) -> WebResult<HttpResponse> {
     let done = state
         .store
-        .extend_previous(user.workspace(), key.id, EXTEND_MS)
+        .extend_previous(
+            user.workspace(),
+            key.id,
+            EXTEND_MS,
+            MAX_EXTENDS,
+            &user.actor,
+        )
         .await;
+    if matches!(done, Err(StoreError::Conflict)) {
+        user.session.set_flash(&format!(
+            "The previous secret was extended {MAX_EXTENDS} times already, the most allowed. \
+             Move what still uses it to the new secret, then retire it."
+        ))?;
+        return Ok(see_other(&format!("/keys/{}", key.id)));
+    }
     back_to_key(
         &user,
         key.id,

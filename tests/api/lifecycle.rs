@@ -541,3 +541,45 @@ async fn page_has_client(app: &TestApp, id: i64) -> bool {
     let page = app.get_html(&format!("/keys/{id}")).await;
     page.contains("from 127.0.0.0/24")
 }
+
+/// Extend is audited and capped: a week in all, then the roll has to be finished.
+#[tokio::test]
+async fn extends_are_audited_and_capped_per_secret() {
+    let app = spawn_app().await;
+    app.signed_up().await;
+    let old = app.create_key("svc", &[]).await;
+    let id = app.key_id("svc").await;
+    roll(&app, id, &[]).await;
+    let retires = || async {
+        app.scalar_i64(&format!(
+            "select retires_at from key_secrets where key_id = {id} and rolled_at is not null"
+        ))
+        .await
+    };
+    let before = retires().await;
+    let extend = |_| async {
+        let r = app
+            .post_form(&format!("/keys/{id}/extend"), &format!("/keys/{id}"), &[])
+            .await;
+        assert_eq!(r.status(), 303);
+        app.get_html(&format!("/keys/{id}")).await
+    };
+    for i in 0..7 {
+        let page = extend(i).await;
+        assert!(page.contains("deadline is 24 hours later"), "extend {i}");
+    }
+    let capped = retires().await;
+    assert!(capped >= before + 7 * 86_400_000, "seven days later");
+    let page = extend(7).await;
+    assert!(page.contains("extended 7 times already"), "{page}");
+    assert_eq!(retires().await, capped, "the eighth changed nothing");
+    assert!(works(&app, &old).await, "the previous secret still works");
+
+    let audit = app.get_html("/audit?action=key.secret_extended").await;
+    let rows = audit.matches("<code>key.secret_extended</code>").count();
+    assert_eq!(rows, 7, "{audit}");
+    assert!(
+        audit.contains(&format!("…{}", last4(&old))),
+        "names the secret"
+    );
+}
