@@ -17,6 +17,10 @@ pub struct Actor {
     pub label: String,
     pub client_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// A management key acts for its owner: what it makes is theirs (`created_by`), so
+    /// offboarding the owner finds it. `None` for every other kind of actor, and for a key
+    /// the CLI made.
+    pub owner: Option<UserId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +53,18 @@ impl Actor {
             label: email.to_owned(),
             client_addr: None,
             user_agent: None,
+            owner: None,
         }
     }
 
-    pub fn management_key(id: i64, name: &str) -> Actor {
+    pub fn management_key(id: i64, name: &str, owner: Option<UserId>) -> Actor {
         Actor {
             kind: ActorKind::ManagementKey,
             id: Some(id),
             label: name.to_owned(),
             client_addr: None,
             user_agent: None,
+            owner,
         }
     }
 
@@ -69,6 +75,7 @@ impl Actor {
             label: "cli".into(),
             client_addr: None,
             user_agent: None,
+            owner: None,
         }
     }
 
@@ -79,14 +86,17 @@ impl Actor {
             label: "system".into(),
             client_addr: None,
             user_agent: None,
+            owner: None,
         }
     }
 
-    /// The person acting, when a person is (a key's or secret's `created_by`).
+    /// The person acting, or the person a management key acts for (a key's or secret's
+    /// `created_by`).
     pub fn person(&self) -> Option<UserId> {
         match self.kind {
             ActorKind::User => self.id.map(UserId),
-            _ => None,
+            ActorKind::ManagementKey => self.owner,
+            ActorKind::Cli | ActorKind::System => None,
         }
     }
 
@@ -130,6 +140,7 @@ pub enum Action {
     ManagementKeyCreated,
     ManagementKeyDeleted,
     ManagementKeyRolled,
+    ManagementKeyHandedOver,
     CreditsGranted,
     LoginSucceeded,
     LoginFailed,
@@ -140,7 +151,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::KeyCreated,
         Action::KeyEdited,
         Action::KeyDisabled,
@@ -158,6 +169,7 @@ impl Action {
         Action::ManagementKeyCreated,
         Action::ManagementKeyDeleted,
         Action::ManagementKeyRolled,
+        Action::ManagementKeyHandedOver,
         Action::CreditsGranted,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -186,6 +198,7 @@ impl Action {
             Action::ManagementKeyCreated => "management_key.created",
             Action::ManagementKeyDeleted => "management_key.deleted",
             Action::ManagementKeyRolled => "management_key.rolled",
+            Action::ManagementKeyHandedOver => "management_key.handed_over",
             Action::CreditsGranted => "credits.granted",
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",

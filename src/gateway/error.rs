@@ -70,6 +70,30 @@ impl ApiError {
     }
 
     /// A read-only management key asked to change something.
+    /// The key's owner's current role does not allow this (`least` is the role it needs).
+    pub fn owner_role(least: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "insufficient_role",
+            format!(
+                "This management key acts with its owner's current role, and this needs {least} \
+                 or above."
+            ),
+        )
+    }
+
+    /// The owner's role may not change this key (a developer's key, another's API key).
+    pub fn not_your_key() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "insufficient_role",
+            "This management key acts with its owner's role, a developer, who may change only \
+             the keys they created.",
+        )
+    }
+
     pub fn read_only_key() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

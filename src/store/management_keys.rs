@@ -1,7 +1,8 @@
 //! SQL for `management_keys`: the `lr-mk-` tokens of the management API. Stored like API
 //! keys: the token's SHA-256, its display prefix and last four, never the token.
 
-use crate::domain::ids::WorkspaceId;
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::team::Role;
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
@@ -113,7 +114,35 @@ impl ManagementKeyRow {
     }
 }
 
-fn management_target(id: i64, name: &str) -> Target {
+/// In a member's removal transaction `$tx`: revokes every live management key `$user` owns
+/// in `$ws`, each with its audit event (`$actor` removed them). A key acts for its owner,
+/// so it cannot outlive their membership; hand it over first to keep it.
+macro_rules! revoke_owned_management_keys {
+    ($tx:ident, $ws:expr, $user:expr, $actor:expr) => {{
+        let revoked: Vec<(i64, String)> = sqlx::query_as(
+            "update management_keys set revoked_at = $1 where account_id = $2 and created_by = $3 \
+             and revoked_at is null returning id, name",
+        )
+        .bind($crate::domain::time_util::now_ms())
+        .bind($ws)
+        .bind($user)
+        .fetch_all(&mut *$tx)
+        .await?;
+        for (id, name) in &revoked {
+            let ev = $crate::store::audit::AuditEvent::new(
+                $ws,
+                $actor,
+                $crate::domain::audit::Action::ManagementKeyDeleted,
+            )
+            .target($crate::store::management_keys::management_target(*id, name))
+            .details(serde_json::json!({"reason": "its owner left the workspace"}));
+            $crate::store::audit::insert_audit!(&mut *$tx, &ev);
+        }
+    }};
+}
+pub(crate) use revoke_owned_management_keys;
+
+pub(crate) fn management_target(id: i64, name: &str) -> Target {
     Target {
         kind: "management_key",
         id: Some(id),
@@ -204,6 +233,53 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
             let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyDeleted)
                 .target(management_target(row_id, &name));
+            insert_audit!(&mut *tx, &ev);
+            tx.commit().await?;
+            Ok(name)
+        })
+    }
+
+    /// Hands a live management key of `from` over to `to`, who must be an admin or owner
+    /// of the workspace now (the roles that may make one). From then on it acts for `to`.
+    /// `NotFound`: no such live key of `from`; `Conflict`: `to` may not own one.
+    pub async fn hand_over_management_key(
+        &self,
+        account_id: WorkspaceId,
+        id: &ManagementKeyPublicId,
+        from: UserId,
+        to: UserId,
+        actor: &Actor,
+    ) -> Result<String> {
+        on_write!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let heir: Option<(String, String)> = sqlx::query_as(
+                "select a.email, m.role from workspace_members m join accounts a on a.id = m.user_id \
+                 where m.account_id = $1 and m.user_id = $2",
+            )
+            .bind(account_id)
+            .bind(to)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((email, role)) = heir else {
+                return Err(StoreError::Conflict);
+            };
+            if !matches!(Role::parse(&role), Some(Role::Admin | Role::Owner)) {
+                return Err(StoreError::Conflict);
+            }
+            let (row_id, name) = sqlx::query_as::<_, (i64, String)>(
+                "update management_keys set created_by = $1 where public_id = $2 and account_id = $3 \
+                 and created_by = $4 and revoked_at is null returning id, name",
+            )
+            .bind(to)
+            .bind(id.as_str())
+            .bind(account_id)
+            .bind(from)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyHandedOver)
+                .target(management_target(row_id, &name))
+                .details(serde_json::json!({"to": email}));
             insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
             Ok(name)

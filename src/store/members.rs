@@ -190,7 +190,8 @@ impl Store {
         })
     }
 
-    /// Removes a member (or a member leaves: `actor` is then themselves). `Conflict` when
+    /// Removes a member (or a member leaves: `actor` is then themselves), and revokes the
+    /// management keys they own here (hand one over first to keep it). `Conflict` when
     /// they are the last owner. Their sessions stop reaching this workspace at once: every
     /// dashboard request reads [`Store::role_of`].
     pub async fn remove_member(&self, ws: WorkspaceId, user: UserId, actor: &Actor) -> Result<()> {
@@ -203,6 +204,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             keep_an_owner!(tx, ws);
+            super::management_keys::revoke_owned_management_keys!(tx, ws, user, actor);
             let ev = AuditEvent::new(ws, actor, Action::MemberRemoved)
                 .target(member_target(user, &email))
                 .details(serde_json::json!({"role": role}));

@@ -120,6 +120,7 @@ dashboard_routes! {
     post "/members/leave" => members::leave, At(Viewer);
     get "/members/{user}/offboarding" => offboarding::offboarding, At(Admin);
     post "/members/{user}/offboarding/roll-all" => offboarding::roll_all, At(Admin);
+    post "/members/{user}/offboarding/hand-over" => offboarding::hand_over, At(Admin);
     post "/invitations/{id}/revoke" => members::revoke_invitation, At(Admin);
     get "/invitations/{token}" => members::invitation_page, Public;
     post "/invitations/{token}" => members::accept, At(Viewer);

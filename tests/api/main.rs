@@ -15,6 +15,7 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod management;
+mod offboarding;
 mod one_rule;
 mod openrouter;
 mod ops;

@@ -143,6 +143,7 @@ fn expected_rules() -> Vec<(&'static str, &'static str, &'static str)> {
         ("post", "/members/leave", "viewer"),
         ("get", "/members/{user}/offboarding", "admin"),
         ("post", "/members/{user}/offboarding/roll-all", "admin"),
+        ("post", "/members/{user}/offboarding/hand-over", "admin"),
         ("post", "/invitations/{id}/revoke", "admin"),
         ("get", "/invitations/{token}", "public"),
         ("post", "/invitations/{token}", "viewer"),
@@ -401,6 +402,24 @@ async fn removing_a_member_ends_their_access_at_once_and_offboarding_rolls_their
     let new = token_of(&r.text().await.unwrap()).expect("new secret shown once");
     assert_ne!(new, token);
     assert_eq!(t.app.echo(&new, "new secret").await.status(), 200);
+    // By default the old secret stops 24 hours later, used or not (never "when quiet",
+    // which a departed member who keeps using it would keep alive).
+    assert_eq!(t.app.echo(&token, "for now").await.status(), 200);
+    let (deadline, quiet) = (
+        t.app
+            .scalar_i64(&format!(
+                "select retires_at from key_secrets where key_id = {dev_key} and rolled_at is not null"
+            ))
+            .await,
+        t.app
+            .scalar_i64(&format!(
+                "select count(*) from key_secrets where key_id = {dev_key} and quiet_ms is not null"
+            ))
+            .await,
+    );
+    let in_24h = lowrouter::domain::time_util::now_ms() + 24 * 3_600_000;
+    assert!((in_24h - deadline).abs() < 60_000, "{deadline} vs {in_24h}");
+    assert_eq!(quiet, 0);
     // The last owner cannot leave or be demoted.
     let r = t.app.post_form("/members/leave", "/members", &[]).await;
     assert_eq!(r.status(), 303);

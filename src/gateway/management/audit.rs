@@ -112,7 +112,7 @@ pub async fn list(
     req: HttpRequest,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let m = authenticate(&state, &req, Intent::Read).await?;
+    let m = authenticate(&state, &req, Intent::ReadAudit).await?;
     let get = |name: &str| query.get(name).map_or("", String::as_str);
     let mut filter = AuditFilter::parse(
         get("actor"),

@@ -1,26 +1,38 @@
 //! Management keys at the door: `Authorization: Bearer lr-mk-…`, read from the database on
 //! every request (no cache: a revoked key fails on the next request). An inference key here
 //! is 403 `wrong_key_type`; a read-only key asking to change something is 403.
+//!
+//! A management key acts for the member who owns it (who made it, or to whom it was handed
+//! over), with that member's *current* role: a member demoted to viewer has a read-only key
+//! whatever it was made as, a developer's key changes only the keys they made, the audit
+//! log needs an admin, and a key whose owner left the workspace is refused (removal also
+//! revokes it: `Store::remove_member`). Keys the CLI made have no owner and act as made.
 
 use actix_web::HttpRequest;
 
 use crate::domain::audit::Actor;
-use crate::domain::{time_util, WorkspaceId};
+use crate::domain::team::Role;
+use crate::domain::{time_util, UserId, WorkspaceId};
 use crate::gateway::auth::management_bearer;
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
+use crate::store::keys::KeyRow;
 use crate::store::management_keys::{Access, ManagementKeyRow, ManagementKeyState};
 
-/// What the request wants to do: reads pass any live key, writes need read-write.
+/// What the request wants to do: reads pass any live key, writes need read-write, the
+/// audit log needs an owner who is an admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
     Read,
     Write,
+    ReadAudit,
 }
 
 /// An authenticated management key; its account is the one the request acts on.
 pub struct Manager {
     pub key: ManagementKeyRow,
+    /// Its owner's role now; `None` for a key without an owner (made by the CLI).
+    pub role: Option<Role>,
     /// The key as the audit log records it, with the request's address and agent.
     pub actor: Actor,
 }
@@ -28,6 +40,27 @@ pub struct Manager {
 impl Manager {
     pub fn account_id(&self) -> WorkspaceId {
         self.key.account_id
+    }
+
+    /// Whether this key may change `key`: as its owner could on the dashboard (developers
+    /// only the keys they made, `web::access`).
+    pub fn may_change(&self, key: &KeyRow) -> bool {
+        match self.role {
+            None | Some(Role::Admin | Role::Owner) => true,
+            Some(Role::Developer) => {
+                key.created_by.is_some() && key.created_by.map(|u| u.0) == self.key.created_by
+            }
+            Some(Role::Viewer) => false,
+        }
+    }
+}
+
+/// The least role whose member may do `intent` (a key's own read-only flag aside).
+fn least_role(intent: Intent) -> Role {
+    match intent {
+        Intent::Read => Role::Viewer,
+        Intent::Write => Role::Developer,
+        Intent::ReadAudit => Role::Admin,
     }
 }
 
@@ -62,14 +95,45 @@ pub async fn authenticate(
     if intent == Intent::Write && found.access() == Access::ReadOnly {
         return Err(ApiError::read_only_key());
     }
+    let role = match found.created_by {
+        None => None,
+        Some(owner) => {
+            let role = state
+                .store
+                .role_of(found.account_id, UserId(owner))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "management key owner lookup failed");
+                    ApiError::internal()
+                })?;
+            // Removal revokes the key; this holds even for one made before that rule.
+            let role = role.ok_or_else(|| {
+                state.refusals.after_failed_auth(
+                    req,
+                    ApiError::unauthorized(
+                        "This management key's owner is no longer a member of the workspace.",
+                    ),
+                )
+            })?;
+            Some(role)
+        }
+    };
+    if role.is_some_and(|r| r < least_role(intent)) {
+        return Err(ApiError::owner_role(least_role(intent).label()));
+    }
     if let Err(e) = state.store.touch_management_key(&found, now).await {
         tracing::warn!(error = %e, "could not record a management key's use");
     }
-    let actor = Actor::management_key(found.id, &found.name).from_client(
-        state.proxies.client_ip(req),
-        req.headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    );
-    Ok(Manager { key: found, actor })
+    let actor = Actor::management_key(found.id, &found.name, found.created_by.map(UserId))
+        .from_client(
+            state.proxies.client_ip(req),
+            req.headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+    Ok(Manager {
+        key: found,
+        role,
+        actor,
+    })
 }

@@ -243,6 +243,19 @@ pub(super) async fn owned(state: &AppState, m: &Manager, id: &str) -> Result<Key
         .map_err(store_error(KEY))
 }
 
+/// [`owned`], for a change: the management key's owner must be allowed to change it.
+pub(super) async fn changeable(
+    state: &AppState,
+    m: &Manager,
+    id: &str,
+) -> Result<KeyRow, ApiError> {
+    let key = owned(state, m, id).await?;
+    if !m.may_change(&key) {
+        return Err(ApiError::not_your_key());
+    }
+    Ok(key)
+}
+
 #[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "management",
     params(("id" = String, Path, description = "`key_…`")), security(("management_key" = [])),
     responses((status = 200, body = KeyData), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
@@ -271,7 +284,7 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
     let body = super::read_body(payload).await?;
-    let key = owned(&state, &m, &path).await?;
+    let key = changeable(&state, &m, &path).await?;
     if key.status == KeyStatus::Revoked {
         return Err(ApiError::not_found(KEY));
     }
@@ -312,7 +325,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
-    let key = owned(&state, &m, &path).await?;
+    let key = changeable(&state, &m, &path).await?;
     // Revoking a revoked key changes nothing and answers the same (a retry is safe).
     match state
         .store

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{authenticate, Intent};
 use super::body::{parse_json, CreatedKey, RollKey};
-use super::keys::{key_object, owned, settled, KEY};
+use super::keys::{changeable, key_object, settled, KEY};
 
 use crate::domain::roll_form::RollFormInput;
 use crate::domain::time_util;
@@ -32,7 +32,7 @@ pub async fn roll(
     // Every answered request's last use must be in before a roll decides whether the current
     // secret ever served one (see the module's doc).
     settled(&state, &m).await;
-    let key = owned(&state, &m, &path).await?;
+    let key = changeable(&state, &m, &path).await?;
     if key.status == KeyStatus::Revoked {
         return Err(ApiError::not_found(KEY));
     }
