@@ -405,15 +405,11 @@ async fn management_keys_roll_alone_and_in_roll_all() {
         1
     );
 
-    // Roll all of a removed admin: their API key and their management key.
+    // Roll all of a leaving admin (still a member): their API key and their management key.
     let admin = &t.members[2];
     let api_token = admin.create_key("admin-key", &[]).await;
     let admin_mk = management_key(admin, "admin-ci", false).await;
     let admin_id = member_id(owner, &t.emails[2]).await;
-    let r = owner
-        .post_form(&format!("/members/{admin_id}/remove"), "/members", &[])
-        .await;
-    assert_eq!(r.status(), 303);
     let off = owner
         .get_html(&format!("/members/{admin_id}/offboarding"))
         .await;
@@ -448,6 +444,17 @@ async fn management_keys_roll_alone_and_in_roll_all() {
         200
     );
     assert_eq!(owner.echo(&new_api, "rolled").await.status(), 200);
+    // Removed, the management key they own (rolled or not) dies with their membership.
+    let r = owner
+        .post_form(&format!("/members/{admin_id}/remove"), "/members", &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        call(owner, Method::GET, "/api/v1/keys", &new_mk, None)
+            .await
+            .0,
+        401
+    );
 }
 
 #[tokio::test]
