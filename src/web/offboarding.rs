@@ -86,6 +86,7 @@ pub async fn roll_all(
     let (keys, mks) = state.store.offboarding(user.workspace(), target).await?;
     let member = member_email(&state, target).await?;
     let back = format!("/members/{}/offboarding", target.0);
+    let cleared = user.cleared()?;
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &back),
@@ -97,9 +98,15 @@ pub async fn roll_all(
     };
     // API keys in one transaction: all rolled, or none (nothing made that is never shown).
     let ids: Vec<_> = keys.iter().map(|k| k.id).collect();
-    let tokens =
-        crate::service::keys::roll_all(&state.store, user.workspace(), &ids, retire, &user.actor)
-            .await?;
+    let tokens = crate::service::keys::roll_all(
+        &state.store,
+        user.workspace(),
+        &ids,
+        retire,
+        &user.actor,
+        cleared,
+    )
+    .await?;
     let rolled: Vec<(String, String)> = keys
         .into_iter()
         .zip(tokens)
@@ -111,7 +118,7 @@ pub async fn roll_all(
     let mut failed = Vec::new();
     for m in mks {
         let rolled_one = match ManagementKeyPublicId::parse(&m.public_id) {
-            Some(id) => super::management_keys::roll_one(&state, &user, &id).await,
+            Some(id) => super::management_keys::roll_one(&state, &user, &id, cleared).await,
             None => Err(WebError::NotFound),
         };
         match rolled_one {

@@ -8,6 +8,7 @@ use crate::domain::audit::Actor;
 use crate::domain::{time_util, WorkspaceId};
 use crate::gateway::auth::management_bearer;
 use crate::gateway::error::ApiError;
+use crate::service::email_gate::{self, Cleared, GateError};
 use crate::state::AppState;
 use crate::store::management_keys::{Access, ManagementKeyRow, ManagementKeyState};
 
@@ -28,6 +29,21 @@ pub struct Manager {
 impl Manager {
     pub fn account_id(&self) -> WorkspaceId {
         self.key.account_id
+    }
+
+    /// The email gate for the person behind this key (`service::email_gate`): what a
+    /// request that mints a secret (create, roll) needs; 403 `email_unverified` otherwise.
+    pub async fn cleared(&self, state: &AppState) -> Result<Cleared, ApiError> {
+        let required = state.settings.require_email_verification;
+        email_gate::check_management_key(&state.store, required, &self.key)
+            .await
+            .map_err(|e| match e {
+                GateError::Unverified(_) => ApiError::email_unverified(),
+                GateError::Store(e) => {
+                    tracing::error!(error = %e, "management key's person lookup failed");
+                    ApiError::internal()
+                }
+            })
     }
 }
 
