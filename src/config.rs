@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use crate::client::ProxyHeader;
+use crate::domain::team::InvitationBudget;
 use crate::domain::Credits;
 
 /// A secret configuration value: `Debug` prints nothing of it.
@@ -116,6 +117,9 @@ pub struct Settings {
     /// `verification_mails_per_day` per 24 hours, the sign-up's own included.
     pub verification_resend_interval: Duration,
     pub verification_mails_per_day: u32,
+    /// Invitations per 24 hours: per person inviting, per workspace, per invited address
+    /// (each at least 1).
+    pub invitation_budget: InvitationBudget,
     /// The Keys page marks a key "rotate" when its current secret is this old.
     pub rotate_after_days: u32,
     /// ... and "unused" after this long without a request.
@@ -178,6 +182,7 @@ impl Default for Settings {
             public_base_url: None,
             verification_resend_interval: Duration::from_secs(60),
             verification_mails_per_day: 10,
+            invitation_budget: InvitationBudget::default(),
             rotate_after_days: 90,
             unused_after_days: 30,
             leak_report_public_keys: Vec::new(),
@@ -222,6 +227,9 @@ struct FileSettings {
     smtp_url: Option<Secret>,
     mail_from: Option<String>,
     public_base_url: Option<String>,
+    invitations_per_inviter_per_day: Option<u32>,
+    invitations_per_workspace_per_day: Option<u32>,
+    invitations_per_address_per_day: Option<u32>,
     rotate_after_days: Option<u32>,
     unused_after_days: Option<u32>,
     leak_report_public_keys: Option<Vec<LeakReportKey>>,
@@ -411,6 +419,15 @@ impl Settings {
             self.public_base_url = Some(parse_base_url(&v).map_err(|m| {
                 ConfigError::Invalid(format!("{shown_again}: public_base_url: {m}"))
             })?);
+        }
+        if let Some(v) = f.invitations_per_inviter_per_day {
+            self.invitation_budget.per_inviter = v.max(1);
+        }
+        if let Some(v) = f.invitations_per_workspace_per_day {
+            self.invitation_budget.per_workspace = v.max(1);
+        }
+        if let Some(v) = f.invitations_per_address_per_day {
+            self.invitation_budget.per_address = v.max(1);
         }
         if let Some(v) = f.rotate_after_days {
             self.rotate_after_days = v;

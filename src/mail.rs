@@ -1,4 +1,5 @@
-//! Outgoing mail: the link that verifies a new account's email address, over SMTP (lettre).
+//! Outgoing mail over SMTP (lettre): the link that verifies a new account's email address,
+//! and invitations to a workspace.
 //!
 //! A request never waits for mail: [`Mailer::send_verification`] builds the message and hands
 //! it to a background task, which tries up to [`ATTEMPTS`] times (a permanent refusal, 5xx,
@@ -51,6 +52,33 @@ struct VerifyHtml<'a> {
     grant: &'a str,
 }
 
+/// An invitation's mail. Its words are ours; the workspace's name is its members', so both
+/// parts quote it as theirs (and the HTML part escapes it), and the inviter is named: a
+/// name such as "Refund pending: claim at …" must not read as LowRouter speaking.
+pub struct InvitationMail {
+    pub to: Email,
+    pub workspace: String,
+    /// The inviter's email.
+    pub inviter: String,
+    /// The role's label: `Developer`.
+    pub role: &'static str,
+    pub link: String,
+    /// The invitee must verify the address before accepting (`require_email_verification`).
+    pub verify_first: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mail/invitation.txt")]
+struct InvitationText<'a> {
+    m: &'a InvitationMail,
+}
+
+#[derive(Template)]
+#[template(path = "mail/invitation.html")]
+struct InvitationHtml<'a> {
+    m: &'a InvitationMail,
+}
+
 /// The SMTP transport and the sender; shared by every handler.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -96,22 +124,8 @@ impl Mailer {
     }
 
     /// Mails an invitation link (the one the inviter was shown), in the background.
-    pub fn send_invitation(&self, to: Email, workspace: String, link: String) {
-        let build = || -> anyhow::Result<Message> {
-            let text = format!(
-                "You are invited to the workspace \"{workspace}\" on LowRouter.\n\n\
-                 Open this link within 7 days, then sign in or sign up with this email address ({}):\n\n{link}\n\n\
-                 If you did not expect this, ignore this mail.\n",
-                to.as_str()
-            );
-            Ok(Message::builder()
-                .from(self.from.clone())
-                .to(to.as_str().parse()?)
-                .subject("You are invited to a LowRouter workspace")
-                .header(ContentType::TEXT_PLAIN)
-                .body(text)?)
-        };
-        match build() {
+    pub fn send_invitation(&self, mail: InvitationMail) {
+        match self.invitation_message(&mail) {
             Ok(m) => self.deliver(m, 0, "invitation"),
             Err(e) => tracing::error!(error = %e, "invitation mail could not be built"),
         }
@@ -181,6 +195,30 @@ impl Mailer {
             grant: &grant,
         }
         .render()?;
+        self.alternative(to, "Verify your email address for LowRouter", text, html)
+    }
+
+    fn invitation_message(&self, m: &InvitationMail) -> anyhow::Result<Message> {
+        let text = InvitationText { m }.render()?;
+        let html = InvitationHtml { m }.render()?;
+        // The subject is ours alone: no name anyone else chose.
+        self.alternative(
+            &m.to,
+            "You are invited to a LowRouter workspace",
+            text,
+            html,
+        )
+    }
+
+    /// A mail of ours to `to`: plain text and HTML alternatives, a Message-ID of the
+    /// sender's domain.
+    fn alternative(
+        &self,
+        to: &Email,
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> anyhow::Result<Message> {
         let to: Mailbox = to.as_str().parse()?;
         let id = format!(
             "<{}@{}>",
@@ -190,7 +228,7 @@ impl Mailer {
         Ok(Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject("Verify your email address for LowRouter")
+            .subject(subject)
             .message_id(Some(id))
             .multipart(
                 MultiPart::alternative()

@@ -128,6 +128,25 @@ impl Settings {
                 })?),
             };
         }
+        let budget = &mut self.invitation_budget;
+        for (name, field) in [
+            (
+                "LOWROUTER_INVITATIONS_PER_INVITER_PER_DAY",
+                &mut budget.per_inviter,
+            ),
+            (
+                "LOWROUTER_INVITATIONS_PER_WORKSPACE_PER_DAY",
+                &mut budget.per_workspace,
+            ),
+            (
+                "LOWROUTER_INVITATIONS_PER_ADDRESS_PER_DAY",
+                &mut budget.per_address,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                *field = parse::<u32>(name, &v)?.max(1);
+            }
+        }
         Ok(())
     }
 }

@@ -193,3 +193,40 @@ fn email_verification_from_the_file() {
     assert_eq!(s.public_base_url.as_deref(), Some("http://127.0.0.1:8080"));
     assert!(s.check().is_ok());
 }
+
+#[test]
+fn invitation_budgets_from_the_file_and_the_environment() {
+    assert_eq!(
+        Settings::default().invitation_budget,
+        InvitationBudget {
+            per_inviter: 20,
+            per_workspace: 50,
+            per_address: 3
+        }
+    );
+    let path = std::env::temp_dir().join(format!("lowrouter-inv-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "invitations_per_inviter_per_day = 5\ninvitations_per_workspace_per_day = 0\n\
+         invitations_per_address_per_day = 2\n",
+    )
+    .unwrap();
+    let mut s = Settings::default();
+    s.apply_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        (
+            s.invitation_budget.per_inviter,
+            s.invitation_budget.per_workspace
+        ),
+        (5, 1),
+        "at least one"
+    );
+    s.apply_env(|k| (k == "LOWROUTER_INVITATIONS_PER_ADDRESS_PER_DAY").then(|| "7".into()))
+        .unwrap();
+    assert_eq!(s.invitation_budget.per_address, 7);
+    assert_eq!(s.invitation_budget.per_inviter, 5, "the file's value stays");
+    let bad = Settings::default()
+        .apply_env(|k| (k == "LOWROUTER_INVITATIONS_PER_INVITER_PER_DAY").then(|| "-1".into()));
+    assert!(bad.is_err());
+}

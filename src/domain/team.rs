@@ -102,6 +102,30 @@ impl TryFrom<String> for WorkspaceKind {
     }
 }
 
+/// How many invitations (and so invitation mails) may be made in any 24 hours: by one
+/// person, from one workspace, and to one address across every workspace. A workspace whose
+/// name reads like a phishing line could otherwise mail anyone, as often as it liked, from
+/// our address. Counted from the database's rows (`store::members::invitations`), so the
+/// budgets hold on every process sharing it. At least 1 each (the settings say so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvitationBudget {
+    pub per_inviter: u32,
+    pub per_workspace: u32,
+    pub per_address: u32,
+}
+
+impl Default for InvitationBudget {
+    /// Room for a team's real on-boarding (a few people a day, a new team of a dozen in an
+    /// afternoon), little for a spammer: three mails a day is the most any one address gets.
+    fn default() -> Self {
+        InvitationBudget {
+            per_inviter: 20,
+            per_workspace: 50,
+            per_address: 3,
+        }
+    }
+}
+
 /// A workspace's name: the key name rules (NFC, trimmed, inner spaces collapsed, no control
 /// or invisible characters, so no NUL reaches PostgreSQL), 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

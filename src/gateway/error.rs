@@ -103,6 +103,17 @@ impl ApiError {
         )
     }
 
+    /// With `require_email_verification` on, the management key's person (who made it on the
+    /// dashboard) has not verified their email: it may read, not make or roll API keys.
+    pub fn email_unverified() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "email_unverified",
+            "The person who created this management key has not verified their email address. Until they do (the link in their verification email, or Resend on the dashboard), it cannot create or roll API keys.",
+        )
+    }
+
     /// A retried create (same `Idempotency-Key`, same body): the key exists; its token was
     /// shown once, to the first request, and is never stored.
     pub fn idempotency_replay() -> Self {

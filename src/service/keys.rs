@@ -5,14 +5,17 @@
 //!
 //! The rules (validation, which expiry an edit may keep, what a taken name says, the
 //! dashboard's and the API's Roll defaults) are plain functions, tested without a database;
-//! the actions are one store transaction each.
+//! the actions are one store transaction each. Every action that reveals a new secret
+//! takes the email gate's [`Cleared`] (`service::email_gate`): no surface can forget it.
 
 use time::Date;
 
+use super::email_gate::Cleared;
 use crate::catalogue::Catalogue;
 use crate::domain::audit::Actor;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
 use crate::domain::{ApiToken, KeyId, WorkspaceId};
+use crate::store::idempotency::Created;
 use crate::store::key_secrets::Retirement;
 use crate::store::keys::{KeyRow, KeySwitch};
 use crate::store::{Store, StoreError};
@@ -101,8 +104,31 @@ pub async fn create(
     spec: &KeySpec,
     token: &ApiToken,
     actor: &Actor,
+    _: Cleared,
 ) -> Result<KeyId, KeyError> {
     Ok(store.create_key(ws, spec, token, actor).await?)
+}
+
+/// A request's `Idempotency-Key` and the SHA-256 of its body (hex).
+pub struct Once<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+}
+
+/// [`create`] at most once per `Idempotency-Key` and body within 24 hours (the API's
+/// retries): a repeat is [`Created::Replay`] of the key made first, without its token.
+pub async fn create_once(
+    store: &Store,
+    ws: WorkspaceId,
+    spec: &KeySpec,
+    token: &ApiToken,
+    once: Once<'_>,
+    actor: &Actor,
+    _: Cleared,
+) -> Result<Created, KeyError> {
+    Ok(store
+        .create_key_once(ws, spec, token, once.key, once.request_hash, actor)
+        .await?)
 }
 
 /// Replaces a live key's name and scoping and, when asked, turns it on or off: one
@@ -125,6 +151,7 @@ pub async fn roll(
     key: KeyId,
     retire: Retirement,
     actor: &Actor,
+    _: Cleared,
 ) -> Result<ApiToken, KeyError> {
     let token = ApiToken::generate();
     store.roll_key(ws, key, &token, retire, actor).await?;
@@ -139,6 +166,7 @@ pub async fn roll_all(
     keys: &[KeyId],
     retire: Retirement,
     actor: &Actor,
+    _: Cleared,
 ) -> Result<Vec<ApiToken>, KeyError> {
     let tokens: Vec<ApiToken> = keys.iter().map(|_| ApiToken::generate()).collect();
     let rolls: Vec<(KeyId, &ApiToken)> = keys.iter().copied().zip(tokens.iter()).collect();

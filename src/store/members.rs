@@ -1,7 +1,9 @@
-//! SQL for `workspace_members` and `invitations`: who belongs to which workspace, as what,
-//! and the one-time links that bring people in. Every change writes its audit event in the
-//! same transaction. "At least one owner" is checked inside the transaction that would break
+//! SQL for `workspace_members`: who belongs to which workspace, as what; the one-time links
+//! that bring people in (`invitations`) are in `members/invitations.rs`. Every change writes
+//! its audit event in the same transaction. "At least one owner" is checked inside the transaction that would break
 //! it, after locking the workspace's row (PostgreSQL), or under SQLite's one writer.
+
+pub mod invitations;
 
 use sqlx::FromRow;
 
@@ -9,13 +11,12 @@ use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::team::{Role, UserId, WorkspaceId};
-use crate::domain::{time_util, Email, KeyId, TokenHash};
+use crate::domain::KeyId;
+
+pub use invitations::{InvitationLink, InvitationRow, NewInvitation, OverBudget, Refusal, Spent};
 
 pub(crate) const INSERT_OWNER: &str = "insert into workspace_members (account_id, user_id, role, \
     created_at) values ($1, $1, 'owner', $2)";
-
-/// An invitation lives this long: 7 days.
-pub const INVITATION_LIFETIME_MS: i64 = 7 * 86_400_000;
 
 /// A workspace a person belongs to, for the switcher.
 #[derive(Debug, Clone, FromRow)]
@@ -36,34 +37,6 @@ pub struct MemberRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct InvitationRow {
-    pub id: i64,
-    pub account_id: WorkspaceId,
-    pub email: String,
-    #[sqlx(try_from = "String")]
-    pub role: Role,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub accepted_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-impl InvitationRow {
-    pub fn is_open(&self, now: i64) -> bool {
-        self.accepted_at.is_none() && self.revoked_at.is_none() && now < self.expires_at
-    }
-}
-
-/// Why an invitation cannot be accepted (each a message for the person holding the link).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Unknown, used, revoked or expired: one answer, so a link reveals nothing.
-    NotOpen,
-    /// Signed in with another email than the one invited.
-    WrongEmail,
-}
-
 /// What the offboarding view lists for one member.
 #[derive(Debug, Clone, FromRow)]
 pub struct OffboardKey {
@@ -72,9 +45,6 @@ pub struct OffboardKey {
     /// `created`, `rolled` or both (`created, rolled`).
     pub how: String,
 }
-
-const INVITATION_COLUMNS: &str =
-    "id, account_id, email, role, created_at, expires_at, accepted_at, revoked_at";
 
 fn member_target(user: UserId, email: &str) -> Target {
     Target {
@@ -268,147 +238,5 @@ impl Store {
             .filter(|m| m.created_by == Some(user.0) && m.revoked_at.is_none())
             .collect();
         Ok((keys, mks))
-    }
-
-    /// Stores an invitation (the token's hash only). Any open invitation of the same email
-    /// to this workspace is revoked: the newest link is the one that works.
-    pub async fn create_invitation(
-        &self,
-        ws: WorkspaceId,
-        email: &Email,
-        role: Role,
-        token: &TokenHash,
-        actor: &Actor,
-        invited_by: UserId,
-    ) -> Result<i64> {
-        let now = time_util::now_ms();
-        on_write!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("update invitations set revoked_at = $1 where account_id = $2 and email = $3 \
-                         and accepted_at is null and revoked_at is null")
-                .bind(now).bind(ws).bind(email.as_str()).execute(&mut *tx).await?;
-            let id: i64 = sqlx::query_scalar(
-                "insert into invitations (account_id, email, role, token_hash, invited_by, created_at, expires_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7) returning id",
-            )
-            .bind(ws)
-            .bind(email.as_str())
-            .bind(role.as_str())
-            .bind(&token.0)
-            .bind(invited_by)
-            .bind(now)
-            .bind(now + INVITATION_LIFETIME_MS)
-            .fetch_one(&mut *tx)
-            .await?;
-            let ev = AuditEvent::new(ws, actor, Action::MemberInvited)
-                .target(Target { kind: "invitation", id: Some(id), label: email.as_str().to_owned() })
-                .details(serde_json::json!({"role": role.as_str()}));
-            insert_audit!(&mut *tx, &ev);
-            tx.commit().await?;
-            Ok(id)
-        })
-    }
-
-    /// The workspace's invitations not yet accepted, revoked or expired.
-    pub async fn open_invitations(&self, ws: WorkspaceId) -> Result<Vec<InvitationRow>> {
-        let sql = format!(
-            "select {INVITATION_COLUMNS} from invitations where account_id = $1 and accepted_at is null \
-             and revoked_at is null and expires_at > $2 order by id desc"
-        );
-        Ok(on_read!(self, pool => {
-            sqlx::query_as(&sql).bind(ws).bind(time_util::now_ms()).fetch_all(pool).await?
-        }))
-    }
-
-    /// Revokes an open invitation of this workspace; `NotFound` otherwise.
-    pub async fn revoke_invitation(&self, ws: WorkspaceId, id: i64, actor: &Actor) -> Result<()> {
-        let now = time_util::now_ms();
-        on_write!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let email: String = sqlx::query_scalar(
-                "update invitations set revoked_at = $1 where id = $2 and account_id = $3 \
-                 and accepted_at is null and revoked_at is null returning email",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(ws)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-            let ev = AuditEvent::new(ws, actor, Action::InvitationRevoked)
-                .target(Target { kind: "invitation", id: Some(id), label: email });
-            insert_audit!(&mut *tx, &ev);
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// The invitation behind a link, whatever its state (the page says what it is).
-    pub async fn invitation_by_token(
-        &self,
-        token: &TokenHash,
-    ) -> Result<Option<(InvitationRow, String)>> {
-        let sql = format!(
-            "select i.{}, a.name as workspace from invitations i join accounts a on a.id = i.account_id \
-             where i.token_hash = $1",
-            INVITATION_COLUMNS.replace(", ", ", i.")
-        );
-        #[derive(FromRow)]
-        struct WithName {
-            #[sqlx(flatten)]
-            inv: InvitationRow,
-            workspace: String,
-        }
-        let row: Option<WithName> = on_read!(self, pool => {
-            sqlx::query_as(&sql).bind(&token.0).fetch_optional(pool).await?
-        });
-        Ok(row.map(|r| (r.inv, r.workspace)))
-    }
-
-    /// Accepts an invitation for the signed-in person: one use, before it expires, for the
-    /// email it was sent to. A person already a member keeps their role.
-    pub async fn accept_invitation(
-        &self,
-        token: &TokenHash,
-        user: UserId,
-        email: &str,
-        actor: &Actor,
-    ) -> Result<std::result::Result<WorkspaceId, Refusal>> {
-        let now = time_util::now_ms();
-        let sql = format!("select {INVITATION_COLUMNS} from invitations where token_hash = $1");
-        on_write!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let inv: Option<InvitationRow> = sqlx::query_as(&sql).bind(&token.0).fetch_optional(&mut *tx).await?;
-            let Some(inv) = inv.filter(|i| i.is_open(now)) else {
-                return Ok(Err(Refusal::NotOpen));
-            };
-            if !inv.email.eq_ignore_ascii_case(email) {
-                return Ok(Err(Refusal::WrongEmail));
-            }
-            let used = sqlx::query("update invitations set accepted_at = $1, accepted_by = $2 where id = $3 and accepted_at is null")
-                .bind(now).bind(user).bind(inv.id).execute(&mut *tx).await?.rows_affected();
-            if used != 1 {
-                return Ok(Err(Refusal::NotOpen));
-            }
-            let joined = sqlx::query(
-                "insert into workspace_members (account_id, user_id, role, created_at) values ($1, $2, $3, $4) \
-                 on conflict (account_id, user_id) do nothing",
-            )
-            .bind(inv.account_id)
-            .bind(user)
-            .bind(inv.role.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if joined == 1 {
-                let ev = AuditEvent::new(inv.account_id, actor, Action::MemberJoined)
-                    .target(member_target(user, email))
-                    .details(serde_json::json!({"role": inv.role.as_str()}));
-                insert_audit!(&mut *tx, &ev);
-            }
-            tx.commit().await?;
-            Ok(Ok(inv.account_id))
-        })
     }
 }

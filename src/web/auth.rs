@@ -45,15 +45,16 @@ struct Invited {
 /// The open invitation `token` names, if any (a wrong or used one is simply not carried).
 async fn invited(state: &AppState, token: &str) -> Option<Invited> {
     let token = VerifyToken::parse(token).ok()?;
-    let (inv, workspace) = state
+    let link = state
         .store
         .invitation_by_token(&token.hash())
         .await
         .ok()??;
+    let inv = link.invitation;
     inv.is_open(crate::domain::time_util::now_ms())
         .then(|| Invited {
             token: token.expose().to_owned(),
-            workspace,
+            workspace: link.workspace,
             email: inv.email,
             role: inv.role.label(),
         })

@@ -19,6 +19,9 @@ pub enum WebError {
     /// The member's role does not allow this (`web::access`).
     #[error("forbidden")]
     Forbidden,
+    /// The person must verify their email address first (`service::email_gate`).
+    #[error("email not verified")]
+    Unverified,
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Too many password hashes at once (see `web::password::HashPool`): try again shortly.
@@ -39,6 +42,17 @@ impl WebError {
     /// A failure the visitor cannot fix, with its cause (an error, or a message).
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> WebError {
         WebError::Internal(cause.into())
+    }
+}
+
+/// What an unverified person is told wherever the email gate stops them.
+pub const UNVERIFIED: &str = "Verify your email address first: open the link we sent you, or \
+    press Resend email at the top of any page for a new one. Until then you cannot create or \
+    roll keys, make management keys, invite people or join a workspace.";
+
+impl From<crate::service::email_gate::Unverified> for WebError {
+    fn from(_: crate::service::email_gate::Unverified) -> Self {
+        WebError::Unverified
     }
 }
 
@@ -98,7 +112,7 @@ impl ResponseError for WebError {
         match self {
             WebError::LoginRequired => StatusCode::SEE_OTHER,
             WebError::NotFound => StatusCode::NOT_FOUND,
-            WebError::Csrf | WebError::Forbidden => StatusCode::FORBIDDEN,
+            WebError::Csrf | WebError::Forbidden | WebError::Unverified => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -120,6 +134,7 @@ impl ResponseError for WebError {
                 "Not allowed",
                 "Your role in this workspace does not allow this. Ask an owner or admin.",
             ),
+            WebError::Unverified => ("Verify your email address first", UNVERIFIED),
             WebError::BadRequest(m) => ("Bad request", m.as_str()),
             WebError::Busy => (
                 "Busy",

@@ -184,6 +184,7 @@ pub async fn roll(
         deadline_days: form.get("deadline_days").to_owned(),
         at: form.get("at").to_owned(),
     };
+    let cleared = user.cleared()?;
     let retire: Retirement = match input.parse(time_util::now_ms()) {
         Ok(r) => r,
         Err(message) => {
@@ -195,7 +196,15 @@ pub async fn roll(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &format!("/keys/{}", key.id)),
     };
-    let token = keys::roll(&state.store, user.workspace(), key.id, retire, &user.actor).await?;
+    let token = keys::roll(
+        &state.store,
+        user.workspace(),
+        key.id,
+        retire,
+        &user.actor,
+        cleared,
+    )
+    .await?;
     tracing::info!(account_id = %user.workspace(), key_id = %key.id, "key rolled");
     user.session.form_done(
         ticket,

@@ -273,10 +273,10 @@ pub async fn create(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let input = read_form(&form);
-    if user.unverified {
-        // Verified accounts only: so the gateway never sees a key of an unverified one.
+    // Verified people only (`service::email_gate`): the form says why, with what was typed.
+    let Ok(cleared) = user.cleared() else {
         return refused_unverified(&state, &user, input);
-    }
+    };
     let spec = match keys::spec_for_create(&state.catalogue, &input, keys::today()) {
         Ok(spec) => spec,
         Err(e) => return render_key_error(&state, &user, None, input, e),
@@ -286,7 +286,16 @@ pub async fn create(
         FormUse::Repeat(done) => return already_done(&user, done, "/keys"),
     };
     let token = ApiToken::generate();
-    match keys::create(&state.store, user.workspace(), &spec, &token, &user.actor).await {
+    match keys::create(
+        &state.store,
+        user.workspace(),
+        &spec,
+        &token,
+        &user.actor,
+        cleared,
+    )
+    .await
+    {
         Ok(id) => {
             tracing::info!(account_id = %user.workspace(), key_id = %id, "key created");
             let key = state.store.key(user.workspace(), id).await?;

@@ -13,10 +13,12 @@ use super::session::FormUse;
 use super::{already_done, see_other, Dashboard, Layout};
 use crate::domain::key_form::parse_name;
 use crate::domain::public_id::ManagementKeyPublicId;
-use crate::domain::{time_util, ManagementToken};
+use crate::domain::time_util;
+use crate::service::email_gate::Cleared;
+use crate::service::management_keys;
 use crate::state::AppState;
 use crate::store::management_keys::{
-    Access, CreatedVia, ManagementKeyRow, ManagementKeyState, NewManagementKey, Via,
+    Access, ManagementKeyRow, ManagementKeyState, NewManagementKey, Via,
 };
 use crate::web::error::WebError;
 
@@ -181,6 +183,7 @@ pub async fn create(
         read_only: !form.get("read_only").is_empty(),
         expires: form.get("expires").to_owned(),
     };
+    let cleared = user.cleared()?;
     let today = time::OffsetDateTime::now_utc().date();
     let new = match parse_new(&input, today) {
         Ok(n) => n,
@@ -199,17 +202,15 @@ pub async fn create(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/management-keys"),
     };
-    let token = ManagementToken::generate();
-    let row = state
-        .store
-        .create_management_key(
-            user.workspace(),
-            CreatedVia::Dashboard(user.user.0),
-            &new,
-            &token,
-            &user.actor,
-        )
-        .await?;
+    let (row, token) = management_keys::create(
+        &state.store,
+        user.workspace(),
+        user.user,
+        &new,
+        &user.actor,
+        cleared,
+    )
+    .await?;
     tracing::info!(account_id = %user.workspace(), management_key = %row.public_id, "management key created");
     user.session.form_done(
         ticket,
@@ -242,6 +243,7 @@ pub async fn roll(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
+    let cleared = user.cleared()?;
     // A key of another workspace (or none) is a 404 first, whatever the form says.
     let now = time_util::now_ms();
     let known = state.store.list_management_keys(user.workspace()).await?;
@@ -255,7 +257,7 @@ pub async fn roll(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/management-keys"),
     };
-    let (row, token) = roll_one(&state, &user, &id).await?;
+    let (row, token) = roll_one(&state, &user, &id, cleared).await?;
     user.session.form_done(
         ticket,
         "/management-keys",
@@ -281,12 +283,10 @@ pub(super) async fn roll_one(
     state: &AppState,
     user: &Dashboard,
     id: &ManagementKeyPublicId,
+    cleared: Cleared,
 ) -> WebResult<(ManagementKeyRow, String)> {
-    let token = ManagementToken::generate();
-    let row = state
-        .store
-        .roll_management_key(user.workspace(), id, &token, &user.actor)
-        .await?;
+    let (row, token) =
+        management_keys::roll(&state.store, user.workspace(), id, &user.actor, cleared).await?;
     tracing::info!(account_id = %user.workspace(), management_key = %id.as_str(), "management key rolled");
     Ok((row, token.expose().to_owned()))
 }

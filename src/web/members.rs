@@ -1,21 +1,24 @@
 //! Members page: who is in the workspace, as what; invitations (one-time links, emailed
-//! when SMTP is configured); role changes, removal, leaving. The offboarding view of what a
+//! when SMTP is configured, within budgets); role changes, removal, leaving. The page behind
+//! an invitation's link, and Accept, are `web::invitation`. The offboarding view of what a
 //! removed member made, with Roll all, is `web::offboarding`. The rules of who may do what
 //! are in `web::access`; which roles an admin may touch, in `Role::may_manage`.
 
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::error::{WebError, WebResult};
+use super::error::{WebError, WebResult, UNVERIFIED};
 use super::form::CsrfForm;
 use super::keys::{html, secret_reveal};
 use super::session::FormUse;
 use super::{already_done, see_other, Dashboard, Layout};
-use crate::domain::team::{Role, UserId, WorkspaceId};
-use crate::domain::{time_util, Email, VerifyToken};
+use crate::domain::team::{InvitationBudget, Role, UserId, WorkspaceId};
+use crate::domain::{time_util, Email};
+use crate::service::invitations::{self, Invite};
 use crate::state::AppState;
-use crate::store::members::{InvitationRow, MemberRow, Refusal};
+use crate::store::members::{InvitationRow, MemberRow, OverBudget, Spent};
 use crate::store::StoreError;
 
 /// Switches the session to another workspace of this person's.
@@ -47,6 +50,8 @@ struct MembersPage {
     email: String,
     error: Option<String>,
     is_owner_alone: bool,
+    /// The invitation budgets, said under the form.
+    budget: InvitationBudget,
 }
 
 struct MemberView {
@@ -117,6 +122,7 @@ async fn members_page(
         email,
         error,
         is_owner_alone: user.role == Role::Owner && owners == 1,
+        budget: state.settings.invitation_budget,
     })
 }
 
@@ -134,20 +140,24 @@ fn role_field(user: &Dashboard, form: &CsrfForm) -> WebResult<Role> {
     Ok(role)
 }
 
-/// Invites an email with a role. The answer shows the link once (`no-store`): only its
-/// hash is kept.
+/// Invites an email with a role, within the invitation budgets; an unverified person
+/// cannot (`service::email_gate`). The answer shows the link once (`no-store`): only its
+/// hash is kept. A refusal is the form again with its error, and stores and sends nothing.
 pub async fn invite(
     state: web::Data<AppState>,
     user: Dashboard,
     req: HttpRequest,
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
-    let raw = form.get("email").to_owned();
-    let email = match Email::parse(&raw) {
+    let raw = form.get("email");
+    let Ok(cleared) = user.cleared() else {
+        return invite_refused(&state, &user, raw, StatusCode::FORBIDDEN, UNVERIFIED.into()).await;
+    };
+    let email = match Email::parse(raw) {
         Ok(e) => e,
         Err(e) => {
-            let page = members_page(&state, &user, None, raw, Some(e.to_string())).await?;
-            return html(StatusCode::UNPROCESSABLE_ENTITY, page.render()?);
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return invite_refused(&state, &user, raw, status, e.to_string()).await;
         }
     };
     let role = role_field(&user, &form)?;
@@ -157,26 +167,41 @@ pub async fn invite(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, "/members"),
     };
-    let token = VerifyToken::generate();
-    state
-        .store
-        .create_invitation(
-            user.workspace(),
-            &email,
-            role,
-            &token.hash(),
-            &user.actor,
-            user.user,
-        )
-        .await?;
-    let path = format!("/invitations/{}", token.expose());
-    // Mail only with the operator's `public_base_url`: never a link built from the
-    // request's Host header, which a client chooses.
-    if let (Some(mailer), Some(base)) = (&state.mailer, &state.settings.public_base_url) {
-        let mailed = format!("{}{path}", base.trim_end_matches('/'));
-        mailer.send_invitation(email.clone(), user.account.name.clone(), mailed);
-    }
-    let link = format!("{}{path}", super::keys::base_url(&state, &req));
+    let invite = Invite {
+        workspace: user.workspace(),
+        workspace_name: &user.account.name,
+        inviter: user.user,
+        inviter_email: &user.email,
+        email: &email,
+        role,
+    };
+    let mailer = state.mailer.as_deref();
+    let made = invitations::invite(
+        &state.store,
+        &state.settings,
+        mailer,
+        &invite,
+        &user.actor,
+        cleared,
+    );
+    let token = match made.await? {
+        Ok(token) => token,
+        Err(over) => {
+            drop(ticket); // nothing was done: the same form may try again later
+            tracing::info!(account_id = %user.workspace(), spent = ?over.spent, "invitation refused: budget spent");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let mut r =
+                invite_refused(&state, &user, raw, status, over_budget(&over, &email)).await?;
+            let secs = over.wait.as_secs().max(1);
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(r);
+        }
+    };
+    let link = format!(
+        "{}/invitations/{}",
+        super::keys::base_url(&state, &req),
+        token.expose()
+    );
     tracing::info!(account_id = %user.workspace(), "member invited");
     user.session.form_done(
         ticket,
@@ -191,6 +216,39 @@ pub async fn invite(
     let mut page = members_page(&state, &user, Some(link), String::new(), None).await?;
     page.link_for = Some(format!("{} as {}", email.as_str(), role.label()));
     Ok(secret_reveal(page.render()?))
+}
+
+/// The Members page again with the invite form's error and what was typed: nothing was made
+/// or sent.
+async fn invite_refused(
+    state: &AppState,
+    user: &Dashboard,
+    typed: &str,
+    status: StatusCode,
+    error: String,
+) -> WebResult<HttpResponse> {
+    let page = members_page(state, user, None, typed.to_owned(), Some(error)).await?;
+    html(status, page.render()?)
+}
+
+/// What a spent invitation budget says on the form: which one, and when to try again.
+fn over_budget(over: &OverBudget, email: &Email) -> String {
+    let (n, wait) = (over.limit, super::verify::duration(over.wait));
+    match over.spent {
+        Spent::Inviter => format!(
+            "You have made {n} invitations in the last 24 hours, the most one person may \
+             make in a day. Nothing was sent; you can invite again in {wait}."
+        ),
+        Spent::Workspace => format!(
+            "This workspace has made {n} invitations in the last 24 hours, the most one \
+             workspace may make in a day. Nothing was sent; you can invite again in {wait}."
+        ),
+        Spent::Address => format!(
+            "{} has been invited {n} times in the last 24 hours, the most one address may \
+             receive in a day. Nothing was sent; you can invite it again in {wait}.",
+            email.as_str()
+        ),
+    }
 }
 
 pub(super) fn member_path(path: &str) -> WebResult<UserId> {
@@ -310,76 +368,4 @@ pub async fn revoke_invitation(
     user.session
         .set_flash("Invitation revoked: its link no longer works.")?;
     Ok(see_other("/members"))
-}
-
-#[derive(Template)]
-#[template(path = "invitation.html")]
-struct InvitationPage {
-    csrf: String,
-    token: String,
-    workspace: String,
-    email: String,
-    role: &'static str,
-    signed_in_as: Option<String>,
-    problem: Option<&'static str>,
-}
-
-const NOT_OPEN: &str = "This invitation link is not valid: it was used, revoked or has expired. \
-    Ask for a new one.";
-
-/// The page behind an invitation link: what it is for, and Accept (signed in with the
-/// invited email) or how to sign in or up first. Malformed links are 404 before any SQL.
-pub async fn invitation_page(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    user: Option<Dashboard>,
-) -> WebResult<HttpResponse> {
-    let token = VerifyToken::parse(&path).map_err(|_| WebError::NotFound)?;
-    let found = state.store.invitation_by_token(&token.hash()).await?;
-    let Some((inv, workspace)) = found.filter(|(i, _)| i.is_open(time_util::now_ms())) else {
-        return Err(WebError::BadRequest(NOT_OPEN.into()));
-    };
-    let signed_in_as = user.as_ref().map(|u| u.email.clone());
-    let problem = signed_in_as
-        .as_deref()
-        .filter(|e| !e.eq_ignore_ascii_case(&inv.email))
-        .map(|_| "You are signed in with another email. Log out, then sign in or sign up with the invited email.");
-    let page = InvitationPage {
-        csrf: user.as_ref().map(|u| u.csrf.clone()).unwrap_or_default(),
-        token: token.expose().to_owned(),
-        workspace,
-        email: inv.email,
-        role: inv.role.label(),
-        signed_in_as,
-        problem,
-    };
-    // The default `Referrer-Policy: same-origin` keeps the link from other sites; a stricter
-    // `no-referrer` would make the Accept POST's `Origin` null, which the CSRF check refuses.
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .body(page.render()?))
-}
-
-pub async fn accept(
-    state: web::Data<AppState>,
-    user: Dashboard,
-    path: web::Path<String>,
-    _form: CsrfForm,
-) -> WebResult<HttpResponse> {
-    let token = VerifyToken::parse(&path).map_err(|_| WebError::NotFound)?;
-    match state
-        .store
-        .accept_invitation(&token.hash(), user.user, &user.email, &user.actor)
-        .await?
-    {
-        Ok(ws) => {
-            user.session.set_workspace(ws)?;
-            user.session
-                .set_flash("Welcome: you joined the workspace.")?;
-            Ok(see_other("/keys"))
-        }
-        Err(Refusal::NotOpen) => Err(WebError::BadRequest(NOT_OPEN.into())),
-        Err(Refusal::WrongEmail) => Err(WebError::Forbidden),
-    }
 }

@@ -11,6 +11,7 @@ mod error_summary;
 pub mod form;
 pub mod headers;
 pub mod home;
+mod invitation;
 pub mod key_life;
 pub mod key_view;
 pub mod keys;
@@ -40,6 +41,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use crate::domain::audit::Actor;
 use crate::domain::team::Role;
 use crate::domain::{KeyId, UserId, WorkspaceId};
+use crate::service::email_gate::{self, Cleared, Unverified};
 use crate::state::AppState;
 use crate::store::accounts::AccountRow;
 use crate::store::key_secrets::LeakedSecret;
@@ -122,8 +124,8 @@ dashboard_routes! {
     post "/members/{user}/offboarding/roll-all" => offboarding::roll_all, At(Admin);
     post "/members/{user}/offboarding/hand-over" => offboarding::hand_over, At(Admin);
     post "/invitations/{id}/revoke" => members::revoke_invitation, At(Admin);
-    get "/invitations/{token}" => members::invitation_page, Public;
-    post "/invitations/{token}" => members::accept, At(Viewer);
+    get "/invitations/{token}" => invitation::show, Public;
+    post "/invitations/{token}" => invitation::accept, At(Viewer);
     get "/audit" => audit::list, At(Admin);
     get "/audit.csv" => audit::export_csv, At(Admin);
     get "/static/{file}" => assets::serve, Public;
@@ -221,8 +223,11 @@ pub struct Dashboard {
     pub workspaces: Vec<MembershipRow>,
     pub session: TypedSession,
     pub csrf: String,
-    /// See [`Layout::unverified`].
+    /// See [`Layout::unverified`]: `gate` failed.
     pub unverified: bool,
+    /// The email gate for this person (`service::email_gate`): what minting a secret,
+    /// inviting and accepting an invitation need.
+    gate: Result<Cleared, Unverified>,
     pending_grant: crate::domain::Credits,
     pub leaks: Vec<LeakedSecret>,
     unread: i64,
@@ -267,6 +272,11 @@ impl Dashboard {
             can: Can::of(self.role, self.user),
             form_id: session::random_token(),
         }
+    }
+
+    /// The email gate's pass, or 403 saying to verify first (`service::email_gate`).
+    pub fn cleared(&self) -> Result<Cleared, WebError> {
+        Ok(self.gate?)
     }
 
     /// The current workspace (the account every key, credit and usage query is keyed by).
@@ -339,7 +349,7 @@ pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> 
         state.store.account(ws).await?
     };
     let csrf = session.ensure_csrf_token()?;
-    let unverified = state.settings.require_email_verification && !person.email_verified();
+    let gate = email_gate::check(state.settings.require_email_verification, &person);
     let leaks = state.store.leaked_secrets(ws).await?;
     let unread = state.store.unread_alerts(ws).await?;
     let actor = Actor::user(user.0, &person.email).from_client(
@@ -357,7 +367,8 @@ pub(super) async fn dashboard(req: &HttpRequest) -> Result<Dashboard, WebError> 
         workspaces,
         session,
         csrf,
-        unverified,
+        unverified: gate.is_err(),
+        gate,
         pending_grant: state.settings.signup_grant,
         leaks,
         actor,

@@ -200,15 +200,22 @@ pub async fn roll_all(
         Ok(r) => r,
         Err(e) => return page(&state, &user, target, form.get("hours").into(), Some(e)).await,
     };
+    let cleared = user.cleared()?;
     let ticket = match form.claim(&user.session)? {
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &back),
     };
     // API keys in one transaction: all rolled, or none (nothing made that is never shown).
     let ids: Vec<_> = keys.iter().map(|k| k.id).collect();
-    let tokens =
-        crate::service::keys::roll_all(&state.store, user.workspace(), &ids, retire, &user.actor)
-            .await?;
+    let tokens = crate::service::keys::roll_all(
+        &state.store,
+        user.workspace(),
+        &ids,
+        retire,
+        &user.actor,
+        cleared,
+    )
+    .await?;
     let rolled: Vec<(String, String)> = keys
         .into_iter()
         .zip(tokens)
@@ -220,7 +227,7 @@ pub async fn roll_all(
     let mut failed = Vec::new();
     for m in mks {
         let rolled_one = match ManagementKeyPublicId::parse(&m.public_id) {
-            Some(id) => super::management_keys::roll_one(&state, &user, &id).await,
+            Some(id) => super::management_keys::roll_one(&state, &user, &id, cleared).await,
             None => Err(WebError::NotFound),
         };
         match rolled_one {

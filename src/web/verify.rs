@@ -204,15 +204,21 @@ pub fn mail_link(state: &AppState, account_id: UserId, email: &Email, token: &Ve
     }
 }
 
-/// POST /verify-email/resend: another link, within the account's mail budget.
+/// POST /verify-email/resend: another link, within the account's mail budget. Sent from
+/// an invitation's page (its `invitation` field), it goes back there; else to the keys.
 pub async fn resend(
     state: web::Data<AppState>,
     user: Dashboard,
-    _form: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     if !state.settings.require_email_verification {
         return Err(WebError::NotFound);
     }
+    // Only a token's shape is let through, so the redirect cannot point elsewhere.
+    let back = match VerifyToken::parse(form.get("invitation")) {
+        Ok(t) => format!("/invitations/{}", t.expose()),
+        Err(_) => "/keys".to_owned(),
+    };
     let token = VerifyToken::generate();
     let now = time_util::now_ms();
     let issued = state
@@ -265,11 +271,11 @@ pub async fn resend(
             })
         }
     }
-    Ok(see_other("/keys"))
+    Ok(see_other(&back))
 }
 
 /// "45 seconds", "3 minutes", "5 hours" (rounded up).
-fn duration(d: Duration) -> String {
+pub(super) fn duration(d: Duration) -> String {
     let s = d.as_secs().max(1);
     let (n, unit) = match s {
         0..=59 => (s, "second"),

@@ -14,9 +14,9 @@ use crate::smtp_sink::SmtpSink;
 
 /// Links in mail point here (`public_base_url`), never at the request's `Host`; the tests
 /// follow them on the test server.
-const PUBLIC: &str = "https://keys.example.test";
+pub(crate) const PUBLIC: &str = "https://keys.example.test";
 
-fn verification_on(s: &mut Settings, smtp_url: String) {
+pub(crate) fn verification_on(s: &mut Settings, smtp_url: String) {
     s.require_email_verification = true;
     s.smtp_url = Some(Secret::new(smtp_url));
     s.mail_from = Some("LowRouter <noreply@example.test>".into());
@@ -31,7 +31,7 @@ fn dead_smtp() -> String {
 
 /// The link in a received mail, checked to be in both parts; returned as a path on the
 /// test server.
-fn link_of(mail: &Value) -> String {
+pub(crate) fn link_of(mail: &Value) -> String {
     let text = mail["text"].as_str().unwrap();
     let start = text
         .find(&format!("{PUBLIC}/verify-email?token="))
@@ -47,7 +47,7 @@ fn link_of(mail: &Value) -> String {
     link.strip_prefix(PUBLIC).unwrap().to_owned()
 }
 
-fn token_in(path: &str) -> &str {
+pub(crate) fn token_in(path: &str) -> &str {
     path.split_once("token=").unwrap().1
 }
 
@@ -64,7 +64,7 @@ async fn balance(app: &TestApp, email: &str) -> i64 {
 }
 
 /// Opens a link's page and sends its form, as a person presses the button.
-async fn follow(app: &TestApp, path: &str) -> reqwest::Response {
+pub(crate) async fn follow(app: &TestApp, path: &str) -> reqwest::Response {
     let page = app.get(path).await;
     assert_eq!(page.status(), 200, "the link's page opens");
     let html = page.text().await.unwrap();

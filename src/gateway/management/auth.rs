@@ -15,6 +15,7 @@ use crate::domain::team::Role;
 use crate::domain::{time_util, UserId, WorkspaceId};
 use crate::gateway::auth::management_bearer;
 use crate::gateway::error::ApiError;
+use crate::service::email_gate::{self, Cleared, GateError};
 use crate::state::AppState;
 use crate::store::keys::KeyRow;
 use crate::store::management_keys::{Access, ManagementKeyRow, ManagementKeyState};
@@ -52,6 +53,21 @@ impl Manager {
             }
             Some(Role::Viewer) => false,
         }
+    }
+
+    /// The email gate for the person behind this key (`service::email_gate`): what a
+    /// request that mints a secret (create, roll) needs; 403 `email_unverified` otherwise.
+    pub async fn cleared(&self, state: &AppState) -> Result<Cleared, ApiError> {
+        let required = state.settings.require_email_verification;
+        email_gate::check_management_key(&state.store, required, &self.key)
+            .await
+            .map_err(|e| match e {
+                GateError::Unverified(_) => ApiError::email_unverified(),
+                GateError::Store(e) => {
+                    tracing::error!(error = %e, "management key's person lookup failed");
+                    ApiError::internal()
+                }
+            })
     }
 }
 

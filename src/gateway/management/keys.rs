@@ -177,7 +177,7 @@ pub(super) async fn key_object(
         description = "A retry with the same key and body within 24 h creates nothing: 409 `idempotency_replay` with the key (no token)")),
     security(("management_key" = [])),
     responses((status = 201, body = CreatedKey), (status = 400, body = crate::gateway::openapi::ErrorBody),
-        (status = 403, body = crate::gateway::openapi::ErrorBody),
+        (status = 403, description = "`read_only_key`, or `email_unverified`: the key's person has not verified their email", body = crate::gateway::openapi::ErrorBody),
         (status = 409, description = "`idempotency_replay`: `error` and `data` (the key, without its token)", body = crate::gateway::openapi::ReplayBody),
         (status = 422, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn create(
@@ -186,23 +186,34 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
+    let cleared = m.cleared(&state).await?;
     let body = super::read_body(payload).await?;
     let idem = idempotency_key(&req)?;
     let input = parse_json::<CreateKey>(&body)?.input();
     let spec = keys::spec_for_create(&state.catalogue, &input, keys::today()).map_err(key_error)?;
     let token = ApiToken::generate();
     let created = match &idem {
-        None => keys::create(&state.store, m.account_id(), &spec, &token, &m.actor)
-            .await
-            .map(Created::New)
-            .map_err(key_error),
+        None => keys::create(
+            &state.store,
+            m.account_id(),
+            &spec,
+            &token,
+            &m.actor,
+            cleared,
+        )
+        .await
+        .map(Created::New)
+        .map_err(key_error),
         Some(k) => {
             let hash = hex::encode(Sha256::digest(&body));
-            state
-                .store
-                .create_key_once(m.account_id(), &spec, &token, k, &hash, &m.actor)
+            let once = keys::Once {
+                key: k,
+                request_hash: &hash,
+            };
+            let ws = m.account_id();
+            keys::create_once(&state.store, ws, &spec, &token, once, &m.actor, cleared)
                 .await
-                .map_err(|e| key_error(e.into()))
+                .map_err(key_error)
         }
     };
     match created {

@@ -20,7 +20,7 @@ use crate::store::keys::KeyStatus;
     params(("id" = String, Path, description = "`key_…`")), security(("management_key" = [])),
     responses((status = 200, description = "The key with its new secret; `token` is shown this once", body = CreatedKey),
         (status = 400, body = crate::gateway::openapi::ErrorBody),
-        (status = 403, body = crate::gateway::openapi::ErrorBody), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
+        (status = 403, description = "`read_only_key`, or `email_unverified`: the key's person has not verified their email", body = crate::gateway::openapi::ErrorBody), (status = 404, body = crate::gateway::openapi::ErrorBody)))]
 pub async fn roll(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -28,6 +28,7 @@ pub async fn roll(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let m = authenticate(&state, &req, Intent::Write).await?;
+    let cleared = m.cleared(&state).await?;
     let body = super::read_body(payload).await?;
     // Every answered request's last use must be in before a roll decides whether the current
     // secret ever served one (see the module's doc).
@@ -46,7 +47,8 @@ pub async fn roll(
     let retire = input
         .parse(now)
         .map_err(|message| ApiError::invalid_param(param, message))?;
-    let token = crate::service::keys::roll(&state.store, m.account_id(), key.id, retire, &m.actor)
+    let ws = m.account_id();
+    let token = crate::service::keys::roll(&state.store, ws, key.id, retire, &m.actor, cleared)
         .await
         .map_err(super::keys::key_error)?;
     tracing::info!(
