@@ -219,13 +219,15 @@ const ISOLATION_TABLE: &[Case] = &[
 
 /// Routes with a path parameter that is not an account's id. An invitation's `{token}` is
 /// the one-time credential itself (256 bits, stored hashed): holding it is what entitles.
-/// Roll all is covered by its offboarding page's case (same lookup of the member).
+/// Roll all and Hand over are covered by their offboarding page's case (same lookup of the
+/// member).
 const NOT_ID_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/{file}"),
     ("GET", "/api/v1/models/{id:.+}"),
     ("GET", "/invitations/{token}"),
     ("POST", "/invitations/{token}"),
     ("POST", "/members/{user}/offboarding/roll-all"),
+    ("POST", "/members/{user}/offboarding/hand-over"),
 ];
 
 /// `(METHOD, path)` of every `.route("…", web::method()…)` in a routes file, prefixed with

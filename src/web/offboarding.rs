@@ -127,8 +127,16 @@ pub async fn hand_over(
     form: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
+    // As the offboarding page: someone who never was a member here is a 404.
+    let (_, owned) = state.store.offboarding(user.workspace(), target).await?;
     let back = format!("/members/{}/offboarding", target.0);
-    let key = ManagementKeyPublicId::parse(form.get("key")).ok_or(WebError::NotFound)?;
+    let key = ManagementKeyPublicId::parse(form.get("key"))
+        .filter(|k| owned.iter().any(|m| m.public_id == k.as_str()));
+    let Some(key) = key else {
+        user.session
+            .set_flash("That management key is no longer this member's: nothing changed.")?;
+        return Ok(super::see_other(&back));
+    };
     let heir = form
         .get("to")
         .parse::<i64>()
