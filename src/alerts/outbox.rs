@@ -96,7 +96,8 @@ pub async fn run(
         }
     }
     // Lanes in flight record their attempts and release their leases (each within the
-    // client's timeout), so a restart finds them due at their retry time, not a lease's end.
+    // client's timeout) while the runtime lives on; a process that exits first leaves them
+    // to the lease's end.
     while lanes.join_next().await.is_some() {}
 }
 
@@ -167,7 +168,7 @@ async fn lane(
         .into_iter()
         .map(|d| deliver(&store, &client, &cfg, &lease, d));
     futures_util::future::join_all(sends).await;
-    if let Err(e) = store.release_endpoint(&lease).await {
+    if let Err(e) = persist(|| store.release_endpoint(&lease)).await {
         tracing::warn!(endpoint = lease.endpoint_id, error = %e, "releasing a webhook lane failed");
     }
 }
@@ -203,7 +204,7 @@ async fn deliver(
     let breaker = |failures: i64| {
         (failures >= BREAK_AFTER).then(|| now + backoff(cfg.retry_base, failures - BREAK_AFTER))
     };
-    match store.record_attempt(lease, d.id, &a, breaker).await {
+    match persist(|| store.record_attempt(lease, d.id, &a, &breaker)).await {
         Ok(failures) if failures == BREAK_AFTER => tracing::info!(
             endpoint = lease.endpoint_id,
             failures,
@@ -213,6 +214,27 @@ async fn deliver(
         Err(e) => tracing::warn!(delivery = d.id, error = %e, "recording a webhook attempt failed"),
     }
     crate::metrics::webhook_delivery(if delivered { "delivered" } else { "failed" });
+}
+
+/// A lane's write, tried up to 5 times, 50 ms, 100 ms, … apart: a lost attempt record
+/// means the row is sent again once its claim ends, and a lost release idles the lane until
+/// then. A connection that failed leaves the pool, so a retry gets another (at a graceful
+/// stop, connections the HTTP workers opened fail with their runtimes). A record retried
+/// after a commit whose answer was lost changes no row (it is no longer this claim's) but
+/// counts the failure twice.
+async fn persist<T, W: std::future::Future<Output = Result<T>>>(
+    mut write: impl FnMut() -> W,
+) -> Result<T> {
+    let mut pause = Duration::from_millis(50);
+    for _ in 1..5 {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) => tracing::debug!(error = %e, "a webhook lane's write failed; retrying"),
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    write().await
 }
 
 /// `base` x 2^`doublings`, in ms, at most an hour.
