@@ -86,11 +86,16 @@ async fn a_slow_flooded_endpoint_does_not_delay_another_workspaces_alerts() {
         .await;
     let delay = other_workspace_delay(&app, &fast).await;
     assert!(delay < Duration::from_secs(2), "took {delay:?}");
-    // One receiver never has more than two of its deliveries at once.
+    // One receiver never has more than two of its deliveries at once: two every 3 s.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(slow.most_at_once(), 2);
-    let hits = slow.hits().len();
-    assert!((4..=6).contains(&hits), "two at a time, 3 s each: {hits}");
+    let hits = slow.hits();
+    let rounds = (hits[0].at.elapsed().as_secs_f64() / 3.0).ceil() as usize;
+    assert!(
+        hits.len() >= 4 && hits.len() <= 2 * rounds,
+        "{} requests in {rounds} rounds of 3 s",
+        hits.len()
+    );
 }
 
 #[tokio::test]
