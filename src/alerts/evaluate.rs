@@ -126,7 +126,6 @@ async fn evaluate_key(
                 "model.first_use",
                 &dedupe,
                 json!({"model": model}),
-                None,
             )
             .await?;
         }
@@ -146,7 +145,6 @@ async fn evaluate_key(
                 "network.new",
                 &dedupe,
                 json!({"network": network}),
-                None,
             )
             .await?;
         }
@@ -200,7 +198,6 @@ async fn thresholds(store: &Store, key: &KeyRow, touch: &KeyTouch, now: i64) -> 
                 "limit.threshold",
                 &dedupe,
                 details,
-                None,
             )
             .await?;
         }
@@ -266,7 +263,6 @@ async fn spike(
         "spend.spike",
         &dedupe,
         details,
-        None,
     )
     .await?
         && auto
@@ -308,7 +304,6 @@ async fn dead_use(store: &Store, secret_id: i64, d: &super::DeadUse) -> Result<(
         "secret.dead_use",
         &dedupe,
         details,
-        None,
     )
     .await?;
     Ok(())
@@ -325,16 +320,7 @@ async fn evaluate_balance(store: &Store, account_id: WorkspaceId) -> Result<()> 
         let day = time_util::day_number(time_util::now_ms());
         let dedupe = format!("balance:{below}:{day}");
         let details = json!({"balance": balance, "below": below});
-        emit(
-            store,
-            account_id,
-            None,
-            "balance.low",
-            &dedupe,
-            details,
-            None,
-        )
-        .await?;
+        emit(store, account_id, None, "balance.low", &dedupe, details).await?;
     }
     Ok(())
 }

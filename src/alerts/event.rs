@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::domain::{time_util, WorkspaceId};
 use crate::store::alerts::NewEvent;
 use crate::store::keys::KeyRow;
+use crate::store::webhooks::TestQueued;
 use crate::store::{Result, Store};
 
 /// Every event type, as webhooks subscribe to them and payloads name them.
@@ -152,6 +153,25 @@ pub fn key_json(k: &KeyRow) -> Value {
     })
 }
 
+/// The JSON body every channel carries (fixed at creation: retries send the same bytes).
+fn payload(
+    public_id: &str,
+    account_id: WorkspaceId,
+    key: Option<&KeyRow>,
+    kind: &str,
+    details: Value,
+) -> String {
+    json!({
+        "id": public_id,
+        "type": kind,
+        "created_at": time_util::format_rfc3339(time_util::now_ms()),
+        "workspace": {"id": account_id},
+        "key": key.map(key_json),
+        "details": details,
+    })
+    .to_string()
+}
+
 /// Records an event once per `dedupe` (with its outbox rows). True when it was new.
 pub async fn emit(
     store: &Store,
@@ -160,18 +180,9 @@ pub async fn emit(
     kind: &str,
     dedupe: &str,
     details: Value,
-    only_endpoint: Option<i64>,
 ) -> Result<bool> {
     let public_id = new_public_id();
-    let payload = json!({
-        "id": public_id,
-        "type": kind,
-        "created_at": time_util::format_rfc3339(time_util::now_ms()),
-        "workspace": {"id": account_id},
-        "key": key.map(key_json),
-        "details": details,
-    })
-    .to_string();
+    let payload = payload(&public_id, account_id, key, kind, details);
     let id = store
         .insert_alert_event(&NewEvent {
             public_id: &public_id,
@@ -180,8 +191,31 @@ pub async fn emit(
             kind,
             dedupe,
             payload: &payload,
-            only_endpoint,
         })
         .await?;
     Ok(id.is_some())
+}
+
+/// "Send test event": a `test` event for one endpoint only, unless `budget` test events
+/// already wait for it (`store::webhooks::queue_test_event`). `NotFound` for an endpoint
+/// that is not a live one of this workspace.
+pub async fn send_test(
+    store: &Store,
+    account_id: WorkspaceId,
+    endpoint: i64,
+    budget: i64,
+) -> Result<TestQueued> {
+    let public_id = new_public_id();
+    let dedupe = format!("test:{}", crate::domain::token::random_token());
+    let details = json!({"message": "This is a test event from LowRouter."});
+    let payload = payload(&public_id, account_id, None, "test", details);
+    let e = NewEvent {
+        public_id: &public_id,
+        account_id,
+        key_id: None,
+        kind: "test",
+        dedupe: &dedupe,
+        payload: &payload,
+    };
+    store.queue_test_event(&e, endpoint, budget).await
 }

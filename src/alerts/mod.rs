@@ -219,7 +219,6 @@ pub fn leak_reported(
                 "secret.leak_reported",
                 &dedupe,
                 details,
-                None,
             )
             .await?;
             outbox.notify_one();

@@ -58,7 +58,6 @@ async fn sweep(store: &Store, rotate_after_days: u32) -> Result<()> {
             "key.expiring",
             &dedupe,
             details,
-            None,
         )
         .await?;
     }
@@ -78,7 +77,6 @@ async fn sweep(store: &Store, rotate_after_days: u32) -> Result<()> {
                 "key.rotation_due",
                 &dedupe,
                 details,
-                None,
             )
             .await?;
         }

@@ -5,6 +5,7 @@ use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
+use super::webhooks::insert_delivery;
 use super::{on_read, on_write, Result, Store};
 use crate::domain::audit::{Action, Actor, Target};
 use crate::domain::time_util;
@@ -60,10 +61,30 @@ pub struct NewEvent<'a> {
     pub kind: &'a str,
     pub dedupe: &'a str,
     pub payload: &'a str,
-    /// Only this endpoint gets it ("Send test event"); None: every endpoint subscribed to
-    /// `kind`.
-    pub only_endpoint: Option<i64>,
 }
+
+/// Inserts a [`NewEvent`] on `$exec` unless its (account, dedupe) exists, in an enclosing
+/// `async` body whose `?` returns a `StoreError`: the new row's id, or None. Here and in
+/// "Send test event" (`store::webhooks`), each with its outbox rows in one transaction.
+macro_rules! insert_event {
+    ($exec:expr, $e:expr, $now:expr) => {{
+        let e: &$crate::store::alerts::NewEvent<'_> = $e;
+        sqlx::query_scalar::<_, i64>(
+            "insert into alert_events (public_id, account_id, key_id, kind, dedupe, payload, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (account_id, dedupe) do nothing returning id",
+        )
+        .bind(e.public_id)
+        .bind(e.account_id)
+        .bind(e.key_id)
+        .bind(e.kind)
+        .bind(e.dedupe)
+        .bind(e.payload)
+        .bind($now)
+        .fetch_optional($exec)
+        .await?
+    }};
+}
+pub(crate) use insert_event;
 
 impl Store {
     pub async fn alert_settings(&self, account_id: WorkspaceId) -> Result<AlertSettings> {
@@ -124,20 +145,7 @@ impl Store {
         let now = time_util::now_ms();
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id = sqlx::query_scalar::<_, i64>(
-                "insert into alert_events (public_id, account_id, key_id, kind, dedupe, payload, created_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (account_id, dedupe) do nothing returning id",
-            )
-            .bind(e.public_id)
-            .bind(e.account_id)
-            .bind(e.key_id)
-            .bind(e.kind)
-            .bind(e.dedupe)
-            .bind(e.payload)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(id) = id else { return Ok(None) };
+            let Some(id) = insert_event!(&mut *tx, e, now) else { return Ok(None) };
             let endpoints = sqlx::query_as::<_, (i64, String)>(
                 "select id, events from webhook_endpoints where account_id = $1 and deleted_at is null",
             )
@@ -145,21 +153,8 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for (endpoint, events) in endpoints {
-                let wanted = match e.only_endpoint {
-                    Some(only) => only == endpoint,
-                    None => events.split(',').any(|k| k == e.kind),
-                };
-                if wanted {
-                    sqlx::query(
-                        "insert into webhook_deliveries (endpoint_id, event_id, account_id, next_attempt_at, created_at) \
-                         values ($1, $2, $3, $4, $4)",
-                    )
-                    .bind(endpoint)
-                    .bind(id)
-                    .bind(e.account_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                if events.split(',').any(|k| k == e.kind) {
+                    insert_delivery!(&mut *tx, endpoint, id, e.account_id, now);
                 }
             }
             tx.commit().await?;

@@ -1,8 +1,15 @@
-//! SQL for `webhook_endpoints` and the outbox, `webhook_deliveries`.
+//! SQL for `webhook_endpoints` and the outbox, `webhook_deliveries`: endpoints, the
+//! delivery log and "Send test event" here; the worker's lanes (lease an endpoint, claim
+//! its rows, record attempts, the circuit breaker) in [`lanes`].
+
+mod lanes;
 
 use crate::domain::ids::WorkspaceId;
 use sqlx::FromRow;
 
+pub use lanes::{Attempt, DueDelivery, Lease};
+
+use super::alerts::{insert_event, NewEvent};
 use super::audit::{insert_audit, AuditEvent};
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::audit::{Action, Actor};
@@ -14,7 +21,63 @@ pub struct EndpointRow {
     pub url: String,
     pub events: String,
     pub created_at: i64,
+    /// Failed attempts in a row (0 after a delivery).
+    pub failures: i64,
+    /// The circuit breaker: nothing is sent to it before this instant.
+    pub paused_until: Option<i64>,
 }
+
+/// What "Send test event" came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestQueued {
+    Queued,
+    /// The endpoint already has its budget of test events waiting: nothing was queued.
+    OverBudget,
+}
+
+/// Inserts one outbox row (endpoint, event, workspace, due at `$now`) on `$exec`, in an
+/// enclosing `async` body whose `?` returns a `StoreError`: with its event's insert
+/// (`store::alerts`, "Send test event"), in one transaction.
+macro_rules! insert_delivery {
+    ($exec:expr, $endpoint:expr, $event:expr, $ws:expr, $now:expr) => {
+        sqlx::query(
+            "insert into webhook_deliveries (endpoint_id, event_id, account_id, next_attempt_at, created_at) \
+             values ($1, $2, $3, $4, $4)",
+        )
+        .bind($endpoint)
+        .bind($event)
+        .bind($ws)
+        .bind($now)
+        .execute($exec)
+        .await?
+    };
+}
+pub(crate) use insert_delivery;
+
+/// A workspace's deletion (`store::accounts::workspaces`), on its transaction `$tx`: its
+/// endpoints deleted and their pending deliveries dropped, so nothing more is sent for a
+/// workspace that is gone (a delivery in flight records nothing: `record_attempt` updates
+/// pending rows only). In an enclosing `async` body whose `?` returns a `StoreError`.
+macro_rules! drop_workspace_webhooks {
+    ($tx:ident, $ws:expr, $now:expr) => {{
+        sqlx::query(
+            "update webhook_endpoints set deleted_at = $2, claimed_until = null \
+             where account_id = $1 and deleted_at is null",
+        )
+        .bind($ws)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "update webhook_deliveries set state = 'failed', last_error = 'workspace deleted' \
+             where account_id = $1 and state = 'pending'",
+        )
+        .bind($ws)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use drop_workspace_webhooks;
 
 /// One delivery as the log shows it.
 #[derive(Debug, Clone, FromRow)]
@@ -30,29 +93,6 @@ pub struct DeliveryRow {
     pub last_status: Option<i64>,
     pub last_latency_ms: Option<i64>,
     pub last_error: Option<String>,
-}
-
-/// A delivery claimed by a worker, with what it needs to send it.
-#[derive(Debug, Clone, FromRow)]
-pub struct DueDelivery {
-    pub id: i64,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
-    pub created_at: i64,
-    pub url: String,
-    pub secret: String,
-    pub payload: String,
-}
-
-/// What one attempt came to.
-pub struct Attempt<'a> {
-    pub delivered: bool,
-    /// Given up: no more attempts.
-    pub failed_for_good: bool,
-    pub next_attempt_at: i64,
-    pub status: Option<i64>,
-    pub latency_ms: i64,
-    pub error: Option<&'a str>,
 }
 
 impl Store {
@@ -120,7 +160,7 @@ impl Store {
     pub async fn endpoints(&self, account_id: WorkspaceId) -> Result<Vec<EndpointRow>> {
         Ok(on_read!(self, pool => {
             sqlx::query_as::<_, EndpointRow>(
-                "select id, url, events, created_at from webhook_endpoints \
+                "select id, url, events, created_at, failures, paused_until from webhook_endpoints \
                  where account_id = $1 and deleted_at is null order by id",
             )
             .bind(account_id)
@@ -130,6 +170,9 @@ impl Store {
     }
 
     /// Deletes an endpoint (kept as a row for its log) and gives up its pending deliveries.
+    /// One in flight meanwhile records nothing when it ends (`record_attempt` updates
+    /// pending rows only), and the worker never claims a deleted endpoint's rows: nothing
+    /// more is sent to it.
     pub async fn delete_endpoint(
         &self,
         account_id: WorkspaceId,
@@ -140,8 +183,8 @@ impl Store {
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let (url, events): (String, String) = sqlx::query_as(
-                "update webhook_endpoints set deleted_at = $1 where id = $2 and account_id = $3 \
-                 and deleted_at is null returning url, events",
+                "update webhook_endpoints set deleted_at = $1, claimed_until = null \
+                 where id = $2 and account_id = $3 and deleted_at is null returning url, events",
             )
             .bind(now)
             .bind(id)
@@ -183,74 +226,47 @@ impl Store {
         }))
     }
 
-    /// Claims up to `limit` due deliveries until `claim_until` (a worker that dies with
-    /// them leaves them due again then): each is taken by one conditional update, so two
-    /// processes never both claim a row.
-    pub async fn claim_deliveries(
+    /// "Send test event": a `test` event (`e`) with one outbox row, for this endpoint only,
+    /// unless `budget` test events already wait for it (pending: not yet delivered or given
+    /// up), in one transaction. The endpoint's row is updated first, which locks it (and,
+    /// on SQLite, the database), so two sends at once cannot both pass the count. That
+    /// update also ends a circuit-breaker pause: the person has likely just fixed their
+    /// receiver, and the next attempt is a single probe either way (`lanes`). `NotFound`
+    /// for another workspace's or a deleted endpoint.
+    pub async fn queue_test_event(
         &self,
-        now: i64,
-        claim_until: i64,
-        limit: i64,
-    ) -> Result<Vec<DueDelivery>> {
-        let due = on_read!(self, pool => {
-            sqlx::query_as::<_, DueDelivery>(
-                "select d.id, d.attempts, d.next_attempt_at, d.created_at, w.url, w.secret, e.payload \
-                 from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id \
-                 join alert_events e on e.id = d.event_id \
-                 where d.state = 'pending' and d.next_attempt_at <= $1 \
-                 order by d.next_attempt_at limit $2",
-            )
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        });
-        let mut claimed = Vec::with_capacity(due.len());
-        for d in due {
-            let took = on_write!(self, pool => {
-                sqlx::query(
-                    "update webhook_deliveries set next_attempt_at = $1 where id = $2 \
-                     and state = 'pending' and next_attempt_at = $3",
-                )
-                .bind(claim_until)
-                .bind(d.id)
-                .bind(d.next_attempt_at)
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
-            if took == 1 {
-                claimed.push(d);
-            }
-        }
-        Ok(claimed)
-    }
-
-    pub async fn record_attempt(&self, id: i64, a: &Attempt<'_>) -> Result<()> {
-        let state = if a.delivered {
-            "delivered"
-        } else if a.failed_for_good {
-            "failed"
-        } else {
-            "pending"
-        };
+        e: &NewEvent<'_>,
+        endpoint: i64,
+        budget: i64,
+    ) -> Result<TestQueued> {
+        let now = time_util::now_ms();
         on_write!(self, pool => {
-            sqlx::query(
-                "update webhook_deliveries set state = $1, attempts = attempts + 1, \
-                 next_attempt_at = $2, last_attempt_at = $3, last_status = $4, \
-                 last_latency_ms = $5, last_error = $6 where id = $7",
+            let mut tx = pool.begin().await?;
+            sqlx::query_scalar::<_, i64>(
+                "update webhook_endpoints set paused_until = null \
+                 where id = $1 and account_id = $2 and deleted_at is null returning id",
             )
-            .bind(state)
-            .bind(a.next_attempt_at)
-            .bind(time_util::now_ms())
-            .bind(a.status)
-            .bind(a.latency_ms)
-            .bind(a.error)
-            .bind(id)
-            .execute(pool)
+            .bind(endpoint)
+            .bind(e.account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let waiting = sqlx::query_scalar::<_, i64>(
+                "select count(*) from webhook_deliveries d join alert_events e on e.id = d.event_id \
+                 where d.endpoint_id = $1 and d.state = 'pending' and e.kind = 'test'",
+            )
+            .bind(endpoint)
+            .fetch_one(&mut *tx)
             .await?;
-        });
-        Ok(())
+            if waiting >= budget {
+                return Ok(TestQueued::OverBudget);
+            }
+            // A fresh random dedupe key: always new.
+            let id = insert_event!(&mut *tx, e, now).ok_or(StoreError::Conflict)?;
+            insert_delivery!(&mut *tx, endpoint, id, e.account_id, now);
+            tx.commit().await?;
+            Ok(TestQueued::Queued)
+        })
     }
 }
 

@@ -79,6 +79,21 @@ pub struct EndpointView {
     pub id: i64,
     pub url: String,
     pub events: String,
+    /// "OK", failures in a row, or the circuit breaker's pause.
+    pub health: String,
+}
+
+/// An endpoint's health as its row shows it.
+fn health(failures: i64, paused_until: Option<i64>, now: i64) -> String {
+    match (failures, paused_until) {
+        (_, Some(until)) if until > now => format!(
+            "Paused after {failures} failures in a row; next try {} UTC",
+            time_util::format_second(until)
+        ),
+        (0, _) => "OK".into(),
+        (1, _) => "1 failure".into(),
+        (n, _) => format!("{n} failures in a row"),
+    }
 }
 
 pub struct DeliveryView {
@@ -121,6 +136,8 @@ pub struct Errors {
     pub url: Option<String>,
     pub events: Option<String>,
     pub settings: Option<String>,
+    /// "Send test event" refused (its budget).
+    pub test: Option<String>,
 }
 
 #[derive(Template)]
@@ -175,6 +192,7 @@ pub(super) async fn settings_page(
         endpoints: endpoints
             .into_iter()
             .map(|e| EndpointView {
+                health: health(e.failures, e.paused_until, now),
                 id: e.id,
                 url: e.url,
                 events: e.events.replace(',', ", "),

@@ -4,7 +4,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use super::alerts::{settings_input, settings_page, Errors};
 use super::error::{WebError, WebResult};
@@ -13,9 +12,14 @@ use super::session::FormUse;
 use super::{already_done, see_other, Dashboard};
 use crate::alerts::{event, sign, target};
 use crate::state::AppState;
+use crate::store::webhooks::TestQueued;
 
 /// Most endpoints one workspace may have.
 const MAX_ENDPOINTS: usize = 10;
+/// Most test events that may wait (not yet delivered or given up) for one endpoint: a
+/// receiver that is down keeps them for its 24 hours, and each is an attempt to make.
+/// With [`MAX_ENDPOINTS`], at most 30 per workspace.
+const TEST_BUDGET: i64 = 3;
 
 pub async fn create_endpoint(
     state: web::Data<AppState>,
@@ -166,6 +170,8 @@ pub async fn delete_endpoint(
     Ok(see_other("/alerts/settings"))
 }
 
+/// "Send test event": a `test` event for this endpoint only, unless [`TEST_BUDGET`] of them
+/// already wait for it (then a form error, and nothing is queued).
 pub async fn send_test(
     state: web::Data<AppState>,
     user: Dashboard,
@@ -173,20 +179,32 @@ pub async fn send_test(
     _f: CsrfForm,
 ) -> WebResult<HttpResponse> {
     let endpoint = own_endpoint(&state, &user, path.into_inner()).await?;
-    let dedupe = format!("test:{}", crate::domain::token::random_token());
-    let details = json!({"message": "This is a test event from LowRouter."});
-    event::emit(
-        &state.store,
-        user.workspace(),
-        None,
-        "test",
-        &dedupe,
-        details,
-        Some(endpoint),
-    )
-    .await?;
-    state.outbox.notify_one();
-    user.session
-        .set_flash("Test event queued; see the delivery log below.")?;
-    Ok(see_other("/alerts/settings"))
+    match event::send_test(&state.store, user.workspace(), endpoint, TEST_BUDGET).await? {
+        TestQueued::Queued => {
+            state.outbox.notify_one();
+            user.session
+                .set_flash("Test event queued; see the delivery log below.")?;
+            Ok(see_other("/alerts/settings"))
+        }
+        TestQueued::OverBudget => {
+            let s = state.store.alert_settings(user.workspace()).await?;
+            let errors = Errors {
+                test: Some(format!(
+                    "Endpoint {endpoint} already has {TEST_BUDGET} test events waiting to be \
+                     delivered: see the delivery log. Send another once one is delivered or \
+                     given up. Nothing was queued."
+                )),
+                ..Errors::default()
+            };
+            settings_page(
+                &state,
+                &user,
+                settings_input(&s),
+                errors,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
 }

@@ -2,106 +2,16 @@
 //! local receiver (signatures, retries across a restart, no redirects), SSRF refusals, the
 //! notifications list and the email digest. Both backends.
 
-use std::sync::{Arc, Mutex};
+mod outbox;
+mod receiver;
+
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use lowrouter::config::Settings;
 use serde_json::Value;
 
 use crate::helpers::{between, fresh_database, spawn_app_with, test_app_at, TestApp};
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    signature: String,
-    body: String,
-}
-
-/// A webhook receiver: records every request; answers 500 to the first `fail_first`, then
-/// 200; `/redirect` answers 302 to `/landed`.
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-struct RecvState {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    fail_first: usize,
-}
-
-async fn receive(req: HttpRequest, body: web::Bytes, st: web::Data<RecvState>) -> HttpResponse {
-    let n = {
-        let mut hits = st.hits.lock().unwrap();
-        hits.push(Hit {
-            path: req.path().to_owned(),
-            signature: req
-                .headers()
-                .get("lowrouter-signature")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        hits.len()
-    };
-    if req.path() == "/redirect" {
-        return HttpResponse::Found()
-            .insert_header(("location", "/landed"))
-            .finish();
-    }
-    if n <= st.fail_first {
-        HttpResponse::InternalServerError().body("not now")
-    } else {
-        HttpResponse::Ok().body("ok")
-    }
-}
-
-impl Receiver {
-    async fn start(fail_first: usize) -> Self {
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let h = hits.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(RecvState {
-                    hits: h.clone(),
-                    fail_first,
-                }))
-                .default_service(web::to(receive))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let port = server.addrs()[0].port();
-        tokio::spawn(server.run());
-        Receiver {
-            url: format!("http://127.0.0.1:{port}"),
-            hits,
-        }
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Waits until `pred` holds for the hits (panics after `limit`).
-    async fn wait_for(&self, limit: Duration, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
-        let start = Instant::now();
-        loop {
-            let hits = self.hits();
-            if pred(&hits) {
-                return hits;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "receiver never saw it; got {hits:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+use receiver::{Hit, Receiver};
 
 fn fast_alerts(s: &mut Settings) {
     s.webhook_allow_private_targets = true;

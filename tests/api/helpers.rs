@@ -72,7 +72,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 /// A second server on the same database, as another process would be (PostgreSQL only:
 /// SQLite admits one process). Its own client, no upstream of its own (the first's serves).
 pub async fn spawn_peer(app: &TestApp) -> TestApp {
-    let settings = Settings {
+    spawn_peer_with(app, |_| {}).await
+}
+
+/// [`spawn_peer`], with `tweak` adjusting its settings.
+pub async fn spawn_peer_with(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
         bind: "127.0.0.1:0".into(),
         database_url: app.db_url.clone(),
         catalogue_path: Some(app._dir.path().join("catalogue.toml")),
@@ -81,6 +86,7 @@ pub async fn spawn_peer(app: &TestApp) -> TestApp {
         upstream_timeout: Duration::from_secs(2),
         ..Settings::default()
     };
+    tweak(&mut settings);
     let served = crate::common::serve(settings).await;
     TestApp {
         address: served.address,

@@ -140,9 +140,10 @@ impl Store {
     }
 
     /// Deletes a team workspace (soft: the row stays, with its usage history): every API
-    /// key and management key revoked, open invitations revoked, webhook endpoints deleted,
-    /// every membership removed (each member's next request no longer reaches it), and the
-    /// row marked, with its audit event, in one transaction. Key rows are locked before the
+    /// key and management key revoked, open invitations revoked, webhook endpoints deleted
+    /// and their pending deliveries dropped (nothing more is sent), every membership
+    /// removed (each member's next request no longer reaches it), and the row marked, with
+    /// its audit event, in one transaction. Key rows are locked before the
     /// account row, as everywhere. `NotFound` when already deleted (or unknown).
     pub async fn delete_workspace(
         &self,
@@ -180,9 +181,7 @@ impl Store {
             let invitations = count_rows!(tx,
                 "update invitations set revoked_at = $2 where account_id = $1 and accepted_at is null and revoked_at is null",
                 ws, now);
-            count_rows!(tx,
-                "update webhook_endpoints set deleted_at = $2 where account_id = $1 and deleted_at is null",
-                ws, now);
+            crate::store::webhooks::drop_workspace_webhooks!(tx, ws, now);
             let members = sqlx::query("delete from workspace_members where account_id = $1")
                 .bind(ws)
                 .execute(&mut *tx)
