@@ -14,10 +14,12 @@ use super::email_gate::Cleared;
 use crate::catalogue::Catalogue;
 use crate::domain::audit::Actor;
 use crate::domain::key_form::{FieldErrors, KeyFormInput, KeySpec};
-use crate::domain::{ApiToken, KeyId, WorkspaceId};
+use crate::domain::public_id::ManagementKeyPublicId;
+use crate::domain::{ApiToken, KeyId, ManagementToken, WorkspaceId};
 use crate::store::idempotency::Created;
 use crate::store::key_secrets::Retirement;
 use crate::store::keys::{KeyRow, KeySwitch};
+use crate::store::management_keys::ManagementKeyRow;
 use crate::store::{Store, StoreError};
 
 /// What a name that is taken says, on the form and in the API's 400.
@@ -158,20 +160,44 @@ pub async fn roll(
     Ok(token)
 }
 
-/// Rolls several keys in one transaction (Roll all): every key gets its new secret, or none
-/// does, so no secret is made that nobody sees. The tokens come back in `keys`' order.
+/// Rolls several API keys and management keys in one transaction (Roll all): every key gets
+/// its new secret, or none does, so no secret is made that nobody sees. The API keys' tokens
+/// come back in `keys`' order.
 pub async fn roll_all(
     store: &Store,
     ws: WorkspaceId,
     keys: &[KeyId],
+    management: &[ManagementKeyPublicId],
     retire: Retirement,
     actor: &Actor,
     _: Cleared,
-) -> Result<Vec<ApiToken>, KeyError> {
+) -> Result<RolledAll, KeyError> {
     let tokens: Vec<ApiToken> = keys.iter().map(|_| ApiToken::generate()).collect();
     let rolls: Vec<(KeyId, &ApiToken)> = keys.iter().copied().zip(tokens.iter()).collect();
-    store.roll_keys(ws, &rolls, retire, actor).await?;
-    Ok(tokens)
+    let mk_tokens: Vec<ManagementToken> = management
+        .iter()
+        .map(|_| ManagementToken::generate())
+        .collect();
+    let mk_rolls: Vec<_> = management.iter().zip(mk_tokens.iter()).collect();
+    let rolled = store
+        .roll_keys(ws, &rolls, &mk_rolls, retire, actor)
+        .await?;
+    let mut mk_tokens: Vec<Option<ManagementToken>> = mk_tokens.into_iter().map(Some).collect();
+    let management = rolled
+        .into_iter()
+        .filter_map(|(row, i)| Some((row, mk_tokens[i].take()?)))
+        .collect();
+    Ok(RolledAll {
+        keys: tokens,
+        management,
+    })
+}
+
+/// What Roll all made: the API keys' new tokens in the order asked, and each management
+/// key rolled with its new token (one revoked meanwhile is left out).
+pub struct RolledAll {
+    pub keys: Vec<ApiToken>,
+    pub management: Vec<(ManagementKeyRow, ManagementToken)>,
 }
 
 #[cfg(test)]

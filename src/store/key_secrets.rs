@@ -17,11 +17,13 @@ use crate::domain::ids::{KeyId, WorkspaceId};
 use sqlx::FromRow;
 
 use super::audit::{insert_audit, AuditEvent};
+use super::management_keys::{roll_management_key_in, ManagementKeyRow};
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::audit::{Action, Actor, Target};
+use crate::domain::public_id::ManagementKeyPublicId;
 pub use crate::domain::roll_form::Retirement;
 use crate::domain::time_util;
-use crate::domain::token::{masked, ApiToken, TokenHash};
+use crate::domain::token::{masked, ApiToken, ManagementToken, TokenHash};
 
 /// What decides whether a secret still works.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -204,19 +206,23 @@ impl Store {
         retire: Retirement,
         actor: &Actor,
     ) -> Result<()> {
-        self.roll_keys(account_id, &[(key_id, token)], retire, actor)
+        self.roll_keys(account_id, &[(key_id, token)], &[], retire, actor)
             .await
+            .map(drop)
     }
 
-    /// [`Store::roll_key`] for several keys in one transaction (Roll all): every key gets
-    /// its new secret, or none does, so no new secret is made that is never shown.
+    /// [`Store::roll_key`] for several keys, and new tokens for the management keys in
+    /// `management`, in one transaction (Roll all): every key gets its new secret, or none
+    /// does, so no new secret is made that is never shown. A management key revoked
+    /// meanwhile is skipped (there is nothing to roll); the rolled ones come back in order.
     pub async fn roll_keys(
         &self,
         account_id: WorkspaceId,
         rolls: &[(KeyId, &ApiToken)],
+        management: &[(&ManagementKeyPublicId, &ManagementToken)],
         retire: Retirement,
         actor: &Actor,
-    ) -> Result<()> {
+    ) -> Result<Vec<(ManagementKeyRow, usize)>> {
         let now = time_util::now_ms();
         let select = format!(
             "select {SECRET_COLUMNS} from key_secrets where key_id = $1 and retired_at is null"
@@ -270,8 +276,14 @@ impl Store {
                     .details(serde_json::json!({ "retire_previous": retire.describe() }));
                 insert_audit!(&mut *tx, &ev);
             }
+            let mut rolled = Vec::with_capacity(management.len());
+            for (i, (id, token)) in management.iter().enumerate() {
+                if let Some(row) = roll_management_key_in!(tx, account_id, id, token, actor) {
+                    rolled.push((row, i));
+                }
+            }
             tx.commit().await?;
-            Ok(())
+            Ok(rolled)
         })
     }
 

@@ -142,6 +142,45 @@ macro_rules! revoke_owned_management_keys {
 }
 pub(crate) use revoke_owned_management_keys;
 
+/// The `update … returning` of a management key's roll.
+pub(crate) fn roll_sql() -> String {
+    format!(
+        "update management_keys set token_hash = $1, token_prefix = $2, token_last4 = $3 \
+         where public_id = $4 and account_id = $5 and revoked_at is null returning {COLUMNS}"
+    )
+}
+
+/// In the transaction `$tx`: gives the live management key `$id` of `$ws` the token
+/// `$token`, with its audit event; evaluates to its row, `None` when there is no such live
+/// key. The old token stops with the commit.
+macro_rules! roll_management_key_in {
+    ($tx:ident, $ws:expr, $id:expr, $token:expr, $actor:expr) => {{
+        let row = sqlx::query_as::<_, $crate::store::management_keys::ManagementKeyRow>(
+            &$crate::store::management_keys::roll_sql(),
+        )
+        .bind(&$token.hash().0)
+        .bind($token.display_prefix())
+        .bind($token.last_four())
+        .bind($id.as_str())
+        .bind($ws)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if let Some(row) = &row {
+            let ev = $crate::store::audit::AuditEvent::new(
+                $ws,
+                $actor,
+                $crate::domain::audit::Action::ManagementKeyRolled,
+            )
+            .target($crate::store::management_keys::management_target(
+                row.id, &row.name,
+            ));
+            $crate::store::audit::insert_audit!(&mut *$tx, &ev);
+        }
+        row
+    }};
+}
+pub(crate) use roll_management_key_in;
+
 pub(crate) fn management_target(id: i64, name: &str) -> Target {
     Target {
         kind: "management_key",
@@ -296,24 +335,10 @@ impl Store {
         token: &ManagementToken,
         actor: &Actor,
     ) -> Result<ManagementKeyRow> {
-        let sql = format!(
-            "update management_keys set token_hash = $1, token_prefix = $2, token_last4 = $3 \
-             where public_id = $4 and account_id = $5 and revoked_at is null returning {COLUMNS}"
-        );
         on_write!(self, pool => {
             let mut tx = pool.begin().await?;
-            let row = sqlx::query_as::<_, ManagementKeyRow>(&sql)
-                .bind(&token.hash().0)
-                .bind(token.display_prefix())
-                .bind(token.last_four())
-                .bind(id.as_str())
-                .bind(account_id)
-                .fetch_optional(&mut *tx)
-                .await?
+            let row = roll_management_key_in!(tx, account_id, id, token, actor)
                 .ok_or(StoreError::NotFound)?;
-            let ev = AuditEvent::new(account_id, actor, Action::ManagementKeyRolled)
-                .target(management_target(row.id, &row.name));
-            insert_audit!(&mut *tx, &ev);
             tx.commit().await?;
             Ok(row)
         })

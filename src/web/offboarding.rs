@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::error::{WebError, WebResult};
+use super::error::WebResult;
 use super::form::CsrfForm;
 use super::keys::{html, secret_reveal};
 use super::members::member_path;
@@ -178,8 +178,6 @@ pub async fn hand_over(
 struct RolledAllPage {
     layout: Layout,
     member: String,
-    /// Management keys that could not be rolled (the page says so: roll them one by one).
-    failed: Vec<String>,
     /// API keys and their new secrets, then management keys and their new tokens.
     groups: [RolledGroup; 2],
 }
@@ -213,12 +211,17 @@ pub async fn roll_all(
         FormUse::First(t) => t,
         FormUse::Repeat(done) => return already_done(&user, done, &back),
     };
-    // API keys in one transaction: all rolled, or none (nothing made that is never shown).
+    // One transaction: every key rolled, or none (nothing made that is never shown).
     let ids: Vec<_> = keys.iter().map(|k| k.id).collect();
-    let tokens = crate::service::keys::roll_all(
+    let mk_ids: Vec<_> = mks
+        .iter()
+        .filter_map(|m| ManagementKeyPublicId::parse(&m.public_id))
+        .collect();
+    let done = crate::service::keys::roll_all(
         &state.store,
         user.workspace(),
         &ids,
+        &mk_ids,
         retire,
         &user.actor,
         cleared,
@@ -226,26 +229,16 @@ pub async fn roll_all(
     .await?;
     let rolled: Vec<(String, String)> = keys
         .into_iter()
-        .zip(tokens)
+        .zip(done.keys)
         .map(|(k, t)| (k.name, t.expose().to_owned()))
         .collect();
-    // Management keys after: one that fails is said on the page, and the API keys' new
-    // secrets, already made, are still shown.
-    let mut management_keys = Vec::with_capacity(mks.len());
-    let mut failed = Vec::new();
-    for m in mks {
-        let rolled_one = match ManagementKeyPublicId::parse(&m.public_id) {
-            Some(id) => super::management_keys::roll_one(&state, &user, &id, cleared).await,
-            None => Err(WebError::NotFound),
-        };
-        match rolled_one {
-            Ok((row, token)) => management_keys.push((row.name, token)),
-            Err(e) => {
-                tracing::error!(error = %e, "roll all: a management key could not be rolled");
-                failed.push(m.name);
-            }
-        }
-    }
+    let management_keys: Vec<(String, String)> = done
+        .management
+        .into_iter()
+        .map(|(row, t)| (row.name, t.expose().to_owned()))
+        .collect();
+    tracing::info!(account_id = %user.workspace(), api_keys = rolled.len(),
+        management_keys = management_keys.len(), "roll all");
     user.session.form_done(
         ticket,
         &back,
@@ -257,7 +250,6 @@ pub async fn roll_all(
         ),
     )?;
     let page = RolledAllPage {
-        failed,
         layout: user.layout("members"),
         member,
         groups: [
