@@ -36,8 +36,10 @@ pub async fn spawn_app() -> TestApp {
 /// test catalogue (tests/fixtures/catalogue.toml with its URL filled in) is used.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    // The same value from every test, so setting it concurrently is harmless.
-    std::env::set_var("LOWROUTER_TEST_UPSTREAM_KEY", "sk-upstream-test");
+    // Once, before any server of this process reads it: other tests' threads then only
+    // ever read the environment, never while it is written (`set_var` is not thread-safe).
+    static UPSTREAM_KEY: std::sync::Once = std::sync::Once::new();
+    UPSTREAM_KEY.call_once(|| std::env::set_var("LOWROUTER_TEST_UPSTREAM_KEY", "sk-upstream-test"));
     let upstream = FakeUpstream::start().await;
     let catalogue = include_str!("../fixtures/catalogue.toml")
         .replace("{UPSTREAM}", &upstream.base_url)
