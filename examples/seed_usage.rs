@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
                 region: Some(region.into()),
                 prompt_tokens: prompt,
                 completion_tokens: completion,
-                cost: prompt * pin + completion * pout,
+                cost: Credits::from_micros(prompt * pin + completion * pout),
                 status,
                 http_status: match status {
                     UsageStatus::Ok => 200,

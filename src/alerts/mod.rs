@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{KeyId, WorkspaceId};
+use crate::domain::{Credits, KeyId, WorkspaceId};
 use crate::store::usage::UsageEntry;
 
 /// Touched keys beyond this wait for the next round (the evaluator is behind).
@@ -94,8 +94,8 @@ impl Feed {
                 let k = t
                     .entry(u.key_id)
                     .or_insert_with(|| KeyTouch::new(u.account_id));
-                if u.cost > 0 {
-                    *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost;
+                if u.cost > Credits::ZERO {
+                    *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost.micros();
                 }
                 if let (Some(m), crate::store::usage::UsageStatus::Ok) =
                     (&u.resolved_model, u.status)

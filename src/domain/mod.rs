@@ -21,7 +21,7 @@ pub mod verify_token;
 
 pub use credits::Credits;
 pub use email::Email;
-pub use ids::{KeyId, UserId, WorkspaceId};
+pub use ids::{KeyId, LeaseId, UserId, WorkspaceId};
 pub use password::Password;
 pub use token::{ApiToken, ManagementToken, TokenError, TokenHash};
 pub use verify_token::VerifyToken;

@@ -72,7 +72,7 @@ pub struct Authed {
 
 impl Authed {
     pub fn available(&self) -> Credits {
-        Credits::from_micros(self.key.balance - self.key.reserved)
+        self.key.balance.saturating_sub(self.key.reserved)
     }
 }
 

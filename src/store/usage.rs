@@ -29,8 +29,8 @@ pub struct NewUsage {
     pub region: Option<String>,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    /// Micro-credits charged.
-    pub cost: i64,
+    /// What was charged: never more than the hold.
+    pub cost: Credits,
     pub status: UsageStatus,
     pub http_status: u16,
     pub error_code: Option<String>,

@@ -133,7 +133,7 @@ impl Ctx {
                 completion_tokens: o.completion_tokens as i64,
                 cost: reservation
                     .as_ref()
-                    .map_or(0, |r| o.cost.micros().min(r.amount.micros())),
+                    .map_or(Credits::ZERO, |r| o.cost.min(r.amount)),
                 status: o.status,
                 http_status: o.http_status.as_u16(),
                 error_code: o.error_code.map(str::to_owned),

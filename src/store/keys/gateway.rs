@@ -15,8 +15,9 @@ use crate::domain::{Credits, KeyId, WorkspaceId};
 pub struct GatewayKey {
     #[sqlx(flatten)]
     pub key: KeyRow,
-    pub balance: i64,
-    pub reserved: i64,
+    /// Net of the account's unfolded lease charges (`store::accounts::unfolded!`).
+    pub balance: Credits,
+    pub reserved: Credits,
     /// The last usage batch that settled a charge of the account, as this read saw it (see
     /// `gateway::holds`).
     pub settled_seq: i64,
@@ -119,8 +120,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             // Not read on the hot path: the gateway never asks who made a key.
             created_by: None,
         },
-        balance: r.get(21)?,
-        reserved: r.get(22)?,
+        balance: Credits::from_micros(r.get(21)?),
+        reserved: Credits::from_micros(r.get(22)?),
         settled_seq: r.get(23)?,
         secret: GatewaySecret {
             secret_id: r.get(24)?,

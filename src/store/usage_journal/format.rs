@@ -16,7 +16,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Credits, KeyId, WorkspaceId};
-use crate::store::ledger::Reservation;
+use crate::store::ledger::{HoldSource, Reservation};
 use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 
 /// `[u32 length][u32 CRC-32]` before each payload.
@@ -311,7 +311,7 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
                 region: borrowed(region),
                 prompt_tokens: *prompt_tokens,
                 completion_tokens: *completion_tokens,
-                cost: *cost,
+                cost: cost.micros(),
                 status: match status {
                     UsageStatus::Ok => StatusV1::Ok,
                     UsageStatus::ClientError => StatusV1::ClientError,
@@ -326,24 +326,26 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
             },
             reservation: e.reservation.as_ref().map(|r| {
                 let Reservation {
-                    id,
                     account_id,
                     key_id,
                     amount,
                     day,
                     month,
-                    in_db,
-                    // Leases are PostgreSQL's; the journal is SQLite's: never one here.
-                    lease: _,
+                    source,
                 } = r;
+                // Leases are PostgreSQL's; the journal is SQLite's: never one here.
+                let (id, in_db) = match source {
+                    HoldSource::Row(id) => (id.as_str(), true),
+                    HoldSource::Memory | HoldSource::Lease(_) => ("", false),
+                };
                 ReservationV1 {
                     id: Cow::Borrowed(id),
-                    account_id: *account_id,
-                    key_id: *key_id,
+                    account_id: account_id.0,
+                    key_id: key_id.0,
                     amount: amount.micros(),
                     day: *day,
                     month: *month,
-                    in_db: *in_db,
+                    in_db,
                 }
             }),
         }
@@ -365,7 +367,7 @@ impl From<EntryV1<'_>> for UsageEntry {
                 region: u.region.map(Cow::into_owned),
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
-                cost: u.cost,
+                cost: Credits::from_micros(u.cost),
                 status: match u.status {
                     StatusV1::Ok => UsageStatus::Ok,
                     StatusV1::ClientError => UsageStatus::ClientError,
@@ -382,14 +384,16 @@ impl From<EntryV1<'_>> for UsageEntry {
                 client: None,
             },
             reservation: e.reservation.map(|r| Reservation {
-                id: r.id.into_owned(),
-                account_id: r.account_id,
-                key_id: r.key_id,
+                account_id: WorkspaceId(r.account_id),
+                key_id: KeyId(r.key_id),
                 amount: Credits::from_micros(r.amount),
                 day: r.day,
                 month: r.month,
-                in_db: r.in_db,
-                lease: None,
+                source: if r.in_db {
+                    HoldSource::Row(r.id.into_owned())
+                } else {
+                    HoldSource::Memory
+                },
             }),
         }
     }
@@ -435,7 +439,7 @@ mod tests {
             assert_eq!((v, record.seq), (version, 42));
             let e = &record.entries[0];
             assert_eq!(e.usage.status, UsageStatus::UpstreamError);
-            assert_eq!((e.usage.cost, e.usage.http_status), (1000, 502));
+            assert_eq!((e.usage.cost.micros(), e.usage.http_status), (1000, 502));
             assert!(e.usage.streamed);
             let r = e.reservation.as_ref().unwrap();
             assert_eq!((r.amount.micros(), r.day, r.month), (5000, 19675, 646));
