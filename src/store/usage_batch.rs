@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use super::ledger::HoldSource;
 use super::usage::{NewUsage, UsageEntry, UsageStatus};
 use super::{sqlite_direct, usage_journal, Engine, PgStore, Result, SqliteStore, Store};
-use crate::domain::{time_util, LeaseId};
+use crate::domain::{time_util, ErrorCode, LeaseId};
 
 mod last_use;
 mod one_statement;
@@ -140,7 +140,7 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
         Int(u.cost.micros()),
         Text(u.status.as_str()),
         Int(i64::from(u.http_status)),
-        MaybeText(u.error_code.as_deref()),
+        MaybeText(u.error_code.map(ErrorCode::as_str)),
         Int(i64::from(u.streamed)),
         Int(u.latency_ms),
         Int(u.started_at),
@@ -268,7 +268,7 @@ impl<'a> BatchPlan<'a> {
                 provider: u.provider.as_deref().unwrap_or(""),
                 region: u.region.as_deref().unwrap_or(""),
                 status: u.status.as_str(),
-                error_code: u.error_code.as_deref().unwrap_or(""),
+                error_code: u.error_code.map_or("", ErrorCode::as_str),
                 shard,
             };
             let n = [

@@ -183,7 +183,7 @@ pub(super) async fn write(
         .bind(col(&rows, |r| r.cost))
         .bind(col(&rows, |r| r.status.as_str().to_owned()))
         .bind(col(&rows, |r| i64::from(r.http_status)))
-        .bind(col(&rows, |r| r.error_code.clone()))
+        .bind(col(&rows, |r| r.error_code.map(|c| c.as_str().to_owned())))
         .bind(col(&rows, |r| i64::from(r.streamed)))
         .bind(col(&rows, |r| r.latency_ms))
         .bind(col(&rows, |r| r.started_at))

@@ -15,7 +15,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Credits, KeyId, WorkspaceId};
+use crate::domain::{Credits, ErrorCode, KeyId, WorkspaceId};
 use crate::store::ledger::{HoldSource, Reservation};
 use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 
@@ -242,7 +242,8 @@ struct UsageV1<'a> {
     cost: i64,
     status: StatusV1,
     http_status: u16,
-    error_code: Option<Cow<'a, str>>,
+    /// Its wire string, as in the `error_code` column; an unknown one does not decode.
+    error_code: Option<ErrorCode>,
     streamed: bool,
     latency_ms: i64,
     started_at: i64,
@@ -318,7 +319,7 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
                     UsageStatus::UpstreamError => StatusV1::UpstreamError,
                 },
                 http_status: *http_status,
-                error_code: borrowed(error_code),
+                error_code: *error_code,
                 streamed: *streamed,
                 latency_ms: *latency_ms,
                 started_at: *started_at,
@@ -374,7 +375,7 @@ impl From<EntryV1<'_>> for UsageEntry {
                     StatusV1::UpstreamError => UsageStatus::UpstreamError,
                 },
                 http_status: u.http_status,
-                error_code: u.error_code.map(Cow::into_owned),
+                error_code: u.error_code,
                 streamed: u.streamed,
                 latency_ms: u.latency_ms,
                 started_at: u.started_at,
@@ -414,7 +415,8 @@ mod tests {
     fn entries_round_trip_through_version_2() {
         let mut refused = sample_entry("gen-1", 3, 4);
         refused.usage.status = UsageStatus::ClientError;
-        refused.usage.error_code = Some("bad \"model\"\n".into());
+        refused.usage.error_code = Some(ErrorCode::ModelNotFound);
+        refused.usage.requested_model = "bad \"model\"\n".into();
         refused.usage.region = Some("eu".into());
         refused.reservation = None;
         let entries = vec![sample_entry("gen-0", 1, 2), refused];
