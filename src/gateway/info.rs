@@ -196,7 +196,7 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "is_free_tier": false,
         "name": k.name,
         "token": k.masked(),
-        "models": k.model_list(),
+        "models": k.models.iter().collect::<Vec<_>>(),
         "region": k.region,
         "daily_limit": exact(daily_limit),
         "monthly_limit": exact(monthly_limit),

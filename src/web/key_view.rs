@@ -161,10 +161,10 @@ impl KeyView {
             created_by: k.created_by,
             name: k.name.clone(),
             masked: k.masked(),
-            models: if k.models.is_empty() {
+            models: if k.models.is_all() {
                 "All models".into()
             } else {
-                k.model_list().join(", ")
+                k.models.iter().collect::<Vec<_>>().join(", ")
             },
             region: k.region.clone().unwrap_or_else(|| "Any".into()),
             rate: rate_text(k),

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::super::key_secrets::Lifecycle;
 use super::super::{sqlite_direct, Engine, Result, Store};
-use super::{KeyRow, KeyStatus};
+use super::{KeyModels, KeyRow, KeyStatus};
 use crate::domain::token::TokenHash;
 use crate::domain::{Credits, KeyId, WorkspaceId};
 
@@ -97,7 +97,7 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             name: r.get(2)?,
             token_prefix: r.get(3)?,
             token_last4: r.get(4)?,
-            models: r.get(5)?,
+            models: KeyModels::from_stored(r.get(5)?),
             region: r.get(6)?,
             daily_limit: r.get::<_, Option<i64>>(7)?.map(Credits::from_micros),
             monthly_limit: r.get::<_, Option<i64>>(8)?.map(Credits::from_micros),
