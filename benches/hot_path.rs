@@ -56,7 +56,7 @@ fn key(models: &str) -> KeyRow {
         name: "bench".into(),
         token_prefix: "lr-sk-Ab3d".into(),
         token_last4: "x9Qz".into(),
-        models: models.into(),
+        models: lowrouter::store::keys::KeyModels::from_stored(models.into()),
         region: Some("eu-west".into()),
         daily_limit: Some(Credits::from_micros(1_000_000_000)),
         monthly_limit: None,

@@ -30,7 +30,7 @@ fn entries(account_id: WorkspaceId, key_id: KeyId, n: usize, seq: &mut u64) -> V
                     region: Some("eu-west".into()),
                     prompt_tokens: 12,
                     completion_tokens: 20,
-                    cost: 32_000,
+                    cost: Credits::from_micros(32_000),
                     status: UsageStatus::Ok,
                     http_status: 200,
                     error_code: None,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::Parser;
 use lowrouter::domain::audit::Actor;
 use lowrouter::domain::key_form::KeySpec;
-use lowrouter::domain::{ApiToken, Credits, Email, Password};
+use lowrouter::domain::{ApiToken, Credits, Email, ErrorCode, Password};
 use lowrouter::store::usage::{NewUsage, UsageEntry, UsageStatus};
 use lowrouter::store::Store;
 
@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
                 region: Some(region.into()),
                 prompt_tokens: prompt,
                 completion_tokens: completion,
-                cost: prompt * pin + completion * pout,
+                cost: Credits::from_micros(prompt * pin + completion * pout),
                 status,
                 http_status: match status {
                     UsageStatus::Ok => 200,
@@ -212,10 +212,9 @@ async fn main() -> anyhow::Result<()> {
                 },
                 error_code: match status {
                     UsageStatus::Ok => None,
-                    UsageStatus::ClientError => Some("upstream_rejected"),
-                    UsageStatus::UpstreamError => Some("upstream_error"),
-                }
-                .map(str::to_owned),
+                    UsageStatus::ClientError => Some(ErrorCode::UpstreamRejected),
+                    UsageStatus::UpstreamError => Some(ErrorCode::UpstreamError),
+                },
                 streamed: rng.below(3) == 0,
                 latency_ms: latency,
                 started_at: at,

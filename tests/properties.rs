@@ -228,7 +228,7 @@ proptest! {
             }
             Err(e) => {
                 prop_assert_eq!(e.status.as_u16(), 401);
-                prop_assert_eq!(e.code, "invalid_api_key");
+                prop_assert_eq!(e.code.as_str(), "invalid_api_key");
                 prop_assert!(HEADER_MESSAGES.contains(&e.message.as_str()), "unexpected message {:?}", e.message);
                 let body = e.body().to_string();
                 for v in &values {
@@ -502,7 +502,7 @@ fn check_chat(raw: &[u8]) -> Result<(), TestCaseError> {
         }
         Err(e) => {
             prop_assert_eq!(e.status.as_u16(), 400);
-            prop_assert_eq!(e.code, "invalid_request");
+            prop_assert_eq!(e.code.as_str(), "invalid_request");
             prop_assert!(e.message.len() < 200, "bounded message: {}", e.message);
             let text = String::from_utf8_lossy(raw);
             if text.len() >= 16 {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{KeyId, WorkspaceId};
+use crate::domain::{Credits, ErrorCode, KeyId, WorkspaceId};
 use crate::store::usage::UsageEntry;
 
 /// Touched keys beyond this wait for the next round (the evaluator is behind).
@@ -94,8 +94,8 @@ impl Feed {
                 let k = t
                     .entry(u.key_id)
                     .or_insert_with(|| KeyTouch::new(u.account_id));
-                if u.cost > 0 {
-                    *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost;
+                if u.cost > Credits::ZERO {
+                    *k.hourly.entry(u.started_at / 3_600_000).or_default() += u.cost.micros();
                 }
                 if let (Some(m), crate::store::usage::UsageStatus::Ok) =
                     (&u.resolved_model, u.status)
@@ -109,9 +109,9 @@ impl Feed {
                         k.networks.insert(net.to_owned());
                     }
                 }
-                match u.error_code.as_deref() {
-                    Some("daily_limit_reached") => k.day_limit_refused = true,
-                    Some("monthly_limit_reached") => k.month_limit_refused = true,
+                match u.error_code {
+                    Some(ErrorCode::DailyLimitReached) => k.day_limit_refused = true,
+                    Some(ErrorCode::MonthlyLimitReached) => k.month_limit_refused = true,
                     _ => {}
                 }
             }

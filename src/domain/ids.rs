@@ -55,6 +55,12 @@ impl KeyId {
     }
 }
 
+/// A budget lease's row id (`leases.id`, PostgreSQL): the slice a leased hold is served
+/// from, and the row its settlement charges (`store::lease_book`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct LeaseId(pub i64);
+
 /// Logs and URLs show the bare number (`key_id = %key.id`).
 macro_rules! display_as_number {
     ($($t:ty),*) => {$(
@@ -65,4 +71,4 @@ macro_rules! display_as_number {
         }
     )*};
 }
-display_as_number!(WorkspaceId, UserId, KeyId);
+display_as_number!(WorkspaceId, UserId, KeyId, LeaseId);

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client_hint;
 pub mod credits;
 pub mod email;
+pub mod error_code;
 pub mod event_id;
 pub mod ids;
 pub mod key_form;
@@ -21,7 +22,8 @@ pub mod verify_token;
 
 pub use credits::Credits;
 pub use email::Email;
-pub use ids::{KeyId, UserId, WorkspaceId};
+pub use error_code::ErrorCode;
+pub use ids::{KeyId, LeaseId, UserId, WorkspaceId};
 pub use password::Password;
 pub use token::{ApiToken, ManagementToken, TokenError, TokenHash};
 pub use verify_token::VerifyToken;

@@ -2,6 +2,8 @@
 //! the detail page, Home and the status filter all read it, so a code reads the same
 //! everywhere ("429 · Daily limit reached").
 
+use super::ErrorCode;
+
 /// A usage row's outcome: served, refused (4xx) or failed (5xx); its reason is the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageStatus {
@@ -29,86 +31,138 @@ impl UsageStatus {
     }
 }
 
-/// Every code the gateway records (`ApiError::code`, `forward`, `stream`), with its reason.
-/// A code missing here still shows, as the HTTP status's own phrase.
-pub const REASONS: [(&str, &str); 26] = [
-    ("daily_limit_reached", "Daily limit reached"),
-    ("monthly_limit_reached", "Monthly limit reached"),
-    ("insufficient_credits", "Not enough credits"),
-    ("model_not_allowed", "Model not allowed for this key"),
-    ("model_not_found", "Unknown model"),
-    ("model_unavailable", "Model not offered on this gateway"),
-    ("region_unavailable", "No provider in the key's region"),
-    ("invalid_request", "Invalid request"),
-    ("request_too_large", "Request too large"),
-    ("too_many_refused_requests", "Too many refused requests"),
-    ("too_many_failed_authentications", "Too many invalid keys"),
-    ("invalid_api_key", "Invalid API key"),
-    ("key_revoked", "Key deleted"),
-    ("key_disabled", "Key disabled"),
-    ("key_idle", "Key disabled after going unused"),
-    ("key_expired", "Key expired"),
-    ("secret_retired", "Secret retired after a Roll"),
-    ("secret_quarantined", "Secret reported as leaked"),
-    (
-        "rate_limit_exceeded",
-        "Rate limit (per minute or in flight)",
-    ),
-    ("not_found", "Not found"),
-    ("upstream_rejected", "Provider rejected the request"),
-    ("upstream_rate_limited", "Providers busy (rate-limited)"),
-    ("upstream_auth_error", "Provider refused the gateway"),
-    ("upstream_error", "Provider failed"),
-    ("internal_error", "Gateway error"),
-    ("client_disconnected", "Client disconnected"),
-];
-
-/// What a refusal means and what to do about it, for a failed request's page: the client
-/// got its own message; this is the owner's side of it.
-pub fn advice(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "daily_limit_reached" | "monthly_limit_reached" => {
-            "Each request holds its worst-case cost against the key's limit until it is \
-             settled; a request whose hold does not fit in what is left of the limit is \
-             refused, even when the limit is not quite spent. Raise or remove the limit with \
-             Edit, or wait for the period to reset (00:00 UTC)."
-        }
-        "insufficient_credits" => {
-            "The workspace's spendable balance (its balance less what requests in flight \
-             hold) was below this request's worst-case cost. Add credits, or lower \
-             max_tokens so the request holds less."
-        }
-        "key_disabled" | "key_idle" => "The key is disabled: Enable it on the Keys page.",
-        "key_expired" => {
-            "The key passed its expiry date: set a later one with Edit, or create a new key."
-        }
-        "key_revoked" => {
-            "The key was deleted: nothing brings it back. Create a new key and deploy it."
-        }
-        "secret_retired" => {
-            "The secret used was replaced by a Roll and has retired: deploy the key's current \
-             secret (the Keys page shows its last four characters), or Roll again if it was lost."
-        }
-        "secret_quarantined" => {
-            "The secret used was reported as leaked and is blocked: Roll the key and deploy the \
-             new secret."
-        }
-        "rate_limit_exceeded" => {
-            "The key's requests-per-minute or concurrency limit was reached: the client should \
-             retry after Retry-After, or raise the limit with Edit."
-        }
-        "model_not_allowed" => {
-            "The key's scope does not include this model: add it with Edit, or use another key."
-        }
-        "region_unavailable" => "No provider of this model serves the key's pinned region.",
-        "model_unavailable" => "This gateway has no provider configured for the model.",
-        _ => return None,
-    })
+/// Where a code can be seen, which decides what the Usage page offers for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// On usage rows: the status filter offers it.
+    Recorded,
+    /// Answered before any usage row exists (a budget spent, a token that is no key of any
+    /// workspace): explained, accepted by the filter, not offered by it.
+    Unrecorded,
+    /// Only at doors that never write usage (the management API, leak reports).
+    Elsewhere,
 }
 
-/// The reason of one code, if the table has it.
+impl ErrorCode {
+    /// The dashboard's words for the code. Exhaustive: a new code does not compile until
+    /// the Usage page can explain it.
+    pub const fn reason(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            DailyLimitReached => "Daily limit reached",
+            MonthlyLimitReached => "Monthly limit reached",
+            InsufficientCredits => "Not enough credits",
+            ModelNotAllowed => "Model not allowed for this key",
+            ModelNotFound => "Unknown model",
+            ModelUnavailable => "Model not offered on this gateway",
+            RegionUnavailable => "No provider in the key's region",
+            InvalidRequest => "Invalid request",
+            RequestTooLarge => "Request too large",
+            TooManyRefusedRequests => "Too many refused requests",
+            TooManyFailedAuthentications => "Too many invalid keys",
+            InvalidApiKey => "Invalid API key",
+            KeyRevoked => "Key deleted",
+            KeyDisabled => "Key disabled",
+            KeyIdle => "Key disabled after going unused",
+            KeyExpired => "Key expired",
+            SecretRetired => "Secret retired after a Roll",
+            SecretQuarantined => "Secret reported as leaked",
+            RateLimitExceeded => "Rate limit (per minute or in flight)",
+            NotFound => "Not found",
+            UpstreamRejected => "Provider rejected the request",
+            UpstreamRateLimited => "Providers busy (rate-limited)",
+            UpstreamAuthError => "Provider refused the gateway",
+            UpstreamError => "Provider failed",
+            InternalError => "Gateway error",
+            ClientDisconnected => "Client disconnected",
+            TooManyReports => "Too many leak reports",
+            WrongKeyType => "Wrong kind of key",
+            InsufficientRole => "Role does not allow this",
+            ReadOnlyKey => "Read-only management key",
+            EmailUnverified => "Email address not verified",
+            IdempotencyReplay => "Already created with this Idempotency-Key",
+            IdempotencyKeyReused => "Idempotency-Key reused",
+            InvalidSignature => "Invalid signature",
+            MethodNotAllowed => "Method not allowed",
+        }
+    }
+
+    /// Where the code can be seen. Exhaustive, like [`ErrorCode::reason`].
+    pub const fn seen(self) -> Seen {
+        use ErrorCode::*;
+        match self {
+            TooManyRefusedRequests | TooManyFailedAuthentications | InvalidApiKey => {
+                Seen::Unrecorded
+            }
+            DailyLimitReached | MonthlyLimitReached | InsufficientCredits | ModelNotAllowed
+            | ModelNotFound | ModelUnavailable | RegionUnavailable | InvalidRequest
+            | RequestTooLarge | KeyRevoked | KeyDisabled | KeyIdle | KeyExpired | SecretRetired
+            | SecretQuarantined | RateLimitExceeded | NotFound | UpstreamRejected
+            | UpstreamRateLimited | UpstreamAuthError | UpstreamError | InternalError
+            | ClientDisconnected => Seen::Recorded,
+            TooManyReports | WrongKeyType | InsufficientRole | ReadOnlyKey | EmailUnverified
+            | IdempotencyReplay | IdempotencyKeyReused | InvalidSignature | MethodNotAllowed => {
+                Seen::Elsewhere
+            }
+        }
+    }
+
+    /// What a refusal means and what to do about it, for a failed request's page: the
+    /// client got its own message; this is the owner's side of it.
+    pub fn advice(self) -> Option<&'static str> {
+        use ErrorCode::*;
+        Some(match self {
+            DailyLimitReached | MonthlyLimitReached => {
+                "Each request holds its worst-case cost against the key's limit until it is \
+                 settled; a request whose hold does not fit in what is left of the limit is \
+                 refused, even when the limit is not quite spent. Raise or remove the limit with \
+                 Edit, or wait for the period to reset (00:00 UTC)."
+            }
+            InsufficientCredits => {
+                "The workspace's spendable balance (its balance less what requests in flight \
+                 hold) was below this request's worst-case cost. Add credits, or lower \
+                 max_tokens so the request holds less."
+            }
+            KeyDisabled | KeyIdle => "The key is disabled: Enable it on the Keys page.",
+            KeyExpired => {
+                "The key passed its expiry date: set a later one with Edit, or create a new key."
+            }
+            KeyRevoked => {
+                "The key was deleted: nothing brings it back. Create a new key and deploy it."
+            }
+            SecretRetired => {
+                "The secret used was replaced by a Roll and has retired: deploy the key's current \
+                 secret (the Keys page shows its last four characters), or Roll again if it was lost."
+            }
+            SecretQuarantined => {
+                "The secret used was reported as leaked and is blocked: Roll the key and deploy the \
+                 new secret."
+            }
+            RateLimitExceeded => {
+                "The key's requests-per-minute or concurrency limit was reached: the client should \
+                 retry after Retry-After, or raise the limit with Edit."
+            }
+            ModelNotAllowed => {
+                "The key's scope does not include this model: add it with Edit, or use another key."
+            }
+            RegionUnavailable => "No provider of this model serves the key's pinned region.",
+            ModelUnavailable => "This gateway has no provider configured for the model.",
+            _ => return None,
+        })
+    }
+}
+
+/// A stored code's advice (see [`ErrorCode::advice`]); None for a code this build does not
+/// know.
+pub fn advice(code: &str) -> Option<&'static str> {
+    ErrorCode::parse(code).and_then(ErrorCode::advice)
+}
+
+/// The reason of a stored code, if it is one the Usage page can meet (recorded or not).
 pub fn reason_of(code: &str) -> Option<&'static str> {
-    REASONS.iter().find(|(c, _)| *c == code).map(|(_, r)| *r)
+    ErrorCode::parse(code)
+        .filter(|c| c.seen() != Seen::Elsewhere)
+        .map(ErrorCode::reason)
 }
 
 /// `429 · Daily limit reached`: the HTTP status and a plain reason, for any row.
@@ -147,27 +201,37 @@ pub const OUTCOMES: [StatusChoice; 3] = [
     },
 ];
 
-/// The reasons the filter offers: every code of the table that a recorded row can have
-/// (not those answered without a row: budgets spent, and a token that is no key of any
-/// workspace), and not `upstream_error`, which as a filter value means the outcome.
+/// The reasons the filter offers: every code a recorded row can have (not those answered
+/// without a row: budgets spent, and a token that is no key of any workspace), and not
+/// `upstream_error`, which as a filter value means the outcome.
 pub fn reason_choices() -> impl Iterator<Item = StatusChoice> {
-    REASONS
+    ErrorCode::ALL
         .iter()
-        .filter(|(c, _)| {
-            UsageStatus::parse(c).is_none()
-                && !matches!(
-                    *c,
-                    "too_many_refused_requests"
-                        | "too_many_failed_authentications"
-                        | "invalid_api_key"
-                )
+        .filter(|c| c.seen() == Seen::Recorded && UsageStatus::parse(c.as_str()).is_none())
+        .map(|c| StatusChoice {
+            value: c.as_str(),
+            label: c.reason(),
         })
-        .map(|(value, label)| StatusChoice { value, label })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code has words, and the filter offers exactly the recorded ones (less
+    /// `upstream_error`, an outcome as a filter value), in the table's order.
+    #[test]
+    fn every_code_has_a_reason() {
+        for &c in ErrorCode::ALL {
+            assert!(!c.reason().is_empty(), "{c:?}");
+            let known = c.seen() != Seen::Elsewhere;
+            assert_eq!(reason_of(c.as_str()).is_some(), known, "{c:?}");
+        }
+        let offered: Vec<&str> = reason_choices().map(|c| c.value).collect();
+        assert_eq!(offered.len(), 22);
+        assert!(!offered.contains(&"upstream_error") && !offered.contains(&"invalid_api_key"));
+        assert_eq!(offered[0], "daily_limit_reached");
+    }
 
     #[test]
     fn status_lines() {

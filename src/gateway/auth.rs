@@ -6,7 +6,7 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 
 use super::error::ApiError;
 use crate::domain::token::{hash_str, ApiToken, ManagementToken, TokenError};
-use crate::domain::Credits;
+use crate::domain::{Credits, ErrorCode};
 use crate::store::keys::{GatewayKey, KeyState};
 use crate::store::Store;
 
@@ -72,7 +72,7 @@ pub struct Authed {
 
 impl Authed {
     pub fn available(&self) -> Credits {
-        Credits::from_micros(self.key.balance - self.key.reserved)
+        self.key.balance.saturating_sub(self.key.reserved)
     }
 }
 
@@ -104,14 +104,14 @@ pub enum DeadReason {
 
 impl DeadReason {
     /// The usage row's error code (`domain::reasons` has each one's words).
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            DeadReason::Revoked => "key_revoked",
-            DeadReason::Disabled => "key_disabled",
-            DeadReason::Idle => "key_idle",
-            DeadReason::Expired => "key_expired",
-            DeadReason::Retired => "secret_retired",
-            DeadReason::Quarantined => "secret_quarantined",
+            DeadReason::Revoked => ErrorCode::KeyRevoked,
+            DeadReason::Disabled => ErrorCode::KeyDisabled,
+            DeadReason::Idle => ErrorCode::KeyIdle,
+            DeadReason::Expired => ErrorCode::KeyExpired,
+            DeadReason::Retired => ErrorCode::SecretRetired,
+            DeadReason::Quarantined => ErrorCode::SecretQuarantined,
         }
     }
 
@@ -252,16 +252,16 @@ mod tests {
             "Bearer".to_owned(),
         ] {
             let e = bearer_token(&headers(&bad)).unwrap_err();
-            assert_eq!(e.code, "invalid_api_key");
+            assert_eq!(e.code, ErrorCode::InvalidApiKey);
             assert!(!e.message.contains(&s[10..]), "token echoed");
         }
         assert!(bearer_token(&HeaderMap::new()).is_err());
         let m = ManagementToken::generate();
         let e = bearer_token(&headers(&format!("Bearer {}", m.expose()))).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (403, "wrong_key_type"));
+        assert_eq!((e.status.as_u16(), e.code), (403, ErrorCode::WrongKeyType));
         let h = headers(&format!("Bearer {s}"));
         let e = management_bearer(&h).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (403, "wrong_key_type"));
+        assert_eq!((e.status.as_u16(), e.code), (403, ErrorCode::WrongKeyType));
         let h = headers(&format!("Bearer {}", m.expose()));
         assert_eq!(management_bearer(&h).unwrap(), m);
     }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
 use crate::store::keys::GatewayKey;
 use crate::store::ledger::{Reservation, ReserveError};
 
@@ -46,8 +46,8 @@ pub struct HoldBook {
 
 #[derive(Default)]
 struct Inner {
-    keys: HashMap<i64, Book>,
-    accounts: HashMap<i64, Book>,
+    keys: HashMap<KeyId, Book>,
+    accounts: HashMap<WorkspaceId, Book>,
     /// When forgettable charges were last dropped (None: never).
     pruned: Option<Instant>,
 }
@@ -132,9 +132,8 @@ impl HoldBook {
         let day = time_util::day_number(now_ms);
         let month = time_util::month_number(now_ms);
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (key_day, key_month, _) =
-            extra(guard.keys.get(&gk.key.id.0), gk.settled_seq, day, month);
-        let account = guard.accounts.get(&gk.key.account_id.0);
+        let (key_day, key_month, _) = extra(guard.keys.get(&gk.key.id), gk.settled_seq, day, month);
+        let account = guard.accounts.get(&gk.key.account_id);
         let (_, _, account_extra) = extra(account, gk.settled_seq, day, month);
         let account_held = account.map_or(0, |b| b.in_flight.iter().map(|h| h.2).sum());
         Outstanding {
@@ -158,9 +157,9 @@ impl HoldBook {
         let amount_m = amount.micros();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        let (key_day, key_month, _) = extra(inner.keys.get(&key.id.0), gk.settled_seq, day, month);
+        let (key_day, key_month, _) = extra(inner.keys.get(&key.id), gk.settled_seq, day, month);
         let (_, _, account_all) = extra(
-            inner.accounts.get(&key.account_id.0),
+            inner.accounts.get(&key.account_id),
             gk.settled_seq,
             day,
             month,
@@ -176,15 +175,15 @@ impl HoldBook {
         }) {
             return Err(ReserveError::MonthlyLimit);
         }
-        let available = gk.balance - gk.reserved - account_all;
+        let available = gk.balance.micros() - gk.reserved.micros() - account_all;
         if available <= 0 || available < amount_m {
             return Err(ReserveError::InsufficientCredits);
         }
         let hold = (day, month, amount_m);
-        inner.keys.entry(key.id.0).or_default().in_flight.push(hold);
+        inner.keys.entry(key.id).or_default().in_flight.push(hold);
         inner
             .accounts
-            .entry(key.account_id.0)
+            .entry(key.account_id)
             .or_default()
             .in_flight
             .push(hold);
@@ -193,17 +192,21 @@ impl HoldBook {
 
     /// Called by the usage writer just before it journals the entries numbered `seq`: their
     /// holds become charges settled under `seq`.
-    pub fn settling<'a>(&self, seq: i64, settled: impl Iterator<Item = (&'a Reservation, i64)>) {
+    pub fn settling<'a>(
+        &self,
+        seq: i64,
+        settled: impl Iterator<Item = (&'a Reservation, Credits)>,
+    ) {
         let now = Instant::now();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        for (r, charge) in settled.filter(|(r, _)| !r.in_db) {
+        for (r, charge) in settled.filter(|(r, _)| r.in_memory()) {
             let s = || Settled {
                 seq,
                 at: now,
                 day: r.day,
                 month: r.month,
-                charge,
+                charge: charge.micros(),
             };
             for book in inner.books_of(r) {
                 book.remove_in_flight(r);
@@ -239,7 +242,7 @@ impl HoldBook {
 
     /// Charges of an account settled under numbers above `seq`, which a read at `seq` did not
     /// see.
-    pub fn settled_after(&self, account_id: i64, seq: i64) -> Credits {
+    pub fn settled_after(&self, account_id: WorkspaceId, seq: i64) -> Credits {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let charges = guard.accounts.get(&account_id).map_or(0, |b| {
             b.settled
@@ -256,7 +259,7 @@ impl HoldBook {
     pub fn unsettle<'a>(&self, seq: i64, holds: impl Iterator<Item = &'a Reservation>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        for r in holds.filter(|r| !r.in_db) {
+        for r in holds.filter(|r| r.in_memory()) {
             for book in inner.books_of(r) {
                 let batch_entry = book
                     .settled
@@ -274,7 +277,7 @@ impl HoldBook {
     pub fn release<'a>(&self, holds: impl Iterator<Item = &'a Reservation>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        for r in holds.filter(|r| !r.in_db) {
+        for r in holds.filter(|r| r.in_memory()) {
             for book in inner.books_of(r) {
                 book.remove_in_flight(r);
             }

@@ -196,7 +196,7 @@ pub async fn key(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         "is_free_tier": false,
         "name": k.name,
         "token": k.masked(),
-        "models": k.model_list(),
+        "models": k.models.iter().collect::<Vec<_>>(),
         "region": k.region,
         "daily_limit": exact(daily_limit),
         "monthly_limit": exact(monthly_limit),
@@ -231,7 +231,7 @@ pub async fn credits(
         .spend_since_day(account, 0)
         .await
         .map_err(store_failed)?;
-    let reserved = authed.key.reserved + held.account_held;
+    let reserved = authed.key.reserved.micros() + held.account_held;
     let number = |m: i64| Value::Number(Credits::from_micros(m).json_number());
     let body = json!({"data": {
         "balance": balance.exact(),

@@ -65,7 +65,7 @@ impl Ledger {
     pub fn charged_since_read(&self, key: &GatewayKey, charged: Credits) -> Credits {
         match self {
             Ledger::InMemory { book, .. } => {
-                book.settled_after(key.key.account_id.0, key.settled_seq)
+                book.settled_after(key.key.account_id, key.settled_seq)
             }
             Ledger::Shared(_) => charged,
         }

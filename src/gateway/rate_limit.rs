@@ -23,6 +23,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::error::{ApiError, RateHeaders};
+use crate::domain::ErrorCode;
 use crate::store::keys::KeyRow;
 use crate::store::PgStore;
 
@@ -80,7 +81,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn limited(what: &str, headers: RateHeaders) -> ApiError {
     let mut e = ApiError::too_many(
-        "rate_limit_exceeded",
+        ErrorCode::RateLimitExceeded,
         &format!("This API key's {what} limit is reached. Retry after the time in Retry-After."),
         std::time::Duration::from_secs(headers.reset_secs.saturating_sub(1)),
     );

@@ -25,6 +25,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use crate::domain::ErrorCode;
 
 pub const KEY_BURST: u32 = 60;
 pub const KEY_PER_MINUTE: u32 = 60;
@@ -69,7 +70,7 @@ impl RefusalBudgets {
     pub fn refused_for_key(&self, key_id: i64) -> Result<(), ApiError> {
         Self::take(&self.keys, &key_id, &self.clock).map_err(|wait| {
             ApiError::too_many(
-                "too_many_refused_requests",
+                ErrorCode::TooManyRefusedRequests,
                 "This API key made too many requests that were refused. Fix the request (see earlier errors) and retry later.",
                 wait,
             )
@@ -80,7 +81,7 @@ impl RefusalBudgets {
     pub fn failed_auth_from(&self, address: IpAddr) -> Result<(), ApiError> {
         Self::take(&self.addresses, &address, &self.clock).map_err(|wait| {
             ApiError::too_many(
-                "too_many_failed_authentications",
+                ErrorCode::TooManyFailedAuthentications,
                 "Too many requests with a missing or invalid API key from this address. Retry later.",
                 wait,
             )
@@ -91,7 +92,7 @@ impl RefusalBudgets {
     pub fn leak_report_from(&self, address: IpAddr) -> Result<(), ApiError> {
         Self::take(&self.leak_reports, &address, &self.clock).map_err(|wait| {
             ApiError::too_many(
-                "too_many_reports",
+                ErrorCode::TooManyReports,
                 "Too many leaked-token reports from this address. Retry later.",
                 wait,
             )

@@ -41,7 +41,7 @@ pub struct KeyRow {
     pub name: String,
     pub token_prefix: String,
     pub token_last4: String,
-    pub models: String,
+    pub models: KeyModels,
     pub region: Option<String>,
     pub daily_limit: Option<Credits>,
     pub monthly_limit: Option<Credits>,
@@ -97,12 +97,8 @@ impl KeyRow {
         masked(&self.token_prefix, &self.token_last4)
     }
 
-    pub fn model_list(&self) -> Vec<&str> {
-        self.models.split(',').filter(|m| !m.is_empty()).collect()
-    }
-
     pub fn allows_model(&self, id: &str) -> bool {
-        self.models.is_empty() || self.models.split(',').any(|m| m == id)
+        self.models.allows(id)
     }
 
     /// Spend counted against the daily limit at `now_ms` (reservations in flight included).
@@ -131,7 +127,7 @@ impl KeyRow {
     pub fn spec(&self) -> KeySpec {
         KeySpec {
             name: self.name.clone(),
-            models: self.model_list().into_iter().map(str::to_owned).collect(),
+            models: self.models.iter().map(str::to_owned).collect(),
             region: self.region.clone(),
             daily_limit: self.daily_limit,
             monthly_limit: self.monthly_limit,
@@ -140,6 +136,45 @@ impl KeyRow {
             concurrency_limit: self.concurrency_limit.and_then(|n| u32::try_from(n).ok()),
             disable_after_days: self.disable_after_days.and_then(|n| u32::try_from(n).ok()),
         }
+    }
+}
+
+/// A key's models as stored (`api_keys.models`: ids joined by commas; empty: every model).
+/// Kept as the stored string rather than parsed into a list: the gateway reads a key on every
+/// request and checks one model, so a list would cost an allocation per model per request
+/// for nothing. The string stays private; callers see ids only, through [`KeyModels::iter`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct KeyModels(String);
+
+impl KeyModels {
+    /// The column as read (the gateway's rusqlite read).
+    pub fn from_stored(s: String) -> Self {
+        KeyModels(s)
+    }
+
+    /// The column as written: a key's chosen ids (none: every model).
+    pub fn joined(ids: &[String]) -> Self {
+        KeyModels(ids.join(","))
+    }
+
+    /// The ids a scoped key may use; none for a key that may use every model.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(',').filter(|m| !m.is_empty())
+    }
+
+    /// Every model: no scope.
+    pub fn is_all(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn allows(&self, id: &str) -> bool {
+        self.is_all() || self.0.split(',').any(|m| m == id)
+    }
+
+    /// The column's value, to bind.
+    pub(crate) fn into_stored(self) -> String {
+        self.0
     }
 }
 
@@ -190,7 +225,7 @@ macro_rules! bind_new_key {
             .bind(&$new.token.hash().0)
             .bind($new.token.display_prefix())
             .bind($new.token.last_four())
-            .bind($new.spec.models.join(","))
+            .bind($crate::store::keys::KeyModels::joined(&$new.spec.models).into_stored())
             .bind($new.spec.region.as_deref())
             .bind($new.spec.daily_limit.map($crate::domain::Credits::micros))
             .bind($new.spec.monthly_limit.map($crate::domain::Credits::micros))
@@ -322,7 +357,7 @@ impl Store {
                  where id = $7 and account_id = $8 and status <> 'revoked'",
             )
             .bind(&spec.name)
-            .bind(spec.models.join(","))
+            .bind(KeyModels::joined(&spec.models).into_stored())
             .bind(spec.region.as_deref())
             .bind(spec.daily_limit.map(Credits::micros))
             .bind(spec.monthly_limit.map(Credits::micros))
@@ -425,5 +460,20 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod models_tests {
+    use super::KeyModels;
+
+    #[test]
+    fn stored_models_read_as_ids() {
+        let scoped = KeyModels::joined(&["a/x".into(), "b/y".into()]);
+        assert_eq!(scoped.iter().collect::<Vec<_>>(), ["a/x", "b/y"]);
+        assert!(scoped.allows("b/y") && !scoped.allows("b") && !scoped.is_all());
+        assert_eq!(scoped.into_stored(), "a/x,b/y", "the stored form is unchanged");
+        let all = KeyModels::joined(&[]);
+        assert!(all.is_all() && all.allows("any/model") && all.iter().next().is_none());
     }
 }

@@ -39,10 +39,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::keys::{KeyRow, KeyStatus};
-use super::ledger::{Reservation, ReserveError};
+use super::ledger::{HoldSource, Reservation, ReserveError};
 use super::usage::UsageEntry;
 use super::{PgStore, Result};
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, LeaseId};
 
 mod book;
 mod give_back;
@@ -72,8 +72,19 @@ async fn fold_charges(tx: &mut sqlx::PgConnection, account_id: i64, instance: i6
     Ok(())
 }
 
-/// The counters of a key, locked for a top-up.
-type KeyCounters = (String, Option<i64>, Option<i64>, i64, i64, i64, i64);
+/// The counters of a key, locked for a top-up; its status decoded here, never compared as
+/// a string.
+#[derive(sqlx::FromRow)]
+struct KeyCounters {
+    #[sqlx(try_from = "String")]
+    status: KeyStatus,
+    daily_limit: Option<i64>,
+    monthly_limit: Option<i64>,
+    spend_day: i64,
+    day_spend: i64,
+    spend_month: i64,
+    month_spend: i64,
+}
 
 impl PgStore {
     /// A hold served from this process's lease on the key, topping the lease up (one
@@ -91,7 +102,7 @@ impl PgStore {
         let hold = amount.micros();
         let need = hold.max(1);
         let reservation = |lease: i64| Reservation {
-            lease: Some(lease),
+            source: HoldSource::Lease(LeaseId(lease)),
             ..Reservation::held(key, amount, day, month)
         };
         loop {
@@ -186,7 +197,15 @@ impl PgStore {
         .bind(key_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((status, daily, monthly, spend_day, day_spend, spend_month, month_spend)) = row
+        let Some(KeyCounters {
+            status,
+            daily_limit: daily,
+            monthly_limit: monthly,
+            spend_day,
+            day_spend,
+            spend_month,
+            month_spend,
+        }) = row
         else {
             tx.rollback().await?;
             return Err(ReserveError::KeyInactive);
@@ -203,7 +222,7 @@ impl PgStore {
         let month_room = monthly.map_or(i64::MAX, |l| l - month_spent);
         let account_room = balance - reserved;
         let room = day_room.min(month_room).min(account_room);
-        let decision = if status != KeyStatus::Active.as_str() {
+        let decision = if status != KeyStatus::Active {
             Err(ReserveError::KeyInactive)
         } else if ample_only {
             Ok(if room / HEADROOM_SHARE >= want {
@@ -293,13 +312,17 @@ impl PgStore {
         let Some(book) = &self.leases else { return };
         let mut leases = book.lock();
         for e in batch {
-            let Some(r) = e.reservation.as_ref().filter(|r| r.lease.is_some()) else {
+            let Some(r) = e
+                .reservation
+                .as_ref()
+                .filter(|r| matches!(r.source, HoldSource::Lease(_)))
+            else {
                 continue;
             };
-            if let Some(l) = leases.get_mut(&(r.key_id, r.day, r.month)) {
+            if let Some(l) = leases.get_mut(&(r.key_id.0, r.day, r.month)) {
                 l.in_flight -= r.amount.micros();
                 if committed {
-                    l.granted -= e.usage.cost.min(r.amount.micros());
+                    l.granted -= e.usage.cost.min(r.amount).micros();
                 }
             }
         }
@@ -311,15 +334,15 @@ impl PgStore {
 /// any more (`usage_batch::charge_orphans`).
 pub(crate) async fn settle_leases(
     tx: &mut sqlx::PgConnection,
-    charges: &HashMap<i64, i64>,
-) -> Result<Vec<i64>> {
+    charges: &HashMap<LeaseId, i64>,
+) -> Result<Vec<LeaseId>> {
     if charges.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pairs: Vec<(i64, i64)> = charges.iter().map(|(k, v)| (*k, *v)).collect();
+    let mut pairs: Vec<(LeaseId, i64)> = charges.iter().map(|(k, v)| (*k, *v)).collect();
     pairs.sort_unstable();
-    let (ids, amounts): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
-    let found: Vec<(i64,)> = sqlx::query_as(
+    let (ids, amounts): (Vec<LeaseId>, Vec<i64>) = pairs.into_iter().unzip();
+    let found: Vec<(LeaseId,)> = sqlx::query_as(
         "update leases set amount = leases.amount - v.charge, charged = leases.charged + v.charge \
          from unnest($1::bigint[], $2::bigint[]) as v(id, charge) where leases.id = v.id \
          returning leases.id",
@@ -328,6 +351,6 @@ pub(crate) async fn settle_leases(
     .bind(amounts)
     .fetch_all(&mut *tx)
     .await?;
-    let found: Vec<i64> = found.into_iter().map(|(id,)| id).collect();
+    let found: Vec<LeaseId> = found.into_iter().map(|(id,)| id).collect();
     Ok(ids.into_iter().filter(|id| !found.contains(id)).collect())
 }

@@ -18,25 +18,34 @@ use super::keys::KeyRow;
 use super::{on_read, on_write, PgStore, Result, Store, StoreError};
 
 /// id, account, key, amount, day, month of a hold to release.
-type StaleHold = (String, i64, i64, i64, i64, i64);
-use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
+type StaleHold = (String, WorkspaceId, KeyId, Credits, i64, i64);
+use crate::domain::{time_util, Credits, KeyId, LeaseId, WorkspaceId};
 
 /// A hold. Journaled as part of `usage_journal::EntryV1` (its own struct).
 #[derive(Debug, Clone)]
 pub struct Reservation {
-    pub id: String,
-    pub account_id: i64,
-    pub key_id: i64,
+    pub account_id: WorkspaceId,
+    pub key_id: KeyId,
     pub amount: Credits,
     pub day: i64,
     pub month: i64,
-    /// A row in `reservations` (PostgreSQL), or a hold in the process's memory (SQLite,
-    /// see `gateway::holds`), whose settlement only adds the charge.
-    pub in_db: bool,
-    /// PostgreSQL: served from this process's budget lease, the `leases` row with this id
-    /// (`store::lease_book`); `in_db` is then false. Settlement charges the account and the
-    /// lease; the key's counters already count the hold as part of the slice.
-    pub lease: Option<i64>,
+    pub source: HoldSource,
+}
+
+/// Where a hold lives, which decides what its settlement changes. One enum rather than a
+/// flag and an option, so a hold cannot claim a reservation row and a lease at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldSource {
+    /// In the process's memory (SQLite, see `gateway::holds`): settlement only adds the
+    /// charge to the key's counters and takes it from the balance.
+    Memory,
+    /// A row of `reservations` with this id (PostgreSQL without leases): settlement deletes
+    /// it, releases the hold from the counters and `reserved`, and charges.
+    Row(String),
+    /// Served from this process's budget lease, the `leases` row with this id (PostgreSQL,
+    /// `store::lease_book`). Settlement charges the lease row alone; the key's counters
+    /// already count the hold as part of the slice.
+    Lease(LeaseId),
 }
 
 impl Reservation {
@@ -44,15 +53,18 @@ impl Reservation {
     /// process's memory; a reservation row or a lease is set on top (`..Reservation::held`).
     pub fn held(key: &KeyRow, amount: Credits, day: i64, month: i64) -> Reservation {
         Reservation {
-            id: String::new(),
-            account_id: key.account_id.0,
-            key_id: key.id.0,
+            account_id: key.account_id,
+            key_id: key.id,
             amount,
             day,
             month,
-            in_db: false,
-            lease: None,
+            source: HoldSource::Memory,
         }
+    }
+
+    /// Whether the hold lives in the process's memory (the hold book's to count).
+    pub fn in_memory(&self) -> bool {
+        self.source == HoldSource::Memory
     }
 }
 
@@ -195,8 +207,7 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(Reservation {
-            id,
-            in_db: true,
+            source: HoldSource::Row(id),
             ..Reservation::held(key, amount, day, month)
         })
     }

@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use super::ledger::Reservation;
 use super::{on_read, on_write, Result, Store, StoreError};
 use crate::domain::text::GenerationId;
-use crate::domain::Credits;
+use crate::domain::{Credits, ErrorCode};
 
 pub use crate::domain::reasons::UsageStatus;
 
@@ -29,11 +29,11 @@ pub struct NewUsage {
     pub region: Option<String>,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    /// Micro-credits charged.
-    pub cost: i64,
+    /// What was charged: never more than the hold.
+    pub cost: Credits,
     pub status: UsageStatus,
     pub http_status: u16,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub streamed: bool,
     pub latency_ms: i64,
     pub started_at: i64,

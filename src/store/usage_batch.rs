@@ -18,9 +18,10 @@
 
 use std::collections::HashMap;
 
+use super::ledger::HoldSource;
 use super::usage::{NewUsage, UsageEntry, UsageStatus};
 use super::{sqlite_direct, usage_journal, Engine, PgStore, Result, SqliteStore, Store};
-use crate::domain::time_util;
+use crate::domain::{time_util, ErrorCode, LeaseId};
 
 mod last_use;
 mod one_statement;
@@ -136,10 +137,10 @@ fn usage_cells(u: &NewUsage) -> [Cell<'_>; INSERT_USAGE_COLUMNS.len()] {
         Int(u.prompt_tokens),
         Int(u.completion_tokens),
         Int(u.prompt_tokens + u.completion_tokens),
-        Int(u.cost),
+        Int(u.cost.micros()),
         Text(u.status.as_str()),
         Int(i64::from(u.http_status)),
-        MaybeText(u.error_code.as_deref()),
+        MaybeText(u.error_code.map(ErrorCode::as_str)),
         Int(i64::from(u.streamed)),
         Int(u.latency_ms),
         Int(u.started_at),
@@ -171,8 +172,8 @@ struct BatchPlan<'a> {
     daily_keys: HashMap<DailyKeysKey<'a>, [i64; 5]>,
     workspace: HashMap<WorkspaceKey<'a>, [i64; 5]>,
     reservation_ids: Vec<&'a str>,
-    /// Holds served from budget leases (PostgreSQL): lease id -> charge.
-    leases: HashMap<i64, i64>,
+    /// Holds served from budget leases (PostgreSQL): lease -> charge.
+    leases: HashMap<LeaseId, i64>,
     /// Each secret's last use (`key_secrets`): secret id -> latest completion and the
     /// client of that request. Folded in here like the key's `last_used_at`, so it costs no
     /// write per request.
@@ -213,35 +214,39 @@ impl<'a> BatchPlan<'a> {
                     *last = (u.completed_at, u.client.as_deref());
                 }
             }
-            match &e.reservation {
-                Some(r) if r.lease.is_some() => {
+            let cost = u.cost.micros();
+            match e.reservation.as_ref().map(|r| (r, &r.source)) {
+                Some((r, HoldSource::Lease(lease))) => {
                     // The key's counters count the whole slice already, and the charge goes
                     // to the lease row alone, folded into the account later
                     // (`store::lease_book`): no row another process's batch touches.
-                    let charge = u.cost.min(r.amount.micros());
-                    *plan.leases.entry(r.lease.unwrap_or_default()).or_default() += charge;
+                    let charge = cost.min(r.amount.micros());
+                    *plan.leases.entry(*lease).or_default() += charge;
                     if served {
                         let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
                         k.last_used = k.last_used.max(used_at);
                     }
                 }
-                Some(r) if !r.in_db => {
-                    let charge = u.cost.min(r.amount.micros());
-                    plan.accounts.entry(r.account_id).or_default().1 += charge;
-                    let c = plan.charges.entry((r.key_id, r.day, r.month)).or_default();
+                Some((r, HoldSource::Memory)) => {
+                    let charge = cost.min(r.amount.micros());
+                    plan.accounts.entry(r.account_id.0).or_default().1 += charge;
+                    let c = plan
+                        .charges
+                        .entry((r.key_id.0, r.day, r.month))
+                        .or_default();
                     c.charge += charge;
                     c.last_used = c.last_used.max(used_at);
                 }
-                Some(r) => {
-                    let charge = u.cost.min(r.amount.micros());
-                    let a = plan.accounts.entry(r.account_id).or_default();
+                Some((r, HoldSource::Row(id))) => {
+                    let charge = cost.min(r.amount.micros());
+                    let a = plan.accounts.entry(r.account_id.0).or_default();
                     a.0 += r.amount.micros();
                     a.1 += charge;
-                    let k = plan.keys.entry((r.key_id, r.day, r.month)).or_default();
+                    let k = plan.keys.entry((r.key_id.0, r.day, r.month)).or_default();
                     k.release += r.amount.micros();
                     k.charge += charge;
                     k.last_used = k.last_used.max(used_at);
-                    plan.reservation_ids.push(&r.id);
+                    plan.reservation_ids.push(id);
                 }
                 None if served => {
                     let k = plan.keys.entry((u.key_id.0, -1, -1)).or_default();
@@ -263,7 +268,7 @@ impl<'a> BatchPlan<'a> {
                 provider: u.provider.as_deref().unwrap_or(""),
                 region: u.region.as_deref().unwrap_or(""),
                 status: u.status.as_str(),
-                error_code: u.error_code.as_deref().unwrap_or(""),
+                error_code: u.error_code.map_or("", ErrorCode::as_str),
                 shard,
             };
             let n = [
@@ -271,7 +276,7 @@ impl<'a> BatchPlan<'a> {
                 i64::from(u.status != UsageStatus::Ok),
                 u.prompt_tokens,
                 u.completion_tokens,
-                u.cost,
+                cost,
             ];
             for sums in [
                 plan.daily.entry(key).or_default(),
@@ -290,13 +295,16 @@ impl<'a> BatchPlan<'a> {
     /// the sweep cutoff), so for those only the charge is applied.
     fn unrelease_swept(&mut self, batch: &[UsageEntry], live: &[String]) {
         for r in batch.iter().filter_map(|e| e.reservation.as_ref()) {
-            if !r.in_db || live.iter().any(|id| id == &r.id) {
+            let HoldSource::Row(id) = &r.source else {
+                continue;
+            };
+            if live.contains(id) {
                 continue;
             }
-            if let Some(a) = self.accounts.get_mut(&r.account_id) {
+            if let Some(a) = self.accounts.get_mut(&r.account_id.0) {
                 a.0 -= r.amount.micros();
             }
-            if let Some(k) = self.keys.get_mut(&(r.key_id, r.day, r.month)) {
+            if let Some(k) = self.keys.get_mut(&(r.key_id.0, r.day, r.month)) {
                 k.release -= r.amount.micros();
             }
         }

@@ -3,7 +3,7 @@
 
 use super::when::When;
 use crate::config::Settings;
-use crate::domain::{time_util, Credits, KeyId, UserId};
+use crate::domain::{time_util, Credits, ErrorCode, KeyId, UserId};
 use crate::store::key_secrets::SecretRow;
 use crate::store::keys::{KeyRow, KeyState};
 use crate::store::usage::KeyActivity;
@@ -161,10 +161,10 @@ impl KeyView {
             created_by: k.created_by,
             name: k.name.clone(),
             masked: k.masked(),
-            models: if k.models.is_empty() {
+            models: if k.models.is_all() {
                 "All models".into()
             } else {
-                k.model_list().join(", ")
+                k.models.iter().collect::<Vec<_>>().join(", ")
             },
             region: k.region.clone().unwrap_or_else(|| "Any".into()),
             rate: rate_text(k),
@@ -223,13 +223,13 @@ impl KeyView {
         };
         let after_success = self.last_used_at_ms.is_none_or(|served| r.at > served);
         if after_success && self.limit_badge.as_ref().is_none_or(|b| !b.blocking) {
-            let until = match r.code.as_deref() {
-                Some("daily_limit_reached")
+            let until = match r.code.as_deref().and_then(ErrorCode::parse) {
+                Some(ErrorCode::DailyLimitReached)
                     if time_util::day_number(r.at) == time_util::day_number(now) =>
                 {
                     Some("00:00 UTC".to_owned())
                 }
-                Some("monthly_limit_reached")
+                Some(ErrorCode::MonthlyLimitReached)
                     if time_util::month_number(r.at) == time_util::month_number(now) =>
                 {
                     Some(format!(

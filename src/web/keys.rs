@@ -229,8 +229,8 @@ pub(super) fn reveal(
         snippets: super::snippets::snippets(&base_url(state, req), token.expose()),
         rolled,
         unserved: key
-            .model_list()
-            .into_iter()
+            .models
+            .iter()
             .filter(|id| {
                 state
                     .catalogue

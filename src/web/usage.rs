@@ -13,7 +13,7 @@ use super::usage_chart::{build_chart, Chart, Texture};
 use super::{Dashboard, Layout};
 use crate::domain::reasons::{self, StatusChoice};
 use crate::domain::text::GenerationId;
-use crate::domain::{time_util, Credits, KeyId, WorkspaceId};
+use crate::domain::{time_util, Credits, ErrorCode, KeyId, WorkspaceId};
 pub use crate::service::usage_filter::{parse_filter, FilterInput};
 use crate::state::AppState;
 use crate::store::keys::KeyStatus;
@@ -465,12 +465,14 @@ pub async fn detail(
     let page = DetailPage {
         advice: code.and_then(reasons::advice),
         key: key.map(|k| super::key_view::KeyView::new(&k, now)),
-        balance: (code == Some("insufficient_credits")).then(|| {
-            (
-                user.account.balance.display_places(2),
-                user.account.reserved.display_places(2),
-            )
-        }),
+        balance: (code.and_then(ErrorCode::parse) == Some(ErrorCode::InsufficientCredits)).then(
+            || {
+                (
+                    user.account.balance.display_places(2),
+                    user.account.reserved.display_places(2),
+                )
+            },
+        ),
         row: view,
         layout: user.layout("usage"),
     };

@@ -285,7 +285,7 @@ fn backdated(
             region: Some("eu-west".into()),
             prompt_tokens: prompt,
             completion_tokens: completion,
-            cost,
+            cost: lowrouter::domain::Credits::from_micros(cost),
             status,
             http_status: if status == UsageStatus::Ok { 200 } else { 400 },
             error_code: None,

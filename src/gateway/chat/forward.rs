@@ -12,7 +12,7 @@ use super::reply;
 use super::request::{ChatRequest, GATEWAY_FIELDS};
 use super::stream::StreamJob;
 use crate::catalogue::{Model, ModelKind, ProviderKind};
-use crate::domain::Credits;
+use crate::domain::{Credits, ErrorCode};
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
 use crate::gateway::upstream::{describe, Failure};
@@ -280,7 +280,7 @@ pub(super) async fn upstream_rejected(
     let outcome = Outcome {
         status: UsageStatus::ClientError,
         http_status: status,
-        error_code: Some("upstream_rejected"),
+        error_code: Some(ErrorCode::UpstreamRejected),
         prompt_tokens: 0,
         completion_tokens: 0,
         cost: Credits::ZERO,

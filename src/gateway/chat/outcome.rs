@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 
 use crate::catalogue::Model;
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, ErrorCode};
 use crate::gateway::auth::Authed;
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ pub(super) struct Ctx {
 pub(super) struct Outcome {
     pub status: UsageStatus,
     pub http_status: StatusCode,
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<ErrorCode>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: Credits,
@@ -133,10 +133,10 @@ impl Ctx {
                 completion_tokens: o.completion_tokens as i64,
                 cost: reservation
                     .as_ref()
-                    .map_or(0, |r| o.cost.micros().min(r.amount.micros())),
+                    .map_or(Credits::ZERO, |r| o.cost.min(r.amount)),
                 status: o.status,
                 http_status: o.http_status.as_u16(),
-                error_code: o.error_code.map(str::to_owned),
+                error_code: o.error_code,
                 streamed: self.streamed,
                 latency_ms: self.started.elapsed().as_millis() as i64,
                 started_at: self.started_ms,

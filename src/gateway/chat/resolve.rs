@@ -4,7 +4,7 @@
 use super::outcome::cost_of;
 use super::request::ChatRequest;
 use crate::catalogue::{Model, ModelKind, ProviderKind, AUTO_MODEL};
-use crate::domain::{time_util, Credits};
+use crate::domain::{time_util, Credits, ErrorCode};
 use crate::gateway::auth::Authed;
 use crate::gateway::echo;
 use crate::gateway::error::ApiError;
@@ -59,14 +59,14 @@ pub(super) fn reserve_error(
     };
     match e {
         ReserveError::DailyLimit => refused(
-            "daily_limit_reached",
+            ErrorCode::DailyLimitReached,
             "daily",
             time_util::next_day_start_ms(now_ms),
             key.daily_limit.map(Credits::micros),
             key.spent_today(now_ms),
         ),
         ReserveError::MonthlyLimit => refused(
-            "monthly_limit_reached",
+            ErrorCode::MonthlyLimitReached,
             "monthly",
             time_util::next_month_start_ms(now_ms),
             key.monthly_limit.map(Credits::micros),

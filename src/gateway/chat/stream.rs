@@ -13,7 +13,7 @@ use super::outcome::{Ctx, Outcome};
 use super::reply;
 use super::request::ChatRequest;
 use crate::catalogue::Model;
-use crate::domain::Credits;
+use crate::domain::{Credits, ErrorCode};
 use crate::gateway::error::ApiError;
 use crate::state::AppState;
 use crate::store::ledger::Reservation;
@@ -204,9 +204,9 @@ impl StreamJob {
         let mut o = Outcome::served(&self.model, prompt, completion);
         if seen.failure.is_some() {
             o.status = UsageStatus::UpstreamError;
-            o.error_code = Some("upstream_error");
+            o.error_code = Some(ErrorCode::UpstreamError);
         } else if seen.client_gone {
-            o.error_code = Some("client_disconnected");
+            o.error_code = Some(ErrorCode::ClientDisconnected);
         }
         (o, seen.failure)
     }

@@ -318,7 +318,7 @@ impl KeyObject {
             name: k.name.clone(),
             display: k.masked(),
             status: status_word(k.state(now_ms)),
-            models: k.model_list().into_iter().map(str::to_owned).collect(),
+            models: k.models.iter().map(str::to_owned).collect(),
             region: k.region.clone(),
             daily_limit: k.daily_limit.map(Credits::exact),
             monthly_limit: k.monthly_limit.map(Credits::exact),

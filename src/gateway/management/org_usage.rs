@@ -382,11 +382,11 @@ pub async fn costs(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         .await
         .map_err(store_error("Costs"))?;
     let data = buckets(&period, rows, |r| {
-        let credits = crate::domain::Credits::from_micros(r.cost);
+        let credits = r.cost;
         CostsResult {
             object: "organization.costs.result",
             amount: Amount {
-                value: r.cost as f64 / 1e6,
+                value: credits.micros() as f64 / 1e6,
                 currency: "credits",
                 exact: credits.exact(),
             },

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{warn_failed, Bisect, ATTEMPT_PAUSES_MS};
+use crate::domain::Credits;
 use crate::store::usage::UsageEntry;
 use crate::store::{LastUseWrites, PgStore, StoreError};
 
@@ -167,7 +168,7 @@ impl Late {
         {
             let mut e = e.clone();
             if !e.usage.streamed {
-                e.usage.cost = 0;
+                e.usage.cost = Credits::ZERO;
             }
             if let Err(full) = self.tx.try_send(e) {
                 tracing::error!("a failed usage row is left to the sweeper: too many rows wait for the database");
@@ -243,7 +244,7 @@ async fn settle_refused(pg: &PgStore, entry: &UsageEntry, e: &StoreError) {
         "the database refused a usage row; its request fails");
     let mut settlement = entry.clone();
     if !settlement.usage.streamed {
-        settlement.usage.cost = 0;
+        settlement.usage.cost = Credits::ZERO;
     }
     let settled = pg
         .store

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::super::key_secrets::Lifecycle;
 use super::super::{sqlite_direct, Engine, Result, Store};
-use super::{KeyRow, KeyStatus};
+use super::{KeyModels, KeyRow, KeyStatus};
 use crate::domain::token::TokenHash;
 use crate::domain::{Credits, KeyId, WorkspaceId};
 
@@ -15,8 +15,9 @@ use crate::domain::{Credits, KeyId, WorkspaceId};
 pub struct GatewayKey {
     #[sqlx(flatten)]
     pub key: KeyRow,
-    pub balance: i64,
-    pub reserved: i64,
+    /// Net of the account's unfolded lease charges (`store::accounts::unfolded!`).
+    pub balance: Credits,
+    pub reserved: Credits,
     /// The last usage batch that settled a charge of the account, as this read saw it (see
     /// `gateway::holds`).
     pub settled_seq: i64,
@@ -96,7 +97,7 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             name: r.get(2)?,
             token_prefix: r.get(3)?,
             token_last4: r.get(4)?,
-            models: r.get(5)?,
+            models: KeyModels::from_stored(r.get(5)?),
             region: r.get(6)?,
             daily_limit: r.get::<_, Option<i64>>(7)?.map(Credits::from_micros),
             monthly_limit: r.get::<_, Option<i64>>(8)?.map(Credits::from_micros),
@@ -119,8 +120,8 @@ fn gateway_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayKey> {
             // Not read on the hot path: the gateway never asks who made a key.
             created_by: None,
         },
-        balance: r.get(21)?,
-        reserved: r.get(22)?,
+        balance: Credits::from_micros(r.get(21)?),
+        reserved: Credits::from_micros(r.get(22)?),
         settled_seq: r.get(23)?,
         secret: GatewaySecret {
             secret_id: r.get(24)?,

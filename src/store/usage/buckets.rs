@@ -6,6 +6,7 @@ use sqlx::FromRow;
 
 use super::{Bind, DAY_MS};
 use crate::domain::ids::WorkspaceId;
+use crate::domain::Credits;
 use crate::store::{on_read, Result, Store};
 
 /// What buckets are split by, and which keys and models they count.
@@ -34,7 +35,7 @@ pub struct BucketRow {
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    pub cost: i64,
+    pub cost: Credits,
 }
 
 impl Store {

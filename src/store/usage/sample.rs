@@ -2,7 +2,7 @@
 
 use super::{NewUsage, UsageEntry, UsageStatus};
 use crate::domain::ids::{KeyId, WorkspaceId};
-use crate::store::ledger::Reservation;
+use crate::store::ledger::{HoldSource, Reservation};
 
 /// A successful request's entry with an in-memory hold (settling it charges the cost), for
 /// the write path's tests.
@@ -21,7 +21,7 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
             region: None,
             prompt_tokens: 10,
             completion_tokens: 5,
-            cost: 1_000,
+            cost: Credits::from_micros(1_000),
             status: UsageStatus::Ok,
             http_status: 200,
             error_code: None,
@@ -34,14 +34,12 @@ pub(crate) fn sample_entry(id: &str, account_id: i64, key_id: i64) -> UsageEntry
             client: Some("127.0.0.0/24 · curl".into()),
         },
         reservation: Some(Reservation {
-            id: String::new(),
-            account_id,
-            key_id,
+            account_id: WorkspaceId(account_id),
+            key_id: KeyId(key_id),
             amount: Credits::from_micros(5_000),
             day: time_util::day_number(now),
             month: time_util::month_number(now),
-            in_db: false,
-            lease: None,
+            source: HoldSource::Memory,
         }),
     }
 }

@@ -21,6 +21,7 @@
 //! the one before it (`(select count(*) from k) >= 0`: an init plan that runs `k` first).
 
 use super::{sorted, BatchPlan, UsageEntry};
+use crate::domain::LeaseId;
 use crate::store::Result;
 
 /// Whether [`write`] can apply this plan.
@@ -152,7 +153,7 @@ pub(super) async fn write(
     pool: &sqlx::PgPool,
     batch: &[UsageEntry],
     plan: &BatchPlan<'_>,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<LeaseId>> {
     let rows: Vec<_> = batch.iter().map(|e| &e.usage).collect();
     let keys = sorted(&plan.keys);
     let accounts = sorted(&plan.accounts);
@@ -167,7 +168,7 @@ pub(super) async fn write(
         !leases.is_empty(),
         !secrets.is_empty(),
     );
-    let q = sqlx::query_as::<_, (i64,)>(text)
+    let q = sqlx::query_as::<_, (LeaseId,)>(text)
         .bind(col(&rows, |r| r.generation_id.clone()))
         .bind(col(&rows, |r| r.account_id))
         .bind(col(&rows, |r| r.key_id))
@@ -182,7 +183,7 @@ pub(super) async fn write(
         .bind(col(&rows, |r| r.cost))
         .bind(col(&rows, |r| r.status.as_str().to_owned()))
         .bind(col(&rows, |r| i64::from(r.http_status)))
-        .bind(col(&rows, |r| r.error_code.clone()))
+        .bind(col(&rows, |r| r.error_code.map(|c| c.as_str().to_owned())))
         .bind(col(&rows, |r| i64::from(r.streamed)))
         .bind(col(&rows, |r| r.latency_ms))
         .bind(col(&rows, |r| r.started_at))

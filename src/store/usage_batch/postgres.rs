@@ -7,6 +7,8 @@ use super::{
     usage_cells, workspace_cells, BatchPlan, LastUseWrites, Rows, CHUNK, DAILY_DIMENSIONS,
     DAILY_KEYS_DIMENSIONS, INSERT_USAGE_COLUMNS, ROLLUP_COUNTERS, WORKSPACE_DIMENSIONS,
 };
+use crate::domain::LeaseId;
+use crate::store::ledger::HoldSource;
 use crate::store::ledger::{CHARGE_KEY, SETTLE_ACCOUNT, SETTLE_KEY, SETTLE_SECRET};
 use crate::store::usage::UsageEntry;
 use crate::store::Result;
@@ -50,7 +52,7 @@ async fn write_transaction(
     batch: &[UsageEntry],
     rows: Rows,
     plan: &mut BatchPlan<'_>,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<LeaseId>> {
     let mut tx = pool.begin().await?;
     let written = if rows == Rows::Write { batch } else { &[] };
     for chunk in written.chunks(CHUNK) {
@@ -172,21 +174,23 @@ async fn charge_keys_and_settle_accounts(
 /// settled as in-memory holds are: the charge added to the key's counters and taken from
 /// the balance, in a transaction of its own after the batch's (whose lock order put the
 /// lease rows last). A delivered answer is paid for even then.
-async fn charge_orphans(pool: &sqlx::PgPool, batch: &[UsageEntry], orphans: &[i64]) -> Result<()> {
+async fn charge_orphans(
+    pool: &sqlx::PgPool,
+    batch: &[UsageEntry],
+    orphans: &[LeaseId],
+) -> Result<()> {
     tracing::warn!(leases = ?orphans, "usage charged against leases that were released; charging the accounts directly");
     let entries: Vec<UsageEntry> = batch
         .iter()
         .filter(|e| {
             e.reservation
                 .as_ref()
-                .and_then(|r| r.lease)
-                .is_some_and(|l| orphans.contains(&l))
+                .is_some_and(|r| matches!(r.source, HoldSource::Lease(l) if orphans.contains(&l)))
         })
         .cloned()
         .map(|mut e| {
             if let Some(r) = &mut e.reservation {
-                r.lease = None;
-                r.in_db = false;
+                r.source = HoldSource::Memory;
             }
             e
         })

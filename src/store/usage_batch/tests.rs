@@ -101,21 +101,19 @@ fn sqlite_statements_number_every_parameter() {
 /// [`LAST_USE_EVERY_MS`]; settlements that move money are never dropped.
 #[test]
 fn last_uses_are_written_when_due_and_money_always() {
-    let reservation = |in_db: bool, lease: Option<i64>| crate::store::ledger::Reservation {
-        id: "r".into(),
-        account_id: 1,
-        key_id: 7,
+    let reservation = |source| crate::store::ledger::Reservation {
+        account_id: crate::domain::WorkspaceId(1),
+        key_id: crate::domain::KeyId(7),
         amount: Credits::from_micros(5_000),
         day: 1,
         month: 1,
-        in_db,
-        lease,
+        source,
     };
     // Served from a budget lease, as the PostgreSQL gateway's holds are.
     let at = |id: &str, ms: i64| {
         let mut e = entry(id, 1, 7);
         e.usage.completed_at = ms;
-        e.reservation = Some(reservation(false, Some(3)));
+        e.reservation = Some(reservation(HoldSource::Lease(crate::domain::LeaseId(3))));
         e
     };
     let mut written = LastUseWrites::default();
@@ -144,7 +142,7 @@ fn last_uses_are_written_when_due_and_money_always() {
 
     // A settlement with a release or a charge on the key (a reservation row) always stays.
     let mut held = at("d", 10_000);
-    held.reservation = Some(reservation(true, None));
+    held.reservation = Some(reservation(HoldSource::Row("r".into())));
     let held = [held];
     let mut plan = BatchPlan::new(&held, Rows::Write, 0);
     written.prune(&mut plan);

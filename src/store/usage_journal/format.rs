@@ -15,8 +15,8 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Credits, KeyId, WorkspaceId};
-use crate::store::ledger::Reservation;
+use crate::domain::{Credits, ErrorCode, KeyId, WorkspaceId};
+use crate::store::ledger::{HoldSource, Reservation};
 use crate::store::usage::{NewUsage, UsageEntry, UsageStatus};
 
 /// `[u32 length][u32 CRC-32]` before each payload.
@@ -242,7 +242,8 @@ struct UsageV1<'a> {
     cost: i64,
     status: StatusV1,
     http_status: u16,
-    error_code: Option<Cow<'a, str>>,
+    /// Its wire string, as in the `error_code` column; an unknown one does not decode.
+    error_code: Option<ErrorCode>,
     streamed: bool,
     latency_ms: i64,
     started_at: i64,
@@ -311,14 +312,14 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
                 region: borrowed(region),
                 prompt_tokens: *prompt_tokens,
                 completion_tokens: *completion_tokens,
-                cost: *cost,
+                cost: cost.micros(),
                 status: match status {
                     UsageStatus::Ok => StatusV1::Ok,
                     UsageStatus::ClientError => StatusV1::ClientError,
                     UsageStatus::UpstreamError => StatusV1::UpstreamError,
                 },
                 http_status: *http_status,
-                error_code: borrowed(error_code),
+                error_code: *error_code,
                 streamed: *streamed,
                 latency_ms: *latency_ms,
                 started_at: *started_at,
@@ -326,24 +327,26 @@ impl<'a> From<&'a UsageEntry> for EntryV1<'a> {
             },
             reservation: e.reservation.as_ref().map(|r| {
                 let Reservation {
-                    id,
                     account_id,
                     key_id,
                     amount,
                     day,
                     month,
-                    in_db,
-                    // Leases are PostgreSQL's; the journal is SQLite's: never one here.
-                    lease: _,
+                    source,
                 } = r;
+                // Leases are PostgreSQL's; the journal is SQLite's: never one here.
+                let (id, in_db) = match source {
+                    HoldSource::Row(id) => (id.as_str(), true),
+                    HoldSource::Memory | HoldSource::Lease(_) => ("", false),
+                };
                 ReservationV1 {
                     id: Cow::Borrowed(id),
-                    account_id: *account_id,
-                    key_id: *key_id,
+                    account_id: account_id.0,
+                    key_id: key_id.0,
                     amount: amount.micros(),
                     day: *day,
                     month: *month,
-                    in_db: *in_db,
+                    in_db,
                 }
             }),
         }
@@ -365,14 +368,14 @@ impl From<EntryV1<'_>> for UsageEntry {
                 region: u.region.map(Cow::into_owned),
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
-                cost: u.cost,
+                cost: Credits::from_micros(u.cost),
                 status: match u.status {
                     StatusV1::Ok => UsageStatus::Ok,
                     StatusV1::ClientError => UsageStatus::ClientError,
                     StatusV1::UpstreamError => UsageStatus::UpstreamError,
                 },
                 http_status: u.http_status,
-                error_code: u.error_code.map(Cow::into_owned),
+                error_code: u.error_code,
                 streamed: u.streamed,
                 latency_ms: u.latency_ms,
                 started_at: u.started_at,
@@ -382,14 +385,16 @@ impl From<EntryV1<'_>> for UsageEntry {
                 client: None,
             },
             reservation: e.reservation.map(|r| Reservation {
-                id: r.id.into_owned(),
-                account_id: r.account_id,
-                key_id: r.key_id,
+                account_id: WorkspaceId(r.account_id),
+                key_id: KeyId(r.key_id),
                 amount: Credits::from_micros(r.amount),
                 day: r.day,
                 month: r.month,
-                in_db: r.in_db,
-                lease: None,
+                source: if r.in_db {
+                    HoldSource::Row(r.id.into_owned())
+                } else {
+                    HoldSource::Memory
+                },
             }),
         }
     }
@@ -410,7 +415,8 @@ mod tests {
     fn entries_round_trip_through_version_2() {
         let mut refused = sample_entry("gen-1", 3, 4);
         refused.usage.status = UsageStatus::ClientError;
-        refused.usage.error_code = Some("bad \"model\"\n".into());
+        refused.usage.error_code = Some(ErrorCode::ModelNotFound);
+        refused.usage.requested_model = "bad \"model\"\n".into();
         refused.usage.region = Some("eu".into());
         refused.reservation = None;
         let entries = vec![sample_entry("gen-0", 1, 2), refused];
@@ -435,7 +441,7 @@ mod tests {
             assert_eq!((v, record.seq), (version, 42));
             let e = &record.entries[0];
             assert_eq!(e.usage.status, UsageStatus::UpstreamError);
-            assert_eq!((e.usage.cost, e.usage.http_status), (1000, 502));
+            assert_eq!((e.usage.cost.micros(), e.usage.http_status), (1000, 502));
             assert!(e.usage.streamed);
             let r = e.reservation.as_ref().unwrap();
             assert_eq!((r.amount.micros(), r.day, r.month), (5000, 19675, 646));
