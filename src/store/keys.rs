@@ -472,7 +472,11 @@ mod models_tests {
         let scoped = KeyModels::joined(&["a/x".into(), "b/y".into()]);
         assert_eq!(scoped.iter().collect::<Vec<_>>(), ["a/x", "b/y"]);
         assert!(scoped.allows("b/y") && !scoped.allows("b") && !scoped.is_all());
-        assert_eq!(scoped.into_stored(), "a/x,b/y", "the stored form is unchanged");
+        assert_eq!(
+            scoped.into_stored(),
+            "a/x,b/y",
+            "the stored form is unchanged"
+        );
         let all = KeyModels::joined(&[]);
         assert!(all.is_all() && all.allows("any/model") && all.iter().next().is_none());
     }
