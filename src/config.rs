@@ -3,7 +3,6 @@
 //! never against the working directory.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -235,41 +234,6 @@ struct FileSettings {
     leak_report_public_keys: Option<Vec<LeakReportKey>>,
     webhook_allow_private_targets: Option<bool>,
     webhook_retry_base_secs: Option<u64>,
-}
-
-/// Origins as browsers send them: scheme, host and port only (`https://app.example.com`),
-/// checked here so that a typo fails at start with a message, not in the CORS middleware.
-fn parse_origins(name: &'static str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    for o in &list {
-        let exact = reqwest::Url::parse(o)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .map(|u| u.origin().ascii_serialization());
-        if exact.as_deref() != Some(o.as_str()) {
-            return Err(ConfigError::Env {
-                name,
-                message: format!("{o:?} is not an origin like https://app.example.com (no path, no trailing slash)"),
-            });
-        }
-    }
-    Ok(list)
-}
-
-/// `https://keys.example.com` or `http://127.0.0.1:8080/prefix`: http(s), a host, no user,
-/// query or fragment; kept without its trailing slash, so `{base}/verify-email` is a link.
-fn parse_base_url(v: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("{v:?} {why}; expected a URL like https://keys.example.com");
-    let url = reqwest::Url::parse(v.trim()).map_err(|_| bad("is not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(bad("is not an http(s) address"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("holds a user name or password"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("has a query or fragment"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -509,25 +473,9 @@ impl Settings {
     }
 }
 
-/// One `trusted_proxies` entry: an address (`10.0.0.1`, `::1`) or a CIDR range
-/// (`10.0.0.0/8`, `fd00::/8`).
-pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
-}
-
-/// `sqlite://relative.db` in a config file means relative to that file.
-fn resolve_sqlite_url(url: &str, base: &Path) -> String {
-    match url.strip_prefix("sqlite://") {
-        Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
-            format!("sqlite://{}", base.join(rest).display())
-        }
-        _ => url.to_owned(),
-    }
-}
-
 mod env;
+mod parse;
+pub use parse::parse_proxy;
+use parse::{parse_base_url, parse_origins, resolve_sqlite_url};
 #[cfg(test)]
 mod tests;
