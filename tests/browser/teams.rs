@@ -168,6 +168,10 @@ async fn owner_invites_developer_and_viewer_removes_the_developer_and_rolls_thei
         .await;
     owner.wait_h1(&format!("Offboarding {dev_email}")).await;
     assert!(owner.source().await.contains("dev-key"));
+    // The offboarding page (Roll all's deadline choice): no overflow, no axe violation.
+    let mut problems = Vec::new();
+    shoot(&owner, "offboarding", true, &mut problems).await;
+    assert!(problems.is_empty(), "layout problems: {problems:#?}");
     dev.goto("/keys").await;
     let html = dev.source().await;
     assert!(
