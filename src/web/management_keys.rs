@@ -20,6 +20,7 @@ use crate::state::AppState;
 use crate::store::management_keys::{
     Access, ManagementKeyRow, ManagementKeyState, NewManagementKey, Via,
 };
+use crate::store::members::MemberRow;
 use crate::web::error::WebError;
 
 pub struct ManagementKeyView {
@@ -33,12 +34,21 @@ pub struct ManagementKeyView {
     pub expires: String,
     pub created: String,
     pub created_via: &'static str,
+    /// Whom it acts for, with their current role (a management key acts with it).
+    pub acts_for: String,
     /// For a `<time>`: relative, the exact UTC time on hover.
     pub last_used_at: Option<super::when::When>,
 }
 
 impl ManagementKeyView {
-    fn new(k: &ManagementKeyRow, now: i64) -> Self {
+    fn new(k: &ManagementKeyRow, now: i64, members: &[MemberRow]) -> Self {
+        let acts_for = match k.created_by {
+            None => "no one: made on the command line, it acts as made".to_owned(),
+            Some(owner) => match members.iter().find(|m| m.user_id.0 == owner) {
+                Some(m) => format!("{} ({})", m.email, m.role.label().to_lowercase()),
+                None => "a former member (refused until handed over or rolled)".to_owned(),
+            },
+        };
         let (state, state_class) = match k.state(now) {
             ManagementKeyState::Active => ("Active", "ok"),
             ManagementKeyState::Expired => ("Expired", "warn"),
@@ -64,6 +74,7 @@ impl ManagementKeyView {
                 Via::Dashboard => "dashboard",
             },
             last_used_at: super::when::When::maybe(time_util::now_ms(), k.last_used_at),
+            acts_for,
         }
     }
 }
@@ -101,11 +112,12 @@ async fn page(
 ) -> WebResult<HttpResponse> {
     let now = time_util::now_ms();
     let keys = state.store.list_management_keys(user.workspace()).await?;
+    let members = state.store.members(user.workspace()).await?;
     let page = ManagementKeysPage {
         layout: user.layout("management"),
         keys: keys
             .iter()
-            .map(|k| ManagementKeyView::new(k, now))
+            .map(|k| ManagementKeyView::new(k, now, &members))
             .collect(),
         input,
         errors,
@@ -245,11 +257,10 @@ pub async fn roll(
     let id = ManagementKeyPublicId::parse(&path).ok_or(WebError::NotFound)?;
     let cleared = user.cleared()?;
     // A key of another workspace (or none) is a 404 first, whatever the form says.
-    let now = time_util::now_ms();
     let known = state.store.list_management_keys(user.workspace()).await?;
     if !known
         .iter()
-        .any(|k| k.public_id == id.as_str() && ManagementKeyView::new(k, now).live)
+        .any(|k| k.public_id == id.as_str() && k.revoked_at.is_none())
     {
         return Err(WebError::NotFound);
     }

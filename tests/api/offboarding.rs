@@ -145,6 +145,11 @@ async fn a_management_key_acts_with_its_owners_current_role() {
 
     // Demoted to viewer: a read-write key made as an admin now only reads.
     set_role(owner, admin_id, "viewer").await;
+    let page = owner.get_html("/management-keys").await;
+    assert!(
+        page.contains(&format!("Acts for {} (viewer)", t.emails[2])),
+        "the page says whom, with what role: {page}"
+    );
     let (status, body) = create("as-viewer").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "insufficient_role");
@@ -223,6 +228,8 @@ async fn a_management_key_acts_with_its_owners_current_role() {
     assert_eq!(r.status(), 303);
     let (status, body) = create("after-hand-over").await;
     assert_eq!(status, 201, "{body}");
+    let page = owner.get_html("/management-keys").await;
+    assert!(page.contains(&format!("Acts for {} (owner)", t.emails[3])));
     let audit: Value = call(
         admin,
         Method::GET,
