@@ -177,3 +177,70 @@ impl Store {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::Actor;
+    use crate::domain::key_form::KeySpec;
+    use crate::domain::{ApiToken, Email};
+
+    /// The in-thread SQLite read maps columns by position, a second copy of sqlx's mapping by
+    /// name: both must read the same key, secret and account, column for column. Every
+    /// nullable column is set, so a swapped or missed position shows.
+    #[tokio::test]
+    async fn the_in_thread_read_and_sqlx_agree_on_every_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("parity.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let email = Email::parse("parity@example.com").unwrap();
+        let user = store
+            .create_account(&email, "x", Credits::from_micros(7_000_000))
+            .await
+            .unwrap();
+        let spec = KeySpec {
+            name: "parity".into(),
+            models: vec!["openai/gpt-4o".into(), "lowrouter/echo".into()],
+            region: Some("eu-west".into()),
+            daily_limit: Some(Credits::from_micros(1_000_000)),
+            monthly_limit: Some(Credits::from_micros(9_000_000)),
+            expires_on: Some(time::macros::date!(2099 - 12 - 31)),
+            rpm_limit: Some(60),
+            concurrency_limit: Some(4),
+            disable_after_days: Some(30),
+        };
+        let token = ApiToken::generate();
+        let actor = Actor::user(user.0, email.as_str());
+        store
+            .create_key(user.personal_workspace(), &spec, &token, &actor)
+            .await
+            .unwrap();
+        let Engine::Sqlite { write, file, .. } = &store.engine else {
+            unreachable!("a SQLite store")
+        };
+        for sql in [
+            "update api_keys set last_used_at = 11, spend_day = 12, day_spend = 13, \
+             spend_month = 14, month_spend = 15, idle_from = 16, revoked_at = 17",
+            "update key_secrets set rolled_at = 21, retires_at = 22, quiet_ms = 23, \
+             retired_at = 24, quarantined_at = 25, quarantine_url = 'https://example.com/l', \
+             last_used_at = 26",
+            "update accounts set reserved = 31, settled_seq = 32",
+        ] {
+            sqlx::query(sql).execute(write).await.unwrap();
+        }
+        let by_sqlx: GatewayKey = sqlx::query_as(GATEWAY_KEY_SQL)
+            .bind(&token.hash().0)
+            .fetch_one(write)
+            .await
+            .unwrap();
+        let in_thread = Store::gateway_key_blocking(file, &token.hash())
+            .unwrap()
+            .expect("found");
+        assert_eq!(format!("{in_thread:?}"), format!("{by_sqlx:?}"));
+        assert_eq!(
+            in_thread.secret.secret_quiet_ms,
+            Some(23),
+            "values were set"
+        );
+    }
+}
