@@ -265,11 +265,18 @@ pub async fn retire(
     )
 }
 
+/// Extend: once per rendered form (its one-time `form_id`), so a double click or a resent
+/// POST does not push the deadline twice.
 pub async fn extend(
     state: web::Data<AppState>,
     LiveKey { user, key }: LiveKey,
-    _f: CsrfForm,
+    form: CsrfForm,
 ) -> WebResult<HttpResponse> {
+    let back = format!("/keys/{}", key.id);
+    let ticket = match form.claim(&user.session)? {
+        FormUse::First(t) => t,
+        FormUse::Repeat(done) => return already_done(&user, done, &back),
+    };
     let done = state
         .store
         .extend_previous(
@@ -280,20 +287,18 @@ pub async fn extend(
             &user.actor,
         )
         .await;
-    if matches!(done, Err(StoreError::Conflict)) {
-        user.session.set_flash(&format!(
+    let message = match done {
+        Ok(()) => "The previous secret's deadline is 24 hours later.".to_owned(),
+        Err(StoreError::NotFound) => "There is no previous secret to extend.".to_owned(),
+        Err(StoreError::Conflict) => format!(
             "The previous secret was extended {MAX_EXTENDS} times already, the most allowed. \
              Move what still uses it to the new secret, then retire it."
-        ))?;
-        return Ok(see_other(&format!("/keys/{}", key.id)));
-    }
-    back_to_key(
-        &user,
-        key.id,
-        done,
-        "The previous secret's deadline is 24 hours later.",
-        "There is no previous secret to extend.",
-    )
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    user.session.set_flash(&message)?;
+    user.session.form_done(ticket, &back, message)?;
+    Ok(see_other(&back))
 }
 
 /// Back to the key's page, with a flash saying what an action on its previous secret did
