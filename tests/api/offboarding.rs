@@ -241,3 +241,72 @@ async fn a_management_key_acts_with_its_owners_current_role() {
     .1;
     assert_eq!(audit["data"][0]["details"]["to"], t.emails[3].as_str());
 }
+
+/// Hostile values on the offboarding forms and the audit cursor: clear refusals, nothing
+/// changed, never a 500.
+#[tokio::test]
+async fn hostile_offboarding_values_are_refused_cleanly() {
+    let t = team().await;
+    let owner = &t.app;
+    let admin = &t.members[2];
+    let admin_id = member_id(owner, &t.emails[2]).await;
+    let mk = management_key(admin, "admin-ci", false).await;
+    let view = format!("/members/{admin_id}/offboarding");
+    let huge = "9".repeat(10_000);
+    for (retire, hours) in [
+        ("deadline", huge.as_str()),
+        ("deadline", "-5"),
+        ("deadline", "1\u{0}"),
+        ("deadline", "169"),
+        ("soon\u{0}", "24"),
+    ] {
+        let r = owner
+            .post_form(
+                &format!("{view}/roll-all"),
+                &view,
+                &[("retire", retire.into()), ("hours", hours.into())],
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            400,
+            "{retire:?} {}",
+            &hours[..hours.len().min(8)]
+        );
+    }
+    for (key, to) in [
+        ("mk_\u{0}".to_owned(), "1".to_owned()),
+        ("x".repeat(10_000), huge.clone()),
+        (String::new(), "-1".to_owned()),
+    ] {
+        let r = owner
+            .post_form(
+                &format!("{view}/hand-over"),
+                &view,
+                &[("key", key), ("to", to)],
+            )
+            .await;
+        assert!(matches!(r.status().as_u16(), 303 | 400), "{}", r.status());
+    }
+    // Nothing changed: the key still acts for the admin, and works.
+    assert_eq!(
+        call(admin, Method::GET, "/api/v1/keys", &mk, None).await.0,
+        200
+    );
+    assert!(owner
+        .get_html("/management-keys")
+        .await
+        .contains(&format!("Acts for {} (admin)", t.emails[2])));
+    for cursor in [huge.as_str(), "evt_%00%00", "evt_AAAAAAAAAAAAAAAAAAAAAA"] {
+        let (status, body) = call(
+            owner,
+            Method::GET,
+            &format!("/api/v1/audit?cursor={cursor}"),
+            &mk,
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["param"], "cursor");
+    }
+}
