@@ -128,14 +128,16 @@ pub async fn hand_over(
 ) -> WebResult<HttpResponse> {
     let target = member_path(&path)?;
     // As the offboarding page: someone who never was a member here is a 404.
-    let (_, owned) = state.store.offboarding(user.workspace(), target).await?;
+    state.store.offboarding(user.workspace(), target).await?;
     let back = format!("/members/{}/offboarding", target.0);
-    let key = ManagementKeyPublicId::parse(form.get("key"))
-        .filter(|k| owned.iter().any(|m| m.public_id == k.as_str()));
-    let Some(key) = key else {
+    // Whether the key is this member's live one is the store's check (`NotFound`).
+    let not_theirs = || -> WebResult<HttpResponse> {
         user.session
             .set_flash("That management key is no longer this member's: nothing changed.")?;
-        return Ok(super::see_other(&back));
+        Ok(super::see_other(&back))
+    };
+    let Some(key) = ManagementKeyPublicId::parse(form.get("key")) else {
+        return not_theirs();
     };
     let heir = form
         .get("to")
@@ -159,11 +161,7 @@ pub async fn hand_over(
             Ok(super::see_other(&back))
         }
         // A repeat (already handed over) or a key of someone else: nothing to do here.
-        Err(crate::store::StoreError::NotFound) => {
-            user.session
-                .set_flash("That management key is no longer this member's: nothing changed.")?;
-            Ok(super::see_other(&back))
-        }
+        Err(crate::store::StoreError::NotFound) => not_theirs(),
         Err(crate::store::StoreError::Conflict) => {
             let e = "Only a member who is an admin or owner now can take a management key over."
                 .to_owned();
